@@ -1,0 +1,564 @@
+//! One server-sent event, encoded once into [`Bytes`].
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// One event of a `text/event-stream`, already encoded as the bytes of its frame.
+///
+/// An `Event` is built once and then only moved or cloned: the frame lives in a
+/// reference-counted [`Bytes`], so sending the same event to many clients costs one
+/// reference-count increment per client, never a second encoding or a copy.
+///
+/// Build one with [`Event::builder`], or with the shortcuts [`Event::data`],
+/// [`Event::comment`] and (with the `json` feature) [`Event::json`].
+///
+/// Every frame reads back, with a parser that follows the HTML standard, as exactly the
+/// event that was built: the builder refuses an event type or id that would start a new
+/// field or a new event, and it splits data and comments at every line break.
+///
+/// ```
+/// use tower_sse::Event;
+///
+/// let event = Event::builder()
+///     .event("position")
+///     .id("42")
+///     .data("first line\nsecond line")
+///     .build()?;
+/// assert_eq!(
+///     event.as_bytes().as_ref(),
+///     b"event: position\nid: 42\ndata: first line\ndata: second line\n\n"
+/// );
+/// # Ok::<(), tower_sse::EventError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Event {
+    frame: Bytes,
+}
+
+impl Event {
+    /// Starts building an event.
+    ///
+    /// ```
+    /// let event = tower_sse::Event::builder().event("tick").data("1").build()?;
+    /// # Ok::<(), tower_sse::EventError>(())
+    /// ```
+    pub fn builder() -> EventBuilder {
+        EventBuilder::new()
+    }
+
+    /// An event of the default type (`message`) carrying `data`.
+    ///
+    /// Data cannot be refused: every line break in it (CRLF, LF or a lone CR) ends one
+    /// `data:` line, and an empty string still writes one `data:` line so the browser
+    /// fires an event with empty data.
+    ///
+    /// ```
+    /// let event = tower_sse::Event::data("hello\r\nworld");
+    /// assert_eq!(event.as_bytes().as_ref(), b"data: hello\ndata: world\n\n");
+    /// ```
+    pub fn data(data: &str) -> Event {
+        let mut buf = BytesMut::with_capacity(data.len() + 9);
+        write_lines(&mut buf, b"data", data);
+        buf.put_u8(b'\n');
+        Event {
+            frame: buf.freeze(),
+        }
+    }
+
+    /// A frame holding only a comment, which clients ignore: useful as a heartbeat.
+    ///
+    /// A comment with line breaks becomes several comment lines.
+    ///
+    /// ```
+    /// let event = tower_sse::Event::comment("keep\nalive");
+    /// assert_eq!(event.as_bytes().as_ref(), b": keep\n: alive\n\n");
+    /// ```
+    pub fn comment(text: &str) -> Event {
+        let mut buf = BytesMut::with_capacity(text.len() + 4);
+        write_lines(&mut buf, b"", text);
+        buf.put_u8(b'\n');
+        Event {
+            frame: buf.freeze(),
+        }
+    }
+
+    /// An event of the default type whose data is `value` serialized as JSON.
+    ///
+    /// ```
+    /// let event = tower_sse::Event::json(&serde_json::json!({ "lat": 13.69 }))?;
+    /// assert_eq!(event.as_bytes().as_ref(), b"data: {\"lat\":13.69}\n\n");
+    /// # Ok::<(), tower_sse::EventError>(())
+    /// ```
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+    pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Event, EventError> {
+        Event::builder().json_data(value).build()
+    }
+
+    /// The encoded frame, ending with the blank line that dispatches the event.
+    ///
+    /// ```
+    /// assert_eq!(tower_sse::Event::data("x").as_bytes().as_ref(), b"data: x\n\n");
+    /// ```
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.frame
+    }
+
+    /// Takes the encoded frame out of the event.
+    ///
+    /// ```
+    /// let bytes: bytes::Bytes = tower_sse::Event::data("x").into_bytes();
+    /// assert_eq!(bytes.as_ref(), b"data: x\n\n");
+    /// ```
+    pub fn into_bytes(self) -> Bytes {
+        self.frame
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Event")
+            .field(&String::from_utf8_lossy(&self.frame))
+            .finish()
+    }
+}
+
+impl From<Event> for Bytes {
+    fn from(event: Event) -> Bytes {
+        event.frame
+    }
+}
+
+/// Builds an [`Event`], encoding each field as it is given.
+///
+/// Fields are written in the order they are set. Setting `event` or `id` twice writes two
+/// lines, and parsers keep the last; calling `data` twice writes the lines of both, and the
+/// client receives them joined by a line feed. The first invalid value is remembered and
+/// returned by [`build`](EventBuilder::build), so a chain never panics.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_sse::Event;
+///
+/// let event = Event::builder()
+///     .comment("sensor 7")
+///     .retry(Duration::from_secs(3))
+///     .event("sensor-update")
+///     .data("21.5")
+///     .build()?;
+/// assert_eq!(
+///     event.as_bytes().as_ref(),
+///     b": sensor 7\nretry: 3000\nevent: sensor-update\ndata: 21.5\n\n"
+/// );
+/// # Ok::<(), tower_sse::EventError>(())
+/// ```
+#[derive(Debug, Default)]
+#[must_use = "an EventBuilder does nothing until `build` is called"]
+pub struct EventBuilder {
+    buf: BytesMut,
+    error: Option<EventError>,
+}
+
+impl EventBuilder {
+    /// An empty builder.
+    ///
+    /// ```
+    /// let builder = tower_sse::EventBuilder::new();
+    /// ```
+    pub fn new() -> Self {
+        Self::with_capacity(64)
+    }
+
+    /// An empty builder whose buffer starts with room for `capacity` bytes, so that an
+    /// event of known size is encoded with a single allocation.
+    ///
+    /// ```
+    /// let event = tower_sse::EventBuilder::with_capacity(16).data("x").build()?;
+    /// # Ok::<(), tower_sse::EventError>(())
+    /// ```
+    pub fn with_capacity(capacity: usize) -> Self {
+        EventBuilder {
+            buf: BytesMut::with_capacity(capacity),
+            error: None,
+        }
+    }
+
+    /// Sets the event type (the `event:` field); clients dispatch it to listeners of that
+    /// name instead of `onmessage`.
+    ///
+    /// A type containing CR or LF is refused with [`EventError::InvalidEventType`].
+    ///
+    /// ```
+    /// let event = tower_sse::Event::builder().event("position").data("{}").build()?;
+    /// assert!(tower_sse::Event::builder().event("a\nb").build().is_err());
+    /// # Ok::<(), tower_sse::EventError>(())
+    /// ```
+    pub fn event(mut self, event_type: &str) -> Self {
+        if memchr::memchr2(b'\r', b'\n', event_type.as_bytes()).is_some() {
+            self.fail(EventError::InvalidEventType);
+        } else {
+            write_field(&mut self.buf, b"event", event_type);
+        }
+        self
+    }
+
+    /// Sets the event id (the `id:` field), which the browser sends back as the
+    /// `Last-Event-ID` header when it reconnects.
+    ///
+    /// An id containing CR, LF or NUL is refused with [`EventError::InvalidId`]. An empty
+    /// id is allowed: it clears the client's last event id.
+    ///
+    /// ```
+    /// let event = tower_sse::Event::builder().id("17").data("x").build()?;
+    /// assert!(tower_sse::Event::builder().id("1\r").build().is_err());
+    /// assert!(tower_sse::Event::builder().id("1\0").build().is_err());
+    /// # Ok::<(), tower_sse::EventError>(())
+    /// ```
+    pub fn id(mut self, id: &str) -> Self {
+        if memchr::memchr3(b'\r', b'\n', 0, id.as_bytes()).is_some() {
+            self.fail(EventError::InvalidId);
+        } else {
+            write_field(&mut self.buf, b"id", id);
+        }
+        self
+    }
+
+    /// Adds data: one `data:` line for each line of `data`.
+    ///
+    /// CRLF, LF and a lone CR each end exactly one line; an empty string still writes one
+    /// `data:` line, so the event fires with empty data.
+    ///
+    /// ```
+    /// let event = tower_sse::Event::builder().data("a\rb").build()?;
+    /// assert_eq!(event.as_bytes().as_ref(), b"data: a\ndata: b\n\n");
+    /// # Ok::<(), tower_sse::EventError>(())
+    /// ```
+    pub fn data(mut self, data: &str) -> Self {
+        write_lines(&mut self.buf, b"data", data);
+        self
+    }
+
+    /// Adds `value` serialized as JSON as the event's data.
+    ///
+    /// The JSON is written straight into the frame. Compact JSON has no line breaks; if a
+    /// raw value brings some, they are split like any other data.
+    ///
+    /// ```
+    /// #[derive(serde::Serialize)]
+    /// struct Position { lat: f64, lon: f64 }
+    ///
+    /// let event = tower_sse::Event::builder()
+    ///     .event("position")
+    ///     .json_data(&Position { lat: 13.69, lon: 100.75 })
+    ///     .build()?;
+    /// # Ok::<(), tower_sse::EventError>(())
+    /// ```
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+    pub fn json_data<T: serde::Serialize + ?Sized>(mut self, value: &T) -> Self {
+        let start = self.buf.len();
+        self.buf.put_slice(b"data: ");
+        let json_start = self.buf.len();
+        match serde_json::to_writer((&mut self.buf).writer(), value) {
+            Ok(()) => {
+                let json = &self.buf[json_start..];
+                if memchr::memchr2(b'\r', b'\n', json).is_some() {
+                    // Only a raw value can bring line breaks; split them like any data.
+                    let text = String::from_utf8_lossy(json).into_owned();
+                    self.buf.truncate(start);
+                    write_lines(&mut self.buf, b"data", &text);
+                } else {
+                    self.buf.put_u8(b'\n');
+                }
+            }
+            Err(err) => {
+                self.buf.truncate(start);
+                self.fail(EventError::Json(err));
+            }
+        }
+        self
+    }
+
+    /// Sets the client's reconnection time (the `retry:` field), written in milliseconds.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let event = tower_sse::Event::builder().retry(Duration::from_millis(1500)).build()?;
+    /// assert_eq!(event.as_bytes().as_ref(), b"retry: 1500\n\n");
+    /// # Ok::<(), tower_sse::EventError>(())
+    /// ```
+    pub fn retry(mut self, retry: Duration) -> Self {
+        write_retry(&mut self.buf, retry);
+        self
+    }
+
+    /// Adds a comment, which clients ignore; a comment with line breaks becomes several
+    /// comment lines.
+    ///
+    /// ```
+    /// let event = tower_sse::Event::builder().comment("a\nb").data("x").build()?;
+    /// assert_eq!(event.as_bytes().as_ref(), b": a\n: b\ndata: x\n\n");
+    /// # Ok::<(), tower_sse::EventError>(())
+    /// ```
+    pub fn comment(mut self, text: &str) -> Self {
+        write_lines(&mut self.buf, b"", text);
+        self
+    }
+
+    /// Finishes the event, or returns the first field that was refused.
+    ///
+    /// ```
+    /// let event = tower_sse::Event::builder().data("x").build()?;
+    /// # Ok::<(), tower_sse::EventError>(())
+    /// ```
+    pub fn build(mut self) -> Result<Event, EventError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        self.buf.put_u8(b'\n');
+        Ok(Event {
+            frame: self.buf.freeze(),
+        })
+    }
+
+    fn fail(&mut self, error: EventError) {
+        if self.error.is_none() {
+            self.error = Some(error);
+        }
+    }
+}
+
+/// Why an [`EventBuilder`] refused to build an event.
+///
+/// ```
+/// use tower_sse::{Event, EventError};
+///
+/// let err = Event::builder().id("a\nid: forged").data("x").build().unwrap_err();
+/// assert!(matches!(err, EventError::InvalidId));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum EventError {
+    /// The event type contains CR or LF, which would start another field.
+    InvalidEventType,
+    /// The id contains CR or LF, which would start another field, or NUL, which makes
+    /// clients ignore the id.
+    InvalidId,
+    /// The data could not be serialized as JSON.
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
+    Json(serde_json::Error),
+}
+
+impl fmt::Display for EventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventError::InvalidEventType => f.write_str("SSE event type contains CR or LF"),
+            EventError::InvalidId => f.write_str("SSE event id contains CR, LF or NUL"),
+            #[cfg(feature = "json")]
+            EventError::Json(err) => write!(f, "SSE event data could not be serialized: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for EventError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            #[cfg(feature = "json")]
+            EventError::Json(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+/// Writes `name: value\n`; `value` is known to hold no line break.
+fn write_field(buf: &mut BytesMut, name: &[u8], value: &str) {
+    buf.reserve(name.len() + value.len() + 3);
+    buf.put_slice(name);
+    if value.is_empty() {
+        buf.put_slice(b":\n");
+    } else {
+        buf.put_slice(b": ");
+        buf.put_slice(value.as_bytes());
+        buf.put_u8(b'\n');
+    }
+}
+
+/// Writes one `name: line` per line of `text`; CRLF, LF and a lone CR each end one line.
+/// An empty `name` writes comment lines.
+fn write_lines(buf: &mut BytesMut, name: &[u8], text: &str) {
+    let mut rest = text.as_bytes();
+    buf.reserve(rest.len() + name.len() + 3);
+    loop {
+        match memchr::memchr2(b'\n', b'\r', rest) {
+            None => {
+                write_line(buf, name, rest);
+                return;
+            }
+            Some(at) => {
+                write_line(buf, name, &rest[..at]);
+                let skip = if rest[at] == b'\r' && rest.get(at + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
+                rest = &rest[at + skip..];
+            }
+        }
+    }
+}
+
+fn write_line(buf: &mut BytesMut, name: &[u8], line: &[u8]) {
+    buf.put_slice(name);
+    if line.is_empty() {
+        buf.put_slice(b":\n");
+    } else {
+        buf.put_slice(b": ");
+        buf.put_slice(line);
+        buf.put_u8(b'\n');
+    }
+}
+
+/// Writes `retry: <milliseconds>\n`.
+pub(crate) fn write_retry(buf: &mut BytesMut, retry: Duration) {
+    let millis = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX);
+    buf.put_slice(b"retry: ");
+    buf.put_slice(itoa::Buffer::new().format(millis).as_bytes());
+    buf.put_u8(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(event: &Event) -> &[u8] {
+        event.as_bytes().as_ref()
+    }
+
+    #[test]
+    fn crlf_lf_and_lone_cr_each_end_one_line() {
+        let event = Event::data("a\r\nb\nc\rd");
+        assert_eq!(frame(&event), b"data: a\ndata: b\ndata: c\ndata: d\n\n");
+    }
+
+    #[test]
+    fn line_breaks_at_the_edges_give_empty_data_lines() {
+        assert_eq!(frame(&Event::data("\n")), b"data:\ndata:\n\n");
+        assert_eq!(frame(&Event::data("\r\n\r")), b"data:\ndata:\ndata:\n\n");
+        assert_eq!(frame(&Event::data("x\r")), b"data: x\ndata:\n\n");
+    }
+
+    #[test]
+    fn empty_data_still_writes_a_data_line() {
+        assert_eq!(frame(&Event::data("")), b"data:\n\n");
+        let built = Event::builder().event("e").data("").build().unwrap();
+        assert_eq!(frame(&built), b"event: e\ndata:\n\n");
+    }
+
+    #[test]
+    fn leading_space_in_a_value_survives_the_one_stripped_space() {
+        assert_eq!(frame(&Event::data(" x")), b"data:  x\n\n");
+    }
+
+    #[test]
+    fn event_type_with_line_break_is_refused() {
+        for bad in ["a\nb", "a\rb", "\r\n", "x\n"] {
+            let err = Event::builder().event(bad).data("x").build().unwrap_err();
+            assert!(matches!(err, EventError::InvalidEventType), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn id_with_line_break_or_nul_is_refused() {
+        for bad in ["1\n", "1\r", "\0", "a\0b", "1\r\nevent: x"] {
+            let err = Event::builder().id(bad).data("x").build().unwrap_err();
+            assert!(matches!(err, EventError::InvalidId), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn first_error_is_kept() {
+        let err = Event::builder().event("\n").id("\n").build().unwrap_err();
+        assert!(matches!(err, EventError::InvalidEventType));
+    }
+
+    #[test]
+    fn empty_id_clears_and_empty_comment_is_a_bare_colon() {
+        let event = Event::builder()
+            .id("")
+            .comment("")
+            .data("x")
+            .build()
+            .unwrap();
+        assert_eq!(frame(&event), b"id:\n:\ndata: x\n\n");
+    }
+
+    #[test]
+    fn comment_lines_are_split() {
+        assert_eq!(frame(&Event::comment("a\r\nb\rc")), b": a\n: b\n: c\n\n");
+    }
+
+    #[test]
+    fn retry_is_written_in_milliseconds() {
+        let event = Event::builder()
+            .retry(Duration::from_micros(2_500_900))
+            .build()
+            .unwrap();
+        assert_eq!(frame(&event), b"retry: 2500\n\n");
+    }
+
+    #[test]
+    fn fields_keep_the_order_they_were_set() {
+        let event = Event::builder()
+            .id("7")
+            .event("t")
+            .data("d")
+            .comment("c")
+            .build()
+            .unwrap();
+        assert_eq!(frame(&event), b"id: 7\nevent: t\ndata: d\n: c\n\n");
+    }
+
+    #[test]
+    fn non_ascii_values_are_written_as_utf8() {
+        let event = Event::builder()
+            .event("เครื่องบิน")
+            .id("✈️42")
+            .data("สวัสดี")
+            .build()
+            .unwrap();
+        assert_eq!(
+            frame(&event),
+            "event: เครื่องบิน\nid: ✈️42\ndata: สวัสดี\n\n".as_bytes()
+        );
+    }
+
+    #[test]
+    fn clones_share_one_allocation() {
+        let event = Event::data("shared");
+        let copy = event.clone();
+        assert_eq!(event.as_bytes().as_ptr(), copy.as_bytes().as_ptr());
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn json_is_written_in_place_and_raw_line_breaks_are_split() {
+        let event = Event::json(&serde_json::json!({"a": "x\ny"})).unwrap();
+        assert_eq!(frame(&event), b"data: {\"a\":\"x\\ny\"}\n\n");
+
+        let raw = serde_json::value::RawValue::from_string("{\n\"a\": 1}".into()).unwrap();
+        let event = Event::json(&raw).unwrap();
+        assert_eq!(frame(&event), b"data: {\ndata: \"a\": 1}\n\n");
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn json_errors_are_returned_not_written() {
+        let mut map = std::collections::BTreeMap::new();
+        map.insert(vec![1u8], 1);
+        let err = Event::builder().data("kept").json_data(&map).build();
+        assert!(matches!(err, Err(EventError::Json(_))));
+    }
+}

@@ -1,0 +1,178 @@
+//! The tower layer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use crate::config::Config;
+use crate::{Event, KeepAlive, Shutdown, SseService, StreamEnd};
+
+/// A tower [`Layer`] that turns a service answering with a stream of events into an SSE
+/// endpoint.
+///
+/// The inner service receives the request, with the client's
+/// [`LastEventId`](crate::LastEventId) in its extensions when there is one, and answers
+/// with any `Stream` whose items are [`Event`] or `Result<Event, E>`. The layer answers
+/// with status 200, the event-stream headers and an [`SseBody`](crate::SseBody) that
+/// writes the events, heartbeats while idle, and reports how the stream ended.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use futures_util::stream;
+/// use tower::{ServiceBuilder, service_fn};
+/// use tower_sse::{Event, LastEventId, SseLayer};
+///
+/// let service = ServiceBuilder::new()
+///     .layer(SseLayer::new())
+///     .service(service_fn(|request: http::Request<()>| async move {
+///         let resume = request.extensions().get::<LastEventId>().cloned();
+///         let first = resume.map_or(0, |id| id.parse::<u64>().unwrap_or(0) + 1);
+///         let events = stream::iter(first..first + 3).map(|n| {
+///             Event::builder().id(&n.to_string()).data("tick").build()
+///         });
+///         Ok::<_, Infallible>(events)
+///     }));
+/// # use futures_util::StreamExt;
+/// ```
+#[derive(Clone, Debug)]
+pub struct SseLayer {
+    pub(crate) config: Arc<Config>,
+    pub(crate) query: Option<Arc<str>>,
+}
+
+impl SseLayer {
+    /// A layer with the defaults: a heartbeat every 15 idle seconds, frames of up to
+    /// 64 KiB, the last event id also read from the `lastEventId` query parameter.
+    ///
+    /// ```
+    /// let layer = tower_sse::SseLayer::new();
+    /// ```
+    pub fn new() -> Self {
+        SseLayer {
+            config: Arc::new(Config::default()),
+            query: Some(Arc::from("lastEventId")),
+        }
+    }
+
+    /// Sets the heartbeat.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let layer = tower_sse::SseLayer::new()
+    ///     .keep_alive(tower_sse::KeepAlive::new().interval(Duration::from_secs(20)));
+    /// ```
+    pub fn keep_alive(mut self, keep_alive: KeepAlive) -> Self {
+        self.config_mut().keep_alive = Some(keep_alive);
+        self
+    }
+
+    /// Turns heartbeats off.
+    ///
+    /// ```
+    /// let layer = tower_sse::SseLayer::new().no_keep_alive();
+    /// ```
+    pub fn no_keep_alive(mut self) -> Self {
+        self.config_mut().keep_alive = None;
+        self
+    }
+
+    /// Writes `retry: <ms>` first on every stream, setting how long clients wait before
+    /// they reconnect.
+    ///
+    /// ```
+    /// let layer = tower_sse::SseLayer::new().retry(std::time::Duration::from_secs(3));
+    /// ```
+    pub fn retry(mut self, retry: Duration) -> Self {
+        self.config_mut().set_retry(retry);
+        self
+    }
+
+    /// Sets the largest data frame made by coalescing ready events (default 64 KiB).
+    ///
+    /// ```
+    /// let layer = tower_sse::SseLayer::new().max_frame_size(16 * 1024);
+    /// ```
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.config_mut().set_max_frame(bytes);
+        self
+    }
+
+    /// Calls `on_end` once per stream when it ends, with why and what was sent.
+    ///
+    /// ```
+    /// let layer = tower_sse::SseLayer::new()
+    ///     .on_end(|end| println!("{}: {} events, {} bytes", end.reason, end.events, end.bytes));
+    /// ```
+    pub fn on_end<F>(mut self, on_end: F) -> Self
+    where
+        F: Fn(&StreamEnd) + Send + Sync + 'static,
+    {
+        self.config_mut().set_on_end(on_end);
+        self
+    }
+
+    /// Ends every stream cleanly when `shutdown` is triggered, so that the server's own
+    /// graceful shutdown can complete.
+    ///
+    /// ```
+    /// let shutdown = tower_sse::Shutdown::new();
+    /// let layer = tower_sse::SseLayer::new().graceful_shutdown(shutdown.clone());
+    /// ```
+    pub fn graceful_shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.config_mut().shutdown = Some(shutdown);
+        self
+    }
+
+    /// The event written last on every stream that ends on shutdown.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let bye = tower_sse::Event::builder().retry(Duration::from_millis(250)).build()?;
+    /// let layer = tower_sse::SseLayer::new().shutdown_event(bye);
+    /// # Ok::<(), tower_sse::EventError>(())
+    /// ```
+    pub fn shutdown_event(mut self, event: Event) -> Self {
+        self.config_mut().set_shutdown_event(event);
+        self
+    }
+
+    /// Sets the query parameter read as the last event id when the header is absent, for
+    /// clients that cannot set headers (default `lastEventId`).
+    ///
+    /// ```
+    /// let layer = tower_sse::SseLayer::new().last_event_id_query("since");
+    /// ```
+    pub fn last_event_id_query(mut self, name: &str) -> Self {
+        self.query = Some(Arc::from(name));
+        self
+    }
+
+    /// Reads the last event id from the header only.
+    ///
+    /// ```
+    /// let layer = tower_sse::SseLayer::new().no_last_event_id_query();
+    /// ```
+    pub fn no_last_event_id_query(mut self) -> Self {
+        self.query = None;
+        self
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+}
+
+impl Default for SseLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S> Layer<S> for SseLayer {
+    type Service = SseService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SseService::from_layer(inner, self.clone())
+    }
+}

@@ -1,0 +1,184 @@
+//! An SSE response built from one stream, and the headers every SSE response carries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{CACHE_CONTROL, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE};
+use http::{HeaderName, HeaderValue, Response, Version};
+
+use crate::config::Config;
+use crate::{Event, KeepAlive, Shutdown, SseBody, StreamEnd};
+
+const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+
+/// An SSE response for code that is not a whole service: a handler that returns one
+/// stream. It has the same settings as [`SseLayer`](crate::SseLayer).
+///
+/// ```
+/// use futures_util::stream;
+/// use tower_sse::{Event, KeepAlive, Sse};
+///
+/// let events = stream::iter([Event::data("one"), Event::data("two")]);
+/// let response = Sse::new(events)
+///     .keep_alive(KeepAlive::new())
+///     .http_version(http::Version::HTTP_11)
+///     .into_response();
+/// assert_eq!(response.headers()["content-type"], "text/event-stream");
+/// assert_eq!(response.headers()["connection"], "keep-alive");
+/// ```
+#[derive(Debug)]
+#[must_use = "an Sse does nothing until it is turned into a response"]
+pub struct Sse<S> {
+    stream: S,
+    config: Config,
+    version: Option<Version>,
+}
+
+impl<S> Sse<S> {
+    /// A response that writes the events of `stream`, with a heartbeat every 15 idle
+    /// seconds.
+    ///
+    /// ```
+    /// let sse = tower_sse::Sse::new(futures_util::stream::empty::<tower_sse::Event>());
+    /// ```
+    pub fn new(stream: S) -> Self {
+        Sse {
+            stream,
+            config: Config::default(),
+            version: None,
+        }
+    }
+
+    /// Sets the heartbeat.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let sse = tower_sse::Sse::new(futures_util::stream::empty::<tower_sse::Event>())
+    ///     .keep_alive(tower_sse::KeepAlive::new().interval(Duration::from_secs(5)));
+    /// ```
+    pub fn keep_alive(mut self, keep_alive: KeepAlive) -> Self {
+        self.config.keep_alive = Some(keep_alive);
+        self
+    }
+
+    /// Turns heartbeats off.
+    ///
+    /// ```
+    /// let sse = tower_sse::Sse::new(futures_util::stream::empty::<tower_sse::Event>()).no_keep_alive();
+    /// ```
+    pub fn no_keep_alive(mut self) -> Self {
+        self.config.keep_alive = None;
+        self
+    }
+
+    /// Writes `retry: <ms>` first, setting how long the client waits before it reconnects.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let sse = tower_sse::Sse::new(futures_util::stream::empty::<tower_sse::Event>())
+    ///     .retry(Duration::from_secs(2));
+    /// ```
+    pub fn retry(mut self, retry: Duration) -> Self {
+        self.config.set_retry(retry);
+        self
+    }
+
+    /// Sets the largest data frame made by coalescing ready events (default 64 KiB).
+    ///
+    /// ```
+    /// let sse = tower_sse::Sse::new(futures_util::stream::empty::<tower_sse::Event>())
+    ///     .max_frame_size(16 * 1024);
+    /// ```
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.config.set_max_frame(bytes);
+        self
+    }
+
+    /// Calls `on_end` once when the stream ends, with why and what was sent.
+    ///
+    /// ```
+    /// let sse = tower_sse::Sse::new(futures_util::stream::empty::<tower_sse::Event>())
+    ///     .on_end(|end| println!("{} after {} events", end.reason, end.events));
+    /// ```
+    pub fn on_end<F>(mut self, on_end: F) -> Self
+    where
+        F: Fn(&StreamEnd) + Send + Sync + 'static,
+    {
+        self.config.set_on_end(on_end);
+        self
+    }
+
+    /// Ends the stream cleanly when `shutdown` is triggered.
+    ///
+    /// ```
+    /// let shutdown = tower_sse::Shutdown::new();
+    /// let sse = tower_sse::Sse::new(futures_util::stream::empty::<tower_sse::Event>())
+    ///     .graceful_shutdown(shutdown.clone());
+    /// ```
+    pub fn graceful_shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.config.shutdown = Some(shutdown);
+        self
+    }
+
+    /// The event written last when the stream ends on shutdown, for instance one with a
+    /// short `retry` so that browsers reconnect quickly to another instance.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_sse::Event;
+    /// let bye = Event::builder().retry(Duration::from_millis(500)).event("bye").data("").build()?;
+    /// let sse = tower_sse::Sse::new(futures_util::stream::empty::<Event>()).shutdown_event(bye);
+    /// # Ok::<(), tower_sse::EventError>(())
+    /// ```
+    pub fn shutdown_event(mut self, event: Event) -> Self {
+        self.config.set_shutdown_event(event);
+        self
+    }
+
+    /// The HTTP version of the request this answers: `Connection: keep-alive` is added
+    /// for HTTP/1.x only. Without it no connection header is written.
+    ///
+    /// ```
+    /// let sse = tower_sse::Sse::new(futures_util::stream::empty::<tower_sse::Event>())
+    ///     .http_version(http::Version::HTTP_2);
+    /// ```
+    pub fn http_version(mut self, version: Version) -> Self {
+        self.version = Some(version);
+        self
+    }
+
+    /// The response: status 200, the SSE headers, and an [`SseBody`] over the stream.
+    ///
+    /// ```
+    /// let response = tower_sse::Sse::new(futures_util::stream::empty::<tower_sse::Event>())
+    ///     .into_response();
+    /// assert_eq!(response.status(), 200);
+    /// ```
+    pub fn into_response(self) -> Response<SseBody<S>> {
+        sse_response(
+            SseBody::new(self.stream, Arc::new(self.config)),
+            self.version,
+        )
+    }
+}
+
+/// Wraps `body` in a 200 response with the headers of an event stream.
+///
+/// `Content-Encoding: identity` keeps compression layers (tower-http's among them) from
+/// compressing, and so buffering, the stream; `Cache-Control: no-transform` asks proxies
+/// the same; `X-Accel-Buffering: no` turns off nginx's response buffering.
+pub(crate) fn sse_response<B>(body: B, version: Option<Version>) -> Response<B> {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    headers.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
+    headers.insert(CONTENT_ENCODING, HeaderValue::from_static("identity"));
+    if matches!(version, Some(Version::HTTP_10 | Version::HTTP_11)) {
+        headers.insert(CONNECTION, HeaderValue::from_static("keep-alive"));
+    }
+    response
+}
