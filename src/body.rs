@@ -88,10 +88,21 @@ pin_project! {
     impl<S> PinnedDrop for SseBody<S> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if !this.tracker.is_done() {
-                let shut_down = this.config.shutdown.as_ref().is_some_and(|s| s.is_triggered());
-                let reason = if shut_down { EndReason::Shutdown } else { EndReason::ClientGone };
-                this.tracker.finish(reason, None);
+            if this.tracker.is_done() {
+                return;
+            }
+            // Ending with nothing left: the connection took the last frame and, told by
+            // `is_end_stream`, did not ask for the end. Otherwise the stream was cut short.
+            let ending = std::mem::replace(this.state, State::Done);
+            match ending {
+                State::Ending(reason, error) if this.prelude.is_none() && this.carry.is_none() => {
+                    this.tracker.finish(reason, error);
+                }
+                _ => {
+                    let shut_down = this.config.shutdown.as_ref().is_some_and(|s| s.is_triggered());
+                    let reason = if shut_down { EndReason::Shutdown } else { EndReason::ClientGone };
+                    this.tracker.finish(reason, None);
+                }
             }
         }
     }
@@ -172,13 +183,13 @@ where
             this.tracker.events += 1;
         }
 
-        if matches!(this.state, State::Streaming) {
-            if this.shutdown.as_mut().is_some_and(|w| w.poll_triggered(cx)) {
-                this.stream.set(None);
-                *this.state = State::Ending(EndReason::Shutdown, None);
-                if let Some(last) = &this.config.shutdown_event {
-                    out.push(last.clone());
-                }
+        if matches!(this.state, State::Streaming)
+            && this.shutdown.as_mut().is_some_and(|w| w.poll_triggered(cx))
+        {
+            this.stream.set(None);
+            *this.state = State::Ending(EndReason::Shutdown, None);
+            if let Some(last) = &this.config.shutdown_event {
+                out.push(last.clone());
             }
         }
 

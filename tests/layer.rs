@@ -1,0 +1,698 @@
+//! The layer end to end: a real hyper server on loopback, real HTTP/1.1 and HTTP/2
+//! clients, events parsed by an independent spec parser.
+
+mod support;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, stream};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower_sse::{EndReason, Event, KeepAlive, LastEventId, Shutdown, Sse, SseLayer, StreamEnd};
+
+/// What the `on_end` callback saw.
+#[derive(Debug, PartialEq)]
+struct Report {
+    reason: EndReason,
+    error: Option<String>,
+    events: u64,
+    bytes: u64,
+}
+
+fn reporting(layer: SseLayer) -> (SseLayer, mpsc::UnboundedReceiver<Report>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let layer = layer.on_end(move |end: &StreamEnd| {
+        let _ = tx.send(Report {
+            reason: end.reason,
+            error: end.error.as_ref().map(|e| e.to_string()),
+            events: end.events,
+            bytes: end.bytes,
+        });
+    });
+    (layer, rx)
+}
+
+/// A server whose every stream is fed by a channel the test holds: each request hands
+/// the test its sender.
+async fn channel_server(
+    layer: SseLayer,
+) -> (
+    TestServer,
+    mpsc::UnboundedReceiver<mpsc::UnboundedSender<Event>>,
+) {
+    let (senders_tx, senders_rx) = mpsc::unbounded_channel();
+    let service = ServiceBuilder::new().layer(layer).service(service_fn(
+        move |_request: Request<Incoming>| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            senders_tx.send(tx).unwrap();
+            async move { Ok::<_, Infallible>(UnboundedReceiverStream::new(rx)) }
+        },
+    ));
+    (serve(service).await, senders_rx)
+}
+
+/// A server streaming `events` to every request.
+async fn fixed_server(layer: SseLayer, events: Vec<Event>) -> TestServer {
+    let service = ServiceBuilder::new().layer(layer).service(service_fn(
+        move |_request: Request<Incoming>| {
+            let events = events.clone();
+            async move { Ok::<_, Infallible>(stream::iter(events)) }
+        },
+    ));
+    serve(service).await
+}
+
+fn numbered(n: usize) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            Event::builder()
+                .id(&i.to_string())
+                .event("n")
+                .data(&format!("event {i}"))
+                .build()
+                .unwrap()
+        })
+        .collect()
+}
+
+fn text(bytes: &Bytes) -> &str {
+    std::str::from_utf8(bytes).unwrap()
+}
+
+#[tokio::test]
+async fn http1_headers_and_events_in_order() {
+    let server = fixed_server(SseLayer::new(), numbered(1000)).await;
+    let mut client = h1_connect(server.addr).await;
+    let response = client.send(get("/events").body(empty()).unwrap()).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.version(), Version::HTTP_11);
+    let headers = response.headers();
+    assert_eq!(headers["content-type"], "text/event-stream");
+    assert_eq!(headers["cache-control"], "no-cache, no-transform");
+    assert_eq!(headers["x-accel-buffering"], "no");
+    assert_eq!(headers["connection"], "keep-alive");
+
+    let parsed: Vec<_> = events(response).collect().await;
+    assert_eq!(parsed.len(), 1000);
+    for (i, event) in parsed.iter().enumerate() {
+        assert_eq!(event.id, i.to_string());
+        assert_eq!(event.event, "n");
+        assert_eq!(event.data, format!("event {i}"));
+    }
+}
+
+#[tokio::test]
+async fn http2_has_no_connection_header_and_events_in_order() {
+    let server = fixed_server(SseLayer::new(), numbered(1000)).await;
+    let mut client = h2_connect(server.addr).await;
+    let response = client.send(get("/events").body(empty()).unwrap()).await;
+
+    assert_eq!(response.version(), Version::HTTP_2);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(
+        response.headers()["cache-control"],
+        "no-cache, no-transform"
+    );
+    for name in ["connection", "keep-alive", "transfer-encoding"] {
+        assert!(!response.headers().contains_key(name), "{name} on HTTP/2");
+    }
+    let parsed: Vec<_> = events(response).collect().await;
+    let ids: Vec<_> = parsed
+        .iter()
+        .map(|e| e.id.parse::<usize>().unwrap())
+        .collect();
+    assert_eq!(ids, (0..1000).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn the_service_writes_connection_only_for_http1_requests() {
+    let service = ServiceBuilder::new()
+        .layer(SseLayer::new())
+        .service(service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(stream::empty::<Event>())
+        }));
+    for (version, expected) in [
+        (Version::HTTP_10, Some("keep-alive")),
+        (Version::HTTP_11, Some("keep-alive")),
+        (Version::HTTP_2, None),
+        (Version::HTTP_3, None),
+    ] {
+        let request = Request::get("/").version(version).body(()).unwrap();
+        let response = service.clone().oneshot(request).await.unwrap();
+        let connection = response
+            .headers()
+            .get("connection")
+            .map(|v| v.to_str().unwrap());
+        assert_eq!(connection, expected, "{version:?}");
+    }
+}
+
+#[tokio::test]
+async fn requests_other_than_get_get_405() {
+    let server = fixed_server(SseLayer::new(), numbered(1)).await;
+    let mut client = h1_connect(server.addr).await;
+    let request = Request::post("/events").body(empty()).unwrap();
+    let response = client.send(request).await;
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "GET");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(!body.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_goes_first_then_heartbeats_after_idle_time_reset_by_each_event() {
+    let layer = SseLayer::new()
+        .retry(Duration::from_millis(2500))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
+    let (server, mut senders) = channel_server(layer).await;
+    let mut client = h1_connect(server.addr).await;
+    let start = Instant::now();
+    let mut body = client
+        .send(get("/events").body(empty()).unwrap())
+        .await
+        .into_body();
+    let sender = senders.recv().await.unwrap();
+
+    let first = next_data(&mut body).await.unwrap();
+    assert_eq!(text(&first), "retry: 2500\n\n");
+    assert_eq!(start.elapsed(), Duration::ZERO);
+
+    let beat = next_data(&mut body).await.unwrap();
+    assert_eq!(text(&beat), ":\n\n");
+    assert_eq!(start.elapsed(), Duration::from_secs(15));
+
+    // An event at 20 s pushes the next heartbeat to 35 s, not 30 s.
+    tokio::time::sleep_until(start + Duration::from_secs(20)).await;
+    sender.send(Event::data("tick")).unwrap();
+    let event = next_data(&mut body).await.unwrap();
+    assert_eq!(text(&event), "data: tick\n\n");
+    assert_eq!(start.elapsed(), Duration::from_secs(20));
+
+    let beat = next_data(&mut body).await.unwrap();
+    assert_eq!(text(&beat), ":\n\n");
+    assert_eq!(start.elapsed(), Duration::from_secs(35));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_poll_writes_one_heartbeat_not_a_burst() {
+    let mut body = Sse::new(stream::pending::<Event>())
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(1)).text("hb"))
+        .into_response()
+        .into_body();
+    let start = Instant::now();
+    let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(text(&frame), ": hb\n\n");
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+
+    // Nobody polls for ten intervals; then one heartbeat, and the next a full interval later.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let late = Instant::now();
+    assert!(body.frame().await.unwrap().unwrap().is_data());
+    assert_eq!(late.elapsed(), Duration::ZERO);
+    assert!(
+        timeout(Duration::from_millis(999), body.frame())
+            .await
+            .is_err(),
+        "no catch-up heartbeat"
+    );
+    assert!(body.frame().await.unwrap().unwrap().is_data());
+    assert_eq!(late.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn ready_events_are_coalesced_into_few_frames_up_to_the_bound() {
+    let events = numbered(10_000);
+    let total: usize = events.iter().map(|e| e.as_bytes().len()).sum();
+    let mut body = Sse::new(stream::iter(events.clone()))
+        .max_frame_size(16 * 1024)
+        .into_response()
+        .into_body();
+    let mut frames = Vec::new();
+    while let Some(frame) = body.frame().await {
+        frames.push(frame.unwrap().into_data().unwrap());
+    }
+    let expected: Vec<u8> = events.iter().flat_map(|e| e.as_bytes().to_vec()).collect();
+    assert_eq!(frames.concat(), expected);
+    assert!(frames.iter().all(|f| f.len() <= 16 * 1024));
+    assert!(
+        frames.len() <= total / (16 * 1024 - 64) + 1,
+        "{} frames",
+        frames.len()
+    );
+
+    // Over a real connection too: 10,000 events arrive in a handful of reads.
+    let server = fixed_server(SseLayer::new(), events).await;
+    let mut client = h1_connect(server.addr).await;
+    let mut body = client
+        .send(get("/events").body(empty()).unwrap())
+        .await
+        .into_body();
+    let (mut reads, mut received) = (0, Vec::new());
+    while let Some(data) = next_data(&mut body).await {
+        reads += 1;
+        received.extend_from_slice(&data);
+    }
+    assert_eq!(received, expected);
+    assert!(reads <= 64, "{reads} reads for {total} bytes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_producer_gets_each_event_written_at_once() {
+    let (server, mut senders) = channel_server(SseLayer::new()).await;
+    let mut client = h1_connect(server.addr).await;
+    let mut body = client
+        .send(get("/events").body(empty()).unwrap())
+        .await
+        .into_body();
+    let sender = senders.recv().await.unwrap();
+    let start = Instant::now();
+    for i in 1..=5u64 {
+        tokio::time::sleep_until(start + Duration::from_secs(2 * i)).await;
+        sender.send(Event::data(&i.to_string())).unwrap();
+        let data = next_data(&mut body).await.unwrap();
+        assert_eq!(text(&data), format!("data: {i}\n\n"));
+        assert_eq!(start.elapsed(), Duration::from_secs(2 * i));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clean_close_is_reported_within_100ms_while_idle() {
+    let (layer, mut reports) = reporting(SseLayer::new());
+    let (server, mut senders) = channel_server(layer).await;
+
+    // HTTP/1.1: the client closes its socket while the stream is idle.
+    let mut client = h1_connect(server.addr).await;
+    let mut body = client
+        .send(get("/events").body(empty()).unwrap())
+        .await
+        .into_body();
+    let sender = senders.recv().await.unwrap();
+    sender.send(Event::data("only")).unwrap();
+    next_data(&mut body).await.unwrap();
+    drop(body);
+    client.close();
+    let report = timeout(Duration::from_millis(100), reports.recv())
+        .await
+        .expect("reported within 100 ms")
+        .unwrap();
+    assert_eq!(
+        report,
+        Report {
+            reason: EndReason::ClientGone,
+            error: None,
+            events: 1,
+            bytes: 12,
+        }
+    );
+    assert!(sender.is_closed(), "the stream was dropped");
+
+    // HTTP/2: the client resets one stream while its connection stays open.
+    let mut client = h2_connect(server.addr).await;
+    let mut body = client
+        .send(get("/events").body(empty()).unwrap())
+        .await
+        .into_body();
+    let sender = senders.recv().await.unwrap();
+    sender.send(Event::data("h2")).unwrap();
+    next_data(&mut body).await.unwrap();
+    drop(body);
+    let report = timeout(Duration::from_millis(100), reports.recv())
+        .await
+        .expect("reported within 100 ms")
+        .unwrap();
+    assert_eq!(report.reason, EndReason::ClientGone);
+    assert_eq!(report.events, 1);
+    assert!(sender.is_closed());
+    client.close();
+}
+
+/// A TCP proxy that, once cut, forwards nothing more and answers the server's next
+/// write with a reset: the server sees a peer that vanished without closing and can only
+/// learn it by writing.
+async fn vanishing_proxy(
+    upstream: std::net::SocketAddr,
+) -> (std::net::SocketAddr, mpsc::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (cut_tx, mut cut_rx) = mpsc::channel::<()>(1);
+    tokio::spawn(async move {
+        let (mut client, _) = listener.accept().await.unwrap();
+        let mut server = TcpStream::connect(upstream).await.unwrap();
+        let (mut a, mut b) = ([0u8; 16384], [0u8; 16384]);
+        loop {
+            tokio::select! {
+                _ = cut_rx.recv() => break,
+                n = client.read(&mut a) => match n { Ok(0) | Err(_) => return, Ok(n) => server.write_all(&a[..n]).await.unwrap() },
+                n = server.read(&mut b) => match n { Ok(0) | Err(_) => return, Ok(n) => client.write_all(&b[..n]).await.unwrap() },
+            }
+        }
+        // Cut: the client side stays silent; the server's next bytes get a reset.
+        let _ = server.read(&mut b).await;
+        #[allow(deprecated)] // linger 0 resets at once; it never blocks
+        server.set_linger(Some(Duration::ZERO)).unwrap();
+        drop(server);
+        std::future::pending::<()>().await;
+        drop(client);
+    });
+    (addr, cut_tx)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_vanished_client_is_noticed_at_the_next_heartbeat() {
+    let (layer, mut reports) =
+        reporting(SseLayer::new().keep_alive(KeepAlive::new().interval(Duration::from_secs(15))));
+    let (server, mut senders) = channel_server(layer).await;
+    let (proxy, cut) = vanishing_proxy(server.addr).await;
+
+    let mut client = h1_over(TcpStream::connect(proxy).await.unwrap()).await;
+    let mut body = client
+        .send(get("/events").body(empty()).unwrap())
+        .await
+        .into_body();
+    let sender = senders.recv().await.unwrap();
+    sender.send(Event::data("before")).unwrap();
+    next_data(&mut body).await.unwrap();
+    let cut_at = Instant::now();
+    cut.send(()).await.unwrap();
+
+    assert!(
+        timeout(Duration::from_secs(14), reports.recv())
+            .await
+            .is_err(),
+        "nothing can be noticed before the heartbeat"
+    );
+    let report = timeout(Duration::from_secs(2), reports.recv())
+        .await
+        .expect("noticed at the heartbeat")
+        .unwrap();
+    assert_eq!(report.reason, EndReason::ClientGone);
+    assert!(cut_at.elapsed() >= Duration::from_secs(15));
+    assert!(sender.is_closed());
+}
+
+#[tokio::test]
+async fn a_stream_error_ends_the_response_cleanly_and_is_reported() {
+    let (layer, mut reports) = reporting(SseLayer::new());
+    let service =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|_: Request<Incoming>| async {
+                let items: Vec<Result<Event, std::io::Error>> = vec![
+                    Ok(Event::data("one")),
+                    Ok(Event::data("two")),
+                    Err(std::io::Error::other("database went away")),
+                    Ok(Event::data("never")),
+                ];
+                Ok::<_, Infallible>(stream::iter(items))
+            }));
+    let server = serve(service).await;
+    for http2 in [false, true] {
+        let response = if http2 {
+            h2_connect(server.addr)
+                .await
+                .send(get("/").body(empty()).unwrap())
+                .await
+        } else {
+            h1_connect(server.addr)
+                .await
+                .send(get("/").body(empty()).unwrap())
+                .await
+        };
+        // The body ends without an error: no torn frame, nothing after the failure.
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("clean end")
+            .to_bytes();
+        assert_eq!(text(&body), "data: one\n\ndata: two\n\n");
+        let report = reports.recv().await.unwrap();
+        assert_eq!(
+            report,
+            Report {
+                reason: EndReason::Error,
+                error: Some("database went away".into()),
+                events: 2,
+                bytes: body.len() as u64,
+            }
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_finished_stream_is_reported_with_what_it_sent() {
+    let (layer, mut reports) = reporting(SseLayer::new().retry(Duration::from_secs(1)));
+    let events = numbered(3);
+    let server = fixed_server(layer, events.clone()).await;
+    let mut client = h1_connect(server.addr).await;
+    let body = client
+        .send(get("/").body(empty()).unwrap())
+        .await
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    let report = reports.recv().await.unwrap();
+    assert_eq!(report.reason, EndReason::Finished);
+    assert_eq!(report.events, 3);
+    assert_eq!(report.bytes, body.len() as u64);
+    assert!(text(&body).starts_with("retry: 1000\n\n"));
+}
+
+#[tokio::test]
+async fn shutdown_ends_every_stream_after_its_final_event() {
+    let shutdown = Shutdown::new();
+    let bye = Event::builder()
+        .retry(Duration::from_millis(100))
+        .event("bye")
+        .data("")
+        .build()
+        .unwrap();
+    let (layer, mut reports) = reporting(
+        SseLayer::new()
+            .graceful_shutdown(shutdown.clone())
+            .shutdown_event(bye),
+    );
+    let (server, mut senders) = channel_server(layer).await;
+
+    let mut h1 = h1_connect(server.addr).await;
+    let mut h2 = h2_connect(server.addr).await;
+    let responses = vec![
+        h1.send(get("/").body(empty()).unwrap()).await,
+        h2.send(get("/").body(empty()).unwrap()).await,
+        h2.send(get("/").body(empty()).unwrap()).await,
+    ];
+    let mut senders_held = Vec::new();
+    for _ in 0..3 {
+        let sender = senders.recv().await.unwrap();
+        sender.send(Event::data("hello")).unwrap();
+        senders_held.push(sender);
+    }
+    let readers: Vec<_> = responses
+        .into_iter()
+        .map(|r| tokio::spawn(async move { events(r).collect::<Vec<_>>().await }))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    shutdown.trigger();
+
+    for reader in readers {
+        let parsed = reader.await.unwrap();
+        let got: Vec<_> = parsed
+            .iter()
+            .map(|e| (e.event.as_str(), e.data.as_str()))
+            .collect();
+        assert_eq!(got, [("message", "hello"), ("bye", "")]);
+        assert_eq!(parsed[1].retry, Some(Duration::from_millis(100)));
+    }
+    for _ in 0..3 {
+        assert_eq!(reports.recv().await.unwrap().reason, EndReason::Shutdown);
+    }
+    assert!(senders_held.iter().all(|s| s.is_closed()));
+}
+
+#[tokio::test]
+async fn an_outer_compress_everything_layer_neither_compresses_nor_buffers() {
+    use tower_http::compression::{CompressionLayer, predicate::SizeAbove};
+
+    let (senders_tx, mut senders) = mpsc::unbounded_channel();
+    let sse = ServiceBuilder::new()
+        .layer(SseLayer::new())
+        .service(service_fn(move |_: Request<Incoming>| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            senders_tx.send(tx).unwrap();
+            async move { Ok::<_, Infallible>(UnboundedReceiverStream::new(rx)) }
+        }))
+        .map_response(|r| r.map(|b| b.boxed()));
+    let plain = service_fn(|_: Request<Incoming>| async {
+        Ok::<_, Infallible>(Response::new(
+            Full::new(Bytes::from("plain text ".repeat(100)))
+                .map_err(|never| match never {})
+                .boxed(),
+        ))
+    });
+    let router = service_fn(move |request: Request<Incoming>| {
+        let (sse, plain) = (sse.clone(), plain);
+        async move {
+            if request.uri().path() == "/plain" {
+                plain.oneshot(request).await
+            } else {
+                sse.oneshot(request).await
+            }
+        }
+    });
+    let service = ServiceBuilder::new()
+        .layer(CompressionLayer::new().compress_when(SizeAbove::new(0)))
+        .service(router);
+    let server = serve(service).await;
+    let mut client = h1_connect(server.addr).await;
+
+    // The layer is live: a plain response is compressed.
+    let request = get("/plain")
+        .header("accept-encoding", "gzip")
+        .body(empty())
+        .unwrap();
+    let response = client.send(request).await;
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    response.into_body().collect().await.unwrap();
+
+    // The event stream is neither compressed nor held back: each event arrives before
+    // the next one is produced.
+    let request = get("/events")
+        .header("accept-encoding", "gzip, br, zstd")
+        .body(empty())
+        .unwrap();
+    let response = client.send(request).await;
+    assert_eq!(response.headers()["content-encoding"], "identity");
+    let mut body = response.into_body();
+    let sender = senders.recv().await.unwrap();
+    for i in 0..20 {
+        sender.send(Event::data(&format!("live {i}"))).unwrap();
+        let data = timeout(Duration::from_secs(5), next_data(&mut body))
+            .await
+            .expect("the event arrives without the next one")
+            .unwrap();
+        assert_eq!(text(&data), format!("data: live {i}\n\n"));
+    }
+}
+
+/// A server that answers with one event whose data is the last event id it was given.
+async fn echo_id_server(layer: SseLayer) -> TestServer {
+    let service = ServiceBuilder::new().layer(layer).service(service_fn(
+        |request: Request<Incoming>| async move {
+            let id = request.extensions().get::<LastEventId>();
+            let data = id.map_or("<none>".to_owned(), |id| format!("[{id}]"));
+            Ok::<_, Infallible>(stream::iter([Event::data(&data)]))
+        },
+    ));
+    serve(service).await
+}
+
+async fn echoed(
+    server: &TestServer,
+    request: Request<http_body_util::Empty<Bytes>>,
+    http2: bool,
+) -> String {
+    let response = if http2 {
+        h2_connect(server.addr).await.send(request).await
+    } else {
+        h1_connect(server.addr).await.send(request).await
+    };
+    assert_eq!(response.status(), StatusCode::OK);
+    let parsed: Vec<_> = events(response).collect().await;
+    assert_eq!(parsed.len(), 1);
+    parsed[0].data.clone()
+}
+
+#[tokio::test]
+async fn last_event_id_from_header_and_query_and_malformed_values() {
+    let server = echo_id_server(SseLayer::new()).await;
+    let thai = "ก๊าซ-42".as_bytes();
+    let long = "7".repeat(2000);
+    let cases: Vec<(&str, Option<&[u8]>, &str)> = vec![
+        ("/e", None, "<none>"),
+        ("/e", Some(b"42"), "[42]"),
+        ("/e", Some(thai), "[ก๊าซ-42]"),
+        ("/e?lastEventId=9", None, "[9]"),
+        ("/e?lastEventId=%E0%B8%81%20x", None, "[ก x]"),
+        ("/e?lastEventId=9", Some(b"10"), "[10]"),
+        ("/e", Some(b"\xff\xfe"), "<none>"),
+        ("/e", Some(long.as_bytes()), "<none>"),
+        ("/e?lastEventId=%FF", None, "<none>"),
+        ("/e?lastEventId=%", None, "[%]"),
+        ("/e?lastEventId=5", Some(b"\xc3"), "[5]"),
+    ];
+    for http2 in [false, true] {
+        for (uri, header, expected) in &cases {
+            let mut request = get(uri);
+            if let Some(value) = header {
+                request = request.header(
+                    "last-event-id",
+                    http::HeaderValue::from_bytes(value).unwrap(),
+                );
+            }
+            let got = echoed(&server, request.body(empty()).unwrap(), http2).await;
+            assert_eq!(&got, expected, "{uri} {header:?} http2={http2}");
+        }
+    }
+
+    let renamed = echo_id_server(SseLayer::new().last_event_id_query("since")).await;
+    assert_eq!(
+        echoed(&renamed, get("/e?since=3").body(empty()).unwrap(), false).await,
+        "[3]"
+    );
+    assert_eq!(
+        echoed(
+            &renamed,
+            get("/e?lastEventId=3").body(empty()).unwrap(),
+            false
+        )
+        .await,
+        "<none>"
+    );
+    let header_only = echo_id_server(SseLayer::new().no_last_event_id_query()).await;
+    assert_eq!(
+        echoed(
+            &header_only,
+            get("/e?lastEventId=3").body(empty()).unwrap(),
+            false
+        )
+        .await,
+        "<none>"
+    );
+}
+
+#[tokio::test]
+async fn the_plain_response_type_serves_one_stream() {
+    let service = service_fn(|request: Request<Incoming>| async move {
+        let response = Sse::new(stream::iter(numbered(5)))
+            .http_version(request.version())
+            .into_response();
+        Ok::<_, Infallible>(response)
+    });
+    let server = serve(service).await;
+    let response = h1_connect(server.addr)
+        .await
+        .send(get("/").body(empty()).unwrap())
+        .await;
+    assert_eq!(response.headers()["connection"], "keep-alive");
+    let parsed: Vec<_> = events(response).collect().await;
+    assert_eq!(parsed.len(), 5);
+    let response = h2_connect(server.addr)
+        .await
+        .send(get("/").body(empty()).unwrap())
+        .await;
+    assert!(!response.headers().contains_key("connection"));
+    assert_eq!(events(response).count().await, 5);
+}

@@ -1,0 +1,155 @@
+//! Shared by the integration tests: a real hyper server on a free loopback port
+//! (HTTP/1.1 and h2c on one port), real HTTP/1.1 and HTTP/2 clients, and an SSE reader
+//! built on an independent spec parser (`eventsource-stream`).
+#![allow(dead_code, unreachable_pub)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use eventsource_stream::{Event as ParsedEvent, Eventsource};
+use futures_util::{Stream, StreamExt};
+use http::{Request, Response};
+use http_body_util::{BodyDataStream, BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// A hyper server on `127.0.0.1:<free port>` serving HTTP/1.1 and HTTP/2 (prior
+/// knowledge) on the same port. Stops accepting when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    accept: JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+pub async fn serve<S, B>(service: S) -> TestServer
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accept = tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                continue;
+            };
+            let service = TowerToHyperService::new(service.clone());
+            tokio::spawn(async move {
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(socket), service)
+                    .await;
+            });
+        }
+    });
+    TestServer { addr, accept }
+}
+
+/// An HTTP/1.1 connection.
+pub struct H1 {
+    pub sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    pub conn: JoinHandle<()>,
+}
+
+pub async fn h1_connect(addr: SocketAddr) -> H1 {
+    h1_over(TcpStream::connect(addr).await.unwrap()).await
+}
+
+pub async fn h1_over(stream: TcpStream) -> H1 {
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    H1 { sender, conn }
+}
+
+impl H1 {
+    /// Closes the connection at once, whatever is in flight on it. (Dropping the
+    /// client only stops new requests; the connection lives while a body is read.)
+    pub fn close(self) {
+        self.conn.abort();
+    }
+
+    pub async fn send(&mut self, request: Request<Empty<Bytes>>) -> Response<Incoming> {
+        self.sender.ready().await.unwrap();
+        self.sender.send_request(request).await.unwrap()
+    }
+}
+
+/// An HTTP/2 connection with prior knowledge (h2c); `sender` can be cloned to open
+/// many streams on it.
+pub struct H2 {
+    pub sender: hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    pub conn: JoinHandle<()>,
+}
+
+pub async fn h2_connect(addr: SocketAddr) -> H2 {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    H2 { sender, conn }
+}
+
+impl H2 {
+    /// Closes the connection at once, whatever is in flight on it. (Dropping the
+    /// client only stops new requests; the connection lives while a body is read.)
+    pub fn close(self) {
+        self.conn.abort();
+    }
+
+    pub async fn send(&mut self, request: Request<Empty<Bytes>>) -> Response<Incoming> {
+        self.sender.ready().await.unwrap();
+        self.sender.send_request(request).await.unwrap()
+    }
+}
+
+/// `GET uri` as a browser's EventSource sends it.
+pub fn get(uri: &str) -> http::request::Builder {
+    Request::get(uri)
+        .header("accept", "text/event-stream")
+        .header("cache-control", "no-cache")
+}
+
+pub fn empty() -> Empty<Bytes> {
+    Empty::new()
+}
+
+/// The events of a response body, parsed by `eventsource-stream`.
+pub fn events(response: Response<Incoming>) -> impl Stream<Item = ParsedEvent> + Unpin {
+    BodyDataStream::new(response.into_body())
+        .eventsource()
+        .map(|event| event.expect("the stream parses as SSE"))
+        .boxed()
+}
+
+/// The next data frame of a body, or `None` at its end.
+pub async fn next_data(body: &mut Incoming) -> Option<Bytes> {
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.expect("body frame").into_data() {
+            return Some(data);
+        }
+    }
+    None
+}
