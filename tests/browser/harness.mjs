@@ -1,0 +1,267 @@
+// Browser harness for tower-sse's end-to-end tests.
+//
+// Launches Debian's Chromium (/usr/bin/chromium, installed by tests/run.sh) through
+// playwright-core, never a browser that Playwright downloads itself. Each harness has a
+// fresh temporary profile, records console errors and uncaught page errors of every page
+// it opens, and saves screenshots into a directory its caller names.
+//
+//   import { Harness, routeLeaflet } from './harness.mjs';
+//   const harness = await Harness.launch({ artifactsDir: 'target/browser-artifacts' });
+//   try {
+//     const page = await harness.newPage();
+//     await routeLeaflet(page);            // only for pages that load Leaflet from unpkg
+//     await page.goto(url);
+//     await harness.screenshot(page, 'map');
+//     harness.assertNoErrors();
+//   } finally {
+//     await harness.close();
+//   }
+
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+
+/** Debian's Chromium, from the `chromium` package. */
+export const CHROMIUM = process.env.TOWER_SSE_CHROMIUM || '/usr/bin/chromium';
+
+/**
+ * The flags Chromium runs with: headless, as root without a sandbox, and without any
+ * connection of its own to the outside (this machine has no network but loopback and
+ * the package registries, and Chromium's background requests would only fail).
+ */
+export const CHROMIUM_ARGS = Object.freeze([
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-component-update',
+  '--disable-sync',
+]);
+
+/** Where the `leaflet` npm package keeps the files a CDN would serve. */
+export const LEAFLET_DIST = path.join(HERE, 'node_modules', 'leaflet', 'dist');
+
+async function loadPlaywright() {
+  try {
+    return await import('playwright-core');
+  } catch (error) {
+    throw new Error(
+      `playwright-core is not installed in ${HERE}/node_modules: run tests/run.sh ` +
+        `(or \`npm ci\` in tests/browser) first. (${error.message})`,
+    );
+  }
+}
+
+export class Harness {
+  /**
+   * Starts Chromium with a fresh, empty profile.
+   *
+   * @param {object} [options]
+   * @param {string} [options.artifactsDir] where `screenshot` saves files (created if missing)
+   * @param {number} [options.timeout] default timeout of page actions, in ms
+   * @param {object} [options.viewport] e.g. `{ width: 1024, height: 768 }`
+   */
+  static async launch({ artifactsDir, timeout = 30_000, viewport } = {}) {
+    if (!existsSync(CHROMIUM)) {
+      throw new Error(
+        `Chromium is not installed at ${CHROMIUM}: run tests/run.sh ` +
+          '(it runs `apt-get install chromium`) first.',
+      );
+    }
+    const { chromium } = await loadPlaywright();
+    const userDataDir = await mkdtemp(path.join(tmpdir(), 'tower-sse-chromium-'));
+    let context;
+    try {
+      context = await chromium.launchPersistentContext(userDataDir, {
+        executablePath: CHROMIUM,
+        headless: true,
+        args: [...CHROMIUM_ARGS],
+        viewport: viewport ?? { width: 1024, height: 768 },
+        timeout: 60_000,
+      });
+    } catch (error) {
+      await rm(userDataDir, { recursive: true, force: true });
+      throw error;
+    }
+    context.setDefaultTimeout(timeout);
+    const harness = new Harness(context, userDataDir, artifactsDir);
+    // A persistent context opens with one blank page: use it as the first page.
+    for (const page of context.pages()) harness.#watch(page);
+    context.on('page', (page) => harness.#watch(page));
+    return harness;
+  }
+
+  /** @private use `Harness.launch` */
+  constructor(context, userDataDir, artifactsDir) {
+    this.context = context;
+    this.userDataDir = userDataDir;
+    this.artifactsDir = artifactsDir ? path.resolve(artifactsDir) : undefined;
+    /** `console.error` (and other error-level console messages) of every page. */
+    this.consoleErrors = [];
+    /** Uncaught exceptions and unhandled rejections of every page. */
+    this.pageErrors = [];
+    /** Requests that failed at the network level (refused, aborted, blocked). */
+    this.failedRequests = [];
+    /** Paths of the screenshots saved so far. */
+    this.screenshots = [];
+    this.#watched = new WeakSet();
+  }
+
+  #watched;
+  #initialTaken = false;
+
+  #watch(page) {
+    if (this.#watched.has(page)) return;
+    this.#watched.add(page);
+    page.on('console', (message) => {
+      if (message.type() === 'error') {
+        const { url, lineNumber } = message.location();
+        this.consoleErrors.push({
+          page: page.url(),
+          text: message.text(),
+          location: url ? `${url}:${lineNumber}` : undefined,
+        });
+      }
+    });
+    page.on('pageerror', (error) => {
+      this.pageErrors.push({ page: page.url(), message: error.message, stack: error.stack });
+    });
+    page.on('requestfailed', (request) => {
+      this.failedRequests.push({
+        url: request.url(),
+        resourceType: request.resourceType(),
+        error: request.failure()?.errorText,
+      });
+    });
+  }
+
+  /**
+   * A page to drive: the blank page Chromium opened with, the first time, then new ones.
+   * Console and page errors of every page are recorded.
+   */
+  async newPage() {
+    let page;
+    if (!this.#initialTaken) {
+      this.#initialTaken = true;
+      page = this.context.pages().find((p) => p.url() === 'about:blank');
+    }
+    page ??= await this.context.newPage();
+    this.#watch(page);
+    return page;
+  }
+
+  /**
+   * Saves a full-page PNG of `page` as `<artifactsDir>/<name>.png` and returns its path.
+   */
+  async screenshot(page, name) {
+    if (!this.artifactsDir) throw new Error('Harness.launch was given no artifactsDir');
+    await mkdir(this.artifactsDir, { recursive: true });
+    const file = path.join(this.artifactsDir, `${name.replace(/[^\w.-]+/g, '_')}.png`);
+    await page.screenshot({ path: file, fullPage: true });
+    this.screenshots.push(file);
+    return file;
+  }
+
+  /** Everything that went wrong in the pages, as one plain object (for JSON reports). */
+  errors() {
+    return {
+      consoleErrors: [...this.consoleErrors],
+      pageErrors: [...this.pageErrors],
+      failedRequests: [...this.failedRequests],
+    };
+  }
+
+  /** Throws if any page logged a console error or threw. */
+  assertNoErrors() {
+    const { consoleErrors, pageErrors } = this;
+    if (consoleErrors.length || pageErrors.length) {
+      throw new Error(
+        `the browser reported errors:\n${JSON.stringify({ consoleErrors, pageErrors }, null, 2)}`,
+      );
+    }
+  }
+
+  /** Closes Chromium and deletes its temporary profile. */
+  async close() {
+    try {
+      await this.context.close();
+    } finally {
+      await rm(this.userDataDir, { recursive: true, force: true });
+    }
+  }
+}
+
+const LEAFLET_URL = /^https:\/\/unpkg\.com\/leaflet@[^/]+\/dist\/([^?#]+)(?:[?#].*)?$/;
+
+const CONTENT_TYPES = {
+  '.js': 'application/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.map': 'application/json; charset=utf-8',
+  '.png': 'image/png',
+  '.svg': 'image/svg+xml',
+};
+
+/**
+ * Serves Leaflet from the `leaflet` npm package in place of the unpkg CDN, which this
+ * machine cannot reach: requests to `https://unpkg.com/leaflet@<any>/dist/...`
+ * (`leaflet.js`, `leaflet.css`, `images/*.png`, source maps) are fulfilled from
+ * `node_modules/leaflet/dist`. Anything else under that prefix gets a 404 and is recorded
+ * in the returned list, so that a test can fail on it.
+ *
+ * The responses carry `Access-Control-Allow-Origin: *`, so `<script integrity=...
+ * crossorigin>` tags copied from Leaflet's docs load too, as long as the version in the
+ * URL is the installed one (1.9.4).
+ *
+ * @returns {Promise<{ served: string[], missing: string[] }>}
+ */
+export async function routeLeaflet(page) {
+  const log = { served: [], missing: [] };
+  await page.route(LEAFLET_URL, async (route) => {
+    const url = route.request().url();
+    const relative = LEAFLET_URL.exec(url)[1];
+    const file = path.resolve(LEAFLET_DIST, relative);
+    if (!file.startsWith(LEAFLET_DIST + path.sep)) {
+      log.missing.push(url);
+      return route.fulfill({ status: 404, body: 'outside leaflet/dist' });
+    }
+    let body;
+    try {
+      body = await readFile(file);
+    } catch {
+      log.missing.push(url);
+      return route.fulfill({ status: 404, body: `not in the leaflet package: ${relative}` });
+    }
+    log.served.push(url);
+    return route.fulfill({
+      status: 200,
+      body,
+      headers: {
+        'content-type': CONTENT_TYPES[path.extname(file)] ?? 'application/octet-stream',
+        'access-control-allow-origin': '*',
+        'cache-control': 'no-store',
+      },
+    });
+  });
+  return log;
+}
+
+/**
+ * Waits until `predicate` (a function evaluated in the page) returns a truthy value, and
+ * returns it; on timeout returns `undefined` instead of throwing, so the caller can still
+ * report what the page had.
+ */
+export async function waitFor(page, predicate, { timeout = 30_000, arg } = {}) {
+  try {
+    const handle = await page.waitForFunction(predicate, arg, { timeout, polling: 50 });
+    return await handle.jsonValue();
+  } catch (error) {
+    if (error?.name === 'TimeoutError') return undefined;
+    throw error;
+  }
+}
