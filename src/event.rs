@@ -117,6 +117,26 @@ impl Event {
     }
 }
 
+impl Event {
+    /// The same event with an `id:` line holding `id` added before its final blank line.
+    ///
+    /// Parsers keep the last `id:` of an event, so this id replaces any the event had.
+    /// `id` must be known to hold no CR, LF or NUL (the hub passes numbers). One copy,
+    /// made once per published event, never per subscriber.
+    pub(crate) fn with_trusted_id(&self, id: &str) -> Event {
+        debug_assert!(memchr::memchr3(b'\r', b'\n', 0, id.as_bytes()).is_none());
+        let body = &self.frame[..self.frame.len() - 1];
+        let mut buf = Vec::with_capacity(body.len() + id.len() + 6);
+        buf.extend_from_slice(body);
+        buf.extend_from_slice(b"id: ");
+        buf.extend_from_slice(id.as_bytes());
+        buf.extend_from_slice(b"\n\n");
+        Event {
+            frame: Bytes::from(buf),
+        }
+    }
+}
+
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Event")
@@ -532,6 +552,15 @@ mod tests {
         assert_eq!(
             frame(&event),
             "event: เครื่องบิน\nid: ✈️42\ndata: สวัสดี\n\n".as_bytes()
+        );
+    }
+
+    #[test]
+    fn trusted_id_is_added_before_the_blank_line() {
+        let event = Event::builder().event("t").data("d").build().unwrap();
+        assert_eq!(
+            frame(&event.with_trusted_id("99")),
+            b"event: t\ndata: d\nid: 99\n\n"
         );
     }
 

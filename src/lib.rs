@@ -59,6 +59,7 @@
 mod body;
 mod config;
 mod event;
+pub mod hub;
 mod keep_alive;
 mod last_event_id;
 mod layer;
@@ -69,6 +70,7 @@ mod shutdown;
 
 pub use body::{IntoEvent, SseBody};
 pub use event::{Event, EventBuilder, EventError};
+pub use hub::{Hub, Subscription};
 pub use keep_alive::KeepAlive;
 pub use last_event_id::{LAST_EVENT_ID, LastEventId, LastEventIdError, MAX_LAST_EVENT_ID_LEN};
 pub use layer::SseLayer;

@@ -164,9 +164,10 @@ impl<S> Sse<S> {
 
 /// Wraps `body` in a 200 response with the headers of an event stream.
 ///
-/// `Content-Encoding: identity` keeps compression layers (tower-http's among them) from
-/// compressing, and so buffering, the stream; `Cache-Control: no-transform` asks proxies
-/// the same; `X-Accel-Buffering: no` turns off nginx's response buffering.
+/// `Content-Encoding: identity` keeps compression layers (tower-http's among them, even
+/// with a compress-everything predicate) from compressing the stream, which older
+/// versions also buffered; `Cache-Control: no-transform` asks proxies the same;
+/// `X-Accel-Buffering: no` turns off nginx's response buffering.
 pub(crate) fn sse_response<B>(body: B, version: Option<Version>) -> Response<B> {
     let mut response = Response::new(body);
     let headers = response.headers_mut();

@@ -38,7 +38,12 @@ struct Sensor {
 
 impl Sensor {
     fn new(id: &'static str, temperature: f64, humidity: f64, seed: u64) -> Self {
-        Sensor { id, temperature, humidity, seed }
+        Sensor {
+            id,
+            temperature,
+            humidity,
+            seed,
+        }
     }
 
     /// A uniform value in [-1, 1) from a xorshift generator.
@@ -56,7 +61,10 @@ impl Sensor {
     }
 
     fn event(&self) -> Event {
-        let millis = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
         let json = serde_json::json!({
             "sensor": self.id,
             "temperature": (self.temperature * 10.0).round() / 10.0,
@@ -108,7 +116,8 @@ async fn main() -> std::io::Result<()> {
         .layer(SseLayer::new().graceful_shutdown(shutdown.clone()))
         .service(service_fn(move |_request: Request<Incoming>| {
             // A reader that falls behind skips what it missed.
-            let stream = BroadcastStream::new(readings.subscribe()).filter_map(|r| async { r.ok() });
+            let stream =
+                BroadcastStream::new(readings.subscribe()).filter_map(|r| async { r.ok() });
             async move { Ok::<_, Infallible>(stream) }
         }))
         .map_response(|response| response.map(|body| body.boxed_unsync()));
@@ -124,7 +133,10 @@ async fn main() -> std::io::Result<()> {
     });
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    println!("sensors: streaming at http://{}/events", listener.local_addr()?);
+    println!(
+        "sensors: streaming at http://{}/events",
+        listener.local_addr()?
+    );
     let graceful = GracefulShutdown::new();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);

@@ -1,0 +1,698 @@
+//! Fan-out to many subscribers: topics, history and `Last-Event-ID` replay.
+//!
+//! A [`Hub`] gives every published event its id and encodes it once; every subscriber
+//! receives the same `Bytes`. Each topic keeps a bounded history, which is also the
+//! queue its subscribers read from, each at its own position: a subscriber that comes
+//! back with a `Last-Event-ID` simply starts reading further back, so the events it
+//! missed and the live ones that follow form one sequence, with no gap and no duplicate,
+//! however many publishers run meanwhile.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use tower::{ServiceBuilder, service_fn};
+//! use tower_sse::{Event, Hub, LastEventId, SseLayer};
+//!
+//! let hub = Hub::new();
+//! let events = ServiceBuilder::new().layer(SseLayer::new()).service(service_fn({
+//!     let hub = hub.clone();
+//!     move |request: http::Request<()>| {
+//!         // Resumes after the Last-Event-ID that the layer extracted.
+//!         let subscription = hub.subscribe(["positions"], request.extensions().get::<LastEventId>());
+//!         async move { Ok::<_, Infallible>(subscription) }
+//!     }
+//! }));
+//! hub.publish("positions", Event::builder().event("position").data("{}").build()?)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod storage;
+mod subscription;
+mod topic;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::Request;
+
+pub use storage::{Feed, MemoryStorage, Published, Storage};
+pub use subscription::Subscription;
+
+use crate::{Event, LastEventId};
+use subscription::Member;
+use topic::Topic;
+
+/// A publish-subscribe hub for server-sent events. Cheap to clone; share it freely.
+///
+/// ```
+/// use tower_sse::{Event, Hub};
+///
+/// let hub = Hub::builder().history_events(100).build();
+/// let published = hub.publish("weather", Event::data("sunny"))?;
+/// assert!(published.id().is_some());
+/// assert_eq!(hub.stats("weather").unwrap().published, 1);
+/// # Ok::<(), tower_sse::hub::PublishError>(())
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+pub(crate) struct HubInner {
+    pub(crate) config: HubConfig,
+    topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
+    /// Taken by every publish: ids are handed out and appended in one order.
+    publish: Mutex<u64>,
+    /// The newest id appended; every smaller id is already in its topic.
+    pub(crate) watermark: AtomicU64,
+    /// Ids of this hub start above this value; an older id comes from another run.
+    first: u64,
+    storage: Arc<dyn Storage>,
+}
+
+impl fmt::Debug for HubInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field("config", &self.config)
+            .field("watermark", &self.watermark)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+/// Settings of a hub; see [`HubBuilder`].
+#[derive(Clone, Debug)]
+pub(crate) struct HubConfig {
+    pub(crate) history_events: usize,
+    pub(crate) history_bytes: Option<usize>,
+    pub(crate) history_age: Option<Duration>,
+    pub(crate) queue_events: usize,
+    pub(crate) queue_bytes: usize,
+    pub(crate) lag_policy: LagPolicy,
+    pub(crate) reset_event_type: Arc<str>,
+    pub(crate) topic_param: Arc<str>,
+    pub(crate) max_topics: usize,
+}
+
+/// What happens to a subscriber whose queue is full.
+///
+/// ```
+/// use tower_sse::{Hub, hub::LagPolicy};
+/// let hub = Hub::builder().lag_policy(LagPolicy::SkipAhead).build();
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LagPolicy {
+    /// Its stream ends; the browser reconnects with its `Last-Event-ID` and catches up
+    /// from history, so nothing is lost while history covers it.
+    #[default]
+    Disconnect,
+    /// It skips to the newest event and first receives the reset event, so the page
+    /// knows to reload its state.
+    SkipAhead,
+}
+
+/// Builds a [`Hub`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_sse::Hub;
+///
+/// let hub = Hub::builder()
+///     .history_events(10_000)
+///     .history_bytes(8 << 20)
+///     .history_age(Duration::from_secs(300))
+///     .queue_events(1000)
+///     .reset_event_type("resync")
+///     .build();
+/// ```
+#[derive(Debug)]
+#[must_use = "a HubBuilder does nothing until `build` is called"]
+pub struct HubBuilder {
+    config: HubConfig,
+    storage: Option<Arc<dyn Storage>>,
+}
+
+impl fmt::Debug for dyn Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Storage")
+    }
+}
+
+impl HubBuilder {
+    /// Events each topic keeps for replay (default 4096).
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::builder().history_events(100).build();
+    /// ```
+    pub fn history_events(mut self, events: usize) -> Self {
+        self.config.history_events = events;
+        self
+    }
+
+    /// Bytes each topic keeps for replay, at most (default: no bound but the count).
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::builder().history_bytes(1 << 20).build();
+    /// ```
+    pub fn history_bytes(mut self, bytes: usize) -> Self {
+        self.config.history_bytes = Some(bytes);
+        self
+    }
+
+    /// How long an event stays in history, at most (default: no bound but the count).
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::builder().history_age(std::time::Duration::from_secs(60)).build();
+    /// ```
+    pub fn history_age(mut self, age: Duration) -> Self {
+        self.config.history_age = Some(age);
+        self
+    }
+
+    /// Events a subscriber may fall behind the newest before the [`LagPolicy`] applies
+    /// (default 1024). Events replayed when it subscribed do not count.
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::builder().queue_events(256).build();
+    /// ```
+    pub fn queue_events(mut self, events: usize) -> Self {
+        self.config.queue_events = events;
+        self
+    }
+
+    /// Bytes a subscriber may fall behind before the [`LagPolicy`] applies (default 4 MiB).
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::builder().queue_bytes(1 << 20).build();
+    /// ```
+    pub fn queue_bytes(mut self, bytes: usize) -> Self {
+        self.config.queue_bytes = bytes;
+        self
+    }
+
+    /// What happens to a subscriber that falls too far behind.
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::builder().lag_policy(tower_sse::hub::LagPolicy::SkipAhead).build();
+    /// ```
+    pub fn lag_policy(mut self, policy: LagPolicy) -> Self {
+        self.config.lag_policy = policy;
+        self
+    }
+
+    /// The type of the event that tells a subscriber it missed events that can no longer
+    /// be replayed (default `stream-reset`). Its data says why: `evicted`, `unknown`,
+    /// `malformed` or `lagged`.
+    ///
+    /// A type with a line break is ignored (the default stays).
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::builder().reset_event_type("resync").build();
+    /// ```
+    pub fn reset_event_type(mut self, event_type: &str) -> Self {
+        if !event_type.contains(['\r', '\n']) {
+            self.config.reset_event_type = Arc::from(event_type);
+        }
+        self
+    }
+
+    /// The query parameter [`Hub::subscribe_request`] reads topics from (default `topic`).
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::builder().topic_param("channel").build();
+    /// ```
+    pub fn topic_param(mut self, name: &str) -> Self {
+        self.config.topic_param = Arc::from(name);
+        self
+    }
+
+    /// Most topics one subscription may read (default 64).
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::builder().max_topics(8).build();
+    /// ```
+    pub fn max_topics(mut self, topics: usize) -> Self {
+        self.config.max_topics = topics.max(1);
+        self
+    }
+
+    /// Where events are stored and numbered (default [`MemoryStorage`]).
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::builder().storage(tower_sse::hub::MemoryStorage).build();
+    /// ```
+    pub fn storage(mut self, storage: impl Storage) -> Self {
+        self.storage = Some(Arc::new(storage));
+        self
+    }
+
+    /// The hub.
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::builder().build();
+    /// ```
+    pub fn build(self) -> Hub {
+        let config = self.config;
+        let first = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let inner = Arc::new(HubInner {
+            config,
+            topics: RwLock::new(HashMap::new()),
+            publish: Mutex::new(first),
+            watermark: AtomicU64::new(first),
+            first,
+            storage: self.storage.unwrap_or_else(|| Arc::new(MemoryStorage)),
+        });
+        let hub = Hub { inner };
+        hub.inner.storage.attach(Feed {
+            hub: Arc::downgrade(&hub.inner),
+        });
+        hub
+    }
+}
+
+/// Counters of one topic, read from [`Hub::stats`].
+///
+/// ```
+/// let hub = tower_sse::Hub::new();
+/// let _subscription = hub.subscribe(["t"], None);
+/// let stats = hub.stats("t").unwrap();
+/// assert_eq!((stats.subscribers, stats.published), (1, 0));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TopicStats {
+    /// The topic.
+    pub topic: String,
+    /// Subscribers reading it now.
+    pub subscribers: usize,
+    /// Events published on it.
+    pub published: u64,
+    /// Events taken by its subscribers (one per subscriber per event).
+    pub delivered: u64,
+    /// Events subscribers did not receive because they fell behind.
+    pub dropped: u64,
+    /// Subscribers cut off or skipped ahead for falling behind.
+    pub lagged: u64,
+    /// Events in its history now.
+    pub history: usize,
+}
+
+/// A subscription stream ended because the subscriber fell too far behind.
+///
+/// ```
+/// assert_eq!(tower_sse::hub::Lagged.to_string(), "hub subscriber fell too far behind");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lagged;
+
+impl fmt::Display for Lagged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("hub subscriber fell too far behind")
+    }
+}
+
+impl std::error::Error for Lagged {}
+
+/// Why an event could not be published.
+///
+/// ```
+/// let err = tower_sse::hub::PublishError::Unavailable("redis is down".into());
+/// assert!(err.to_string().contains("redis is down"));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The storage cannot take events now.
+    Unavailable(String),
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublishError::Unavailable(why) => write!(f, "hub storage unavailable: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+/// Why a request could not be subscribed.
+///
+/// ```
+/// let request = http::Request::get("/events").body(()).unwrap();
+/// let err = tower_sse::Hub::new().subscribe_request(&request).unwrap_err();
+/// assert_eq!(err, tower_sse::hub::SubscribeError::NoTopic);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubscribeError {
+    /// The request names no topic.
+    NoTopic,
+    /// The request names more topics than allowed.
+    TooManyTopics {
+        /// The most a subscription may read.
+        max: usize,
+    },
+    /// A topic name is not valid UTF-8 once decoded.
+    InvalidTopic,
+}
+
+impl fmt::Display for SubscribeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubscribeError::NoTopic => f.write_str("no topic to subscribe to"),
+            SubscribeError::TooManyTopics { max } => {
+                write!(f, "too many topics: at most {max} per subscription")
+            }
+            SubscribeError::InvalidTopic => f.write_str("a topic name is not valid UTF-8"),
+        }
+    }
+}
+
+impl std::error::Error for SubscribeError {}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hub {
+    /// An in-memory hub with the default settings.
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::new();
+    /// ```
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Starts configuring a hub.
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::builder().history_events(64).build();
+    /// ```
+    pub fn builder() -> HubBuilder {
+        HubBuilder {
+            config: HubConfig {
+                history_events: 4096,
+                history_bytes: None,
+                history_age: None,
+                queue_events: 1024,
+                queue_bytes: 4 << 20,
+                lag_policy: LagPolicy::Disconnect,
+                reset_event_type: Arc::from("stream-reset"),
+                topic_param: Arc::from("topic"),
+                max_topics: 64,
+            },
+            storage: None,
+        }
+    }
+
+    /// Publishes `event` on `topic`, giving it the hub's next id (which replaces any id
+    /// the event had).
+    ///
+    /// Never waits on subscribers: the event is appended to the topic's history and the
+    /// subscribers waiting for it are woken. Subscribers that have fallen too far behind
+    /// are cut off here, so a client that stops reading never holds anyone up.
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::new();
+    /// let first = hub.publish("t", tower_sse::Event::data("1"))?.id().unwrap();
+    /// let second = hub.publish("t", tower_sse::Event::data("2"))?.id().unwrap();
+    /// assert!(second > first);
+    /// # Ok::<(), tower_sse::hub::PublishError>(())
+    /// ```
+    pub fn publish(&self, topic: &str, event: Event) -> Result<Published, PublishError> {
+        let storage = self.inner.storage.clone();
+        storage.publish(
+            topic,
+            event,
+            &Feed {
+                hub: Arc::downgrade(&self.inner),
+            },
+        )
+    }
+
+    /// Subscribes to `topics`, resuming after `last_event_id` when given.
+    ///
+    /// With an id that history still covers, the subscriber first receives every event
+    /// of these topics it missed. With an id that is older than history, unknown, or not
+    /// an id of this hub, it first receives the reset event, then live events.
+    ///
+    /// ```
+    /// use tower_sse::{Hub, LastEventId};
+    ///
+    /// let hub = Hub::new();
+    /// let id = hub.publish("a", tower_sse::Event::data("x"))?.id().unwrap();
+    /// let resumed = hub.subscribe(["a", "b"], Some(&LastEventId::new(id.to_string())));
+    /// # Ok::<(), tower_sse::hub::PublishError>(())
+    /// ```
+    pub fn subscribe<I, T>(&self, topics: I, last_event_id: Option<&LastEventId>) -> Subscription
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        let mut names: Vec<Arc<str>> = Vec::new();
+        for topic in topics {
+            let topic = topic.as_ref();
+            if !names.iter().any(|n| &**n == topic) {
+                names.push(Arc::from(topic));
+            }
+        }
+        self.inner.subscribe(names, last_event_id)
+    }
+
+    /// Subscribes as the request asks: topics from the query (`?topic=a&topic=b`, the
+    /// parameter set by [`HubBuilder::topic_param`]), resumed from the [`LastEventId`]
+    /// that [`SseLayer`](crate::SseLayer) put in the request's extensions (or, without
+    /// the layer, from the `Last-Event-ID` header).
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::new();
+    /// let request = http::Request::get("/events?topic=a&topic=b%20c").body(()).unwrap();
+    /// let subscription = hub.subscribe_request(&request)?;
+    /// assert_eq!(subscription.topics().collect::<Vec<_>>(), ["a", "b c"]);
+    /// # Ok::<(), tower_sse::hub::SubscribeError>(())
+    /// ```
+    pub fn subscribe_request<B>(
+        &self,
+        request: &Request<B>,
+    ) -> Result<Subscription, SubscribeError> {
+        let config = &self.inner.config;
+        let mut names: Vec<Arc<str>> = Vec::new();
+        for pair in request.uri().query().unwrap_or("").split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if key != &*config.topic_param {
+                continue;
+            }
+            let spaced = value.replace('+', " ");
+            let topic = percent_encoding::percent_decode_str(&spaced)
+                .decode_utf8()
+                .map_err(|_| SubscribeError::InvalidTopic)?;
+            if !names.iter().any(|n| **n == *topic) {
+                if names.len() == config.max_topics {
+                    return Err(SubscribeError::TooManyTopics {
+                        max: config.max_topics,
+                    });
+                }
+                names.push(Arc::from(topic.as_ref()));
+            }
+        }
+        if names.is_empty() {
+            return Err(SubscribeError::NoTopic);
+        }
+        let from_header;
+        let last_event_id = match request.extensions().get::<LastEventId>() {
+            Some(id) => Some(id),
+            None => {
+                from_header = LastEventId::from_request(request, None);
+                from_header.as_ref()
+            }
+        };
+        Ok(self.inner.subscribe(names, last_event_id))
+    }
+
+    /// The counters of `topic`, if it exists.
+    ///
+    /// ```
+    /// assert!(tower_sse::Hub::new().stats("nothing").is_none());
+    /// ```
+    pub fn stats(&self, topic: &str) -> Option<TopicStats> {
+        let topics = self
+            .inner
+            .topics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        topics.get(topic).map(|t| t.stats())
+    }
+
+    /// The counters of every topic.
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::new();
+    /// hub.publish("a", tower_sse::Event::data("x"))?;
+    /// assert_eq!(hub.all_stats().len(), 1);
+    /// # Ok::<(), tower_sse::hub::PublishError>(())
+    /// ```
+    pub fn all_stats(&self) -> Vec<TopicStats> {
+        let topics: Vec<Arc<Topic>> = {
+            let map = self
+                .inner
+                .topics
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            map.values().cloned().collect()
+        };
+        let mut stats: Vec<TopicStats> = topics.iter().map(|t| t.stats()).collect();
+        stats.sort_by(|a, b| a.topic.cmp(&b.topic));
+        stats
+    }
+
+    /// The id of the newest event published, the id a new subscriber starts after.
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::new();
+    /// let id = hub.publish("t", tower_sse::Event::data("x"))?.id().unwrap();
+    /// assert_eq!(hub.last_id(), id);
+    /// # Ok::<(), tower_sse::hub::PublishError>(())
+    /// ```
+    pub fn last_id(&self) -> u64 {
+        self.inner.watermark.load(Ordering::Acquire)
+    }
+}
+
+impl HubInner {
+    fn topic(&self, name: &str) -> Arc<Topic> {
+        if let Some(topic) = self
+            .topics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
+            return topic.clone();
+        }
+        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+        topics
+            .entry(Arc::from(name))
+            .or_insert_with_key(|name| Arc::new(Topic::new(name.clone())))
+            .clone()
+    }
+
+    /// Appends an event under the hub's next id and wakes its subscribers.
+    pub(crate) fn append_next(&self, topic: &str, event: Event) -> u64 {
+        let mut wake = Vec::new();
+        let id = {
+            let mut last = self.publish.lock().unwrap_or_else(PoisonError::into_inner);
+            let id = *last + 1;
+            *last = id;
+            let topic = self.topic(topic);
+            let event = event.with_trusted_id(itoa::Buffer::new().format(id));
+            topic.append(id, event, &self.config, &self.watermark, &mut wake);
+            id
+        };
+        for waker in wake {
+            waker.wake();
+        }
+        id
+    }
+
+    /// The reset event: `reason` as data, and `id` (the point the subscriber resumes
+    /// from) when there is one.
+    pub(crate) fn reset_event(&self, reason: &str, id: Option<u64>) -> Event {
+        let mut builder = Event::builder()
+            .event(&self.config.reset_event_type)
+            .data(reason);
+        if let Some(id) = id {
+            builder = builder.id(itoa::Buffer::new().format(id));
+        }
+        builder.build().expect("the reset event type was checked")
+    }
+
+    fn subscribe(
+        self: &Arc<Self>,
+        names: Vec<Arc<str>>,
+        last_event_id: Option<&LastEventId>,
+    ) -> Subscription {
+        // Hold the publish lock: no id is handed out while the start point is chosen.
+        let last = self.publish.lock().unwrap_or_else(PoisonError::into_inner);
+        let newest = *last;
+        let (mut after, mut reset) = match last_event_id.map(|id| id.parse::<u64>()) {
+            None => (newest, None),
+            Some(Err(_)) => (newest, Some("malformed")),
+            Some(Ok(id)) if id > newest || id < self.first => (newest, Some("unknown")),
+            Some(Ok(id)) => (id, None),
+        };
+        let topics: Vec<Arc<Topic>> = names.iter().map(|name| self.topic(name)).collect();
+        if reset.is_none()
+            && topics.iter().any(|topic| {
+                let mut state = topic.lock();
+                state.evict_expired(self.config.history_age, tokio::time::Instant::now());
+                state.max_evicted_id > after
+            })
+        {
+            after = newest;
+            reset = Some("evicted");
+        }
+        let members = topics
+            .into_iter()
+            .map(|topic| {
+                let slot = {
+                    let mut state = topic.lock();
+                    let cursor = state.position_after(after);
+                    state.add_slot(cursor)
+                };
+                topic.subscribers.fetch_add(1, Ordering::Relaxed);
+                let cursor = topic.lock().slots[slot].cursor;
+                Member {
+                    topic,
+                    slot,
+                    cursor,
+                }
+            })
+            .collect::<Vec<_>>();
+        drop(last);
+
+        let mut ready = std::collections::VecDeque::new();
+        if let Some(reason) = reset {
+            tracing::debug!(
+                reason,
+                ?last_event_id,
+                "hub subscriber gets the reset event"
+            );
+            ready.push_back(self.reset_event(reason, Some(newest)));
+        } else if after < newest {
+            tracing::debug!(after, newest, "hub subscriber replays history");
+        }
+        tracing::debug!(topics = ?names, "hub subscriber joined");
+        Subscription {
+            hub: self.clone(),
+            members,
+            ready,
+            ended: false,
+            finished: false,
+        }
+    }
+
+    /// Removes topics that have neither subscribers nor history.
+    pub(crate) fn forget_idle_topics(&self, members: &[Member]) {
+        let _publishing = self.publish.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+        for member in members {
+            let state = member.topic.lock();
+            if state.slots.is_empty() && state.entries.is_empty() {
+                topics.remove(&member.topic.name);
+            }
+        }
+    }
+}

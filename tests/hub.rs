@@ -1,0 +1,421 @@
+//! The hub over real loopback connections: topics, replay under concurrent publishers,
+//! the gap signal, slow subscribers, counts, and one allocation shared by all.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use http::Request;
+use hyper::body::Incoming;
+use support::*;
+use tokio::time::timeout;
+use tower::{ServiceBuilder, service_fn};
+use tower_sse::hub::{LagPolicy, Lagged};
+use tower_sse::{EndReason, Event, Hub, SseLayer};
+
+/// A server whose `/events?topic=..` subscribes to `hub`, resuming from Last-Event-ID.
+async fn hub_server(hub: Hub, layer: SseLayer) -> TestServer {
+    let service = ServiceBuilder::new().layer(layer).service(service_fn(
+        move |request: Request<Incoming>| {
+            let subscription = hub.subscribe_request(&request).expect("topics given");
+            async move { Ok::<_, Infallible>(subscription) }
+        },
+    ));
+    serve(service).await
+}
+
+async fn connect(
+    addr: SocketAddr,
+    uri: &str,
+    last_event_id: Option<&str>,
+) -> impl futures_util::Stream<Item = eventsource_stream::Event> + Unpin + use<> {
+    let mut request = get(uri);
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id);
+    }
+    let response = h1_connect(addr)
+        .await
+        .send(request.body(empty()).unwrap())
+        .await;
+    assert_eq!(response.status(), 200);
+    events(response)
+}
+
+fn typed(event_type: &str, data: &str) -> Event {
+    Event::builder()
+        .event(event_type)
+        .data(data)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn one_connection_reads_several_topics_in_publish_order() {
+    let hub = Hub::new();
+    let server = hub_server(hub.clone(), SseLayer::new()).await;
+    let mut stream = connect(server.addr, "/events?topic=flights&topic=weather", None).await;
+    // Wait until the subscription exists, so nothing published below is before it.
+    while hub.stats("weather").map_or(0, |s| s.subscribers) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let ids = [
+        hub.publish("flights", typed("position", "TG1"))
+            .unwrap()
+            .id(),
+        hub.publish("sports", typed("score", "not subscribed"))
+            .unwrap()
+            .id(),
+        hub.publish("weather", typed("forecast", "rain"))
+            .unwrap()
+            .id(),
+        hub.publish("flights", typed("position", "TG2"))
+            .unwrap()
+            .id(),
+    ];
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let event = stream.next().await.unwrap();
+        got.push((event.event, event.data, event.id));
+    }
+    let id = |i: usize| ids[i].unwrap().to_string();
+    assert_eq!(
+        got,
+        [
+            ("position".into(), "TG1".into(), id(0)),
+            ("forecast".into(), "rain".into(), id(2)),
+            ("position".into(), "TG2".into(), id(3)),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_replay_exactly_what_was_missed_under_concurrent_publishers() {
+    const PUBLISHERS: u64 = 4;
+    const PER_PUBLISHER: u64 = 2_500;
+    let hub = Hub::builder().history_events(20_000).build();
+    let server = hub_server(hub.clone(), SseLayer::new()).await;
+
+    let mut stream = connect(server.addr, "/events?topic=a&topic=b", None).await;
+    while hub.stats("b").map_or(0, |s| s.subscribers) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let hub = hub.clone();
+            std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                for n in 0..PER_PUBLISHER {
+                    let topic = if n % 2 == 0 { "a" } else { "b" };
+                    let event = typed(topic, &format!("{p}-{n}"));
+                    ids.push(hub.publish(topic, event).unwrap().id().unwrap());
+                    if n % 100 == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                ids
+            })
+        })
+        .collect();
+
+    // Read in bursts, dropping the connection after each and resuming from the last id.
+    let total = (PUBLISHERS * PER_PUBLISHER) as usize;
+    let mut received: Vec<u64> = Vec::new();
+    let mut datas = Vec::new();
+    let mut reconnects = 0;
+    while received.len() < total {
+        let burst = 700 + reconnects * 37;
+        for _ in 0..burst {
+            let Ok(Some(event)) = timeout(Duration::from_secs(10), stream.next()).await else {
+                panic!("stalled after {} events", received.len());
+            };
+            received.push(event.id.parse().unwrap());
+            datas.push(event.data);
+            if received.len() == total {
+                break;
+            }
+        }
+        if received.len() < total {
+            reconnects += 1;
+            let last = received.last().unwrap().to_string();
+            stream = connect(server.addr, "/events?topic=b&topic=a", Some(&last)).await;
+        }
+    }
+    let mut published: Vec<u64> = publishers
+        .into_iter()
+        .flat_map(|p| p.join().unwrap())
+        .collect();
+    published.sort_unstable();
+
+    assert!(reconnects >= 5, "{reconnects} reconnects");
+    assert!(
+        received.windows(2).all(|w| w[0] < w[1]),
+        "in id order, no duplicate"
+    );
+    assert_eq!(received, published, "no gap");
+    // Each publisher's own events arrive in the order it published them.
+    for p in 0..PUBLISHERS {
+        let mine: Vec<u64> = datas
+            .iter()
+            .filter_map(|d| d.strip_prefix(&format!("{p}-")))
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(mine, (0..PER_PUBLISHER).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test]
+async fn the_reset_event_comes_first_for_an_evicted_unknown_or_malformed_id() {
+    let hub = Hub::builder().history_events(10).build();
+    let server = hub_server(hub.clone(), SseLayer::new()).await;
+    let first = hub.publish("t", Event::data("0")).unwrap().id().unwrap();
+    for n in 1..50 {
+        hub.publish("t", Event::data(&n.to_string())).unwrap();
+    }
+    let cases = [
+        (first.to_string(), "evicted"),
+        ((hub.last_id() + 1000).to_string(), "unknown"),
+        ("17".to_string(), "unknown"),
+        ("not-a-number".to_string(), "malformed"),
+        ("-5".to_string(), "malformed"),
+    ];
+    for (last_event_id, reason) in cases {
+        let newest = hub.last_id();
+        let mut stream = connect(server.addr, "/events?topic=t", Some(&last_event_id)).await;
+        let reset = stream.next().await.unwrap();
+        assert_eq!(reset.event, "stream-reset", "{last_event_id}");
+        assert_eq!(reset.data, reason);
+        assert_eq!(
+            reset.id,
+            newest.to_string(),
+            "resumes from the newest event"
+        );
+        // Then live events, nothing older.
+        let live = hub.publish("t", Event::data("live")).unwrap().id().unwrap();
+        let next = stream.next().await.unwrap();
+        assert_eq!((next.data.as_str(), next.id), ("live", live.to_string()));
+    }
+
+    // An id history still covers replays without a reset.
+    let covered = hub.last_id() - 3;
+    let mut stream = connect(server.addr, "/events?topic=t", Some(&covered.to_string())).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(stream.next().await.unwrap().id.parse::<u64>().unwrap());
+    }
+    assert_eq!(ids, [covered + 1, covered + 2, covered + 3]);
+}
+
+#[tokio::test]
+async fn the_reset_event_type_is_configurable() {
+    let hub = Hub::builder().reset_event_type("resync").build();
+    let server = hub_server(hub.clone(), SseLayer::new()).await;
+    let mut stream = connect(server.addr, "/events?topic=t", Some("garbage")).await;
+    assert_eq!(stream.next().await.unwrap().event, "resync");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_and_catches_up_from_history() {
+    const EVENTS: usize = 10_000;
+    let hub = Hub::builder()
+        .history_events(EVENTS)
+        .queue_events(500)
+        .build();
+    let (tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let layer = SseLayer::new().on_end(move |end| {
+        let _ = tx.send((end.reason, end.error.as_ref().map(|e| e.to_string())));
+    });
+    let server = hub_server(hub.clone(), layer).await;
+
+    let healthy_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let healthy = tokio::spawn({
+        let addr = server.addr;
+        let count = healthy_count.clone();
+        async move {
+            let mut stream = connect(addr, "/events?topic=t", None).await;
+            let mut ids = Vec::new();
+            while ids.len() < EVENTS {
+                ids.push(stream.next().await.unwrap().id.parse::<u64>().unwrap());
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            ids
+        }
+    });
+    // The stalled client: its response is open, its body never read.
+    let stalled_response = h1_connect(server.addr)
+        .await
+        .send(get("/events?topic=t").body(empty()).unwrap())
+        .await;
+    while hub.stats("t").map_or(0, |s| s.subscribers) < 2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    let payload = "x".repeat(1000);
+    let mut published = Vec::new();
+    for n in 0..EVENTS {
+        let event = Event::data(&format!("{n} {payload}"));
+        published.push(hub.publish("t", event).unwrap().id().unwrap());
+        // Publish as fast as the healthy client reads, never more than 200 ahead of it
+        // (its queue holds 500); the stalled one falls behind without bound.
+        while n - healthy_count
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .min(n)
+            > 200
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let stats = hub.stats("t").unwrap();
+    assert_eq!(
+        stats.lagged, 1,
+        "the stalled subscriber was cut off: {stats:?}"
+    );
+    assert_eq!(stats.subscribers, 1);
+    assert!(stats.dropped > 0);
+    assert_eq!(stats.history, EVENTS);
+
+    // The healthy subscriber received everything, in order.
+    let ids = timeout(Duration::from_secs(30), healthy)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids, published);
+
+    // The stalled client reads again: what was already written, then a clean end.
+    let mut stalled: Vec<u64> = events(stalled_response)
+        .map(|e| e.id.parse::<u64>().unwrap())
+        .collect()
+        .await;
+    assert!(stalled.len() < EVENTS);
+    // Two streams ended: the healthy one when its client left, the stalled one lagged.
+    let mut ends = vec![reports.recv().await.unwrap(), reports.recv().await.unwrap()];
+    ends.sort_by_key(|(reason, _)| *reason == EndReason::Error);
+    assert_eq!(
+        ends,
+        [
+            (EndReason::ClientGone, None),
+            (EndReason::Error, Some(Lagged.to_string()))
+        ]
+    );
+
+    // It reconnects with its last id and catches up from history: nothing lost.
+    let last = stalled.last().map(|id| id.to_string());
+    let mut resumed = connect(server.addr, "/events?topic=t", last.as_deref()).await;
+    while stalled.len() < EVENTS {
+        stalled.push(resumed.next().await.unwrap().id.parse().unwrap());
+    }
+    assert_eq!(stalled, published);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_bounded_by_history_while_a_client_stalls() {
+    let hub = Hub::builder()
+        .history_events(1_000)
+        .history_bytes(256 * 1024)
+        .queue_events(200)
+        .build();
+    let server = hub_server(hub.clone(), SseLayer::new()).await;
+    let mut stalled = connect(server.addr, "/events?topic=t", None).await;
+    while hub.stats("t").map_or(0, |s| s.subscribers) < 1 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    hub.publish("t", Event::data("first")).unwrap();
+    let mut last = stalled.next().await.unwrap().id;
+    let payload = "y".repeat(1000);
+    for n in 0..10_000 {
+        hub.publish("t", Event::data(&format!("{n} {payload}")))
+            .unwrap();
+        let history = hub.stats("t").unwrap().history;
+        assert!(history <= 262, "history holds {history} events of ~1 KiB");
+    }
+    let stats = hub.stats("t").unwrap();
+    assert_eq!((stats.lagged, stats.subscribers), (1, 0));
+
+    // Coming back after history moved on: the gap signal, then live events.
+    while let Some(event) = stalled.next().await {
+        last = event.id;
+    }
+    let mut resumed = connect(server.addr, "/events?topic=t", Some(&last)).await;
+    let reset = resumed.next().await.unwrap();
+    assert_eq!(
+        (reset.event.as_str(), reset.data.as_str()),
+        ("stream-reset", "evicted")
+    );
+}
+
+#[tokio::test]
+async fn skip_ahead_sends_the_reset_event_then_goes_on_live() {
+    let hub = Hub::builder()
+        .queue_events(10)
+        .lag_policy(LagPolicy::SkipAhead)
+        .build();
+    let mut subscription = hub.subscribe(["t"], None);
+    for n in 0..50 {
+        hub.publish("t", Event::data(&n.to_string())).unwrap();
+    }
+    let reset = subscription.next().await.unwrap().unwrap();
+    assert!(
+        reset
+            .as_bytes()
+            .starts_with(b"event: stream-reset\ndata: lagged\n")
+    );
+    let live = hub
+        .publish("t", Event::data("after"))
+        .unwrap()
+        .id()
+        .unwrap();
+    let next = subscription.next().await.unwrap().unwrap();
+    assert_eq!(
+        next.as_bytes().as_ref(),
+        format!("data: after\nid: {live}\n\n").as_bytes()
+    );
+    let stats = hub.stats("t").unwrap();
+    assert_eq!((stats.lagged, stats.subscribers), (1, 1));
+}
+
+#[tokio::test]
+async fn subscriber_counts_return_to_zero_when_clients_leave() {
+    let hub = Hub::new();
+    let server = hub_server(hub.clone(), SseLayer::new()).await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let mut h1 = h1_connect(server.addr).await;
+        let response = h1
+            .send(get("/events?topic=a&topic=b").body(empty()).unwrap())
+            .await;
+        clients.push((h1, response));
+    }
+    while hub.stats("b").map_or(0, |s| s.subscribers) < 20 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(hub.stats("a").unwrap().subscribers, 20);
+    for (h1, response) in clients {
+        drop(response);
+        h1.close();
+    }
+    timeout(Duration::from_secs(5), async {
+        while hub.all_stats().iter().any(|s| s.subscribers > 0) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("every subscriber removed");
+    // Topics that never had an event are forgotten with their last subscriber.
+    assert!(hub.stats("a").is_none());
+}
+
+#[tokio::test]
+async fn every_subscriber_receives_the_very_same_allocation() {
+    let hub = Hub::new();
+    let mut subscriptions: Vec<_> = (0..10).map(|_| hub.subscribe(["t"], None)).collect();
+    hub.publish("t", Event::data("shared")).unwrap();
+    let mut pointers = Vec::new();
+    for subscription in &mut subscriptions {
+        let event = subscription.next().await.unwrap().unwrap();
+        pointers.push(event.as_bytes().as_ptr());
+    }
+    assert!(pointers.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(hub.stats("t").unwrap().delivered, 10);
+}
