@@ -1,0 +1,372 @@
+//! Events per second encoding typical events, tower-sse against axum 0.8, and
+//! allocations per event on both sides.
+//!
+//! Run with `cargo bench --bench encode --features json`.
+//!
+//! # What is measured
+//!
+//! Every case measures the time from the caller's input (a struct, or a string) to the
+//! final bytes of the frame, blank line included: the bytes a server writes.
+//!
+//! - `tower-sse`: `EventBuilder ... build()` then `Event::into_bytes()`. A tower-sse
+//!   `Event` already is its frame, so this is the whole encoding.
+//! - `axum`: axum's `Event` is encoded into a `BytesMut` as its fields are set, but its
+//!   frame is only finished (`finalize`: the closing `\n`, then `freeze`) inside the body
+//!   of axum's `Sse`, and `finalize` is private. So the axum side is measured through the
+//!   shortest public path to the bytes: the body of `axum::response::sse::Sse` over
+//!   `stream::repeat_with(build)`, one `poll_frame` per event (no keep-alive). That is
+//!   exactly what `Sse` does when it writes an event.
+//! - `tower-sse/body`: the same path on the tower-sse side, so that the comparison
+//!   with axum is like for like: the body of `tower_sse::Sse` over
+//!   `stream::repeat_with(build)`, no keep-alive, `max_frame_size(1)` so that each
+//!   `poll_frame` yields exactly one event (the default would coalesce a burst of ready
+//!   events into 64 KiB frames, which is measured by `benches/burst.rs`).
+//!
+//! Before timing, each case checks that both sides produce the same bytes.
+//!
+//! Allocations are counted by a `#[global_allocator]` wrapper around `System`, switched
+//! on only outside criterion's timings, over 10,000 events per side after a warm-up,
+//! and printed as one plain line per case (`alloc` and `realloc` calls are both
+//! counted; frees are not).
+//!
+//! After the criterion runs, a summary table reads criterion's estimates back from
+//! `target/criterion` (the median of the samples) and prints events/s and the ratios
+//! against axum.
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use criterion::{Criterion, Throughput};
+use futures_util::stream;
+use serde::Serialize;
+use taktora_bounded_alloc::CountingAllocator;
+
+// ---------------------------------------------------------------------------------------
+// Counting allocator.
+//
+// `[lints.rust] unsafe_code = "forbid"` in Cargo.toml covers every target, benches
+// included, and a forbid cannot be lifted by an `allow` in the file: a `GlobalAlloc`
+// written here would not compile. `taktora_bounded_alloc::CountingAllocator` is the
+// wrapper wanted (System, relaxed `AtomicUsize` counters, a switch that is off while
+// criterion times, so timings pay one relaxed load per allocation), in a dependency.
+// It counts `alloc`, `alloc_zeroed` and `realloc` calls together as allocations.
+
+#[global_allocator]
+static ALLOC: CountingAllocator = CountingAllocator::new();
+
+/// Allocations (`alloc` and `realloc` calls) per call of `f`, averaged over `n` calls.
+fn allocs_per_call(n: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..100 {
+        f();
+    }
+    ALLOC.reset();
+    ALLOC.set_tracking(true);
+    for _ in 0..n {
+        f();
+    }
+    ALLOC.set_tracking(false);
+    ALLOC.alloc_count() as f64 / n as f64
+}
+
+fn fmt_allocs(allocs: f64) -> String {
+    trim(allocs)
+}
+
+fn trim(x: f64) -> String {
+    if (x - x.round()).abs() < 0.005 {
+        format!("{}", x.round())
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Inputs.
+
+/// A typical aircraft position report: 140 bytes of compact JSON.
+#[derive(Serialize, Clone)]
+struct Position {
+    icao: &'static str,
+    callsign: &'static str,
+    lat: f64,
+    lon: f64,
+    alt_ft: u32,
+    gs_kt: f64,
+    track: f64,
+    vs_fpm: i32,
+    ts: u64,
+}
+
+const POSITION: Position = Position {
+    icao: "4b1805",
+    callsign: "SWR12K",
+    lat: 47.4647,
+    lon: 8.54917,
+    alt_ft: 36000,
+    gs_kt: 452.3,
+    track: 271.4,
+    vs_fpm: -64,
+    ts: 1_732_180_000_123,
+};
+
+const EVENT_TYPE: &str = "position";
+const EVENT_ID: &str = "1732180000123-4b1805";
+
+/// Five lines of text, ~200 bytes.
+const MULTILINE: &str = "METAR LSZH 211150Z 24012KT 9999 FEW030 SCT080 08/03 Q1012 NOSIG\n\
+                         TAF LSZH 211100Z 2112/2218 24010KT 9999 FEW030\n\
+                         TEMPO 2112/2116 SHRA\n\
+                         BECMG 2200/2203 VRB03KT\n\
+                         PROB30 2206/2209 4000 BR";
+
+/// A 64 KiB single-line payload (a large JSON snapshot, say).
+fn big_payload() -> String {
+    let unit = "{\"icao\":\"4b1805\",\"lat\":47.46472,\"lon\":8.54917},";
+    let mut s = String::with_capacity(64 * 1024);
+    while s.len() + unit.len() <= 64 * 1024 {
+        s.push_str(unit);
+    }
+    while s.len() < 64 * 1024 {
+        s.push(' ');
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------
+// Measurement paths.
+
+/// Polls a body once with a no-op waker and returns the data of the frame it yields.
+fn next_frame<B>(body: Pin<&mut B>) -> Bytes
+where
+    B: http_body::Body<Data = Bytes> + ?Sized,
+    B::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    match body.poll_frame(&mut cx) {
+        Poll::Ready(Some(Ok(frame))) => frame.into_data().expect("a data frame"),
+        other => panic!(
+            "expected a data frame, got {:?}",
+            other.map(|o| o.map(|r| r.is_ok()))
+        ),
+    }
+}
+
+/// The body of tower-sse's `Sse` over an endless stream of `build()`, one event per frame.
+fn tower_body<F>(build: F) -> Pin<Box<impl http_body::Body<Data = Bytes, Error = Infallible>>>
+where
+    F: FnMut() -> tower_sse::Event,
+{
+    Box::pin(
+        tower_sse::Sse::new(stream::repeat_with(build))
+            .no_keep_alive()
+            .max_frame_size(1)
+            .into_response()
+            .into_body(),
+    )
+}
+
+/// The body of axum's `Sse` over an endless stream of `build()`: one event per frame,
+/// each finished by axum exactly as when it is written to a connection.
+fn axum_body<F>(mut build: F) -> axum::body::Body
+where
+    F: FnMut() -> axum::response::sse::Event + Send + 'static,
+{
+    axum::response::sse::Sse::new(stream::repeat_with(move || Ok::<_, Infallible>(build())))
+        .into_response()
+        .into_body()
+}
+
+/// Benchmarks one case: the three paths, an equality check, and the allocation line.
+fn case<T, A>(c: &mut Criterion, name: &str, tower: T, axum: A)
+where
+    T: FnMut() -> tower_sse::Event + Clone,
+    A: FnMut() -> axum::response::sse::Event + Send + Clone + 'static,
+{
+    // Same bytes on both sides.
+    let mut tb = tower_body(tower.clone());
+    let mut ab = axum_body(axum.clone());
+    let tower_frame = next_frame(tb.as_mut());
+    let axum_frame = next_frame(Pin::new(&mut ab));
+    assert_eq!(
+        tower_frame, axum_frame,
+        "{name}: tower-sse and axum frames differ"
+    );
+    let mut direct = tower.clone();
+    assert_eq!(direct().into_bytes(), tower_frame);
+
+    // Allocations per event.
+    let t = allocs_per_call(10_000, || {
+        black_box(direct().into_bytes());
+    });
+    let tb_allocs = allocs_per_call(10_000, || {
+        black_box(next_frame(tb.as_mut()));
+    });
+    let a = allocs_per_call(10_000, || {
+        black_box(next_frame(Pin::new(&mut ab)));
+    });
+    println!(
+        "allocs/event {name} ({} bytes): tower-sse: {}  tower-sse/body: {}  axum: {}",
+        tower_frame.len(),
+        fmt_allocs(t),
+        fmt_allocs(tb_allocs),
+        fmt_allocs(a)
+    );
+
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(1));
+    let mut direct = tower.clone();
+    group.bench_function("tower-sse", |b| b.iter(|| black_box(direct().into_bytes())));
+    group.bench_function("tower-sse/body", |b| {
+        b.iter(|| black_box(next_frame(tb.as_mut())))
+    });
+    group.bench_function("axum", |b| {
+        b.iter(|| black_box(next_frame(Pin::new(&mut ab))))
+    });
+    group.finish();
+}
+
+const CASES: [&str; 4] = [
+    "position-json",
+    "position-str",
+    "multiline-5",
+    "payload-64k",
+];
+
+fn benches(c: &mut Criterion) {
+    // (a) JSON position: the same struct serialized by each side.
+    case(
+        c,
+        CASES[0],
+        || {
+            tower_sse::Event::builder()
+                .event(EVENT_TYPE)
+                .id(EVENT_ID)
+                .json_data(black_box(&POSITION))
+                .build()
+                .unwrap()
+        },
+        || {
+            axum::response::sse::Event::default()
+                .event(EVENT_TYPE)
+                .id(EVENT_ID)
+                .json_data(black_box(&POSITION))
+                .unwrap()
+        },
+    );
+
+    // (a') the same position, serialized once beforehand, passed as a string.
+    let json = serde_json::to_string(&POSITION).unwrap();
+    assert_eq!(json.len(), 140, "{json}");
+    let j1 = json.clone();
+    let j2 = json;
+    case(
+        c,
+        CASES[1],
+        move || {
+            tower_sse::Event::builder()
+                .event(EVENT_TYPE)
+                .id(EVENT_ID)
+                .data(black_box(&j1))
+                .build()
+                .unwrap()
+        },
+        move || {
+            axum::response::sse::Event::default()
+                .event(EVENT_TYPE)
+                .id(EVENT_ID)
+                .data(black_box(&j2))
+        },
+    );
+
+    // (b) five lines of text, data only.
+    case(
+        c,
+        CASES[2],
+        || tower_sse::Event::data(black_box(MULTILINE)),
+        || axum::response::sse::Event::default().data(black_box(MULTILINE)),
+    );
+
+    // (c) a 64 KiB payload, data only.
+    let big = big_payload();
+    let b1 = big.clone();
+    let b2 = big;
+    case(
+        c,
+        CASES[3],
+        move || tower_sse::Event::data(black_box(&b1)),
+        move || axum::response::sse::Event::default().data(black_box(&b2)),
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Summary read back from criterion's estimates.
+
+fn criterion_dir() -> PathBuf {
+    if let Some(home) = std::env::var_os("CRITERION_HOME") {
+        return PathBuf::from(home);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
+        PathBuf::from,
+    );
+    target.join("criterion")
+}
+
+/// Nanoseconds per event: the median of criterion's samples (sturdier than the mean on
+/// a shared, noisy machine).
+fn estimate_ns(group: &str, bench: &str) -> Option<f64> {
+    let bench_dir = bench.replace('/', "_");
+    let path = criterion_dir()
+        .join(group)
+        .join(bench_dir)
+        .join("new")
+        .join("estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    value.get("median")?.get("point_estimate")?.as_f64()
+}
+
+fn print_summary() {
+    println!();
+    println!("summary (events/s from the median of criterion's samples):");
+    println!(
+        "{:<14} {:>14} {:>16} {:>14} {:>10} {:>14}",
+        "case", "tower-sse", "tower-sse/body", "axum", "ratio", "ratio/body"
+    );
+    for name in CASES {
+        let (Some(t), Some(tb), Some(a)) = (
+            estimate_ns(name, "tower-sse"),
+            estimate_ns(name, "tower-sse/body"),
+            estimate_ns(name, "axum"),
+        ) else {
+            continue;
+        };
+        println!(
+            "{:<14} {:>14.0} {:>16.0} {:>14.0} {:>9.2}x {:>13.2}x",
+            name,
+            1e9 / t,
+            1e9 / tb,
+            1e9 / a,
+            a / t,
+            a / tb
+        );
+    }
+    println!("ratio = tower-sse events/s / axum events/s; ratio/body = tower-sse/body / axum");
+}
+
+fn main() {
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50)
+        .configure_from_args();
+    benches(&mut criterion);
+    criterion.final_summary();
+    print_summary();
+}
