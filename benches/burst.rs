@@ -70,6 +70,16 @@ impl Stack {
     /// Every stack, in the order they run and print.
     pub const ALL: [Stack; 3] = [Stack::TowerSse, Stack::Axum, Stack::Ceiling];
 
+    /// The stack called `name` on the command line: `tower-sse`, `axum` or `ceiling`.
+    pub fn from_name(name: &str) -> Option<Stack> {
+        match name {
+            "tower-sse" => Some(Stack::TowerSse),
+            "axum" => Some(Stack::Axum),
+            "ceiling" => Some(Stack::Ceiling),
+            _ => None,
+        }
+    }
+
     /// The name printed in the table.
     pub fn name(self) -> &'static str {
         match self {
@@ -95,6 +105,11 @@ pub struct Run {
     pub wire_bytes: u64,
     /// From connecting to the end of the body.
     pub elapsed: Duration,
+    /// CPU time of the whole process during the run (user + system), where the OS
+    /// tells it (Linux `/proc`; 10 ms resolution).
+    pub cpu_process: Option<Duration>,
+    /// CPU time of the client thread during the run.
+    pub cpu_client: Option<Duration>,
 }
 
 impl Run {
@@ -148,9 +163,17 @@ pub fn run_burst(rt: &Runtime, stack: Stack, events: u64) -> io::Result<Run> {
     let chunks = (stack == Stack::Ceiling).then(|| pre_encode(events));
     let server = rt.spawn(serve_one(listener, stack, events, chunks));
 
+    let cpu_before = (
+        cpu_time("/proc/self/stat"),
+        cpu_time("/proc/thread-self/stat"),
+    );
     let start = Instant::now();
     let counts = read_event_stream(addr);
     let elapsed = start.elapsed();
+    let cpu_after = (
+        cpu_time("/proc/self/stat"),
+        cpu_time("/proc/thread-self/stat"),
+    );
 
     let served = rt.block_on(server);
     let counts = counts?;
@@ -166,7 +189,28 @@ pub fn run_burst(rt: &Runtime, stack: Stack, events: u64) -> io::Result<Run> {
         body_bytes: counts.body_bytes,
         wire_bytes: counts.wire_bytes,
         elapsed,
+        cpu_process: cpu_after
+            .0
+            .zip(cpu_before.0)
+            .map(|(a, b)| a.saturating_sub(b)),
+        cpu_client: cpu_after
+            .1
+            .zip(cpu_before.1)
+            .map(|(a, b)| a.saturating_sub(b)),
     })
+}
+
+/// User + system CPU time from a `/proc/.../stat` file, if there is one.
+fn cpu_time(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces):
+    // state is field 3, utime field 14, stime field 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_ascii_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // Clock ticks: 100 per second on every Linux configuration in use.
+    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 /// Checks that `run` delivered exactly `events` events and exactly their bytes (plus
@@ -508,14 +552,17 @@ pub struct Options {
     pub events: u64,
     /// Timed runs per stack.
     pub runs: usize,
+    /// The stacks to run, in order.
+    pub stacks: Vec<Stack>,
 }
 
 impl Options {
-    /// Reads `--events N` and `--runs R` (also `--events=N`).
+    /// Reads `--events N`, `--runs R` and `--stack NAME[,NAME...]` (also `--events=N`).
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Options {
         let mut options = Options {
             events: DEFAULT_EVENTS,
             runs: 3,
+            stacks: Vec::new(),
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -524,42 +571,59 @@ impl Options {
                 None => (arg, None),
             };
             match name.as_str() {
-                "--events" | "--runs" => {
+                "--events" | "--runs" | "--stack" => {
                     let value = value
                         .or_else(|| args.next())
                         .unwrap_or_else(|| panic!("{name} needs a value"));
-                    let value = value.replace('_', "");
-                    if name == "--events" {
-                        options.events = value.parse().expect("--events N");
-                    } else {
-                        options.runs = value.parse().expect("--runs R");
+                    match name.as_str() {
+                        "--events" => {
+                            options.events = value.replace('_', "").parse().expect("--events N")
+                        }
+                        "--runs" => options.runs = value.parse().expect("--runs R"),
+                        _ => {
+                            for name in value.split(',') {
+                                let stack = Stack::from_name(name).unwrap_or_else(|| {
+                                    panic!("--stack: tower-sse, axum or ceiling, not {name:?}")
+                                });
+                                options.stacks.push(stack);
+                            }
+                        }
                     }
                 }
                 _ => {}
             }
+        }
+        if options.stacks.is_empty() {
+            options.stacks = Stack::ALL.to_vec();
         }
         assert!(options.events > 0 && options.runs > 0);
         options
     }
 }
 
-/// Runs every stack `runs` times, interleaved, after one untimed warm-up each; panics
-/// if any run did not deliver exactly every event. Returns the runs, grouped by stack.
-pub fn bench(rt: &Runtime, options: &Options, mut report: impl FnMut(&Run)) -> Vec<Vec<Run>> {
+/// Runs every chosen stack `runs` times, interleaved, after one untimed warm-up each;
+/// panics if any run did not deliver exactly every event. Returns the runs of each
+/// stack, in the order of `options.stacks`.
+pub fn bench(
+    rt: &Runtime,
+    options: &Options,
+    mut report: impl FnMut(&Run),
+) -> Vec<(Stack, Vec<Run>)> {
     let warm_up = options.events.min(100_000);
-    for stack in Stack::ALL {
+    for &stack in &options.stacks {
         let run = run_burst(rt, stack, warm_up).expect("warm-up run");
         check(&run, warm_up).expect("warm-up run");
     }
-    let mut runs: Vec<Vec<Run>> = Stack::ALL.iter().map(|_| Vec::new()).collect();
+    let mut runs: Vec<(Stack, Vec<Run>)> =
+        options.stacks.iter().map(|&s| (s, Vec::new())).collect();
     for _ in 0..options.runs {
-        for (i, stack) in Stack::ALL.into_iter().enumerate() {
-            let run = run_burst(rt, stack, options.events).expect("run");
+        for (stack, stack_runs) in &mut runs {
+            let run = run_burst(rt, *stack, options.events).expect("run");
             if let Err(err) = check(&run, options.events) {
                 panic!("{err}");
             }
             report(&run);
-            runs[i].push(run);
+            stack_runs.push(run);
         }
     }
     runs
@@ -583,32 +647,46 @@ fn main() {
         expected_bytes(options.events),
         options.runs,
     );
+    let ms = |cpu: Option<Duration>| cpu.map_or("?".to_string(), |d| d.as_millis().to_string());
     let runs = bench(&rt, &options, |run| {
+        let server_cpu = run
+            .cpu_process
+            .zip(run.cpu_client)
+            .map(|(p, c)| p.saturating_sub(c));
         println!(
-            "  run {:<22} {:>8.3} s {:>12.0} events/s {:>8.1} MB/s  (wire {} bytes, heartbeats {})",
+            "  run {:<22} {:>8.3} s {:>12.0} events/s {:>8.1} MB/s  \
+             cpu ms: server {:>5} client {:>5}  (wire {} bytes, heartbeats {})",
             run.stack.name(),
             run.elapsed.as_secs_f64(),
             run.events_per_sec(),
             run.mb_per_sec(),
+            ms(server_cpu),
+            ms(run.cpu_client),
             run.wire_bytes,
             run.heartbeats,
         );
     });
 
-    let axum = median(&runs[1]).events_per_sec();
+    let axum = runs
+        .iter()
+        .find(|(stack, _)| *stack == Stack::Axum)
+        .map(|(_, runs)| median(runs).events_per_sec());
     println!();
     println!(
         "{:<22} {:>14} {:>10} {:>12}",
         "stack (median)", "events/s", "MB/s", "vs axum"
     );
-    for stack_runs in &runs {
+    for (stack, stack_runs) in &runs {
         let run = median(stack_runs);
+        let ratio = axum.map_or("-".to_string(), |a| {
+            format!("{:.2}x", run.events_per_sec() / a)
+        });
         println!(
-            "{:<22} {:>14.0} {:>10.1} {:>11.2}x",
-            run.stack.name(),
+            "{:<22} {:>14.0} {:>10.1} {:>12}",
+            stack.name(),
             run.events_per_sec(),
             run.mb_per_sec(),
-            run.events_per_sec() / axum
+            ratio
         );
     }
 }

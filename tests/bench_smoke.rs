@@ -34,14 +34,20 @@ fn the_benchmark_loop_runs_and_checks_every_run() {
         ["--events", "2_000", "--runs", "1", "--bench"].map(String::from),
     );
     assert_eq!(options.events, 2_000);
+    assert_eq!(options.stacks, Stack::ALL);
     let mut seen = Vec::new();
     let runs = burst::bench(&rt, &options, |run| seen.push(run.stack));
     assert_eq!(seen, Stack::ALL);
-    for (stack, stack_runs) in Stack::ALL.into_iter().zip(&runs) {
+    for ((stack, stack_runs), expected) in runs.iter().zip(Stack::ALL) {
+        assert_eq!(*stack, expected);
         assert_eq!(stack_runs.len(), 1);
-        assert_eq!(burst::median(stack_runs).stack, stack);
+        assert_eq!(burst::median(stack_runs).stack, expected);
         assert_eq!(stack_runs[0].events, 2_000);
     }
+
+    let options = burst::Options::from_args(["--stack=axum,ceiling"].map(String::from));
+    assert_eq!(options.stacks, [Stack::Axum, Stack::Ceiling]);
+    assert_eq!(options.events, burst::DEFAULT_EVENTS);
 }
 
 #[test]
