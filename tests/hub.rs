@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use support::*;
 use tokio::time::timeout;
 use tower::{ServiceBuilder, service_fn};
-use tower_sse::hub::{LagPolicy, Lagged};
+use tower_sse::hub::{LagPolicy, SubscriptionError};
 use tower_sse::{EndReason, Event, Hub, SseLayer};
 
 /// A server whose `/events?topic=..` subscribes to `hub`, resuming from Last-Event-ID.
@@ -296,7 +296,10 @@ async fn a_client_that_stops_reading_is_cut_off_and_catches_up_from_history() {
         ends,
         [
             (EndReason::ClientGone, None),
-            (EndReason::Error, Some(Lagged.to_string()))
+            (
+                EndReason::Error,
+                Some(SubscriptionError::Lagged.to_string())
+            )
         ]
     );
 

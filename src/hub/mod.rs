@@ -37,11 +37,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::Request;
 
-pub use storage::{Feed, MemoryStorage, Published, Storage};
-pub use subscription::Subscription;
+pub use storage::{Feed, GapReason, History, HistoryFuture, MemoryStorage, Published, Storage};
+pub use subscription::{Subscription, SubscriptionError};
 
 use crate::{Event, LastEventId};
-use subscription::Member;
+use subscription::{Member, Pending};
 use topic::Topic;
 
 /// A publish-subscribe hub for server-sent events. Cheap to clone; share it freely.
@@ -69,7 +69,7 @@ pub(crate) struct HubInner {
     pub(crate) watermark: AtomicU64,
     /// Ids of this hub start above this value; an older id comes from another run.
     first: u64,
-    storage: Arc<dyn Storage>,
+    pub(crate) storage: Arc<dyn Storage>,
 }
 
 impl fmt::Debug for HubInner {
@@ -306,22 +306,6 @@ pub struct TopicStats {
     /// Events in its history now.
     pub history: usize,
 }
-
-/// A subscription stream ended because the subscriber fell too far behind.
-///
-/// ```
-/// assert_eq!(tower_sse::hub::Lagged.to_string(), "hub subscriber fell too far behind");
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Lagged;
-
-impl fmt::Display for Lagged {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("hub subscriber fell too far behind")
-    }
-}
-
-impl std::error::Error for Lagged {}
 
 /// Why an event could not be published.
 ///
@@ -582,10 +566,11 @@ impl HubInner {
         {
             return topic.clone();
         }
+        let covered = (!self.storage.is_shared()).then_some(self.first);
         let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
         topics
             .entry(Arc::from(name))
-            .or_insert_with_key(|name| Arc::new(Topic::new(name.clone())))
+            .or_insert_with_key(|name| Arc::new(Topic::new(name.clone(), covered)))
             .clone()
     }
 
@@ -596,9 +581,7 @@ impl HubInner {
             let mut last = self.publish.lock().unwrap_or_else(PoisonError::into_inner);
             let id = *last + 1;
             *last = id;
-            let topic = self.topic(topic);
-            let event = event.with_trusted_id(itoa::Buffer::new().format(id));
-            topic.append(id, event, &self.config, &self.watermark, &mut wake);
+            self.append(topic, id, event, &mut wake);
             id
         };
         for waker in wake {
@@ -607,12 +590,68 @@ impl HubInner {
         id
     }
 
-    /// The reset event: `reason` as data, and `id` (the point the subscriber resumes
+    /// Appends an event a shared storage numbered; refuses an id that is not newer
+    /// than every id already delivered.
+    pub(crate) fn deliver(&self, topic: &str, id: u64, event: Event) -> bool {
+        let mut wake = Vec::new();
+        {
+            let mut last = self.publish.lock().unwrap_or_else(PoisonError::into_inner);
+            if id <= *last {
+                tracing::warn!(
+                    topic,
+                    id,
+                    last = *last,
+                    "hub dropped an event delivered out of order"
+                );
+                return false;
+            }
+            *last = id;
+            self.append(topic, id, event, &mut wake);
+        }
+        for waker in wake {
+            waker.wake();
+        }
+        true
+    }
+
+    fn append(&self, topic: &str, id: u64, event: Event, wake: &mut Vec<std::task::Waker>) {
+        let topic = self.topic(topic);
+        let event = event.with_trusted_id(itoa::Buffer::new().format(id));
+        topic.append(id, event, &self.config, &self.watermark, wake);
+    }
+
+    /// A shared storage confirms it delivers every event of `topic` after `after`.
+    pub(crate) fn covered(&self, topic: &str, generation: u64, after: u64) {
+        let Some(topic) = self
+            .topics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(topic)
+            .cloned()
+        else {
+            return;
+        };
+        let mut wake = Vec::new();
+        {
+            let mut state = topic.lock();
+            if state.generation != generation {
+                return;
+            }
+            state.covered_after = Some(after);
+            state.take_wakers(&mut wake);
+        }
+        tracing::debug!(topic = %topic.name, after, "hub topic covered by its storage");
+        for waker in wake {
+            waker.wake();
+        }
+    }
+
+    /// The reset event: the reason as data, and `id` (the point the subscriber resumes
     /// from) when there is one.
-    pub(crate) fn reset_event(&self, reason: &str, id: Option<u64>) -> Event {
+    pub(crate) fn reset_event(&self, reason: GapReason, id: Option<u64>) -> Event {
         let mut builder = Event::builder()
             .event(&self.config.reset_event_type)
-            .data(reason);
+            .data(reason.as_str());
         if let Some(id) = id {
             builder = builder.id(itoa::Buffer::new().format(id));
         }
@@ -624,49 +663,71 @@ impl HubInner {
         names: Vec<Arc<str>>,
         last_event_id: Option<&LastEventId>,
     ) -> Subscription {
-        // Hold the publish lock: no id is handed out while the start point is chosen.
+        let shared = self.storage.is_shared();
+        // Hold the publish lock: no id is appended while the start point is chosen.
         let last = self.publish.lock().unwrap_or_else(PoisonError::into_inner);
         let newest = *last;
-        let (mut after, mut reset) = match last_event_id.map(|id| id.parse::<u64>()) {
-            None => (newest, None),
-            Some(Err(_)) => (newest, Some("malformed")),
-            Some(Ok(id)) if id > newest || id < self.first => (newest, Some("unknown")),
-            Some(Ok(id)) => (id, None),
-        };
         let topics: Vec<Arc<Topic>> = names.iter().map(|name| self.topic(name)).collect();
-        if reset.is_none()
-            && topics.iter().any(|topic| {
-                let mut state = topic.lock();
-                state.evict_expired(self.config.history_age, tokio::time::Instant::now());
-                state.max_evicted_id > after
-            })
-        {
-            after = newest;
-            reset = Some("evicted");
-        }
+        let mut reset = None;
+        let after = match last_event_id.map(|id| id.parse::<u64>()) {
+            None => newest,
+            Some(Err(_)) => {
+                reset = Some(GapReason::Malformed);
+                newest
+            }
+            Some(Ok(id)) if shared => id,
+            Some(Ok(id)) if id > newest || id < self.first => {
+                reset = Some(GapReason::Unknown);
+                newest
+            }
+            Some(Ok(id)) => {
+                let now = tokio::time::Instant::now();
+                let evicted = topics.iter().any(|topic| {
+                    let mut state = topic.lock();
+                    state.evict_expired(self.config.history_age, now);
+                    state.max_evicted_id > id
+                });
+                if evicted {
+                    reset = Some(GapReason::Evicted);
+                    newest
+                } else {
+                    id
+                }
+            }
+        };
+        let mut watch = Vec::new();
         let members = topics
             .into_iter()
             .map(|topic| {
-                let slot = {
+                let (slot, cursor, covered) = {
                     let mut state = topic.lock();
+                    if shared && state.slots.is_empty() {
+                        state.generation += 1;
+                        state.covered_after = None;
+                        watch.push((topic.name.clone(), state.generation));
+                    }
+                    let covered = if shared { None } else { state.covered_after };
                     let cursor = state.position_after(after);
-                    state.add_slot(cursor)
+                    (state.add_slot(cursor), cursor, covered)
                 };
                 topic.subscribers.fetch_add(1, Ordering::Relaxed);
-                let cursor = topic.lock().slots[slot].cursor;
                 Member {
                     topic,
                     slot,
                     cursor,
+                    covered,
                 }
             })
             .collect::<Vec<_>>();
         drop(last);
+        for (name, generation) in watch {
+            self.storage.watch(&name, generation);
+        }
 
         let mut ready = std::collections::VecDeque::new();
         if let Some(reason) = reset {
             tracing::debug!(
-                reason,
+                reason = reason.as_str(),
                 ?last_event_id,
                 "hub subscriber gets the reset event"
             );
@@ -679,19 +740,51 @@ impl HubInner {
             hub: self.clone(),
             members,
             ready,
-            ended: false,
+            after,
+            replay: std::collections::VecDeque::new(),
+            pending: if shared {
+                Pending::Coverage
+            } else {
+                Pending::Nothing
+            },
+            ended: None,
             finished: false,
         }
     }
 
-    /// Removes topics that have neither subscribers nor history.
-    pub(crate) fn forget_idle_topics(&self, members: &[Member]) {
-        let _publishing = self.publish.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+    /// Removes a subscription's slots; unwatches topics left without subscribers and
+    /// forgets those that have no history either.
+    pub(crate) fn leave(&self, members: &[Member]) {
+        let shared = self.storage.is_shared();
+        let mut unwatch = Vec::new();
+        let mut idle = false;
         for member in members {
-            let state = member.topic.lock();
-            if state.slots.is_empty() && state.entries.is_empty() {
-                topics.remove(&member.topic.name);
+            let mut state = member.topic.lock();
+            let removed = state.slots.try_remove(member.slot);
+            if removed.is_some_and(|slot| slot.cut != Some(topic::Cut::Ended)) {
+                member.topic.subscribers.fetch_sub(1, Ordering::Relaxed);
+            }
+            if state.slots.is_empty() {
+                if shared {
+                    state.generation += 1;
+                    state.covered_after = None;
+                    unwatch.push((member.topic.name.clone(), state.generation));
+                }
+                idle |= state.entries.is_empty();
+            }
+        }
+        for (name, generation) in unwatch {
+            self.storage.unwatch(&name, generation);
+        }
+        tracing::debug!(topics = members.len(), "hub subscriber left");
+        if idle {
+            let _publishing = self.publish.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+            for member in members {
+                let state = member.topic.lock();
+                if state.slots.is_empty() && state.entries.is_empty() {
+                    topics.remove(&member.topic.name);
+                }
             }
         }
     }

@@ -1,6 +1,8 @@
 //! A subscriber's stream over one or several topics.
 
 use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,11 +10,12 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
+use super::storage::{GapReason, History, HistoryFuture};
 use super::topic::{Cut, Topic};
-use super::{HubInner, Lagged};
+use super::{HubInner, PublishError};
 use crate::Event;
 
-/// Most entries taken from one topic under one lock.
+/// Most entries taken from one source under one lock.
 const BATCH: usize = 256;
 
 /// One topic of a subscription.
@@ -22,18 +25,66 @@ pub(crate) struct Member {
     pub(crate) slot: usize,
     /// Position of the next entry to take.
     pub(crate) cursor: u64,
+    /// Where the topic's local history starts to be complete, once known.
+    pub(crate) covered: Option<u64>,
 }
+
+/// What a subscription waits for before it reads its topics.
+pub(crate) enum Pending {
+    Nothing,
+    /// A shared storage has not yet confirmed it delivers every topic.
+    Coverage,
+    /// The storage is fetching what the subscriber missed.
+    History(JoinHistory),
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Pending::Nothing => "Nothing",
+            Pending::Coverage => "Coverage",
+            Pending::History(_) => "History",
+        })
+    }
+}
+
+/// Why a subscription stream ended early.
+///
+/// ```
+/// use tower_sse::hub::SubscriptionError;
+/// assert_eq!(SubscriptionError::Lagged.to_string(), "hub subscriber fell too far behind");
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SubscriptionError {
+    /// The subscriber fell too far behind (under
+    /// [`LagPolicy::Disconnect`](crate::hub::LagPolicy::Disconnect)).
+    Lagged,
+    /// The storage could not replay what the subscriber missed.
+    Storage(PublishError),
+}
+
+impl fmt::Display for SubscriptionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubscriptionError::Lagged => f.write_str("hub subscriber fell too far behind"),
+            SubscriptionError::Storage(err) => write!(f, "hub replay failed: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for SubscriptionError {}
 
 /// The events of one or several topics, in id order: first those the subscriber missed
 /// (when it came back with a `Last-Event-ID` history still covers), then live ones, with
 /// no gap and no duplicate.
 ///
-/// Serve it with [`SseLayer`](crate::SseLayer) or [`Sse`](crate::Sse): every event is the
-/// very `Bytes` the hub encoded at publish time, shared by all subscribers. When the
-/// subscriber falls too far behind, the stream yields [`Lagged`] and ends (the client
-/// reconnects with its `Last-Event-ID` and catches up from history), or, under
-/// [`LagPolicy::SkipAhead`](crate::hub::LagPolicy::SkipAhead), it sends the reset event
-/// and goes on live.
+/// Serve it with [`SseLayer`](crate::SseLayer) or [`Sse`](crate::Sse): every live event
+/// is the very `Bytes` the hub encoded at publish time, shared by all subscribers. When
+/// the subscriber falls too far behind, the stream yields [`SubscriptionError::Lagged`]
+/// and ends (the client reconnects with its `Last-Event-ID` and catches up from
+/// history), or, under [`LagPolicy::SkipAhead`](crate::hub::LagPolicy::SkipAhead), it
+/// sends the reset event and goes on live.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -52,10 +103,15 @@ pub(crate) struct Member {
 pub struct Subscription {
     pub(crate) hub: Arc<HubInner>,
     pub(crate) members: Vec<Member>,
-    /// Events taken from the topics and not yet yielded, with their ids.
+    /// Events ready to be yielded.
     pub(crate) ready: VecDeque<Event>,
-    /// Set when the stream must end with `Lagged` once `ready` is drained.
-    pub(crate) ended: bool,
+    /// Events with an id up to this one are never yielded: the subscriber has them.
+    pub(crate) after: u64,
+    /// Events fetched from the storage, with their ids, merged into the live reads.
+    pub(crate) replay: VecDeque<(u64, Event)>,
+    pub(crate) pending: Pending,
+    /// Set when the stream must end with this error once `ready` is drained.
+    pub(crate) ended: Option<SubscriptionError>,
     pub(crate) finished: bool,
 }
 
@@ -71,15 +127,89 @@ impl Subscription {
         self.members.iter().map(|m| &*m.topic.name)
     }
 
+    /// Places every topic's cursor once a shared storage covers it, and starts fetching
+    /// what lies between the subscriber's position and that coverage. Returns `false`
+    /// while some topic is not covered yet.
+    fn position(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut all = true;
+        for member in self.members.iter_mut().filter(|m| m.covered.is_none()) {
+            let mut state = member.topic.lock();
+            match state.covered_after {
+                Some(covered) => {
+                    let cursor = state.position_after(self.after.max(covered));
+                    state.slots[member.slot].cursor = cursor;
+                    member.cursor = cursor;
+                    member.covered = Some(covered);
+                }
+                None => {
+                    state.slots[member.slot].waker = Some(cx.waker().clone());
+                    all = false;
+                }
+            }
+        }
+        if !all {
+            return false;
+        }
+        let storage = self.hub.storage.clone();
+        let mut fetches: Vec<HistoryFuture> = Vec::new();
+        for member in &self.members {
+            let covered = member.covered.expect("every topic is covered");
+            if self.after < covered || fetches.is_empty() && self.after > covered {
+                // What the subscriber missed, or (once) a check that its id exists.
+                fetches.push(storage.history(&member.topic.name, self.after, covered));
+            }
+        }
+        self.pending = if fetches.is_empty() {
+            Pending::Nothing
+        } else {
+            Pending::History(JoinHistory::new(fetches))
+        };
+        true
+    }
+
     /// Takes what the topics hold for this subscriber into `ready`, in id order.
-    /// Returns `true` if it took anything (or the stream must end).
+    /// Returns `true` if there is something to yield (or the stream must end).
     fn fill(&mut self, cx: &mut Context<'_>) -> bool {
-        let many = self.members.len() > 1;
+        if matches!(self.pending, Pending::Coverage) && !self.position(cx) {
+            return false;
+        }
+        if let Pending::History(join) = &mut self.pending {
+            let Poll::Ready(result) = Pin::new(&mut *join).poll(cx) else {
+                return false;
+            };
+            let mut events = std::mem::take(&mut join.events);
+            self.pending = Pending::Nothing;
+            match result {
+                Ok(None) => {
+                    events.sort_by_key(|(id, _)| *id);
+                    events.dedup_by_key(|(id, _)| *id);
+                    let after = self.after;
+                    let numbered =
+                        events
+                            .into_iter()
+                            .filter(|(id, _)| *id > after)
+                            .map(|(id, event)| {
+                                (id, event.with_trusted_id(itoa::Buffer::new().format(id)))
+                            });
+                    self.replay.extend(numbered);
+                }
+                Ok(Some(reason)) => {
+                    let resume = self.members.iter().filter_map(|m| m.covered).min();
+                    self.replay.clear();
+                    self.ready.push_back(self.hub.reset_event(reason, resume));
+                    return true;
+                }
+                Err(err) => {
+                    self.ended = Some(SubscriptionError::Storage(err));
+                    return true;
+                }
+            }
+        }
         loop {
             let watermark = self.hub.watermark.load(Ordering::Acquire);
-            let mut taken: Vec<(u64, usize, Event)> = Vec::new();
-            // Entries above `bound` stay for the next round: a topic that hit the batch
-            // limit may hold ids below those of another topic's later entries.
+            let mut taken: Vec<(u64, Option<usize>, Event)> = Vec::new();
+            // Entries above `bound` stay for the next round: a source that hit the
+            // batch limit may hold ids below those of another source's later entries.
             let mut bound = u64::MAX;
             for (index, member) in self.members.iter_mut().enumerate() {
                 let mut state = member.topic.lock();
@@ -88,7 +218,7 @@ impl Subscription {
                 let slot = &mut state.slots[member.slot];
                 match slot.cut {
                     Some(Cut::Ended) => {
-                        self.ended = true;
+                        self.ended = Some(SubscriptionError::Lagged);
                         return true;
                     }
                     Some(Cut::Skipped) => {
@@ -99,7 +229,8 @@ impl Subscription {
                         member.cursor = head;
                         drop(state);
                         member.topic.dropped.fetch_add(missed, Ordering::Relaxed);
-                        self.ready.push_back(self.hub.reset_event("lagged", None));
+                        self.ready
+                            .push_back(self.hub.reset_event(GapReason::Lagged, None));
                         tracing::debug!(topic = %member.topic.name, missed, "hub subscriber skipped ahead");
                         return true;
                     }
@@ -119,7 +250,7 @@ impl Subscription {
                         .dropped
                         .fetch_add(base - member.cursor, Ordering::Relaxed);
                     member.topic.subscribers.fetch_sub(1, Ordering::Relaxed);
-                    self.ended = true;
+                    self.ended = Some(SubscriptionError::Lagged);
                     return true;
                 }
                 let mut position = member.cursor;
@@ -129,7 +260,7 @@ impl Subscription {
                     if entry.id > watermark {
                         break;
                     }
-                    taken.push((entry.id, index, entry.event.clone()));
+                    taken.push((entry.id, Some(index), entry.event.clone()));
                     position += 1;
                     count += 1;
                 }
@@ -137,17 +268,35 @@ impl Subscription {
                     bound = bound.min(taken.last().map_or(u64::MAX, |t| t.0));
                 }
             }
-            if many {
+            let replayed = self.replay.len().min(BATCH);
+            taken.extend(self.replay.drain(..replayed).map(|(id, e)| (id, None, e)));
+            if replayed == BATCH {
+                bound = bound.min(taken.last().map_or(u64::MAX, |t| t.0));
+            }
+            if self.members.len() > 1 || replayed > 0 {
                 taken.sort_by_key(|t| t.0);
             }
             let mut delivered = vec![0u64; self.members.len()];
-            for (id, index, event) in taken {
+            let mut unread = Vec::new();
+            for (id, source, event) in taken {
                 if id > bound {
-                    break;
+                    if source.is_none() {
+                        unread.push((id, event));
+                    }
+                    continue;
                 }
-                self.members[index].cursor += 1;
-                delivered[index] += 1;
-                self.ready.push_back(event);
+                if let Some(index) = source {
+                    self.members[index].cursor += 1;
+                }
+                if id > self.after {
+                    if let Some(index) = source {
+                        delivered[index] += 1;
+                    }
+                    self.ready.push_back(event);
+                }
+            }
+            for entry in unread.into_iter().rev() {
+                self.replay.push_front(entry);
             }
             for (member, count) in self.members.iter().zip(delivered) {
                 if count > 0 {
@@ -158,8 +307,9 @@ impl Subscription {
                 return true;
             }
             // Nothing: sleep, unless a publish moved the watermark while we looked (its
-            // wake-up may have missed the wakers registered above).
-            if self.hub.watermark.load(Ordering::Acquire) == watermark {
+            // wake-up may have missed the wakers registered above), or entries were
+            // skipped as already known.
+            if self.hub.watermark.load(Ordering::Acquire) == watermark && bound == u64::MAX {
                 return false;
             }
         }
@@ -167,33 +317,71 @@ impl Subscription {
 }
 
 impl Stream for Subscription {
-    type Item = Result<Event, Lagged>;
+    type Item = Result<Event, SubscriptionError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         if this.finished {
             return Poll::Ready(None);
         }
-        if this.ready.is_empty() && !this.ended && !this.fill(cx) {
+        if this.ready.is_empty() && this.ended.is_none() && !this.fill(cx) {
             return Poll::Pending;
         }
         if let Some(event) = this.ready.pop_front() {
             return Poll::Ready(Some(Ok(event)));
         }
         this.finished = true;
-        Poll::Ready(Some(Err(Lagged)))
+        Poll::Ready(this.ended.take().map(Err))
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        for member in &self.members {
-            let removed = member.topic.lock().slots.try_remove(member.slot);
-            if removed.is_some_and(|slot| slot.cut != Some(Cut::Ended)) {
-                member.topic.subscribers.fetch_sub(1, Ordering::Relaxed);
+        self.hub.leave(&self.members);
+    }
+}
+
+/// The history fetches of one subscription, run together; the events land, in id
+/// order, in the subscription's `replay`.
+pub(crate) struct JoinHistory {
+    fetches: Vec<Option<HistoryFuture>>,
+    events: Vec<(u64, Event)>,
+    gap: Option<GapReason>,
+}
+
+impl JoinHistory {
+    fn new(fetches: Vec<HistoryFuture>) -> Self {
+        JoinHistory {
+            fetches: fetches.into_iter().map(Some).collect(),
+            events: Vec::new(),
+            gap: None,
+        }
+    }
+}
+
+impl Future for JoinHistory {
+    /// `Ok(None)`: every event fetched; `Ok(Some(reason))`: a gap.
+    type Output = Result<Option<GapReason>, PublishError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let mut done = true;
+        for slot in &mut this.fetches {
+            let Some(fetch) = slot else { continue };
+            match fetch.as_mut().poll(cx) {
+                Poll::Pending => done = false,
+                Poll::Ready(result) => {
+                    *slot = None;
+                    match result? {
+                        History::Events(events) => this.events.extend(events),
+                        History::Gap(reason) => this.gap = Some(reason),
+                    }
+                }
             }
         }
-        tracing::debug!(topics = self.members.len(), "hub subscriber left");
-        self.hub.forget_idle_topics(&self.members);
+        if !done {
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(this.gap))
     }
 }

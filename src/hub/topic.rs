@@ -44,7 +44,7 @@ pub(crate) struct Slot {
     pub(crate) cut: Option<Cut>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TopicState {
     pub(crate) entries: VecDeque<Entry>,
     /// Position of `entries[0]`; positions count every entry ever appended.
@@ -54,9 +54,36 @@ pub(crate) struct TopicState {
     /// Largest id evicted from history; 0 when nothing was evicted.
     pub(crate) max_evicted_id: u64,
     pub(crate) slots: Slab<Slot>,
+    /// The local history holds every event of this topic with an id greater than this;
+    /// `None` while a shared storage has not confirmed its watch.
+    pub(crate) covered_after: Option<u64>,
+    /// Counts watches and unwatches, so a late confirmation of an old watch is ignored.
+    pub(crate) generation: u64,
 }
 
 impl TopicState {
+    fn new(covered_after: Option<u64>) -> Self {
+        TopicState {
+            entries: VecDeque::new(),
+            base: 0,
+            history_bytes: 0,
+            appended_bytes: 0,
+            max_evicted_id: 0,
+            slots: Slab::new(),
+            covered_after,
+            generation: 0,
+        }
+    }
+
+    /// Takes the wakers of every waiting subscriber.
+    pub(crate) fn take_wakers(&mut self, wake: &mut Vec<Waker>) {
+        wake.extend(
+            self.slots
+                .iter_mut()
+                .filter_map(|(_, slot)| slot.waker.take()),
+        );
+    }
+
     /// Position one past the newest entry.
     pub(crate) fn head(&self) -> u64 {
         self.base + self.entries.len() as u64
@@ -117,10 +144,10 @@ pub(crate) struct Topic {
 }
 
 impl Topic {
-    pub(crate) fn new(name: Arc<str>) -> Self {
+    pub(crate) fn new(name: Arc<str>, covered_after: Option<u64>) -> Self {
         Topic {
             name,
-            state: Mutex::new(TopicState::default()),
+            state: Mutex::new(TopicState::new(covered_after)),
             subscribers: AtomicUsize::new(0),
             published: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
