@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::keep_alive::Heartbeat;
 use crate::report::Tracker;
 use crate::shutdown::ShutdownWatch;
-use crate::{BoxError, EndReason, Event};
+use crate::{BoxError, EndReason, Event, StreamPermit};
 
 /// An item of an event stream: an [`Event`], or a `Result` whose error ends the stream.
 ///
@@ -83,11 +83,16 @@ pin_project! {
         heartbeat: Option<Heartbeat>,
         shutdown: Option<ShutdownWatch>,
         tracker: Tracker,
+        // The place this stream takes under a `StreamLimit`, freed when the body drops.
+        permit: Option<StreamPermit>,
     }
 
     impl<S> PinnedDrop for SseBody<S> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
+            // Free the place before reporting, so that whoever learns of the end can open
+            // the next stream at once.
+            drop(this.permit.take());
             if this.tracker.is_done() {
                 return;
             }
@@ -130,7 +135,14 @@ impl<S> SseBody<S> {
             shutdown: config.shutdown.as_ref().map(|s| s.watch()),
             tracker: Tracker::new(config.on_end.clone()),
             config,
+            permit: None,
         }
+    }
+
+    /// Holds `permit` for as long as the body lives.
+    pub(crate) fn with_permit(mut self, permit: Option<StreamPermit>) -> Self {
+        self.permit = permit;
+        self
     }
 
     /// A body that writes `bytes` and ends: used for responses that refuse a stream.
@@ -144,6 +156,7 @@ impl<S> SseBody<S> {
             shutdown: None,
             tracker: Tracker::silent(),
             config: Arc::new(Config::default()),
+            permit: None,
         }
     }
 }
@@ -234,6 +247,7 @@ where
 
         if let State::Ending(..) = this.state {
             if let State::Ending(reason, error) = std::mem::replace(this.state, State::Done) {
+                drop(this.permit.take());
                 this.tracker.finish(reason, error);
             }
             return Poll::Ready(None);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use crate::config::Config;
-use crate::{Event, KeepAlive, Shutdown, SseService, StreamEnd};
+use crate::{Event, KeepAlive, Shutdown, SseService, StreamEnd, StreamLimit};
 
 /// A tower [`Layer`] that turns a service answering with a stream of events into an SSE
 /// endpoint.
@@ -39,6 +39,7 @@ use crate::{Event, KeepAlive, Shutdown, SseService, StreamEnd};
 pub struct SseLayer {
     pub(crate) config: Arc<Config>,
     pub(crate) query: Option<Arc<str>>,
+    pub(crate) limit: Option<StreamLimit>,
 }
 
 impl SseLayer {
@@ -52,6 +53,7 @@ impl SseLayer {
         SseLayer {
             config: Arc::new(Config::default()),
             query: Some(Arc::from("lastEventId")),
+            limit: None,
         }
     }
 
@@ -113,7 +115,12 @@ impl SseLayer {
     }
 
     /// Ends every stream cleanly when `shutdown` is triggered, so that the server's own
-    /// graceful shutdown can complete.
+    /// graceful shutdown can complete: an SSE response never ends by itself, so without
+    /// this hyper-util's `GracefulShutdown` and axum's `with_graceful_shutdown` wait
+    /// forever. Each stream writes the [`shutdown_event`](SseLayer::shutdown_event), if
+    /// any, and ends; its end is reported as
+    /// [`EndReason::Shutdown`](crate::EndReason::Shutdown). See [`Shutdown`] for the
+    /// recipes.
     ///
     /// ```
     /// let shutdown = tower_sse::Shutdown::new();
@@ -126,6 +133,10 @@ impl SseLayer {
 
     /// The event written last on every stream that ends on shutdown.
     ///
+    /// Give it a `retry` so that browsers reconnect soon, to another instance or to
+    /// this one once it is back; the reconnection carries their `Last-Event-ID`. An
+    /// event with only a `retry` fires nothing in the page.
+    ///
     /// ```
     /// use std::time::Duration;
     /// let bye = tower_sse::Event::builder().retry(Duration::from_millis(250)).build()?;
@@ -134,6 +145,22 @@ impl SseLayer {
     /// ```
     pub fn shutdown_event(mut self, event: Event) -> Self {
         self.config_mut().set_shutdown_event(event);
+        self
+    }
+
+    /// Caps the streams open at once (per server, optionally per client address).
+    ///
+    /// A request over the cap is answered at once, 503 with `Retry-After` by default,
+    /// and never reaches the inner service; a stream takes its place when the request
+    /// arrives and frees it when its body is dropped. See [`StreamLimit`] for why
+    /// tower's `ConcurrencyLimit` cannot do this.
+    ///
+    /// ```
+    /// use tower_sse::{SseLayer, StreamLimit};
+    /// let layer = SseLayer::new().limit(StreamLimit::new(10_000).per_client(16));
+    /// ```
+    pub fn limit(mut self, limit: StreamLimit) -> Self {
+        self.limit = Some(limit);
         self
     }
 

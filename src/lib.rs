@@ -56,6 +56,9 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 mod body;
 mod config;
 mod event;
@@ -63,10 +66,15 @@ pub mod hub;
 mod keep_alive;
 mod last_event_id;
 mod layer;
+pub mod limit;
+mod refusal;
 mod report;
 mod response;
 mod service;
 mod shutdown;
+#[cfg(feature = "warp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "warp")))]
+pub mod warp;
 
 pub use body::{IntoEvent, SseBody};
 pub use event::{Event, EventBuilder, EventError};
@@ -74,6 +82,8 @@ pub use hub::{Hub, Subscription};
 pub use keep_alive::KeepAlive;
 pub use last_event_id::{LAST_EVENT_ID, LastEventId, LastEventIdError, MAX_LAST_EVENT_ID_LEN};
 pub use layer::SseLayer;
+pub use limit::{LimitReached, StreamLimit, StreamPermit};
+pub use refusal::{Answer, IntoEventStream, Refusal};
 pub use report::{EndReason, StreamEnd};
 pub use response::Sse;
 pub use service::{ResponseFuture, SseService};

@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{CACHE_CONTROL, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE};
-use http::{HeaderName, HeaderValue, Response, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, Version};
 
 use crate::config::Config;
-use crate::{Event, KeepAlive, Shutdown, SseBody, StreamEnd};
+use crate::{Event, KeepAlive, Shutdown, SseBody, StreamEnd, StreamPermit};
 
 const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 
@@ -30,8 +30,9 @@ const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering
 #[must_use = "an Sse does nothing until it is turned into a response"]
 pub struct Sse<S> {
     stream: S,
-    config: Config,
+    config: Arc<Config>,
     version: Option<Version>,
+    permit: Option<StreamPermit>,
 }
 
 impl<S> Sse<S> {
@@ -44,9 +45,30 @@ impl<S> Sse<S> {
     pub fn new(stream: S) -> Self {
         Sse {
             stream,
-            config: Config::default(),
+            config: Arc::new(Config::default()),
             version: None,
+            permit: None,
         }
+    }
+
+    /// A response with the settings of a layer, for the framework integrations.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn configured(
+        stream: S,
+        config: Arc<Config>,
+        version: Option<Version>,
+        permit: Option<StreamPermit>,
+    ) -> Self {
+        Sse {
+            stream,
+            config,
+            version,
+            permit,
+        }
+    }
+
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
     }
 
     /// Sets the heartbeat.
@@ -57,7 +79,7 @@ impl<S> Sse<S> {
     ///     .keep_alive(tower_sse::KeepAlive::new().interval(Duration::from_secs(5)));
     /// ```
     pub fn keep_alive(mut self, keep_alive: KeepAlive) -> Self {
-        self.config.keep_alive = Some(keep_alive);
+        self.config_mut().keep_alive = Some(keep_alive);
         self
     }
 
@@ -67,7 +89,7 @@ impl<S> Sse<S> {
     /// let sse = tower_sse::Sse::new(futures_util::stream::empty::<tower_sse::Event>()).no_keep_alive();
     /// ```
     pub fn no_keep_alive(mut self) -> Self {
-        self.config.keep_alive = None;
+        self.config_mut().keep_alive = None;
         self
     }
 
@@ -79,7 +101,7 @@ impl<S> Sse<S> {
     ///     .retry(Duration::from_secs(2));
     /// ```
     pub fn retry(mut self, retry: Duration) -> Self {
-        self.config.set_retry(retry);
+        self.config_mut().set_retry(retry);
         self
     }
 
@@ -90,7 +112,7 @@ impl<S> Sse<S> {
     ///     .max_frame_size(16 * 1024);
     /// ```
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
-        self.config.set_max_frame(bytes);
+        self.config_mut().set_max_frame(bytes);
         self
     }
 
@@ -104,7 +126,7 @@ impl<S> Sse<S> {
     where
         F: Fn(&StreamEnd) + Send + Sync + 'static,
     {
-        self.config.set_on_end(on_end);
+        self.config_mut().set_on_end(on_end);
         self
     }
 
@@ -116,7 +138,7 @@ impl<S> Sse<S> {
     ///     .graceful_shutdown(shutdown.clone());
     /// ```
     pub fn graceful_shutdown(mut self, shutdown: Shutdown) -> Self {
-        self.config.shutdown = Some(shutdown);
+        self.config_mut().shutdown = Some(shutdown);
         self
     }
 
@@ -131,7 +153,7 @@ impl<S> Sse<S> {
     /// # Ok::<(), tower_sse::EventError>(())
     /// ```
     pub fn shutdown_event(mut self, event: Event) -> Self {
-        self.config.set_shutdown_event(event);
+        self.config_mut().set_shutdown_event(event);
         self
     }
 
@@ -147,6 +169,26 @@ impl<S> Sse<S> {
         self
     }
 
+    /// Holds `permit` until the stream ends, so that the stream counts toward its
+    /// [`StreamLimit`](crate::StreamLimit) for as long as it is open.
+    ///
+    /// ```
+    /// use tower_sse::{Event, Refusal, Sse, StreamLimit};
+    ///
+    /// let limit = StreamLimit::new(1);
+    /// let permit = limit.try_acquire(None).map_err(Refusal::from).unwrap();
+    /// let response = Sse::new(futures_util::stream::pending::<Event>())
+    ///     .permit(permit)
+    ///     .into_response();
+    /// assert_eq!(limit.open_streams(), 1);
+    /// drop(response);
+    /// assert_eq!(limit.open_streams(), 0);
+    /// ```
+    pub fn permit(mut self, permit: StreamPermit) -> Self {
+        self.permit = Some(permit);
+        self
+    }
+
     /// The response: status 200, the SSE headers, and an [`SseBody`] over the stream.
     ///
     /// ```
@@ -155,31 +197,41 @@ impl<S> Sse<S> {
     /// assert_eq!(response.status(), 200);
     /// ```
     pub fn into_response(self) -> Response<SseBody<S>> {
-        sse_response(
-            SseBody::new(self.stream, Arc::new(self.config)),
-            self.version,
-        )
+        let body = SseBody::new(self.stream, self.config).with_permit(self.permit);
+        sse_response(body, self.version)
     }
 }
 
 /// Wraps `body` in a 200 response with the headers of an event stream.
+pub(crate) fn sse_response<B>(body: B, version: Option<Version>) -> Response<B> {
+    let mut response = Response::new(body);
+    insert_sse_headers(response.headers_mut(), version, false);
+    response
+}
+
+/// Writes the headers of an event stream (all of them, or with `only_missing` those not
+/// there yet).
 ///
 /// `Content-Encoding: identity` keeps compression layers (tower-http's among them, even
 /// with a compress-everything predicate) from compressing the stream, which older
 /// versions also buffered; `Cache-Control: no-transform` asks proxies the same;
-/// `X-Accel-Buffering: no` turns off nginx's response buffering.
-pub(crate) fn sse_response<B>(body: B, version: Option<Version>) -> Response<B> {
-    let mut response = Response::new(body);
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    headers.insert(
-        CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-transform"),
-    );
-    headers.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
-    headers.insert(CONTENT_ENCODING, HeaderValue::from_static("identity"));
+/// `X-Accel-Buffering: no` turns off nginx's response buffering. `Connection:
+/// keep-alive` is for HTTP/1.x only: HTTP/2 and HTTP/3 forbid connection headers.
+pub(crate) fn insert_sse_headers(
+    headers: &mut HeaderMap,
+    version: Option<Version>,
+    only_missing: bool,
+) {
+    let mut put = |name: HeaderName, value: &'static str| {
+        if !only_missing || !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    };
+    put(CONTENT_TYPE, "text/event-stream");
+    put(CACHE_CONTROL, "no-cache, no-transform");
+    put(X_ACCEL_BUFFERING, "no");
+    put(CONTENT_ENCODING, "identity");
     if matches!(version, Some(Version::HTTP_10 | Version::HTTP_11)) {
-        headers.insert(CONNECTION, HeaderValue::from_static("keep-alive"));
+        put(CONNECTION, "keep-alive");
     }
-    response
 }

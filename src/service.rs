@@ -5,16 +5,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
-use futures_core::Stream;
-use http::header::{ALLOW, CONTENT_TYPE};
+use http::header::ALLOW;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::config::Config;
 use crate::response::sse_response;
-use crate::{IntoEvent, LastEventId, SseBody, SseLayer};
+use crate::{IntoEventStream, LastEventId, Refusal, SseBody, SseLayer, StreamPermit};
 
 /// The service built by [`SseLayer`]: see there.
 ///
@@ -98,15 +96,14 @@ impl<S> SseService<S> {
     }
 }
 
-impl<S, ReqBody, St> Service<Request<ReqBody>> for SseService<S>
+impl<S, ReqBody, R> Service<Request<ReqBody>> for SseService<S>
 where
-    S: Service<Request<ReqBody>, Response = St>,
-    St: Stream,
-    St::Item: IntoEvent,
+    S: Service<Request<ReqBody>, Response = R>,
+    R: IntoEventStream,
 {
-    type Response = Response<SseBody<St>>;
+    type Response = Response<SseBody<R::Stream>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, St>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -116,81 +113,85 @@ where
         if request.method() != Method::GET {
             return ResponseFuture::refused(method_not_allowed());
         }
-        let version = request.version();
+        let mut permit = None;
+        if let Some(limit) = &self.layer.limit {
+            let (parts, body) = request.into_parts();
+            match limit.acquire(&parts) {
+                Ok(taken) => permit = Some(taken),
+                Err(reached) => return ResponseFuture::refused(reached.into()),
+            }
+            request = Request::from_parts(parts, body);
+        }
         if let Some(id) = LastEventId::from_request(&request, self.layer.query.as_deref()) {
             request.extensions_mut().insert(id);
         }
+        let version = request.version();
         ResponseFuture {
             state: State::Inner {
                 inner: self.inner.call(request),
                 config: Some(self.layer.config.clone()),
                 version,
+                permit,
             },
         }
     }
 }
 
 /// 405 for anything but GET: an event stream is only ever fetched.
-fn method_not_allowed<S>() -> Response<SseBody<S>> {
-    let mut response = Response::new(SseBody::plain(Bytes::from_static(
-        b"an event stream is read with GET\n",
-    )));
-    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    let headers = response.headers_mut();
-    headers.insert(ALLOW, HeaderValue::from_static("GET"));
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+fn method_not_allowed() -> Refusal {
+    Refusal::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "an event stream is read with GET",
+    )
+    .header(ALLOW, HeaderValue::from_static("GET"))
 }
 
 pin_project! {
     /// The response future of [`SseService`].
-    pub struct ResponseFuture<F, S> {
+    pub struct ResponseFuture<F> {
         #[pin]
-        state: State<F, S>,
+        state: State<F>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, S> {
+    enum State<F> {
         Inner {
             #[pin]
             inner: F,
             config: Option<Arc<Config>>,
             version: Version,
+            permit: Option<StreamPermit>,
         },
         Refused {
-            response: Option<Response<SseBody<S>>>,
+            refusal: Option<Refusal>,
         },
     }
 }
 
-impl<F, S> ResponseFuture<F, S> {
-    fn refused(response: Response<SseBody<S>>) -> Self {
+impl<F> ResponseFuture<F> {
+    fn refused(refusal: Refusal) -> Self {
         ResponseFuture {
             state: State::Refused {
-                response: Some(response),
+                refusal: Some(refusal),
             },
         }
     }
 }
 
-impl<F, S> std::fmt::Debug for ResponseFuture<F, S> {
+impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl<F, St, E> Future for ResponseFuture<F, St>
+impl<F, R, E> Future for ResponseFuture<F>
 where
-    F: Future<Output = Result<St, E>>,
-    St: Stream,
-    St::Item: IntoEvent,
+    F: Future<Output = Result<R, E>>,
+    R: IntoEventStream,
 {
-    type Output = Result<Response<SseBody<St>>, E>;
+    type Output = Result<Response<SseBody<R::Stream>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let response = match self.project().state.project() {
@@ -198,16 +199,28 @@ where
                 inner,
                 config,
                 version,
+                permit,
             } => {
-                let stream = ready!(inner.poll(cx))?;
+                let answer = ready!(inner.poll(cx))?;
                 let config = config
                     .take()
                     .expect("ResponseFuture polled after completion");
-                sse_response(SseBody::new(stream, config), Some(*version))
+                match answer.into_event_stream() {
+                    Ok(stream) => sse_response(
+                        SseBody::new(stream, config).with_permit(permit.take()),
+                        Some(*version),
+                    ),
+                    // A refusal is not a stream: its place under the limit is freed here.
+                    Err(refusal) => {
+                        drop(permit.take());
+                        refusal.into_response()
+                    }
+                }
             }
-            StateProj::Refused { response } => response
+            StateProj::Refused { refusal } => refusal
                 .take()
-                .expect("ResponseFuture polled after completion"),
+                .expect("ResponseFuture polled after completion")
+                .into_response(),
         };
         Poll::Ready(Ok(response))
     }

@@ -26,6 +26,61 @@ use tokio::sync::futures::OwnedNotified;
 /// shutdown.trigger();
 /// assert!(shutdown.is_triggered());
 /// ```
+///
+/// # With axum's `with_graceful_shutdown`
+///
+/// [`trigger_on`](Shutdown::trigger_on) turns the signal you already wait for into the
+/// future axum wants: when it fires, the streams end and axum's connections can close.
+///
+/// ```no_run
+/// # async fn run(app: axum::Router) -> std::io::Result<()> {
+/// use std::time::Duration;
+/// use tower_sse::{Event, Shutdown, SseLayer};
+///
+/// let shutdown = Shutdown::new();
+/// let layer = SseLayer::new()
+///     .graceful_shutdown(shutdown.clone())
+///     // A final frame that makes browsers come back after half a second.
+///     .shutdown_event(Event::builder().retry(Duration::from_millis(500)).build().unwrap());
+/// // ... the layer goes into `app` ...
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+/// axum::serve(listener, app)
+///     .with_graceful_shutdown(shutdown.trigger_on(async {
+///         tokio::signal::ctrl_c().await.ok();
+///     }))
+///     .await
+/// # }
+/// ```
+///
+/// # With hyper-util's `GracefulShutdown`
+///
+/// Trigger the signal, then wait for the connections:
+///
+/// ```no_run
+/// # async fn run(listener: tokio::net::TcpListener, shutdown: tower_sse::Shutdown) {
+/// use hyper_util::rt::{TokioExecutor, TokioIo};
+/// use hyper_util::server::{conn::auto, graceful::GracefulShutdown};
+/// # let service = hyper::service::service_fn(|_req| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+/// # });
+///
+/// let graceful = GracefulShutdown::new();
+/// let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+/// loop {
+///     tokio::select! {
+///         Ok((socket, _)) = listener.accept() => {
+///             let builder = auto::Builder::new(TokioExecutor::new());
+///             let connection = builder.serve_connection(TokioIo::new(socket), service.clone());
+///             let connection = graceful.watch(connection.into_owned());
+///             tokio::spawn(connection);
+///         }
+///         _ = &mut ctrl_c => break,
+///     }
+/// }
+/// shutdown.trigger(); // every SSE stream ends ...
+/// graceful.shutdown().await; // ... so this completes
+/// # }
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct Shutdown {
     inner: Arc<Inner>,
@@ -89,6 +144,31 @@ impl Shutdown {
             return;
         }
         notified.await;
+    }
+
+    /// Waits for `signal`, triggers the shutdown, and completes: the future to hand to
+    /// a server's graceful shutdown (axum's `with_graceful_shutdown`, warp's
+    /// `graceful`), so that the streams end when the server starts to drain.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let shutdown = tower_sse::Shutdown::new();
+    /// let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    /// let drained = tokio::spawn(shutdown.trigger_on(async { rx.await.ok(); }));
+    /// tx.send(()).unwrap();
+    /// drained.await.unwrap();
+    /// assert!(shutdown.is_triggered());
+    /// # });
+    /// ```
+    pub fn trigger_on<F>(&self, signal: F) -> impl Future<Output = ()> + use<F>
+    where
+        F: Future,
+    {
+        let shutdown = self.clone();
+        async move {
+            signal.await;
+            shutdown.trigger();
+        }
     }
 
     pub(crate) fn watch(&self) -> ShutdownWatch {

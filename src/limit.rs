@@ -1,0 +1,434 @@
+//! A cap on concurrent event streams, per server and per client address.
+//!
+//! # Why not tower's `ConcurrencyLimit`
+//!
+//! tower's [`ConcurrencyLimitLayer`] (and `GlobalConcurrencyLimitLayer`) hold a permit
+//! while the *response future* runs. An SSE response future completes as soon as the
+//! headers are ready; the stream then lives on in the response body, for hours. So those
+//! layers count nothing that matters here, and a request over their limit waits in
+//! `poll_ready` instead of being answered. [`StreamLimit`] counts open response
+//! *bodies*: the permit moves into the [`SseBody`](crate::SseBody) and is released when
+//! the body is dropped, which happens when the stream ends, the client goes away, or the
+//! server shuts down.
+//!
+//! tower's own layers that do fit an SSE endpoint:
+//!
+//! - `tower::limit::RateLimitLayer` or a load-shedding stack in front of the endpoint
+//!   bounds the *rate* of new connections, which matters after a restart when every
+//!   browser reconnects at once.
+//! - `tower_http::cors::CorsLayer` goes *outside* [`SseLayer`](crate::SseLayer), so that
+//!   it answers preflight requests before the layer answers 405 to anything but GET.
+//! - `tower_http::timeout::TimeoutLayer` bounds only the time to the headers; it never
+//!   cuts a stream short, which is what you want.
+//!
+//! [`ConcurrencyLimitLayer`]: https://docs.rs/tower/latest/tower/limit/struct.ConcurrencyLimitLayer.html
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use http::request::Parts;
+
+use crate::Refusal;
+
+/// Picks the address a request is counted under for [`StreamLimit::per_client`].
+type ClientKey = Arc<dyn Fn(&Parts) -> Option<IpAddr> + Send + Sync>;
+
+/// A cap on the event streams open at once: per server, and optionally per client
+/// address. A request over the cap is answered at once, 503 with `Retry-After` by
+/// default, and never reaches the inner service.
+///
+/// Give it to [`SseLayer::limit`](crate::SseLayer::limit); handlers that build their
+/// own [`Sse`](crate::Sse) responses call [`try_acquire`](StreamLimit::try_acquire) and
+/// hand the permit to [`Sse::permit`](crate::Sse::permit). Clones share the counts, so
+/// one `StreamLimit` given to several routes caps them together.
+///
+/// The client address is, unless [`client_key`](StreamLimit::client_key) says
+/// otherwise, the IP of a `std::net::SocketAddr` in the request's extensions (a hyper
+/// server inserts it with one `map_request`), or, with the `axum` feature, of axum's
+/// `ConnectInfo<SocketAddr>`. A request without one counts only toward the server cap.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_sse::{SseLayer, StreamLimit};
+///
+/// let limit = StreamLimit::new(10_000)
+///     .per_client(16)
+///     .retry_after(Duration::from_secs(10));
+/// let layer = SseLayer::new().limit(limit.clone());
+/// assert_eq!(limit.open_streams(), 0);
+/// ```
+#[derive(Clone)]
+pub struct StreamLimit {
+    max: usize,
+    per_client: Option<usize>,
+    retry_after: Duration,
+    retry_in_stream: bool,
+    client_key: Option<ClientKey>,
+    counts: Arc<Counts>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    open: AtomicUsize,
+    refused: AtomicU64,
+    /// Open streams per client address; an address leaves the map at zero.
+    clients: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl StreamLimit {
+    /// At most `max` streams open at once; over it, 503 with `Retry-After: 5`.
+    ///
+    /// ```
+    /// let limit = tower_sse::StreamLimit::new(1000);
+    /// ```
+    pub fn new(max: usize) -> Self {
+        StreamLimit {
+            max,
+            per_client: None,
+            retry_after: Duration::from_secs(5),
+            retry_in_stream: false,
+            client_key: None,
+            counts: Arc::default(),
+        }
+    }
+
+    /// Also at most `max` streams open at once from one client address.
+    ///
+    /// Browsers open one connection per `EventSource`, so a handful per address is
+    /// plenty for one user with several tabs; set it higher when many users share an
+    /// address (an office behind NAT).
+    ///
+    /// ```
+    /// let limit = tower_sse::StreamLimit::new(1000).per_client(8);
+    /// ```
+    pub fn per_client(mut self, max: usize) -> Self {
+        self.per_client = Some(max);
+        self
+    }
+
+    /// How long a refused client is told to wait (default 5 seconds), as `Retry-After`
+    /// in whole seconds, rounded up.
+    ///
+    /// ```
+    /// let limit = tower_sse::StreamLimit::new(1000).retry_after(std::time::Duration::from_secs(30));
+    /// ```
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = after;
+        self
+    }
+
+    /// Answers over the cap with [`Refusal::reconnect_after`] instead of 503: a 200
+    /// event stream that only sets `retry:` and ends, so that a browser's `EventSource`
+    /// comes back by itself after [`retry_after`](StreamLimit::retry_after). (After a
+    /// 503 it closes for good, and only the page's code can try again.)
+    ///
+    /// ```
+    /// let limit = tower_sse::StreamLimit::new(1000).retry_in_stream();
+    /// ```
+    pub fn retry_in_stream(mut self) -> Self {
+        self.retry_in_stream = true;
+        self
+    }
+
+    /// Sets how a request's client address is found, for instance from a header set by
+    /// your own reverse proxy. (Trust such a header only when the proxy overwrites it:
+    /// a client can send any value.)
+    ///
+    /// ```
+    /// use std::net::IpAddr;
+    /// let limit = tower_sse::StreamLimit::new(1000)
+    ///     .per_client(8)
+    ///     .client_key(|parts| {
+    ///         let value = parts.headers.get("x-real-ip")?.to_str().ok()?;
+    ///         value.parse::<IpAddr>().ok()
+    ///     });
+    /// ```
+    pub fn client_key<F>(mut self, key: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<IpAddr> + Send + Sync + 'static,
+    {
+        self.client_key = Some(Arc::new(key));
+        self
+    }
+
+    /// Takes a permit for one stream from `client` (when known), or says which cap is
+    /// reached. The stream counts as open until the permit is dropped.
+    ///
+    /// ```
+    /// use std::net::{IpAddr, Ipv4Addr};
+    /// let limit = tower_sse::StreamLimit::new(10).per_client(1);
+    /// let client = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    /// let permit = limit.try_acquire(client)?;
+    /// assert!(limit.try_acquire(client).is_err());
+    /// drop(permit);
+    /// assert!(limit.try_acquire(client).is_ok());
+    /// # Ok::<(), tower_sse::LimitReached>(())
+    /// ```
+    pub fn try_acquire(&self, client: Option<IpAddr>) -> Result<StreamPermit, LimitReached> {
+        let counts = &self.counts;
+        let taken = counts
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < self.max).then_some(open + 1)
+            });
+        if taken.is_err() {
+            return Err(self.reached(Scope::Server { max: self.max }));
+        }
+        let mut permit = StreamPermit {
+            counts: counts.clone(),
+            client: None,
+        };
+        if let (Some(max), Some(addr)) = (self.per_client, client) {
+            let mut clients = counts
+                .clients
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let open = clients.entry(addr).or_insert(0);
+            if *open >= max {
+                if *open == 0 {
+                    clients.remove(&addr);
+                }
+                drop(clients);
+                drop(permit);
+                return Err(self.reached(Scope::Client { addr, max }));
+            }
+            *open += 1;
+            permit.client = Some(addr);
+        }
+        Ok(permit)
+    }
+
+    /// Takes a permit for the request whose head is `parts`, its client found as
+    /// [`client_key`](StreamLimit::client_key) says.
+    pub(crate) fn acquire(&self, parts: &Parts) -> Result<StreamPermit, LimitReached> {
+        let client = match self.per_client {
+            None => None,
+            Some(_) => {
+                let client = self.client_of(parts);
+                if client.is_none() {
+                    tracing::debug!(
+                        "no client address for this request: it counts only toward the server cap"
+                    );
+                }
+                client
+            }
+        };
+        self.try_acquire(client)
+    }
+
+    fn client_of(&self, parts: &Parts) -> Option<IpAddr> {
+        if let Some(key) = &self.client_key {
+            return key(parts);
+        }
+        if let Some(addr) = parts.extensions.get::<SocketAddr>() {
+            return Some(addr.ip());
+        }
+        #[cfg(feature = "axum")]
+        if let Some(info) = parts
+            .extensions
+            .get::<::axum::extract::ConnectInfo<SocketAddr>>()
+        {
+            return Some(info.0.ip());
+        }
+        None
+    }
+
+    fn reached(&self, scope: Scope) -> LimitReached {
+        self.counts.refused.fetch_add(1, Ordering::Relaxed);
+        let reached = LimitReached {
+            scope,
+            retry_after: self.retry_after,
+            retry_in_stream: self.retry_in_stream,
+        };
+        tracing::debug!(%reached, "refusing an event stream");
+        reached
+    }
+
+    /// The streams open now, under this limit and its clones.
+    ///
+    /// ```
+    /// let limit = tower_sse::StreamLimit::new(10);
+    /// let _permit = limit.try_acquire(None)?;
+    /// assert_eq!(limit.open_streams(), 1);
+    /// # Ok::<(), tower_sse::LimitReached>(())
+    /// ```
+    pub fn open_streams(&self) -> usize {
+        self.counts.open.load(Ordering::Acquire)
+    }
+
+    /// The streams open now from `client`, when a per-client cap is set.
+    ///
+    /// ```
+    /// use std::net::{IpAddr, Ipv6Addr};
+    /// let limit = tower_sse::StreamLimit::new(10).per_client(2);
+    /// let client = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    /// let _permit = limit.try_acquire(Some(client))?;
+    /// assert_eq!(limit.open_streams_from(client), 1);
+    /// # Ok::<(), tower_sse::LimitReached>(())
+    /// ```
+    pub fn open_streams_from(&self, client: IpAddr) -> usize {
+        let clients = self
+            .counts
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        clients.get(&client).copied().unwrap_or(0)
+    }
+
+    /// How many requests were refused so far, for metrics.
+    ///
+    /// ```
+    /// let limit = tower_sse::StreamLimit::new(0);
+    /// assert!(limit.try_acquire(None).is_err());
+    /// assert_eq!(limit.refused(), 1);
+    /// ```
+    pub fn refused(&self) -> u64 {
+        self.counts.refused.load(Ordering::Relaxed)
+    }
+}
+
+impl fmt::Debug for StreamLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamLimit")
+            .field("max", &self.max)
+            .field("per_client", &self.per_client)
+            .field("retry_after", &self.retry_after)
+            .field("retry_in_stream", &self.retry_in_stream)
+            .field("client_key", &self.client_key.as_ref().map(|_| ".."))
+            .field("open", &self.counts.open)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One open stream counted by a [`StreamLimit`]; dropping it frees the place.
+///
+/// ```
+/// let limit = tower_sse::StreamLimit::new(1);
+/// let permit = limit.try_acquire(None)?;
+/// drop(permit);
+/// assert_eq!(limit.open_streams(), 0);
+/// # Ok::<(), tower_sse::LimitReached>(())
+/// ```
+pub struct StreamPermit {
+    counts: Arc<Counts>,
+    client: Option<IpAddr>,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        if let Some(addr) = self.client {
+            let mut clients = self
+                .counts
+                .clients
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(open) = clients.get_mut(&addr) {
+                *open -= 1;
+                if *open == 0 {
+                    clients.remove(&addr);
+                }
+            }
+        }
+        self.counts.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl fmt::Debug for StreamPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamPermit")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which cap refused a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    Server { max: usize },
+    Client { addr: IpAddr, max: usize },
+}
+
+/// A [`StreamLimit`] refused a stream: the server, or this client, has as many open as
+/// it may. Turns into the refusal to answer with ([`Refusal::unavailable`], or
+/// [`Refusal::reconnect_after`] with [`StreamLimit::retry_in_stream`]).
+///
+/// ```
+/// use tower_sse::{Refusal, StreamLimit};
+///
+/// let limit = StreamLimit::new(0);
+/// let reached = limit.try_acquire(None).unwrap_err();
+/// assert_eq!(reached.to_string(), "too many open event streams on this server (at most 0)");
+/// assert_eq!(Refusal::from(reached).status(), 503);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitReached {
+    scope: Scope,
+    retry_after: Duration,
+    retry_in_stream: bool,
+}
+
+impl LimitReached {
+    /// Whether the per-client cap refused it (rather than the server cap).
+    ///
+    /// ```
+    /// let reached = tower_sse::StreamLimit::new(0).try_acquire(None).unwrap_err();
+    /// assert!(!reached.is_per_client());
+    /// ```
+    pub fn is_per_client(&self) -> bool {
+        matches!(self.scope, Scope::Client { .. })
+    }
+
+    /// The cap that was reached.
+    ///
+    /// ```
+    /// let reached = tower_sse::StreamLimit::new(0).try_acquire(None).unwrap_err();
+    /// assert_eq!(reached.max(), 0);
+    /// ```
+    pub fn max(&self) -> usize {
+        match self.scope {
+            Scope::Server { max } | Scope::Client { max, .. } => max,
+        }
+    }
+
+    /// How long the client is told to wait.
+    ///
+    /// ```
+    /// let reached = tower_sse::StreamLimit::new(0).try_acquire(None).unwrap_err();
+    /// assert_eq!(reached.retry_after().as_secs(), 5);
+    /// ```
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for LimitReached {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.scope {
+            Scope::Server { max } => {
+                write!(
+                    f,
+                    "too many open event streams on this server (at most {max})"
+                )
+            }
+            Scope::Client { addr, max } => {
+                write!(f, "too many open event streams from {addr} (at most {max})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for LimitReached {}
+
+impl From<LimitReached> for Refusal {
+    fn from(reached: LimitReached) -> Self {
+        if reached.retry_in_stream {
+            Refusal::reconnect_after(reached.retry_after)
+        } else {
+            Refusal::unavailable(reached.retry_after)
+        }
+    }
+}
