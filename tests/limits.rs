@@ -1,0 +1,369 @@
+//! Limits and refusals over a real socket: the cap on open streams (per server, per
+//! client address), 503 with `Retry-After` or a reconnect-later stream, 204 to stop a
+//! client for good, 405 for anything but GET.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, stream};
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use support::*;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tower::util::BoxCloneService;
+use tower::{ServiceBuilder, service_fn};
+use tower_sse::{Answer, EndReason, Event, Refusal, SseLayer, StreamEnd, StreamLimit};
+
+/// A hang guard: long enough never to fire on a healthy run.
+const GUARD: Duration = Duration::from_secs(20);
+
+type Senders = mpsc::UnboundedReceiver<mpsc::UnboundedSender<Event>>;
+
+type Boxed = BoxCloneService<
+    Request<Incoming>,
+    http::Response<UnsyncBoxBody<Bytes, Infallible>>,
+    Infallible,
+>;
+
+/// An SSE service whose every stream is fed by a channel the test holds; `reports`
+/// gets each stream's end.
+fn channel_service(layer: SseLayer) -> (Boxed, Senders, mpsc::UnboundedReceiver<EndReason>) {
+    let (senders_tx, senders_rx) = mpsc::unbounded_channel();
+    let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+    let layer = layer.on_end(move |end: &StreamEnd| {
+        let _ = reports_tx.send(end.reason);
+    });
+    let service = ServiceBuilder::new()
+        .layer(BoxCloneService::layer())
+        .map_response(|response: http::Response<_>| response.map(BodyExt::boxed_unsync))
+        .layer(layer)
+        .service(service_fn(move |_request: Request<Incoming>| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            senders_tx.send(tx).unwrap();
+            async move { Ok::<_, Infallible>(UnboundedReceiverStream::new(rx)) }
+        }));
+    (service, senders_rx, reports_rx)
+}
+
+/// Opens a stream over a new HTTP/1.1 connection and waits for its first event, so
+/// that it is surely open on the server.
+async fn open(
+    addr: SocketAddr,
+    senders: &mut Senders,
+) -> (H1, Incoming, mpsc::UnboundedSender<Event>) {
+    let mut client = h1_connect(addr).await;
+    let response = client.send(get("/events").body(empty()).unwrap()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let sender = senders.recv().await.unwrap();
+    sender.send(Event::data("open")).unwrap();
+    assert_eq!(next_data(&mut body).await.unwrap(), "data: open\n\n");
+    (client, body, sender)
+}
+
+async fn body_text(response: http::Response<Incoming>) -> String {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn the_server_cap_answers_503_with_retry_after_until_a_stream_ends() {
+    let limit = StreamLimit::new(3).retry_after(Duration::from_millis(6500));
+    let (service, mut senders, mut reports) = channel_service(SseLayer::new().limit(limit.clone()));
+    let server = serve(service).await;
+
+    let mut open_streams = Vec::new();
+    for _ in 0..3 {
+        open_streams.push(open(server.addr, &mut senders).await);
+    }
+    assert_eq!(limit.open_streams(), 3);
+
+    // Over the cap, on HTTP/1.1 and HTTP/2: 503 at once, and the inner service is never
+    // called (it would have handed over a sender before the response was built).
+    let refused = h1_connect(server.addr)
+        .await
+        .send(get("/events").body(empty()).unwrap())
+        .await;
+    let refused_h2 = h2_connect(server.addr)
+        .await
+        .send(get("/events").body(empty()).unwrap())
+        .await;
+    for response in [refused, refused_h2] {
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "7");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; charset=utf-8"
+        );
+        assert!(!body_text(response).await.is_empty());
+    }
+    assert!(senders.try_recv().is_err(), "the inner service was called");
+    assert_eq!(limit.refused(), 2);
+    assert_eq!(limit.open_streams(), 3);
+
+    // A client goes away: its place is free once its end is reported.
+    let (client, body, _sender) = open_streams.pop().unwrap();
+    drop(body);
+    client.close();
+    assert_eq!(reports.recv().await, Some(EndReason::ClientGone));
+    assert_eq!(limit.open_streams(), 2);
+    open_streams.push(open(server.addr, &mut senders).await);
+
+    // A stream that finishes frees its place too.
+    let (_client, mut body, sender) = open_streams.pop().unwrap();
+    drop(sender);
+    assert_eq!(next_data(&mut body).await, None);
+    assert_eq!(reports.recv().await, Some(EndReason::Finished));
+    assert_eq!(limit.open_streams(), 2);
+    open_streams.push(open(server.addr, &mut senders).await);
+    assert_eq!(limit.open_streams(), 3);
+}
+
+/// A server that puts each connection's peer address in the request extensions, as
+/// [`StreamLimit`] reads it by default.
+async fn serve_with_peer<S, B>(service: S) -> (SocketAddr, tokio::task::JoinHandle<()>)
+where
+    S: tower::Service<Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accept = tokio::spawn(async move {
+        loop {
+            let Ok((socket, peer)) = listener.accept().await else {
+                continue;
+            };
+            let service = ServiceBuilder::new()
+                .map_request(move |mut request: Request<Incoming>| {
+                    request.extensions_mut().insert(peer);
+                    request
+                })
+                .service(service.clone());
+            tokio::spawn(async move {
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(socket), TowerToHyperService::new(service))
+                    .await;
+            });
+        }
+    });
+    (addr, accept)
+}
+
+/// An HTTP/1.1 connection from `from` (another loopback address).
+async fn h1_from(from: IpAddr, to: SocketAddr) -> H1 {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    h1_over(socket.connect(to).await.unwrap()).await
+}
+
+#[tokio::test]
+async fn the_per_client_cap_counts_each_address_apart() {
+    let limit = StreamLimit::new(100).per_client(2);
+    let (service, mut senders, _reports) = channel_service(SseLayer::new().limit(limit.clone()));
+    let (addr, accept) = serve_with_peer(service).await;
+    let alice: IpAddr = "127.0.0.2".parse().unwrap();
+    let bob: IpAddr = "127.0.0.3".parse().unwrap();
+
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut client = h1_from(alice, addr).await;
+        let response = client.send(get("/events").body(empty()).unwrap()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        held.push((client, response, senders.recv().await.unwrap()));
+    }
+    let mut client = h1_from(alice, addr).await;
+    let third = client.send(get("/events").body(empty()).unwrap()).await;
+    assert_eq!(third.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(third.headers()["retry-after"], "5");
+
+    // Another address is not held back by the first one's streams.
+    for _ in 0..2 {
+        let mut client = h1_from(bob, addr).await;
+        let response = client.send(get("/events").body(empty()).unwrap()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        held.push((client, response, senders.recv().await.unwrap()));
+    }
+    assert_eq!(limit.open_streams_from(alice), 2);
+    assert_eq!(limit.open_streams_from(bob), 2);
+    assert_eq!(limit.open_streams(), 4);
+    assert_eq!(limit.refused(), 1);
+    accept.abort();
+}
+
+#[tokio::test]
+async fn a_client_key_can_come_from_a_proxy_header() {
+    let limit = StreamLimit::new(100)
+        .per_client(1)
+        .client_key(|parts| parts.headers.get("x-real-ip")?.to_str().ok()?.parse().ok());
+    let (service, mut senders, _reports) = channel_service(SseLayer::new().limit(limit.clone()));
+    let server = serve(service).await;
+    let request = |ip: &str| {
+        get("/events")
+            .header("x-real-ip", ip)
+            .body(empty())
+            .unwrap()
+    };
+    let mut client = h2_connect(server.addr).await;
+    let first = client.send(request("192.0.2.1")).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let _sender = senders.recv().await.unwrap();
+    let second = client.send(request("192.0.2.1")).await;
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let other = client.send(request("192.0.2.2")).await;
+    assert_eq!(other.status(), StatusCode::OK);
+    // Without the header the request counts only toward the server cap.
+    let anonymous = client.send(get("/events").body(empty()).unwrap()).await;
+    assert_eq!(anonymous.status(), StatusCode::OK);
+    assert_eq!(limit.open_streams(), 3);
+}
+
+#[tokio::test]
+async fn retry_in_stream_answers_a_stream_that_only_sets_retry_and_ends() {
+    let limit = StreamLimit::new(0)
+        .retry_after(Duration::from_millis(2500))
+        .retry_in_stream();
+    let (service, mut senders, _reports) = channel_service(SseLayer::new().limit(limit.clone()));
+    let server = serve(service).await;
+    let response = h1_connect(server.addr)
+        .await
+        .send(get("/events").body(empty()).unwrap())
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(
+        response.headers()["cache-control"],
+        "no-cache, no-transform"
+    );
+    assert_eq!(response.headers()["retry-after"], "3");
+    // A comment, the reconnection time, and nothing that fires an event.
+    assert_eq!(
+        body_text(response).await,
+        ": come back later\nretry: 2500\n\n"
+    );
+    assert!(senders.try_recv().is_err());
+    assert_eq!(limit.refused(), 1);
+}
+
+#[tokio::test]
+async fn an_inner_service_stops_a_client_with_204_or_refuses_with_a_reason() {
+    let limit = StreamLimit::new(10);
+    let service = ServiceBuilder::new()
+        .layer(SseLayer::new().limit(limit.clone()))
+        .service(service_fn(|request: Request<Incoming>| async move {
+            let answer = match request.uri().path() {
+                "/done" => Answer::Refuse(Refusal::stop()),
+                "/bad" => Answer::Refuse(Refusal::new(StatusCode::BAD_REQUEST, "no such topic: ✈")),
+                _ => Answer::Stream(stream::iter([Event::data("live")])),
+            };
+            Ok::<_, Infallible>(answer)
+        }));
+    let server = serve(service).await;
+    for http2 in [false, true] {
+        let send = |path: &'static str| {
+            let addr = server.addr;
+            async move {
+                let request = get(path).body(empty()).unwrap();
+                if http2 {
+                    h2_connect(addr).await.send(request).await
+                } else {
+                    h1_connect(addr).await.send(request).await
+                }
+            }
+        };
+        let done = send("/done").await;
+        assert_eq!(done.status(), StatusCode::NO_CONTENT);
+        assert!(!done.headers().contains_key("content-type"));
+        assert_eq!(body_text(done).await, "");
+
+        let bad = send("/bad").await;
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(bad.headers()["content-type"], "text/plain; charset=utf-8");
+        assert_eq!(body_text(bad).await, "no such topic: ✈\n");
+
+        let live = send("/live").await;
+        assert_eq!(live.status(), StatusCode::OK);
+        let parsed: Vec<_> = events(live).collect().await;
+        assert_eq!(parsed.len(), 1);
+        assert_eq!(parsed[0].data, "live");
+    }
+    // A refusal is not a stream: the places the requests took are all free again.
+    assert_eq!(limit.open_streams(), 0);
+    assert_eq!(limit.refused(), 0);
+}
+
+#[tokio::test]
+async fn anything_but_get_is_405_before_the_limit_is_consulted() {
+    let limit = StreamLimit::new(0);
+    let (service, mut senders, _reports) = channel_service(SseLayer::new().limit(limit.clone()));
+    let server = serve(service).await;
+    for method in ["POST", "HEAD", "PUT", "OPTIONS", "DELETE"] {
+        let request = Request::builder()
+            .method(method)
+            .uri("/events")
+            .body(empty())
+            .unwrap();
+        let response = h1_connect(server.addr).await.send(request).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method}"
+        );
+        assert_eq!(response.headers()["allow"], "GET");
+    }
+    assert!(senders.try_recv().is_err());
+    assert_eq!(limit.refused(), 0);
+}
+
+#[tokio::test]
+async fn many_concurrent_requests_never_exceed_the_cap() {
+    const CAP: usize = 25;
+    let limit = StreamLimit::new(CAP);
+    let (service, mut senders, _reports) = channel_service(SseLayer::new().limit(limit.clone()));
+    let server = serve(service).await;
+    let mut client = h2_connect(server.addr).await;
+    let mut requests = Vec::new();
+    for _ in 0..100 {
+        client.sender.ready().await.unwrap();
+        requests.push(
+            client
+                .sender
+                .send_request(get("/events").body(empty()).unwrap()),
+        );
+    }
+    let responses = timeout(GUARD, futures_util::future::join_all(requests))
+        .await
+        .expect("every request is answered");
+    let ok = responses
+        .iter()
+        .filter(|r| r.as_ref().unwrap().status() == StatusCode::OK)
+        .count();
+    let unavailable = responses
+        .iter()
+        .filter(|r| r.as_ref().unwrap().status() == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    assert_eq!((ok, unavailable), (CAP, 100 - CAP));
+    assert_eq!(limit.open_streams(), CAP);
+    let mut called = 0;
+    while senders.try_recv().is_ok() {
+        called += 1;
+    }
+    assert_eq!(called, CAP);
+}
