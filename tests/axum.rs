@@ -1,0 +1,437 @@
+//! axum 0.8 over real sockets: `route_service` with `SseLayer`, handlers returning
+//! `Sse`, the `LastEventId` and hub `Subscription` extractors with a `Hub` as router
+//! state, and `Router::layer(SseRouterLayer)` with `SseRequest` handlers (settings,
+//! heartbeats, limits by `ConnectInfo`, disconnect reports, the headers of axum's own
+//! SSE responses). Graceful shutdown is in `tests/shutdown.rs`.
+
+#![cfg(feature = "axum")]
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::{self, post};
+use bytes::Bytes;
+use futures_util::{StreamExt, stream};
+use http::{Request, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use support::*;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout};
+use tower::{Layer, service_fn};
+use tower_sse::axum::{SseRequest, SseRouterLayer};
+use tower_sse::{
+    EndReason, Event, Hub, KeepAlive, LastEventId, Sse, SseLayer, StreamEnd, StreamLimit,
+    Subscription,
+};
+
+const GUARD: Duration = Duration::from_secs(20);
+
+async fn send(
+    addr: SocketAddr,
+    request: Request<http_body_util::Empty<Bytes>>,
+    http2: bool,
+) -> http::Response<Incoming> {
+    if http2 {
+        h2_connect(addr).await.send(request).await
+    } else {
+        h1_connect(addr).await.send(request).await
+    }
+}
+
+async fn text(response: http::Response<Incoming>) -> String {
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+fn with_id(request: http::request::Builder, id: &[u8]) -> http::request::Builder {
+    request.header("last-event-id", http::HeaderValue::from_bytes(id).unwrap())
+}
+
+#[tokio::test]
+async fn route_service_with_the_layer_serves_events_and_reads_last_event_id() {
+    let service = SseLayer::new().layer(service_fn(|request: Request<Body>| async move {
+        let id = request.extensions().get::<LastEventId>().cloned();
+        let from = id.map_or(0, |id| id.parse::<u32>().unwrap() + 1);
+        let events = (from..from + 3).map(|n| {
+            Event::builder()
+                .id(&n.to_string())
+                .data(&format!("n{n}"))
+                .build()
+                .unwrap()
+        });
+        Ok::<_, Infallible>(stream::iter(events))
+    }));
+    let app = Router::new().route_service("/events", service);
+    let server = serve(app).await;
+    for http2 in [false, true] {
+        let response = send(server.addr, get("/events").body(empty()).unwrap(), http2).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        assert_eq!(
+            response.headers()["cache-control"],
+            "no-cache, no-transform"
+        );
+        assert_eq!(
+            response.headers().get("connection").is_some(),
+            !http2,
+            "Connection: keep-alive on HTTP/1.1 only"
+        );
+        let ids: Vec<_> = events(response).map(|e| e.id).collect().await;
+        assert_eq!(ids, ["0", "1", "2"]);
+
+        let resumed = send(
+            server.addr,
+            with_id(get("/events"), b"41").body(empty()).unwrap(),
+            http2,
+        )
+        .await;
+        let ids: Vec<_> = events(resumed).map(|e| e.id).collect().await;
+        assert_eq!(ids, ["42", "43", "44"]);
+        let by_query = send(
+            server.addr,
+            get("/events?lastEventId=9").body(empty()).unwrap(),
+            http2,
+        )
+        .await;
+        let ids: Vec<_> = events(by_query).map(|e| e.id).collect().await;
+        assert_eq!(ids, ["10", "11", "12"]);
+
+        let post = Request::post("/events").body(empty()).unwrap();
+        let refused = send(server.addr, post, http2).await;
+        assert_eq!(refused.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(refused.headers()["allow"], "GET");
+    }
+}
+
+async fn echo_optional(last: Option<LastEventId>) -> Sse<stream::Iter<std::vec::IntoIter<Event>>> {
+    let data = last.map_or("<none>".to_owned(), |id| format!("[{id}]"));
+    Sse::new(stream::iter(vec![Event::data(&data)]))
+}
+
+async fn echo_required(last: LastEventId) -> Sse<stream::Iter<std::vec::IntoIter<Event>>> {
+    Sse::new(stream::iter(vec![Event::data(&format!("[{last}]"))]))
+}
+
+#[tokio::test]
+async fn handlers_return_sse_and_extract_last_event_id() {
+    let app = Router::new()
+        .route("/optional", routing::get(echo_optional))
+        .route("/required", routing::get(echo_required));
+    let server = serve(app).await;
+    let long = vec![b'7'; 2000];
+    let cases: Vec<(&str, Option<&[u8]>, &str)> = vec![
+        ("/optional", None, "<none>"),
+        ("/optional", Some("ก๊าซ-42".as_bytes()), "[ก๊าซ-42]"),
+        ("/optional?lastEventId=%E2%9C%88", None, "[✈]"),
+        ("/optional", Some(b"\xff"), "<none>"),
+        ("/optional", Some(&long), "<none>"),
+        ("/required", Some(b"5"), "[5]"),
+    ];
+    for http2 in [false, true] {
+        for (uri, id, expected) in &cases {
+            let mut request = get(uri);
+            if let Some(id) = id {
+                request = with_id(request, id);
+            }
+            let response = send(server.addr, request.body(empty()).unwrap(), http2).await;
+            assert_eq!(response.status(), StatusCode::OK, "{uri}");
+            assert_eq!(response.headers()["content-type"], "text/event-stream");
+            let parsed: Vec<_> = events(response).collect().await;
+            assert_eq!(parsed.len(), 1);
+            assert_eq!(&parsed[0].data, expected, "{uri} {id:?}");
+        }
+        // Required, but absent or malformed: a clear 400, never a 500.
+        for id in [None, Some(&b"\xc3\x28"[..])] {
+            let mut request = get("/required");
+            if let Some(id) = id {
+                request = with_id(request, id);
+            }
+            let response = send(server.addr, request.body(empty()).unwrap(), http2).await;
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+            assert_eq!(
+                text(response).await,
+                "the request has no valid Last-Event-ID\n"
+            );
+        }
+    }
+}
+
+async fn publish(
+    State(hub): State<Hub>,
+    axum::extract::Path(topic): axum::extract::Path<String>,
+    body: String,
+) -> impl IntoResponse {
+    let published = hub.publish(&topic, Event::data(&body)).unwrap();
+    published.id().unwrap().to_string()
+}
+
+async fn subscribe(sse: SseRequest, subscription: Subscription) -> impl IntoResponse {
+    sse.respond(subscription)
+}
+
+#[tokio::test]
+async fn a_hub_as_router_state_with_the_subscription_extractor() {
+    let hub = Hub::new();
+    let app = Router::new()
+        .route("/events", routing::get(subscribe))
+        .route("/publish/{topic}", post(publish))
+        .with_state(hub.clone())
+        .layer(SseRouterLayer::new(SseLayer::new()));
+    let server = serve(app).await;
+
+    for http2 in [false, true] {
+        let response = send(
+            server.addr,
+            get("/events?topic=news&topic=weather")
+                .body(empty())
+                .unwrap(),
+            http2,
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut live = events(response);
+        let mut ids = Vec::new();
+        for (topic, body) in [("news", "one"), ("sports", "skipped"), ("weather", "two")] {
+            let request = Request::post(format!("/publish/{topic}"))
+                .body(http_body_util::Full::new(Bytes::from(body)))
+                .unwrap();
+            let mut client = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(
+                tokio::net::TcpStream::connect(server.addr).await.unwrap(),
+            ))
+            .await
+            .unwrap();
+            tokio::spawn(client.1);
+            let answer = client.0.send_request(request).await.unwrap();
+            let id = answer.into_body().collect().await.unwrap().to_bytes();
+            ids.push(String::from_utf8(id.to_vec()).unwrap());
+        }
+        let first = timeout(GUARD, live.next()).await.unwrap().unwrap();
+        let second = timeout(GUARD, live.next()).await.unwrap().unwrap();
+        assert_eq!(
+            (first.id.as_str(), first.data.as_str()),
+            (ids[0].as_str(), "one")
+        );
+        assert_eq!(
+            (second.id.as_str(), second.data.as_str()),
+            (ids[2].as_str(), "two")
+        );
+
+        // Reconnecting after the first event replays the second, and only it.
+        let resumed = send(
+            server.addr,
+            with_id(get("/events?topic=news&topic=weather"), ids[0].as_bytes())
+                .body(empty())
+                .unwrap(),
+            http2,
+        )
+        .await;
+        let mut replay = events(resumed);
+        let again = timeout(GUARD, replay.next()).await.unwrap().unwrap();
+        assert_eq!(
+            (again.id.as_str(), again.data.as_str()),
+            (ids[2].as_str(), "two")
+        );
+
+        // A request the hub cannot make sense of: 400 with the reason.
+        let bad = send(server.addr, get("/events").body(empty()).unwrap(), http2).await;
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        assert!(!text(bad).await.is_empty());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_router_layer_hands_its_settings_to_sse_request_handlers() {
+    let (reports_tx, mut reports) = mpsc::unbounded_channel();
+    let (senders_tx, mut senders) = mpsc::unbounded_channel::<mpsc::UnboundedSender<Event>>();
+    let handler = move |sse: SseRequest| {
+        let senders_tx = senders_tx.clone();
+        async move {
+            let (tx, rx) = mpsc::unbounded_channel();
+            senders_tx.send(tx).unwrap();
+            sse.respond(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+        }
+    };
+    let layer = SseLayer::new()
+        .retry(Duration::from_secs(3))
+        .keep_alive(
+            KeepAlive::new()
+                .interval(Duration::from_secs(10))
+                .text("hb"),
+        )
+        .on_end(move |end: &StreamEnd| {
+            let _ = reports_tx.send((end.reason, end.events));
+        });
+    let app = Router::new()
+        .route("/events", routing::get(handler))
+        .layer(SseRouterLayer::new(layer));
+    let server = serve(app).await;
+
+    for http2 in [false, true] {
+        let mut client_h1 = None;
+        let mut client_h2 = None;
+        let response = if http2 {
+            let client = client_h2.insert(h2_connect(server.addr).await);
+            client.send(get("/events").body(empty()).unwrap()).await
+        } else {
+            let client = client_h1.insert(h1_connect(server.addr).await);
+            client.send(get("/events").body(empty()).unwrap()).await
+        };
+        assert_eq!(response.status(), StatusCode::OK);
+        let version = if http2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        assert_eq!(response.version(), version);
+        assert_eq!(response.headers().get("connection").is_some(), !http2);
+        assert_eq!(response.headers()["x-accel-buffering"], "no");
+        let mut body = response.into_body();
+        let sender = senders.recv().await.unwrap();
+
+        let start = Instant::now();
+        assert_eq!(next_data(&mut body).await.unwrap(), "retry: 3000\n\n");
+        sender.send(Event::data("one")).unwrap();
+        assert_eq!(next_data(&mut body).await.unwrap(), "data: one\n\n");
+        assert_eq!(next_data(&mut body).await.unwrap(), ": hb\n\n");
+        if http2 {
+            // Paused time runs ahead while HTTP/2 frames cross the loopback socket
+            // (tokio advances it whenever the runtime idles), so only the lower bound
+            // holds exactly here; over HTTP/1.1 the heartbeat comes at exactly 10 s.
+            assert!(start.elapsed() >= Duration::from_secs(10));
+        } else {
+            assert_eq!(start.elapsed(), Duration::from_secs(10));
+        }
+
+        // The client goes away: the end is reported, with what was sent.
+        drop(body);
+        if let Some(client) = client_h1 {
+            client.close();
+        }
+        let (reason, sent) = timeout(GUARD, reports.recv()).await.unwrap().unwrap();
+        assert_eq!((reason, sent), (EndReason::ClientGone, 1));
+        assert!(sender.is_closed());
+        drop(client_h2);
+    }
+}
+
+#[tokio::test]
+async fn sse_request_refuses_over_the_limit_before_the_handler_runs() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let calls = calls.clone();
+        move |sse: SseRequest| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move { sse.respond(stream::pending::<Event>()) }
+        }
+    };
+    let limit = StreamLimit::new(100)
+        .per_client(2)
+        .retry_after(Duration::from_secs(9));
+    let app = Router::new()
+        .route("/events", routing::get(handler.clone()).post(handler))
+        .layer(SseRouterLayer::new(SseLayer::new().limit(limit.clone())));
+
+    // axum's own server, with the peer address as `ConnectInfo`, which the limit reads.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .into_future(),
+    );
+    let from = |ip: &'static str| async move {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        h1_over(socket.connect(addr).await.unwrap()).await
+    };
+
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut client = from("127.0.0.4").await;
+        let response = client.send(get("/events").body(empty()).unwrap()).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        held.push((client, response));
+    }
+    let mut client = from("127.0.0.4").await;
+    let refused = client.send(get("/events").body(empty()).unwrap()).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["retry-after"], "9");
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "the handler never ran");
+
+    let mut other = from("127.0.0.5").await;
+    let response = other.send(get("/events").body(empty()).unwrap()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(limit.open_streams(), 3);
+
+    // A POST routed to the same handler is refused by the extractor with 405.
+    let post = Request::post("/events").body(empty()).unwrap();
+    let response = from("127.0.0.6").await.send(post).await;
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+    // A client leaves: its place is free again.
+    let (client, response) = held.pop().unwrap();
+    drop(response);
+    client.close();
+    timeout(GUARD, async {
+        while limit.open_streams_from("127.0.0.4".parse().unwrap()) != 1 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the place is freed");
+    let response = from("127.0.0.4")
+        .await
+        .send(get("/events").body(empty()).unwrap())
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    server.abort();
+}
+
+#[tokio::test]
+async fn the_router_layer_completes_the_headers_of_axums_own_sse() {
+    async fn native() -> impl IntoResponse {
+        let events = stream::iter([Ok::<_, Infallible>(
+            axum::response::sse::Event::default().data("native"),
+        )]);
+        axum::response::Sse::new(events)
+    }
+    async fn plain() -> &'static str {
+        "not a stream"
+    }
+    let app = Router::new()
+        .route("/native", routing::get(native))
+        .route("/plain", routing::get(plain))
+        .layer(SseRouterLayer::new(SseLayer::new()));
+    let server = serve(app).await;
+    for http2 in [false, true] {
+        let response = send(server.addr, get("/native").body(empty()).unwrap(), http2).await;
+        let headers = response.headers();
+        assert_eq!(headers["x-accel-buffering"], "no");
+        assert_eq!(headers["content-encoding"], "identity");
+        // What the handler set stays.
+        assert_eq!(headers["cache-control"], "no-cache");
+        assert_eq!(headers.get("connection").is_some(), !http2);
+        let parsed: Vec<_> = events(response).collect().await;
+        assert_eq!(parsed[0].data, "native");
+
+        // Other responses are left alone.
+        let response = send(server.addr, get("/plain").body(empty()).unwrap(), http2).await;
+        assert!(!response.headers().contains_key("x-accel-buffering"));
+        assert!(!response.headers().contains_key("content-encoding"));
+        assert_eq!(text(response).await, "not a stream");
+    }
+}
