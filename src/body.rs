@@ -161,6 +161,20 @@ impl<S> SseBody<S> {
     }
 }
 
+/// An empty body that ends at once. tower-http's `CorsLayer` needs it, to answer
+/// preflight requests itself with the body type of the service it wraps.
+///
+/// ```
+/// use http_body::Body;
+/// let body = tower_sse::SseBody::<futures_util::stream::Empty<tower_sse::Event>>::default();
+/// assert!(body.is_end_stream());
+/// ```
+impl<S> Default for SseBody<S> {
+    fn default() -> Self {
+        SseBody::plain(Bytes::new())
+    }
+}
+
 impl<S> std::fmt::Debug for SseBody<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SseBody")

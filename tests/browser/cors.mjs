@@ -1,0 +1,64 @@
+// Opens a page (tests/browser/cors.html, served by the Rust test) in Debian's Chromium,
+// waits until the page sets `window.done`, and prints on stdout, as one JSON object,
+// what the page recorded (`window.report`) and what the browser saw:
+//
+//   { report: { src, opens, events, errors, finished }, done, requests, responses,
+//     consoleErrors, pageErrors, failedRequests, screenshot }
+//
+// `requests` lists every request the page made (method, url, headers), preflights
+// included when Chromium reports them to the page's network events.
+//
+// It exits 0 whenever it could report, even when the page timed out: the Rust test
+// judges the report. It exits 1 only when the browser itself could not be driven.
+//
+//   node cors.mjs <url> [--artifacts DIR] [--name SCREENSHOT] [--timeout MS]
+
+import { Harness, waitFor } from './harness.mjs';
+
+function parseArgs(argv) {
+  const options = { artifacts: undefined, name: 'cors', timeout: 30_000 };
+  const positional = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--artifacts') options.artifacts = argv[++i];
+    else if (arg === '--name') options.name = argv[++i];
+    else if (arg === '--timeout') options.timeout = Number(argv[++i]);
+    else positional.push(arg);
+  }
+  if (positional.length !== 1 || !Number.isFinite(options.timeout)) {
+    throw new Error('usage: node cors.mjs <url> [--artifacts DIR] [--name NAME] [--timeout MS]');
+  }
+  return { url: positional[0], ...options };
+}
+
+async function main() {
+  const { url, artifacts, name, timeout } = parseArgs(process.argv.slice(2));
+  const harness = await Harness.launch({ artifactsDir: artifacts, timeout });
+  try {
+    const page = await harness.newPage();
+    const requests = [];
+    const responses = [];
+    page.on('request', (request) => {
+      requests.push({ method: request.method(), url: request.url(), headers: request.headers() });
+    });
+    page.on('response', (response) => {
+      responses.push({ url: response.url(), status: response.status(), headers: response.headers() });
+    });
+
+    await page.goto(url, { waitUntil: 'load' });
+    const done = await waitFor(page, () => window.done === true, { timeout });
+    const report = await page.evaluate(() => window.report);
+    let screenshot = null;
+    if (artifacts) screenshot = await harness.screenshot(page, name);
+    process.stdout.write(
+      `${JSON.stringify({ report, done: done === true, requests, responses, ...harness.errors(), screenshot })}\n`,
+    );
+  } finally {
+    await harness.close();
+  }
+}
+
+main().catch((error) => {
+  process.stderr.write(`cors.mjs: ${error.stack ?? error}\n`);
+  process.exit(1);
+});
