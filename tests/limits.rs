@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tower::util::BoxCloneService;
-use tower::{ServiceBuilder, service_fn};
+use tower::{Layer, ServiceBuilder, service_fn};
 use tower_sse::{Answer, EndReason, Event, Refusal, SseLayer, StreamEnd, StreamLimit};
 
 /// A hang guard: long enough never to fire on a healthy run.
@@ -366,4 +366,158 @@ async fn many_concurrent_requests_never_exceed_the_cap() {
         called += 1;
     }
     assert_eq!(called, CAP);
+}
+
+// ---- what a browser does with each refusal (Debian's Chromium) ----
+
+mod browser {
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+
+    use axum::response::Html;
+    use serde::Deserialize;
+
+    use super::*;
+
+    const PAGE: &str = include_str!("browser/cors.html");
+    const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+    #[derive(Debug, Deserialize)]
+    struct Run {
+        report: PageReport,
+        done: bool,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct PageReport {
+        opens: u32,
+        events: Vec<PageEvent>,
+        errors: Vec<PageError>,
+        finished: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct PageEvent {
+        data: String,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct PageError {
+        #[serde(rename = "readyState")]
+        ready_state: u8,
+    }
+
+    fn browser_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+    }
+
+    async fn run_page(url: String, name: &str) -> Run {
+        let chromium = std::env::var("TOWER_SSE_CHROMIUM").unwrap_or("/usr/bin/chromium".into());
+        assert!(
+            Path::new(&chromium).exists(),
+            "Chromium is not installed at {chromium}: run tests/run.sh"
+        );
+        assert!(
+            browser_dir().join("node_modules/playwright-core").exists(),
+            "tests/browser/node_modules is missing: run tests/run.sh"
+        );
+        let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .unwrap()
+            .join("browser-artifacts");
+        let mut command = tokio::process::Command::new("node");
+        command
+            .current_dir(browser_dir())
+            .arg("cors.mjs")
+            .arg(&url)
+            .arg("--artifacts")
+            .arg(artifacts)
+            .arg("--name")
+            .arg(name)
+            .arg("--timeout")
+            .arg(PAGE_TIMEOUT.as_millis().to_string())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let output = timeout(PAGE_TIMEOUT + Duration::from_secs(60), command.output())
+            .await
+            .expect("node cors.mjs finishes")
+            .expect("node starts");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "cors.mjs failed:\n{stderr}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("no report ({e}):\n{stdout}\n{stderr}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chromium_stops_after_204_and_503_and_comes_back_after_reconnect_after() {
+        let requests: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let events = SseLayer::new().layer(service_fn({
+            let requests = requests.clone();
+            move |request: Request<axum::body::Body>| {
+                let mode = request
+                    .uri()
+                    .path()
+                    .trim_start_matches("/events/")
+                    .to_owned();
+                let n = {
+                    let mut requests = requests.lock().unwrap();
+                    let n = requests.entry(mode.clone()).or_default();
+                    *n += 1;
+                    *n
+                };
+                let answer = match (mode.as_str(), n) {
+                    ("stop", _) => Answer::Refuse(Refusal::stop()),
+                    ("busy", _) => Answer::Refuse(Refusal::unavailable(Duration::from_secs(1))),
+                    ("later", 1) => {
+                        Answer::Refuse(Refusal::reconnect_after(Duration::from_millis(200)))
+                    }
+                    _ => Answer::Stream(stream::iter([
+                        Event::data("welcome back"),
+                        Event::builder().event("done").data("").build().unwrap(),
+                    ])),
+                };
+                async move { Ok::<_, Infallible>(answer) }
+            }
+        }));
+        let app = axum::Router::new()
+            .route("/", axum::routing::get(|| async { Html(PAGE) }))
+            .route_service("/events/{mode}", events);
+        let server = serve(app).await;
+
+        for mode in ["stop", "busy"] {
+            let run = run_page(
+                format!("http://{}/?src=/events/{mode}", server.addr),
+                &format!("refusal-{mode}"),
+            )
+            .await;
+            assert!(run.done, "{mode}: {run:#?}");
+            // Closed for good at the first answer: no open, one error with CLOSED.
+            assert_eq!(
+                run.report.finished.as_deref(),
+                Some("closed by the browser"),
+                "{mode}"
+            );
+            assert_eq!(run.report.opens, 0, "{mode}");
+            let states: Vec<_> = run.report.errors.iter().map(|e| e.ready_state).collect();
+            assert_eq!(states, [2], "{mode}");
+            assert_eq!(requests.lock().unwrap()[mode], 1, "{mode}: no retry");
+        }
+
+        let run = run_page(
+            format!("http://{}/?src=/events/later", server.addr),
+            "refusal-reconnect-after",
+        )
+        .await;
+        assert!(run.done, "{run:#?}");
+        assert_eq!(run.report.finished.as_deref(), Some("done event"));
+        // The empty 200 stream opened and ended; the browser came back by itself.
+        assert_eq!(run.report.opens, 2);
+        let states: Vec<_> = run.report.errors.iter().map(|e| e.ready_state).collect();
+        assert_eq!(states, [0]);
+        let data: Vec<_> = run.report.events.iter().map(|e| e.data.as_str()).collect();
+        assert_eq!(data, ["welcome back", ""]);
+        assert_eq!(requests.lock().unwrap()["later"], 2);
+    }
 }
