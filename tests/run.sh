@@ -19,20 +19,22 @@ step() {
     printf '\n==> %s\n' "$*"
 }
 
-# System packages: Debian's Chromium for the browser tests, Redis for the tests that
-# need a server. Skipped when both are already installed, to keep reruns fast.
-if [ -x /usr/bin/chromium ] && command -v redis-server >/dev/null 2>&1; then
-    step "chromium and redis-server are installed; skipping apt-get"
+# System packages: Debian's Chromium for the browser tests (with DejaVu fonts, which
+# `--no-install-recommends` leaves out, so that screenshots show text), Redis for the
+# tests that need a server. Skipped when all are already installed, to keep reruns fast.
+if [ -x /usr/bin/chromium ] && command -v redis-server >/dev/null 2>&1 &&
+    [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+    step "chromium, fonts-dejavu-core and redis-server are installed; skipping apt-get"
 else
     if [ "$(id -u)" -ne 0 ]; then
         SUDO=sudo
     else
         SUDO=
     fi
-    step "apt-get install chromium redis-server"
+    step "apt-get install chromium fonts-dejavu-core redis-server"
     $SUDO apt-get update
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends \
-        chromium redis-server
+        chromium fonts-dejavu-core redis-server
 fi
 
 # Node packages of the browser tests (playwright-core drives Debian's Chromium; it

@@ -81,7 +81,6 @@ impl Server {
 fn settings() -> Settings {
     Settings {
         retry: Duration::from_millis(300),
-        warm_up: 40,
         ..Settings::default()
     }
 }

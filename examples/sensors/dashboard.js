@@ -246,7 +246,10 @@
     g.textAlign = 'center';
     g.textBaseline = 'top';
     const span = t1 - t0;
-    const tick = span > 20 * 60e3 ? 10 * 60e3 : span > 6 * 60e3 ? 2 * 60e3 : span > 2 * 60e3 ? 60e3 : 15e3;
+    // The smallest round step that leaves room for its labels.
+    const steps = [5e3, 15e3, 30e3, 60e3, 2 * 60e3, 5 * 60e3, 10 * 60e3, 30 * 60e3, 3600e3];
+    const room = (step) => ((right - left) * step) / span >= (step < 60e3 ? 70 : 48);
+    const tick = steps.find(room) ?? 3 * 3600e3;
     for (let time = Math.ceil(t0 / tick) * tick; time <= t1; time += tick) {
       const px = Math.round(x(time)) + 0.5;
       g.strokeStyle = '#eef2f7';
