@@ -109,6 +109,7 @@ struct Streams {
 
 /// Where one event stream started.
 #[derive(Clone, Debug)]
+#[allow(dead_code)] // read by tests/aircraft_browser.rs
 pub(crate) struct StreamStart {
     /// The `Last-Event-ID` (header or `lastEventId` query) it resumed after, if any.
     pub(crate) resumed_after: Option<String>,
@@ -209,6 +210,7 @@ impl App {
     }
 
     /// The hub the fleet publishes through.
+    #[allow(dead_code)] // used by tests/aircraft_browser.rs
     pub(crate) fn hub(&self) -> &Hub {
         &self.inner.hub
     }
@@ -224,6 +226,7 @@ impl App {
     }
 
     /// Event streams open now.
+    #[allow(dead_code)] // used by tests/aircraft_browser.rs
     pub(crate) fn open_streams(&self) -> usize {
         self.inner.streams.open.load(Ordering::Acquire)
     }
@@ -234,6 +237,7 @@ impl App {
     }
 
     /// Where the most recent event streams (up to 100) started, oldest first.
+    #[allow(dead_code)] // used by tests/aircraft_browser.rs
     pub(crate) fn stream_starts(&self) -> Vec<StreamStart> {
         lock(&self.inner.streams.starts).iter().cloned().collect()
     }

@@ -68,6 +68,9 @@ async fn main() -> std::io::Result<()> {
         println!("aircraft: shutting down");
     };
     app::serve(&listener, app.service(shutdown.clone()), shutdown, ctrl_c).await;
-    println!("aircraft: stopped");
+    println!(
+        "aircraft: stopped after serving {} event streams",
+        app.opened_streams()
+    );
     Ok(())
 }

@@ -208,11 +208,13 @@ impl App {
     }
 
     /// The hub the sensors publish through.
+    #[allow(dead_code)] // used by tests/sensors_browser.rs
     pub(crate) fn hub(&self) -> &Hub {
         &self.inner.hub
     }
 
     /// Event streams open now.
+    #[allow(dead_code)] // used by tests/sensors_browser.rs
     pub(crate) fn open_streams(&self) -> usize {
         self.inner.streams.open.load(Ordering::Acquire)
     }
