@@ -17,6 +17,67 @@
 //!   handed to the inner service; a malformed value counts as absent.
 //! - [`Shutdown`] ends every open stream cleanly, so a server's graceful shutdown can
 //!   complete.
+//! - [`StreamLimit`] caps the streams open at once, per server and per client address;
+//!   [`Refusal`] is the answer instead of a stream (204 "stop for good", 503 with
+//!   `Retry-After`, or a stream that only says when to come back), chosen by the layer
+//!   or by the inner service through [`Answer`].
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `json` | [`Event::json`] and [`EventBuilder::json_data`] (serde) |
+//! | `axum` | [`axum`]: `IntoResponse`, extractors, a layer for `Router::layer` (axum 0.8) |
+//! | `warp` | [`warp`](mod@warp): `warp::Reply`, a `Last-Event-ID` filter (warp 0.4) |
+//!
+//! Examples: `examples/hyper.rs` (hyper 1 + hyper-util, HTTP/1.1 and HTTP/2 on one
+//! port), `examples/axum.rs`, `examples/warp.rs`, `examples/sensors`.
+//!
+//! # Serving in production
+//!
+//! **Graceful shutdown.** An SSE response never ends by itself, so a server's graceful
+//! shutdown waits for it forever. Give one [`Shutdown`] to the layer (or to each
+//! [`Sse`]), trigger it when the server starts to drain ([`Shutdown::trigger_on`] wraps
+//! the signal for axum's `with_graceful_shutdown` and warp's `graceful`), and set a
+//! [`shutdown_event`](SseLayer::shutdown_event) with a `retry` so that browsers come
+//! back soon, with their `Last-Event-ID`, to another instance. Each stream's end is
+//! reported as [`EndReason::Shutdown`]. With 1,000 streams open, hyper-util's
+//! `GracefulShutdown` and axum's `with_graceful_shutdown` complete within a fraction of
+//! a second (`tests/shutdown.rs`). The recipes are on [`Shutdown`].
+//!
+//! **HTTP/2.** Browsers allow six HTTP/1.1 connections per origin, and each
+//! `EventSource` holds one. Over HTTP/2 every stream shares one connection; serve both
+//! with hyper-util's `auto::Builder`, and raise `http2().max_concurrent_streams` above
+//! hyper's default of 200 if a page opens more (`tests/http2.rs` runs 200 streams over
+//! one connection). Browsers speak HTTP/2 only over TLS.
+//!
+//! **Limits.** [`SseLayer::limit`] with a [`StreamLimit`]: see [`limit`] for why tower's
+//! `ConcurrencyLimit` cannot count event streams, and which of tower's layers do fit. A
+//! request that is not a GET gets 405 from the layer.
+//!
+//! **CORS.** Put tower-http's `CorsLayer` outside [`SseLayer`] (the only order that
+//! type-checks: it wraps services that answer with responses, and answers preflights
+//! itself), allow GET and the `Last-Event-ID` header:
+//!
+//! ```
+//! use std::time::Duration;
+//! use http::{HeaderName, Method};
+//! use tower::ServiceBuilder;
+//! use tower_http::cors::{AllowOrigin, CorsLayer};
+//! use tower_sse::{LAST_EVENT_ID, SseLayer};
+//!
+//! let cors = CorsLayer::new()
+//!     .allow_origin(AllowOrigin::exact("https://app.example".parse().unwrap()))
+//!     .allow_methods([Method::GET])
+//!     .allow_headers([HeaderName::from_static(LAST_EVENT_ID)])
+//!     .max_age(Duration::from_secs(3600));
+//! let stack = ServiceBuilder::new().layer(cors).layer(SseLayer::new());
+//! ```
+//!
+//! Chromium sends the `Last-Event-ID` of an `EventSource` reconnection without a
+//! preflight, even a long non-ASCII one; a fetch-based client that sets the header
+//! itself gets a preflight when the value is long, which fails unless the header is
+//! allowed (`tests/cors.rs` checks both in Chromium).
 //!
 //! # Example
 //!
