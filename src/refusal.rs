@@ -49,6 +49,12 @@ use crate::{IntoEvent, SseBody};
 /// ```
 #[derive(Clone, Debug)]
 pub struct Refusal {
+    // Boxed: a refusal is the rare path, and a `Result` carrying it stays small.
+    inner: Box<Inner>,
+}
+
+#[derive(Clone, Debug)]
+struct Inner {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
@@ -66,7 +72,7 @@ impl Refusal {
     /// assert_eq!(refusal.status(), StatusCode::BAD_REQUEST);
     /// ```
     pub fn new(status: StatusCode, message: &str) -> Self {
-        let mut refusal = Refusal {
+        let mut refusal = Inner {
             status,
             headers: HeaderMap::new(),
             body: Bytes::new(),
@@ -85,7 +91,9 @@ impl Refusal {
                 HeaderValue::from_static("text/plain; charset=utf-8"),
             );
         }
-        refusal
+        Refusal {
+            inner: Box::new(refusal),
+        }
     }
 
     /// 204 No Content: the client must stop. A browser's `EventSource` closes and never
@@ -132,10 +140,12 @@ impl Refusal {
         insert_sse_headers(&mut headers, None, false);
         headers.insert(RETRY_AFTER, HeaderValue::from(ceil_secs(after)));
         Refusal {
-            status: StatusCode::OK,
-            headers,
-            body: body.freeze(),
-            event_stream: true,
+            inner: Box::new(Inner {
+                status: StatusCode::OK,
+                headers,
+                body: body.freeze(),
+                event_stream: true,
+            }),
         }
     }
 
@@ -148,7 +158,7 @@ impl Refusal {
     /// assert_eq!(refusal.headers()["www-authenticate"], "Bearer");
     /// ```
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.insert(name, value);
+        self.inner.headers.insert(name, value);
         self
     }
 
@@ -158,7 +168,7 @@ impl Refusal {
     /// assert_eq!(tower_sse::Refusal::stop().status(), 204);
     /// ```
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.inner.status
     }
 
     /// The headers of the response.
@@ -167,7 +177,7 @@ impl Refusal {
     /// assert!(tower_sse::Refusal::stop().headers().is_empty());
     /// ```
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        &self.inner.headers
     }
 
     /// Whether this is the 200 event stream of [`Refusal::reconnect_after`].
@@ -178,7 +188,7 @@ impl Refusal {
     /// assert!(!tower_sse::Refusal::stop().is_event_stream());
     /// ```
     pub fn is_event_stream(&self) -> bool {
-        self.event_stream
+        self.inner.event_stream
     }
 
     /// The response, with the body type of an event stream so that a handler can return
@@ -198,22 +208,23 @@ impl Refusal {
     /// assert_eq!(answer(false).status(), 204);
     /// ```
     pub fn into_response<S>(self) -> Response<SseBody<S>> {
-        let mut response = Response::new(SseBody::plain(self.body));
-        *response.status_mut() = self.status;
-        *response.headers_mut() = self.headers;
+        let (status, headers, body) = self.into_parts();
+        let mut response = Response::new(SseBody::plain(body));
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
         response
     }
 
     /// The parts of the response, for the framework integrations.
-    #[cfg_attr(not(any(feature = "axum", feature = "warp")), allow(dead_code))]
     pub(crate) fn into_parts(self) -> (StatusCode, HeaderMap, Bytes) {
-        (self.status, self.headers, self.body)
+        let inner = *self.inner;
+        (inner.status, inner.headers, inner.body)
     }
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "refused with {}", self.status)
+        write!(f, "refused with {}", self.inner.status)
     }
 }
 
