@@ -12,7 +12,9 @@
 //! aircraft's position is published through a [`tower_sse::Hub`] as a `position` event
 //! carrying JSON, on a topic of its own; the map reads them all on one connection. A
 //! browser that reconnects sends its `Last-Event-ID` and the hub replays what it missed,
-//! so the map neither jumps back nor loses an update.
+//! so the map neither jumps back nor loses an update. Each topic keeps two minutes of
+//! history; a browser away for longer (or one that comes back to a restarted server)
+//! receives `stream-reset` instead and reloads the snapshot.
 //!
 //! - `GET /`: the map (Leaflet, loaded from unpkg; the coastlines come with the example,
 //!   so no tile server is needed; `/?tiles=<url template>` adds a tile layer).
