@@ -138,7 +138,6 @@ impl Refusal {
         body.put_u8(b'\n');
         let mut headers = HeaderMap::new();
         insert_sse_headers(&mut headers, None, false);
-        headers.insert(RETRY_AFTER, HeaderValue::from(ceil_secs(after)));
         Refusal {
             inner: Box::new(Inner {
                 status: StatusCode::OK,
