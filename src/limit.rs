@@ -16,10 +16,11 @@
 //! - `tower::limit::RateLimitLayer` or a load-shedding stack in front of the endpoint
 //!   bounds the *rate* of new connections, which matters after a restart when every
 //!   browser reconnects at once.
-//! - `tower_http::cors::CorsLayer` goes *outside* [`SseLayer`](crate::SseLayer), so that
-//!   it answers preflight requests before the layer answers 405 to anything but GET.
+//! - `tower_http::cors::CorsLayer` goes *outside* [`SseLayer`](crate::SseLayer) (the
+//!   only order that type-checks), and answers preflight requests itself.
 //! - `tower_http::timeout::TimeoutLayer` bounds only the time to the headers; it never
-//!   cuts a stream short, which is what you want.
+//!   cuts a stream short. `ResponseBodyTimeoutLayer` ends a body that yields nothing for
+//!   its timeout: keep that above the heartbeat interval, or it ends idle streams.
 //!
 //! [`ConcurrencyLimitLayer`]: https://docs.rs/tower/latest/tower/limit/struct.ConcurrencyLimitLayer.html
 
