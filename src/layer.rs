@@ -17,6 +17,13 @@ use crate::{Event, KeepAlive, Shutdown, SseService, StreamEnd, StreamLimit};
 /// with status 200, the event-stream headers and an [`SseBody`](crate::SseBody) that
 /// writes the events, heartbeats while idle, and reports how the stream ended.
 ///
+/// The inner service may instead answer with an [`Answer`](crate::Answer), to refuse
+/// some requests with a [`Refusal`](crate::Refusal) (204 tells a browser to stop for
+/// good). The layer itself answers 405 to anything but GET, and, with a
+/// [`limit`](SseLayer::limit), 503 to a request over the cap, without calling the inner
+/// service. For axum's `Router::layer`, see `tower_sse::axum::SseRouterLayer` (feature
+/// `axum`).
+///
 /// ```
 /// use std::convert::Infallible;
 /// use futures_util::stream;
