@@ -250,6 +250,12 @@ pub trait IntoEventStream {
     type Stream: Stream<Item: IntoEvent>;
 
     /// The stream to serve, or the refusal to answer with instead.
+    ///
+    /// ```
+    /// use tower_sse::{Event, IntoEventStream};
+    /// let events = futures_util::stream::iter([Event::data("x")]);
+    /// assert!(events.into_event_stream().is_ok());
+    /// ```
     fn into_event_stream(self) -> Result<Self::Stream, Refusal>;
 }
 
