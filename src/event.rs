@@ -118,6 +118,18 @@ impl Event {
 }
 
 impl Event {
+    /// An event read back from storage as the bytes of its frame, if they are one
+    /// complete frame as this crate writes them: UTF-8, no CR, one blank line, at the end.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn from_stored_frame(frame: Bytes) -> Option<Event> {
+        let valid = std::str::from_utf8(&frame).is_ok()
+            && frame.ends_with(b"\n\n")
+            && !frame.starts_with(b"\n")
+            && memchr::memchr(b'\r', &frame).is_none()
+            && memchr::memmem::find(&frame[..frame.len() - 1], b"\n\n").is_none();
+        valid.then_some(Event { frame })
+    }
+
     /// The same event with an `id:` line holding `id` added before its final blank line.
     ///
     /// Parsers keep the last `id:` of an event, so this id replaces any the event had.
@@ -562,6 +574,24 @@ mod tests {
             frame(&event.with_trusted_id("99")),
             b"event: t\ndata: d\nid: 99\n\n"
         );
+    }
+
+    #[test]
+    fn stored_frames_are_taken_only_whole_and_single() {
+        let good = Event::builder().event("t").data("a\nb").build().unwrap();
+        assert_eq!(
+            Event::from_stored_frame(good.as_bytes().clone()),
+            Some(good)
+        );
+        for bad in [
+            &b"data: a\n"[..],
+            b"data: a\n\ndata: b\n\n",
+            b"data: a\r\n\n",
+            b"\n\n",
+            b"data: \xff\n\n",
+        ] {
+            assert_eq!(Event::from_stored_frame(Bytes::copy_from_slice(bad)), None);
+        }
     }
 
     #[test]

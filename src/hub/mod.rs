@@ -25,6 +25,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(feature = "redis")]
+mod redis;
 mod storage;
 mod subscription;
 mod topic;
@@ -39,6 +41,9 @@ use http::Request;
 
 pub use storage::{Feed, GapReason, History, HistoryFuture, MemoryStorage, Published, Storage};
 pub use subscription::{Subscription, SubscriptionError};
+
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStorage;
 
 use crate::{Event, LastEventId};
 use subscription::{Member, Pending};
@@ -261,16 +266,24 @@ impl HubBuilder {
     /// ```
     pub fn build(self) -> Hub {
         let config = self.config;
-        let first = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64);
+        let storage = self.storage.unwrap_or_else(|| Arc::new(MemoryStorage));
+        // Ids of an in-memory hub start at the current time in microseconds, so that an
+        // id from an earlier run is recognised as unknown. A shared storage numbers
+        // events itself, and the hub starts below all of its ids.
+        let first = if storage.is_shared() {
+            0
+        } else {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64)
+        };
         let inner = Arc::new(HubInner {
             config,
             topics: RwLock::new(HashMap::new()),
             publish: Mutex::new(first),
             watermark: AtomicU64::new(first),
             first,
-            storage: self.storage.unwrap_or_else(|| Arc::new(MemoryStorage)),
+            storage,
         });
         let hub = Hub { inner };
         hub.inner.storage.attach(Feed {
@@ -612,6 +625,16 @@ impl HubInner {
             waker.wake();
         }
         true
+    }
+
+    /// Moves the hub's newest id up to `id` without an event: a shared storage tells a
+    /// new hub where the shared log stands, so that its first subscribers start there.
+    pub(crate) fn advance(&self, id: u64) {
+        let mut last = self.publish.lock().unwrap_or_else(PoisonError::into_inner);
+        if id > *last {
+            *last = id;
+            self.watermark.store(id, Ordering::Release);
+        }
     }
 
     fn append(&self, topic: &str, id: u64, event: Event, wake: &mut Vec<std::task::Waker>) {

@@ -200,6 +200,21 @@ impl Feed {
         }
     }
 
+    /// Raises the hub's newest id to `id` (if it is lower) without delivering an event:
+    /// a shared storage calls it once connected, so that subscribers without a
+    /// `Last-Event-ID` start where the shared log stands, not at its beginning.
+    ///
+    /// ```
+    /// # fn start(feed: &tower_sse::hub::Feed) {
+    /// feed.advance(1_000);
+    /// # }
+    /// ```
+    pub fn advance(&self, id: u64) {
+        if let Some(hub) = self.hub.upgrade() {
+            hub.advance(id);
+        }
+    }
+
     /// The id of the newest event delivered to the hub.
     ///
     /// ```

@@ -344,7 +344,9 @@ impl Drop for Subscription {
 /// The history fetches of one subscription, run together; the events land, in id
 /// order, in the subscription's `replay`.
 pub(crate) struct JoinHistory {
-    fetches: Vec<Option<HistoryFuture>>,
+    // In a mutex only to make the subscription `Sync` (its body may be shared by
+    // reference): it is reached through `&mut` and never locked.
+    fetches: std::sync::Mutex<Vec<Option<HistoryFuture>>>,
     events: Vec<(u64, Event)>,
     gap: Option<GapReason>,
 }
@@ -352,7 +354,7 @@ pub(crate) struct JoinHistory {
 impl JoinHistory {
     fn new(fetches: Vec<HistoryFuture>) -> Self {
         JoinHistory {
-            fetches: fetches.into_iter().map(Some).collect(),
+            fetches: std::sync::Mutex::new(fetches.into_iter().map(Some).collect()),
             events: Vec::new(),
             gap: None,
         }
@@ -366,7 +368,11 @@ impl Future for JoinHistory {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let mut done = true;
-        for slot in &mut this.fetches {
+        let fetches = this
+            .fetches
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for slot in fetches {
             let Some(fetch) = slot else { continue };
             match fetch.as_mut().poll(cx) {
                 Poll::Pending => done = false,

@@ -1,0 +1,494 @@
+//! The Redis Streams storage against a real `redis-server` on a free loopback port:
+//! two server instances as separate processes on one Redis, cross-instance resume,
+//! the gap signal, and Redis going away mid-stream.
+
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use http::Request;
+use hyper::body::Incoming;
+use support::*;
+use tokio::time::timeout;
+use tower::{ServiceBuilder, service_fn};
+use tower_sse::hub::RedisStorage;
+use tower_sse::{Event, Hub, KeepAlive, SseLayer};
+
+/// A `redis-server` on a free port, with an append-only file so a restart keeps the
+/// streams and the counter. Killed when dropped.
+struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "tower-sse-redis-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = RedisServer {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            // Small stream nodes, so that `MAXLEN ~` trims in small steps.
+            .args(["--stream-node-max-entries", "10"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (tests/run.sh installs it)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("redis-cli")
+                .args(["-p", &self.port.to_string(), "shutdown"])
+                .status();
+            if child.wait().is_err() {
+                let _ = child.kill();
+            }
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn redis_hub(url: &str, prefix: &str, max_len: usize) -> Hub {
+    let storage = RedisStorage::new(url)
+        .unwrap()
+        .prefix(prefix)
+        .max_len(max_len);
+    Hub::builder().storage(storage).build()
+}
+
+/// An SSE endpoint on `hub`; `POST`-free: publishing happens through `hub` directly, or
+/// through `/publish?topic=..&data=..` on a child instance.
+async fn instance(hub: Hub, layer: SseLayer) -> TestServer {
+    let service = ServiceBuilder::new().layer(layer).service(service_fn(
+        move |request: Request<Incoming>| {
+            let subscription = hub.subscribe_request(&request).expect("topics given");
+            async move { Ok::<_, Infallible>(subscription) }
+        },
+    ));
+    serve(service).await
+}
+
+async fn connect(
+    addr: SocketAddr,
+    uri: &str,
+    last_event_id: Option<&str>,
+) -> impl Stream<Item = eventsource_stream::Event> + Unpin + use<> {
+    let mut request = get(uri);
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id);
+    }
+    let response = h1_connect(addr)
+        .await
+        .send(request.body(empty()).unwrap())
+        .await;
+    assert_eq!(response.status(), 200);
+    events(response)
+}
+
+/// Waits until `hub` delivers `topic` (its first subscriber is covered by Redis).
+async fn until_subscribed(hub: &Hub, topic: &str, subscribers: usize) {
+    timeout(Duration::from_secs(10), async {
+        while hub.stats(topic).map_or(0, |s| s.subscribers) < subscribers {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("subscribed");
+}
+
+async fn next(
+    stream: &mut (impl Stream<Item = eventsource_stream::Event> + Unpin),
+) -> eventsource_stream::Event {
+    timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("an event within 10 s")
+        .expect("the stream goes on")
+}
+
+// ---- A server instance in its own process ----------------------------------------
+//
+// The test binary runs itself as a child with `TOWER_SSE_INSTANCE` set: that test then
+// serves `/events` and `/publish` on a hub backed by the given Redis, prints its address,
+// and runs until killed.
+
+#[test]
+fn child_instance() {
+    let Ok(url) = std::env::var("TOWER_SSE_INSTANCE") else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        let hub = redis_hub(&url, "multi", 100_000);
+        let sse = ServiceBuilder::new()
+            .layer(SseLayer::new())
+            .service(service_fn({
+                let hub = hub.clone();
+                move |request: Request<Incoming>| {
+                    let subscription = hub.subscribe_request(&request).expect("topics given");
+                    async move { Ok::<_, Infallible>(subscription) }
+                }
+            }));
+        let app = service_fn(move |request: Request<Incoming>| {
+            let (hub, sse) = (hub.clone(), sse.clone());
+            async move {
+                use http_body_util::{BodyExt, Full};
+                use tower::ServiceExt;
+                if request.uri().path() == "/publish" {
+                    // /publish?topic=t&data=d answers with the acknowledged id.
+                    let query = request.uri().query().unwrap_or("");
+                    let param = |name: &str| {
+                        query
+                            .split('&')
+                            .find_map(|p| p.strip_prefix(&format!("{name}=")))
+                            .unwrap_or("")
+                            .to_owned()
+                    };
+                    let event = Event::builder()
+                        .event(&param("topic"))
+                        .data(&param("data"))
+                        .build()
+                        .unwrap();
+                    let id = hub
+                        .publish(&param("topic"), event)
+                        .unwrap()
+                        .acknowledged()
+                        .await
+                        .unwrap();
+                    let body = Full::new(bytes::Bytes::from(id.to_string()))
+                        .map_err(|e| match e {})
+                        .boxed();
+                    return Ok::<_, Infallible>(http::Response::new(body));
+                }
+                let response = sse.oneshot(request).await?;
+                Ok(response.map(|b| b.boxed()))
+            }
+        });
+        let server = serve(app).await;
+        println!("LISTENING {}", server.addr);
+        std::future::pending::<()>().await;
+    });
+}
+
+struct Instance {
+    addr: SocketAddr,
+    child: Child,
+}
+
+impl Instance {
+    fn spawn(url: &str) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "child_instance",
+                "--exact",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env("TOWER_SSE_INSTANCE", url)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("the instance prints its address")
+                .unwrap();
+            // The harness prints `test child_instance ... ` on the same line.
+            if let Some((_, addr)) = line.split_once("LISTENING ") {
+                break addr.trim().parse().unwrap();
+            }
+        };
+        Instance { addr, child }
+    }
+
+    async fn publish(&self, topic: &str, data: &str) -> u64 {
+        let mut client = h1_connect(self.addr).await;
+        let uri = format!("/publish?topic={topic}&data={data}");
+        let response = client.send(Request::get(uri).body(empty()).unwrap()).await;
+        use http_body_util::BodyExt;
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        std::str::from_utf8(&body).unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_in_two_processes_serve_one_feed_and_resume_across() {
+    let redis = RedisServer::start();
+    let a = Instance::spawn(&redis.url());
+    let b = Instance::spawn(&redis.url());
+
+    let mut on_a = connect(a.addr, "/events?topic=x&topic=y", None).await;
+    let mut on_b = connect(b.addr, "/events?topic=x&topic=y", None).await;
+    // Each instance confirms its subscription once its reader covers the topics: wait
+    // for a first event through both before counting.
+    let warm = a.publish("x", "warm").await;
+    assert_eq!(next(&mut on_a).await.id, warm.to_string());
+    assert_eq!(next(&mut on_b).await.id, warm.to_string());
+
+    let mut published = Vec::new();
+    for n in 0..200 {
+        let (instance, topic) = match n % 4 {
+            0 => (&a, "x"),
+            1 => (&b, "y"),
+            2 => (&b, "x"),
+            _ => (&a, "y"),
+        };
+        published.push((
+            instance.publish(topic, &format!("e{n}")).await,
+            topic,
+            format!("e{n}"),
+        ));
+    }
+    for stream in [&mut on_a, &mut on_b] {
+        for (id, topic, data) in &published {
+            let event = next(stream).await;
+            assert_eq!(
+                (&event.id, event.event.as_str(), &event.data),
+                (&id.to_string(), *topic, data)
+            );
+        }
+    }
+
+    // A client holding id X from A comes back on B with `Last-Event-ID: X` and gets
+    // exactly the events it missed, across both topics, then live ones.
+    let held = published[49].0;
+    drop(on_a);
+    let mut missed = Vec::new();
+    for n in 200..230 {
+        let (instance, topic) = if n % 2 == 0 { (&a, "x") } else { (&b, "y") };
+        missed.push(instance.publish(topic, &format!("e{n}")).await);
+    }
+    let mut resumed = connect(b.addr, "/events?topic=y&topic=x", Some(&held.to_string())).await;
+    let expected: Vec<u64> = published[50..]
+        .iter()
+        .map(|p| p.0)
+        .chain(missed.iter().copied())
+        .collect();
+    for id in &expected {
+        assert_eq!(next(&mut resumed).await.id, id.to_string());
+    }
+    let live = a.publish("x", "live").await;
+    assert_eq!(next(&mut resumed).await.id, live.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_older_than_redis_keeps_gets_the_reset_event() {
+    let redis = RedisServer::start();
+    let hub = redis_hub(&redis.url(), "trim", 20);
+    let server = instance(hub.clone(), SseLayer::new()).await;
+    let first = hub
+        .publish("t", Event::data("0"))
+        .unwrap()
+        .acknowledged()
+        .await
+        .unwrap();
+    let mut last = first;
+    for n in 1..200 {
+        last = hub
+            .publish("t", Event::data(&n.to_string()))
+            .unwrap()
+            .acknowledged()
+            .await
+            .unwrap();
+    }
+    let mut stream = connect(server.addr, "/events?topic=t", Some(&first.to_string())).await;
+    let reset = next(&mut stream).await;
+    assert_eq!(
+        (reset.event.as_str(), reset.data.as_str()),
+        ("stream-reset", "evicted")
+    );
+
+    // An id Redis never issued is unknown; a recent one replays without a reset.
+    let mut stream = connect(
+        server.addr,
+        "/events?topic=t",
+        Some(&(last + 1000).to_string()),
+    )
+    .await;
+    let reset = next(&mut stream).await;
+    assert_eq!(reset.data, "unknown");
+    let mut stream = connect(
+        server.addr,
+        "/events?topic=t",
+        Some(&(last - 2).to_string()),
+    )
+    .await;
+    assert_eq!(next(&mut stream).await.id, (last - 1).to_string());
+    assert_eq!(next(&mut stream).await.id, last.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_keeps_streams_up_fails_publishes_and_loses_no_acknowledged_event() {
+    let mut redis = RedisServer::start();
+    let hub = redis_hub(&redis.url(), "outage", 10_000);
+    let layer = SseLayer::new().keep_alive(KeepAlive::new().interval(Duration::from_millis(100)));
+    let server = instance(hub.clone(), layer).await;
+
+    let response = h1_connect(server.addr)
+        .await
+        .send(get("/events?topic=t").body(empty()).unwrap())
+        .await;
+    let mut body = response.into_body();
+    until_subscribed(&hub, "t", 1).await;
+
+    let mut acknowledged = Vec::new();
+    for n in 0..20 {
+        acknowledged.push(
+            hub.publish("t", Event::data(&format!("before {n}")))
+                .unwrap()
+                .acknowledged()
+                .await
+                .unwrap(),
+        );
+    }
+
+    redis.stop();
+    // Publishing fails promptly once the writer has noticed (the first attempt may still
+    // be accepted into the queue and written after the restart).
+    let mut queued = Vec::new();
+    let failed = timeout(Duration::from_secs(10), async {
+        loop {
+            match hub.publish("t", Event::data("during")) {
+                Err(_) => break,
+                Ok(published) => queued.push(published),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        failed.is_ok(),
+        "publish reports the outage instead of blocking"
+    );
+
+    // The SSE connection stays up: heartbeats keep arriving while Redis is down.
+    let mut seen = Vec::new();
+    let mut heartbeats = 0;
+    while heartbeats < 3 {
+        let data = timeout(Duration::from_secs(5), next_data(&mut body))
+            .await
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8(data.to_vec()).unwrap();
+        heartbeats += text.matches(":\n\n").count();
+        seen.push(text);
+    }
+
+    redis.spawn();
+    for published in queued {
+        acknowledged.push(
+            timeout(Duration::from_secs(20), published.acknowledged())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let after = timeout(Duration::from_secs(20), async {
+        loop {
+            if let Ok(published) = hub.publish("t", Event::data("after")) {
+                if let Ok(id) = published.acknowledged().await {
+                    break id;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("publishing works again once Redis is back");
+    acknowledged.push(after);
+
+    // Every acknowledged event reaches the subscriber, in order, exactly once.
+    let mut all = seen.concat();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let ids = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "missing events: acknowledged {acknowledged:?}, stream {all:?}"
+        );
+        let complete = &all[..all.rfind("\n\n").map_or(0, |i| i + 2)];
+        let ids: Vec<u64> = complete
+            .lines()
+            .filter_map(|line| line.strip_prefix("id: "))
+            .map(|id| id.parse().unwrap())
+            .collect();
+        if ids.len() >= acknowledged.len() {
+            break ids;
+        }
+        let data = timeout(Duration::from_secs(20), next_data(&mut body))
+            .await
+            .expect("the stream goes on")
+            .unwrap();
+        all.push_str(std::str::from_utf8(&data).unwrap());
+    };
+    assert_eq!(ids, acknowledged);
+}
