@@ -45,20 +45,80 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput};
 use futures_util::stream;
 use serde::Serialize;
-use taktora_bounded_alloc::CountingAllocator;
 
 // ---------------------------------------------------------------------------------------
-// Counting allocator.
-//
-// `[lints.rust] unsafe_code = "forbid"` in Cargo.toml covers every target, benches
-// included, and a forbid cannot be lifted by an `allow` in the file: a `GlobalAlloc`
-// written here would not compile. `taktora_bounded_alloc::CountingAllocator` is the
-// wrapper wanted (System, relaxed `AtomicUsize` counters, a switch that is off while
-// criterion times, so timings pay one relaxed load per allocation), in a dependency.
-// It counts `alloc`, `alloc_zeroed` and `realloc` calls together as allocations.
+// Counting allocator: `System`, with relaxed atomic counters that count only while
+// switched on (outside criterion's timings, which then pay one relaxed load per
+// allocation). `alloc`, `alloc_zeroed` and `realloc` calls count as allocations. The
+// library forbids unsafe code (`#![forbid(unsafe_code)]` in src/lib.rs); a global
+// allocator cannot be written without it, so this bench allows it for this one item.
+
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    pub(crate) struct CountingAllocator {
+        tracking: AtomicBool,
+        allocs: AtomicUsize,
+    }
+
+    impl CountingAllocator {
+        pub(crate) const fn new() -> Self {
+            CountingAllocator {
+                tracking: AtomicBool::new(false),
+                allocs: AtomicUsize::new(0),
+            }
+        }
+
+        pub(crate) fn reset(&self) {
+            self.allocs.store(0, Ordering::Relaxed);
+        }
+
+        pub(crate) fn set_tracking(&self, on: bool) {
+            self.tracking.store(on, Ordering::Relaxed);
+        }
+
+        pub(crate) fn alloc_count(&self) -> usize {
+            self.allocs.load(Ordering::Relaxed)
+        }
+
+        fn count(&self) {
+            if self.tracking.load(Ordering::Relaxed) {
+                self.allocs.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    // SAFETY: every call is forwarded unchanged to `System`; the counters are atomics.
+    #[allow(unsafe_code)]
+    unsafe impl GlobalAlloc for CountingAllocator {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            self.count();
+            // SAFETY: the caller's contract is passed on to `System`.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            self.count();
+            // SAFETY: as above.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            self.count();
+            // SAFETY: as above.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: as above.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+}
 
 #[global_allocator]
-static ALLOC: CountingAllocator = CountingAllocator::new();
+static ALLOC: counting::CountingAllocator = counting::CountingAllocator::new();
 
 /// Allocations (`alloc` and `realloc` calls) per call of `f`, averaged over `n` calls.
 fn allocs_per_call(n: usize, mut f: impl FnMut()) -> f64 {

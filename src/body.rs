@@ -85,6 +85,10 @@ pin_project! {
         tracker: Tracker,
         // The place this stream takes under a `StreamLimit`, freed when the body drops.
         permit: Option<StreamPermit>,
+        // Where several ready events are coalesced. Kept while the stream keeps
+        // producing, so that a burst reuses one allocation (reclaimed once the
+        // connection has written the previous frame); released when the stream idles.
+        scratch: BytesMut,
     }
 
     impl<S> PinnedDrop for SseBody<S> {
@@ -136,6 +140,7 @@ impl<S> SseBody<S> {
             tracker: Tracker::new(config.on_end.clone()),
             config,
             permit: None,
+            scratch: BytesMut::new(),
         }
     }
 
@@ -157,6 +162,7 @@ impl<S> SseBody<S> {
             tracker: Tracker::silent(),
             config: Arc::new(Config::default()),
             permit: None,
+            scratch: BytesMut::new(),
         }
     }
 }
@@ -201,7 +207,7 @@ where
             return Poll::Ready(None);
         }
 
-        let mut out = Chunk::Empty;
+        let mut out = Chunk::new(this.scratch);
         if let Some(prelude) = this.prelude.take() {
             out.push(prelude);
         }
@@ -267,6 +273,9 @@ where
             return Poll::Ready(None);
         }
 
+        if this.scratch.capacity() > 0 {
+            *this.scratch = BytesMut::new();
+        }
         if let (Some(heartbeat), Some(keep_alive)) = (this.heartbeat, &this.config.keep_alive) {
             if heartbeat.poll_due(cx) {
                 let frame = keep_alive.frame().clone();
@@ -296,40 +305,45 @@ where
 }
 
 /// The bytes of one outgoing frame: a single `Bytes` passed through untouched, or
-/// several copied into one buffer.
-enum Chunk {
-    Empty,
-    One(Bytes),
-    Many(BytesMut),
+/// several copied into the body's scratch buffer.
+struct Chunk<'a> {
+    scratch: &'a mut BytesMut,
+    single: Option<Bytes>,
+    len: usize,
 }
 
-impl Chunk {
-    fn len(&self) -> usize {
-        match self {
-            Chunk::Empty => 0,
-            Chunk::One(bytes) => bytes.len(),
-            Chunk::Many(buf) => buf.len(),
+impl<'a> Chunk<'a> {
+    fn new(scratch: &'a mut BytesMut) -> Self {
+        debug_assert!(scratch.is_empty());
+        Chunk {
+            scratch,
+            single: None,
+            len: 0,
         }
+    }
+
+    fn len(&self) -> usize {
+        self.len
     }
 
     fn push(&mut self, bytes: Bytes) {
-        match self {
-            Chunk::Empty => *self = Chunk::One(bytes),
-            Chunk::One(first) => {
-                let mut buf = BytesMut::with_capacity(2 * (first.len() + bytes.len()));
-                buf.extend_from_slice(first);
-                buf.extend_from_slice(&bytes);
-                *self = Chunk::Many(buf);
+        if self.len == 0 {
+            self.single = Some(bytes);
+        } else {
+            if let Some(first) = self.single.take() {
+                self.scratch.reserve(first.len() + bytes.len());
+                self.scratch.extend_from_slice(&first);
             }
-            Chunk::Many(buf) => buf.extend_from_slice(&bytes),
+            self.scratch.extend_from_slice(&bytes);
         }
+        self.len = self.single.as_ref().map_or(self.scratch.len(), Bytes::len);
     }
 
     fn into_bytes(self) -> Option<Bytes> {
-        match self {
-            Chunk::Empty => None,
-            Chunk::One(bytes) => Some(bytes),
-            Chunk::Many(buf) => Some(buf.freeze()),
+        match self.single {
+            Some(bytes) => Some(bytes),
+            None if self.scratch.is_empty() => None,
+            None => Some(self.scratch.split().freeze()),
         }
     }
 }

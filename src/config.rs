@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::event::write_retry;
 use crate::report::OnEnd;
@@ -39,10 +39,10 @@ impl Default for Config {
 
 impl Config {
     pub(crate) fn set_retry(&mut self, retry: Duration) {
-        let mut buf = BytesMut::with_capacity(32);
+        let mut buf = Vec::with_capacity(32);
         write_retry(&mut buf, retry);
-        buf.put_u8(b'\n');
-        self.retry = Some(buf.freeze());
+        buf.push(b'\n');
+        self.retry = Some(Bytes::from(buf));
     }
 
     pub(crate) fn set_max_frame(&mut self, max: usize) {

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use std::cell::Cell;
+
+use bytes::Bytes;
 
 /// One event of a `text/event-stream`, already encoded as the bytes of its frame.
 ///
@@ -59,12 +61,19 @@ impl Event {
     /// assert_eq!(event.as_bytes().as_ref(), b"data: hello\ndata: world\n\n");
     /// ```
     pub fn data(data: &str) -> Event {
-        let mut buf = BytesMut::with_capacity(data.len() + 9);
-        write_lines(&mut buf, b"data", data);
-        buf.put_u8(b'\n');
-        Event {
-            frame: buf.freeze(),
+        if memchr::memchr2(b'\n', b'\r', data.as_bytes()).is_none() {
+            // One line: the exact size is known, so one allocation, no scratch.
+            let mut frame = Vec::with_capacity(data.len() + 8);
+            write_line(&mut frame, b"data", data.as_bytes());
+            frame.push(b'\n');
+            return Event {
+                frame: Bytes::from(frame),
+            };
         }
+        Event::builder()
+            .data(data)
+            .build()
+            .expect("data cannot be refused")
     }
 
     /// A frame holding only a comment, which clients ignore: useful as a heartbeat.
@@ -76,12 +85,10 @@ impl Event {
     /// assert_eq!(event.as_bytes().as_ref(), b": keep\n: alive\n\n");
     /// ```
     pub fn comment(text: &str) -> Event {
-        let mut buf = BytesMut::with_capacity(text.len() + 4);
-        write_lines(&mut buf, b"", text);
-        buf.put_u8(b'\n');
-        Event {
-            frame: buf.freeze(),
-        }
+        Event::builder()
+            .comment(text)
+            .build()
+            .expect("comments cannot be refused")
     }
 
     /// An event of the default type whose data is `value` serialized as JSON.
@@ -186,11 +193,27 @@ impl From<Event> for Bytes {
 /// );
 /// # Ok::<(), tower_sse::EventError>(())
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[must_use = "an EventBuilder does nothing until `build` is called"]
 pub struct EventBuilder {
-    buf: BytesMut,
+    /// The frame so far: a reused per-thread buffer, copied once, at its exact size,
+    /// into the event's own allocation by `build`.
+    buf: Vec<u8>,
     error: Option<EventError>,
+}
+
+thread_local! {
+    /// The buffer builders of this thread encode into, kept between events.
+    static SCRATCH: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// A scratch buffer larger than this is not kept for the next event.
+const MAX_SCRATCH: usize = 64 * 1024;
+
+impl Default for EventBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl EventBuilder {
@@ -200,21 +223,21 @@ impl EventBuilder {
     /// let builder = tower_sse::EventBuilder::new();
     /// ```
     pub fn new() -> Self {
-        Self::with_capacity(64)
+        Self::with_capacity(0)
     }
 
-    /// An empty builder whose buffer starts with room for `capacity` bytes, so that an
-    /// event of known size is encoded with a single allocation.
+    /// An empty builder whose buffer has room for at least `capacity` bytes, so that a
+    /// large event is encoded without growing it.
     ///
     /// ```
     /// let event = tower_sse::EventBuilder::with_capacity(16).data("x").build()?;
     /// # Ok::<(), tower_sse::EventError>(())
     /// ```
     pub fn with_capacity(capacity: usize) -> Self {
-        EventBuilder {
-            buf: BytesMut::with_capacity(capacity),
-            error: None,
-        }
+        let mut buf = SCRATCH.with(Cell::take);
+        buf.clear();
+        buf.reserve(capacity.max(256));
+        EventBuilder { buf, error: None }
     }
 
     /// Sets the event type (the `event:` field); clients dispatch it to listeners of that
@@ -291,9 +314,9 @@ impl EventBuilder {
     #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn json_data<T: serde::Serialize + ?Sized>(mut self, value: &T) -> Self {
         let start = self.buf.len();
-        self.buf.put_slice(b"data: ");
+        self.buf.extend_from_slice(b"data: ");
         let json_start = self.buf.len();
-        match serde_json::to_writer((&mut self.buf).writer(), value) {
+        match serde_json::to_writer(&mut self.buf, value) {
             Ok(()) => {
                 let json = &self.buf[json_start..];
                 if memchr::memchr2(b'\r', b'\n', json).is_some() {
@@ -302,7 +325,7 @@ impl EventBuilder {
                     self.buf.truncate(start);
                     write_lines(&mut self.buf, b"data", &text);
                 } else {
-                    self.buf.put_u8(b'\n');
+                    self.buf.push(b'\n');
                 }
             }
             Err(err) => {
@@ -346,13 +369,19 @@ impl EventBuilder {
     /// # Ok::<(), tower_sse::EventError>(())
     /// ```
     pub fn build(mut self) -> Result<Event, EventError> {
-        if let Some(error) = self.error {
-            return Err(error);
+        let result = match self.error.take() {
+            Some(error) => Err(error),
+            None => {
+                self.buf.push(b'\n');
+                Ok(Event {
+                    frame: Bytes::copy_from_slice(&self.buf),
+                })
+            }
+        };
+        if self.buf.capacity() <= MAX_SCRATCH {
+            SCRATCH.with(|scratch| scratch.set(std::mem::take(&mut self.buf)));
         }
-        self.buf.put_u8(b'\n');
-        Ok(Event {
-            frame: self.buf.freeze(),
-        })
+        result
     }
 
     fn fail(&mut self, error: EventError) {
@@ -406,21 +435,13 @@ impl std::error::Error for EventError {
 }
 
 /// Writes `name: value\n`; `value` is known to hold no line break.
-fn write_field(buf: &mut BytesMut, name: &[u8], value: &str) {
-    buf.reserve(name.len() + value.len() + 3);
-    buf.put_slice(name);
-    if value.is_empty() {
-        buf.put_slice(b":\n");
-    } else {
-        buf.put_slice(b": ");
-        buf.put_slice(value.as_bytes());
-        buf.put_u8(b'\n');
-    }
+fn write_field(buf: &mut Vec<u8>, name: &[u8], value: &str) {
+    write_line(buf, name, value.as_bytes());
 }
 
 /// Writes one `name: line` per line of `text`; CRLF, LF and a lone CR each end one line.
 /// An empty `name` writes comment lines.
-fn write_lines(buf: &mut BytesMut, name: &[u8], text: &str) {
+fn write_lines(buf: &mut Vec<u8>, name: &[u8], text: &str) {
     let mut rest = text.as_bytes();
     buf.reserve(rest.len() + name.len() + 3);
     loop {
@@ -442,23 +463,23 @@ fn write_lines(buf: &mut BytesMut, name: &[u8], text: &str) {
     }
 }
 
-fn write_line(buf: &mut BytesMut, name: &[u8], line: &[u8]) {
-    buf.put_slice(name);
+fn write_line(buf: &mut Vec<u8>, name: &[u8], line: &[u8]) {
+    buf.extend_from_slice(name);
     if line.is_empty() {
-        buf.put_slice(b":\n");
+        buf.extend_from_slice(b":\n");
     } else {
-        buf.put_slice(b": ");
-        buf.put_slice(line);
-        buf.put_u8(b'\n');
+        buf.extend_from_slice(b": ");
+        buf.extend_from_slice(line);
+        buf.push(b'\n');
     }
 }
 
 /// Writes `retry: <milliseconds>\n`.
-pub(crate) fn write_retry(buf: &mut BytesMut, retry: Duration) {
+pub(crate) fn write_retry(buf: &mut Vec<u8>, retry: Duration) {
     let millis = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX);
-    buf.put_slice(b"retry: ");
-    buf.put_slice(itoa::Buffer::new().format(millis).as_bytes());
-    buf.put_u8(b'\n');
+    buf.extend_from_slice(b"retry: ");
+    buf.extend_from_slice(itoa::Buffer::new().format(millis).as_bytes());
+    buf.push(b'\n');
 }
 
 #[cfg(test)]

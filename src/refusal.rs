@@ -132,17 +132,17 @@ impl Refusal {
     /// assert_eq!(refusal.headers()["content-type"], "text/event-stream");
     /// ```
     pub fn reconnect_after(after: Duration) -> Self {
-        let mut body = BytesMut::with_capacity(40);
-        body.put_slice(b": come back later\n");
+        let mut body = Vec::with_capacity(40);
+        body.extend_from_slice(b": come back later\n");
         write_retry(&mut body, after);
-        body.put_u8(b'\n');
+        body.push(b'\n');
         let mut headers = HeaderMap::new();
         insert_sse_headers(&mut headers, None, false);
         Refusal {
             inner: Box::new(Inner {
                 status: StatusCode::OK,
                 headers,
-                body: body.freeze(),
+                body: Bytes::from(body),
                 event_stream: true,
             }),
         }
