@@ -38,6 +38,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::Request;
+use http::request::Parts;
 
 pub use storage::{Feed, GapReason, History, HistoryFuture, MemoryStorage, Published, Storage};
 pub use subscription::{Subscription, SubscriptionError};
@@ -104,6 +105,32 @@ pub(crate) struct HubConfig {
     pub(crate) reset_event_type: Arc<str>,
     pub(crate) topic_param: Arc<str>,
     pub(crate) max_topics: usize,
+    pub(crate) authorize: Option<Authorize>,
+}
+
+/// The hook of [`HubBuilder::authorize`].
+#[derive(Clone)]
+pub(crate) struct Authorize(Arc<dyn Fn(&str, &Parts) -> bool + Send + Sync>);
+
+impl Authorize {
+    /// Refuses at the first topic the hook refuses.
+    fn check(&self, topics: &[Arc<str>], parts: &Parts) -> Result<(), SubscribeError> {
+        match topics.iter().find(|topic| !(self.0)(topic, parts)) {
+            None => Ok(()),
+            Some(topic) => {
+                tracing::debug!(topic = %topic, "hub refused a topic");
+                Err(SubscribeError::Forbidden {
+                    topic: topic.to_string(),
+                })
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Authorize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Authorize(..)")
+    }
 }
 
 /// What happens to a subscriber whose queue is full.
@@ -239,13 +266,62 @@ impl HubBuilder {
         self
     }
 
-    /// Most topics one subscription may read (default 64).
+    /// Most topics one request may name (default 64); [`Hub::subscribe_request`]
+    /// refuses more with [`SubscribeError::TooManyTopics`] (400 once turned into a
+    /// [`Refusal`](crate::Refusal)).
     ///
     /// ```
     /// let hub = tower_sse::Hub::builder().max_topics(8).build();
     /// ```
     pub fn max_topics(mut self, topics: usize) -> Self {
         self.config.max_topics = topics.max(1);
+        self
+    }
+
+    /// Decides which topics a request may read: [`Hub::subscribe_request`] and
+    /// [`Hub::subscribe_parts`] call `allowed(topic, request)` for every topic a request
+    /// names, and refuse the whole request with [`SubscribeError::Forbidden`] (403
+    /// once turned into a [`Refusal`](crate::Refusal)) at the first topic it refuses,
+    /// before anything is subscribed. Mercure and django-eventstream authorize topics
+    /// the same way.
+    ///
+    /// The hook sees the request's head: its headers (a cookie, a bearer token), its
+    /// URI, and its extensions (what an authentication layer in front put there). It
+    /// runs on the request task: keep it quick, and do slow look-ups (a session store)
+    /// before subscribing, into an extension it then reads. [`Hub::subscribe`], which
+    /// has no request, does not call it. Without a hook every topic is allowed.
+    ///
+    /// ```
+    /// use tower_sse::Hub;
+    /// use tower_sse::hub::SubscribeError;
+    ///
+    /// // Anyone may read `public/...`; `user/<name>` only with `x-user: <name>`.
+    /// let hub = Hub::builder()
+    ///     .authorize(|topic, request| {
+    ///         if topic.starts_with("public/") {
+    ///             return true;
+    ///         }
+    ///         let user = request.headers.get("x-user").and_then(|v| v.to_str().ok());
+    ///         topic.strip_prefix("user/").is_some_and(|name| Some(name) == user)
+    ///     })
+    ///     .build();
+    ///
+    /// let request = http::Request::get("/events?topic=public/news&topic=user/ann")
+    ///     .header("x-user", "ann")
+    ///     .body(())?;
+    /// assert!(hub.subscribe_request(&request).is_ok());
+    ///
+    /// let request = http::Request::get("/events?topic=user/bob").header("x-user", "ann").body(())?;
+    /// let refused = hub.subscribe_request(&request).unwrap_err();
+    /// assert!(matches!(refused, SubscribeError::Forbidden { .. }));
+    /// assert_eq!(tower_sse::Refusal::from(refused).status(), 403);
+    /// # Ok::<(), http::Error>(())
+    /// ```
+    pub fn authorize<F>(mut self, allowed: F) -> Self
+    where
+        F: Fn(&str, &Parts) -> bool + Send + Sync + 'static,
+    {
+        self.config.authorize = Some(Authorize(Arc::new(allowed)));
         self
     }
 
@@ -345,10 +421,17 @@ impl std::error::Error for PublishError {}
 
 /// Why a request could not be subscribed.
 ///
+/// It turns into the [`Refusal`](crate::Refusal) to answer with: 403 for a topic the
+/// [`authorize`](HubBuilder::authorize) hook refused, 400 for the others, so that an
+/// inner service of [`SseLayer`](crate::SseLayer) can answer
+/// `Answer::Refuse(error.into())`. The refusal's text never repeats the request's
+/// topic names.
+///
 /// ```
 /// let request = http::Request::get("/events").body(()).unwrap();
 /// let err = tower_sse::Hub::new().subscribe_request(&request).unwrap_err();
 /// assert_eq!(err, tower_sse::hub::SubscribeError::NoTopic);
+/// assert_eq!(tower_sse::Refusal::from(err).status(), 400);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -362,6 +445,11 @@ pub enum SubscribeError {
     },
     /// A topic name is not valid UTF-8 once decoded.
     InvalidTopic,
+    /// The [`authorize`](HubBuilder::authorize) hook refused a topic.
+    Forbidden {
+        /// The first topic refused.
+        topic: String,
+    },
 }
 
 impl fmt::Display for SubscribeError {
@@ -372,11 +460,50 @@ impl fmt::Display for SubscribeError {
                 write!(f, "too many topics: at most {max} per subscription")
             }
             SubscribeError::InvalidTopic => f.write_str("a topic name is not valid UTF-8"),
+            SubscribeError::Forbidden { topic } => {
+                write!(f, "not allowed to subscribe to topic {topic:?}")
+            }
         }
     }
 }
 
 impl std::error::Error for SubscribeError {}
+
+impl From<SubscribeError> for crate::Refusal {
+    /// 403 for [`SubscribeError::Forbidden`], 400 for the others, with a short text
+    /// that does not repeat the request's topic names.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use tower::{ServiceBuilder, service_fn};
+    /// use tower_sse::{Answer, Hub, SseLayer};
+    ///
+    /// let hub = Hub::builder().max_topics(8).build();
+    /// let service = ServiceBuilder::new().layer(SseLayer::new()).service(service_fn(
+    ///     move |request: http::Request<()>| {
+    ///         let answer = match hub.subscribe_request(&request) {
+    ///             Ok(subscription) => Answer::Stream(subscription),
+    ///             Err(error) => Answer::Refuse(error.into()),
+    ///         };
+    ///         async move { Ok::<_, Infallible>(answer) }
+    ///     },
+    /// ));
+    /// ```
+    fn from(error: SubscribeError) -> Self {
+        use http::StatusCode;
+        match error {
+            SubscribeError::Forbidden { .. } => crate::Refusal::new(
+                StatusCode::FORBIDDEN,
+                "not allowed to subscribe to this topic",
+            ),
+            SubscribeError::NoTopic
+            | SubscribeError::TooManyTopics { .. }
+            | SubscribeError::InvalidTopic => {
+                crate::Refusal::new(StatusCode::BAD_REQUEST, &error.to_string())
+            }
+        }
+    }
+}
 
 impl Default for Hub {
     fn default() -> Self {
@@ -411,6 +538,7 @@ impl Hub {
                 reset_event_type: Arc::from("stream-reset"),
                 topic_param: Arc::from("topic"),
                 max_topics: 64,
+                authorize: None,
             },
             storage: None,
         }
@@ -475,6 +603,13 @@ impl Hub {
     /// that [`SseLayer`](crate::SseLayer) put in the request's extensions (or, without
     /// the layer, from the `Last-Event-ID` header).
     ///
+    /// A request that names no topic, a topic that is not UTF-8, more topics than
+    /// [`max_topics`](HubBuilder::max_topics), or a topic the
+    /// [`authorize`](HubBuilder::authorize) hook refuses is refused with a
+    /// [`SubscribeError`], which turns into the [`Refusal`](crate::Refusal) to answer
+    /// with (400, or 403 for a refused topic). A malformed, unknown or too old
+    /// `Last-Event-ID` is no error: the subscriber first receives the reset event.
+    ///
     /// ```
     /// let hub = tower_sse::Hub::new();
     /// let request = http::Request::get("/events?topic=a&topic=b%20c").body(()).unwrap();
@@ -486,9 +621,65 @@ impl Hub {
         &self,
         request: &Request<B>,
     ) -> Result<Subscription, SubscribeError> {
+        let names = self.topics_of(request.uri())?;
+        if let Some(authorize) = &self.inner.config.authorize {
+            // The hook takes the head as `Parts`: a copy, made only when there is a hook.
+            let (mut parts, ()) = Request::new(()).into_parts();
+            parts.method = request.method().clone();
+            parts.uri = request.uri().clone();
+            parts.version = request.version();
+            parts.headers = request.headers().clone();
+            parts.extensions = request.extensions().clone();
+            authorize.check(&names, &parts)?;
+        }
+        let from_header;
+        let last_event_id = match request.extensions().get::<LastEventId>() {
+            Some(id) => Some(id),
+            None => {
+                from_header = LastEventId::from_request(request, None);
+                from_header.as_ref()
+            }
+        };
+        Ok(self.inner.subscribe(names, last_event_id))
+    }
+
+    /// [`subscribe_request`](Hub::subscribe_request) for code that holds the request's
+    /// head, such as an extractor: the same topics, authorization and resume point.
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::new();
+    /// let (parts, ()) = http::Request::get("/events?topic=a")
+    ///     .header("last-event-id", "7")
+    ///     .body(())?
+    ///     .into_parts();
+    /// let subscription = hub.subscribe_parts(&parts).unwrap();
+    /// assert_eq!(subscription.topics().collect::<Vec<_>>(), ["a"]);
+    /// # Ok::<(), http::Error>(())
+    /// ```
+    pub fn subscribe_parts(&self, parts: &Parts) -> Result<Subscription, SubscribeError> {
+        let names = self.topics_of(&parts.uri)?;
+        if let Some(authorize) = &self.inner.config.authorize {
+            authorize.check(&names, parts)?;
+        }
+        let from_header;
+        let last_event_id = match parts.extensions.get::<LastEventId>() {
+            Some(id) => Some(id),
+            None => {
+                from_header = LastEventId::from_headers(&parts.headers).unwrap_or_else(|error| {
+                    tracing::warn!(%error, "ignoring malformed Last-Event-ID header");
+                    None
+                });
+                from_header.as_ref()
+            }
+        };
+        Ok(self.inner.subscribe(names, last_event_id))
+    }
+
+    /// The distinct topics the query of `uri` names, in order.
+    fn topics_of(&self, uri: &http::Uri) -> Result<Vec<Arc<str>>, SubscribeError> {
         let config = &self.inner.config;
         let mut names: Vec<Arc<str>> = Vec::new();
-        for pair in request.uri().query().unwrap_or("").split('&') {
+        for pair in uri.query().unwrap_or("").split('&') {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             if key != &*config.topic_param {
                 continue;
@@ -509,15 +700,7 @@ impl Hub {
         if names.is_empty() {
             return Err(SubscribeError::NoTopic);
         }
-        let from_header;
-        let last_event_id = match request.extensions().get::<LastEventId>() {
-            Some(id) => Some(id),
-            None => {
-                from_header = LastEventId::from_request(request, None);
-                from_header.as_ref()
-            }
-        };
-        Ok(self.inner.subscribe(names, last_event_id))
+        Ok(names)
     }
 
     /// The counters of `topic`, if it exists.
