@@ -210,6 +210,10 @@ thread_local! {
 /// A scratch buffer larger than this is not kept for the next event.
 const MAX_SCRATCH: usize = 64 * 1024;
 
+/// A frame larger than this becomes the event's allocation itself rather than being
+/// copied out of the scratch buffer: copying costs more than the spare capacity.
+const HAND_OVER: usize = 4 * 1024;
+
 impl Default for EventBuilder {
     fn default() -> Self {
         Self::new()
@@ -373,9 +377,13 @@ impl EventBuilder {
             Some(error) => Err(error),
             None => {
                 self.buf.push(b'\n');
-                Ok(Event {
-                    frame: Bytes::copy_from_slice(&self.buf),
-                })
+                let frame = if self.buf.len() > HAND_OVER {
+                    // A large frame keeps the buffer it was written into: no second copy.
+                    Bytes::from(std::mem::take(&mut self.buf))
+                } else {
+                    Bytes::copy_from_slice(&self.buf)
+                };
+                Ok(Event { frame })
             }
         };
         if self.buf.capacity() <= MAX_SCRATCH {
@@ -443,7 +451,8 @@ fn write_field(buf: &mut Vec<u8>, name: &[u8], value: &str) {
 /// An empty `name` writes comment lines.
 fn write_lines(buf: &mut Vec<u8>, name: &[u8], text: &str) {
     let mut rest = text.as_bytes();
-    buf.reserve(rest.len() + name.len() + 3);
+    // Room for one line and the blank line that ends the frame; more lines grow it.
+    buf.reserve(rest.len() + name.len() + 4);
     loop {
         match memchr::memchr2(b'\n', b'\r', rest) {
             None => {
