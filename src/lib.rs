@@ -155,3 +155,8 @@ pub use shutdown::Shutdown;
 
 /// A boxed error, as stream errors are reported.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The code in README.md, compiled and run as doctests so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
