@@ -6,15 +6,19 @@
 //! - `axum`: an axum `Router` whose handler returns
 //!   `Sse::new(stream::iter(1..=N).map(|n| Ok(Event::default().id(n).data(PAYLOAD))))
 //!   .keep_alive(KeepAlive::default())`;
+//! - `warp`: warp 0.4's `warp::sse::reply(warp::sse::keep_alive().stream(..))` over
+//!   `stream::iter(1..=N).map(|n| Ok(warp::sse::Event::default().id(n).data(PAYLOAD)))`,
+//!   served through `warp::service` (warp writes `data:PAYLOAD\nid:n\n\n`, without the
+//!   optional spaces: 2 bytes less per event);
 //! - `ceiling`: the same bytes, encoded before the clock starts, served in 64 KiB chunks
 //!   as a plain streaming body (`http_body_util::StreamBody`): what the connection alone
 //!   costs.
 //!
 //! Every event is `id: <n>\ndata: <81 bytes of JSON>\n\n` (about 100 bytes), built inside
-//! the stream as the body is polled, the same way and to the same bytes on both SSE
-//! stacks.
+//! the stream as the body is polled, the same way on every SSE stack (and to the same
+//! bytes on tower-sse and axum).
 //!
-//! All three are served by the same code: hyper's HTTP/1 connection
+//! All four are served by the same code: hyper's HTTP/1 connection
 //! (`hyper::server::conn::http1`, default settings) over a `TcpStream` with `TCP_NODELAY`,
 //! on a multi-thread tokio runtime with 2 workers, so only the SSE stack differs.
 //!
@@ -62,19 +66,23 @@ pub enum Stack {
     TowerSse,
     /// axum's `Sse` from a `Router` handler.
     Axum,
+    /// warp's `sse::reply` through `warp::service`.
+    Warp,
     /// Pre-encoded bytes in 64 KiB chunks, as a plain streaming body.
     Ceiling,
 }
 
 impl Stack {
     /// Every stack, in the order they run and print.
-    pub const ALL: [Stack; 3] = [Stack::TowerSse, Stack::Axum, Stack::Ceiling];
+    pub const ALL: [Stack; 4] = [Stack::TowerSse, Stack::Axum, Stack::Warp, Stack::Ceiling];
 
-    /// The stack called `name` on the command line: `tower-sse`, `axum` or `ceiling`.
+    /// The stack called `name` on the command line: `tower-sse`, `axum`, `warp` or
+    /// `ceiling`.
     pub fn from_name(name: &str) -> Option<Stack> {
         match name {
             "tower-sse" => Some(Stack::TowerSse),
             "axum" => Some(Stack::Axum),
+            "warp" => Some(Stack::Warp),
             "ceiling" => Some(Stack::Ceiling),
             _ => None,
         }
@@ -85,6 +93,7 @@ impl Stack {
         match self {
             Stack::TowerSse => "tower-sse",
             Stack::Axum => "axum",
+            Stack::Warp => "warp",
             Stack::Ceiling => "ceiling (pre-encoded)",
         }
     }
@@ -153,6 +162,15 @@ pub fn expected_bytes(events: u64) -> u64 {
     events * fixed + digits_total
 }
 
+/// Bytes of the event stream of events `1..=events` as `stack` writes them: warp
+/// leaves out the optional space after `id:` and `data:`.
+pub fn expected_stack_bytes(stack: Stack, events: u64) -> u64 {
+    match stack {
+        Stack::Warp => expected_bytes(events) - 2 * events,
+        _ => expected_bytes(events),
+    }
+}
+
 /// Runs one burst of `events` events through `stack` and returns what the client
 /// counted; an error if the connection or the response was not as expected. Does not
 /// check the counts: see [`check`].
@@ -216,7 +234,7 @@ fn cpu_time(path: &str) -> Option<Duration> {
 /// Checks that `run` delivered exactly `events` events and exactly their bytes (plus
 /// any heartbeat comments, `:\n\n` each).
 pub fn check(run: &Run, events: u64) -> Result<(), String> {
-    let expected = expected_bytes(events) + 3 * run.heartbeats;
+    let expected = expected_stack_bytes(run.stack, events) + 3 * run.heartbeats;
     if run.events != events {
         return Err(format!(
             "{}: received {} events, expected {events}",
@@ -282,6 +300,21 @@ async fn serve_one(
                 }),
             );
             http.serve_connection(io, TowerToHyperService::new(router))
+                .await?;
+        }
+        Stack::Warp => {
+            use warp::Filter;
+            let filter = warp::get().map(move || {
+                let events = stream::iter(1..=events).map(|n| {
+                    Ok::<_, Infallible>(
+                        warp::sse::Event::default()
+                            .id(itoa::Buffer::new().format(n))
+                            .data(PAYLOAD),
+                    )
+                });
+                warp::sse::reply(warp::sse::keep_alive().stream(events))
+            });
+            http.serve_connection(io, TowerToHyperService::new(warp::service(filter)))
                 .await?;
         }
         Stack::Ceiling => {
@@ -583,7 +616,9 @@ impl Options {
                         _ => {
                             for name in value.split(',') {
                                 let stack = Stack::from_name(name).unwrap_or_else(|| {
-                                    panic!("--stack: tower-sse, axum or ceiling, not {name:?}")
+                                    panic!(
+                                        "--stack: tower-sse, axum, warp or ceiling, not {name:?}"
+                                    )
                                 });
                                 options.stacks.push(stack);
                             }
