@@ -3,6 +3,8 @@
 //! built on an independent spec parser (`eventsource-stream`).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod redis;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
