@@ -1,5 +1,5 @@
-//! Events per second encoding typical events, tower-sse against axum 0.8, and
-//! allocations per event on both sides.
+//! Events per second encoding typical events, tower-sse against axum 0.8 and warp 0.4,
+//! and allocations per event on each side.
 //!
 //! Run with `cargo bench --bench encode --features json`.
 //!
@@ -22,7 +22,13 @@
 //!   `poll_frame` yields exactly one event (the default would coalesce a burst of ready
 //!   events into 64 KiB frames, which is measured by `benches/burst.rs`).
 //!
-//! Before timing, each case checks that both sides produce the same bytes.
+//! - `warp`: warp's `Event` is a struct of `String`s written out by its `Display` impl
+//!   inside the body of `warp::sse::reply`, so it is measured the same way: the body of
+//!   `warp::sse::reply(stream::repeat_with(build))`, one `poll_frame` per event.
+//!
+//! Before timing, each case checks that tower-sse and axum produce the same bytes, and
+//! that warp's frame holds the same fields (warp writes `data:x` without the optional
+//! space, and its fields in an order of its own).
 //!
 //! Allocations are counted by a `#[global_allocator]` wrapper around `System`, switched
 //! on only outside criterion's timings, over 10,000 events per side after a warm-up,
@@ -242,11 +248,40 @@ where
         .into_body()
 }
 
-/// Benchmarks one case: the three paths, an equality check, and the allocation line.
-fn case<T, A>(c: &mut Criterion, name: &str, tower: T, axum: A)
+/// The body of warp's `sse::reply` over an endless stream of `build()`: one event per
+/// frame, each written by warp exactly as when it goes to a connection.
+fn warp_body<F>(mut build: F) -> warp::reply::Response
+where
+    F: FnMut() -> warp::sse::Event + Send + Sync + 'static,
+{
+    use warp::Reply;
+    warp::sse::reply(stream::repeat_with(move || Ok::<_, Infallible>(build()))).into_response()
+}
+
+/// The fields of a frame, each `name` and value with its one optional leading space
+/// removed, sorted: what a client reads, whatever the field order.
+fn fields(frame: &[u8]) -> Vec<(String, String)> {
+    let text = std::str::from_utf8(frame).expect("UTF-8 frame");
+    let mut fields: Vec<(String, String)> = text
+        .split('\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let (name, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            (name.to_string(), value.to_string())
+        })
+        .collect();
+    // Data lines keep their order; only whole fields are sorted by name.
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    fields
+}
+
+/// Benchmarks one case: the four paths, equality checks, and the allocation line.
+fn case<T, A, W>(c: &mut Criterion, name: &str, tower: T, axum: A, warp: W)
 where
     T: FnMut() -> tower_sse::Event + Clone,
     A: FnMut() -> axum::response::sse::Event + Send + Clone + 'static,
+    W: FnMut() -> warp::sse::Event + Send + Sync + Clone + 'static,
 {
     // Same bytes on both sides.
     let mut tb = tower_body(tower.clone());
@@ -259,6 +294,13 @@ where
     );
     let mut direct = tower.clone();
     assert_eq!(direct().into_bytes(), tower_frame);
+    let mut wb = warp_body(warp.clone()).into_body();
+    let warp_frame = next_frame(Pin::new(&mut wb));
+    assert_eq!(
+        fields(&warp_frame),
+        fields(&tower_frame),
+        "{name}: warp's frame holds other fields"
+    );
 
     // Allocations per event.
     let t = allocs_per_call(10_000, || {
@@ -270,12 +312,16 @@ where
     let a = allocs_per_call(10_000, || {
         black_box(next_frame(Pin::new(&mut ab)));
     });
+    let w = allocs_per_call(10_000, || {
+        black_box(next_frame(Pin::new(&mut wb)));
+    });
     println!(
-        "allocs/event {name} ({} bytes): tower-sse: {}  tower-sse/body: {}  axum: {}",
+        "allocs/event {name} ({} bytes): tower-sse: {}  tower-sse/body: {}  axum: {}  warp: {}",
         tower_frame.len(),
         fmt_allocs(t),
         fmt_allocs(tb_allocs),
-        fmt_allocs(a)
+        fmt_allocs(a),
+        fmt_allocs(w)
     );
 
     let mut group = c.benchmark_group(name);
@@ -287,6 +333,9 @@ where
     });
     group.bench_function("axum", |b| {
         b.iter(|| black_box(next_frame(Pin::new(&mut ab))))
+    });
+    group.bench_function("warp", |b| {
+        b.iter(|| black_box(next_frame(Pin::new(&mut wb))))
     });
     group.finish();
 }
@@ -318,13 +367,21 @@ fn benches(c: &mut Criterion) {
                 .json_data(black_box(&POSITION))
                 .unwrap()
         },
+        || {
+            warp::sse::Event::default()
+                .event(EVENT_TYPE)
+                .id(EVENT_ID)
+                .json_data(black_box(&POSITION))
+                .unwrap()
+        },
     );
 
     // (a') the same position, serialized once beforehand, passed as a string.
     let json = serde_json::to_string(&POSITION).unwrap();
     assert_eq!(json.len(), 140, "{json}");
     let j1 = json.clone();
-    let j2 = json;
+    let j2 = json.clone();
+    let j3 = json;
     case(
         c,
         CASES[1],
@@ -342,6 +399,12 @@ fn benches(c: &mut Criterion) {
                 .id(EVENT_ID)
                 .data(black_box(&j2))
         },
+        move || {
+            warp::sse::Event::default()
+                .event(EVENT_TYPE)
+                .id(EVENT_ID)
+                .data(black_box(j3.as_str()))
+        },
     );
 
     // (b) five lines of text, data only.
@@ -350,17 +413,20 @@ fn benches(c: &mut Criterion) {
         CASES[2],
         || tower_sse::Event::data(black_box(MULTILINE)),
         || axum::response::sse::Event::default().data(black_box(MULTILINE)),
+        || warp::sse::Event::default().data(black_box(MULTILINE)),
     );
 
     // (c) a 64 KiB payload, data only.
     let big = big_payload();
     let b1 = big.clone();
-    let b2 = big;
+    let b2 = big.clone();
+    let b3 = big;
     case(
         c,
         CASES[3],
         move || tower_sse::Event::data(black_box(&b1)),
         move || axum::response::sse::Event::default().data(black_box(&b2)),
+        move || warp::sse::Event::default().data(black_box(b3.as_str())),
     );
 }
 
@@ -396,8 +462,8 @@ fn print_summary() {
     println!();
     println!("summary (events/s from the median of criterion's samples):");
     println!(
-        "{:<14} {:>14} {:>16} {:>14} {:>10} {:>14}",
-        "case", "tower-sse", "tower-sse/body", "axum", "ratio", "ratio/body"
+        "{:<14} {:>12} {:>15} {:>12} {:>12} {:>8} {:>11} {:>8}",
+        "case", "tower-sse", "tower-sse/body", "axum", "warp", "ratio", "ratio/body", "vs warp"
     );
     for name in CASES {
         let (Some(t), Some(tb), Some(a)) = (
@@ -407,17 +473,23 @@ fn print_summary() {
         ) else {
             continue;
         };
+        let w = estimate_ns(name, "warp");
         println!(
-            "{:<14} {:>14.0} {:>16.0} {:>14.0} {:>9.2}x {:>13.2}x",
+            "{:<14} {:>12.0} {:>15.0} {:>12.0} {:>12} {:>7.2}x {:>10.2}x {:>8}",
             name,
             1e9 / t,
             1e9 / tb,
             1e9 / a,
+            w.map_or("-".to_string(), |w| format!("{:.0}", 1e9 / w)),
             a / t,
-            a / tb
+            a / tb,
+            w.map_or("-".to_string(), |w| format!("{:.2}x", w / t)),
         );
     }
-    println!("ratio = tower-sse events/s / axum events/s; ratio/body = tower-sse/body / axum");
+    println!(
+        "ratio = tower-sse events/s / axum events/s; ratio/body = tower-sse/body / axum; \
+         vs warp = tower-sse / warp"
+    );
 }
 
 fn main() {

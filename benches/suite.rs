@@ -491,12 +491,18 @@ pub const ENCODE_CASES: [&str; 4] = [
 pub const ENCODE_BENCHES: [&str; 4] = ["tower-sse", "tower-sse/body", "axum", "warp"];
 
 fn read_encode() -> BTreeMap<String, BTreeMap<String, f64>> {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(
-            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
-            PathBuf::from,
-        )
-        .join("criterion");
+    // Where `benches/encode.rs` reads them back from, too.
+    let dir = std::env::var_os("CRITERION_HOME").map_or_else(
+        || {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(
+                    || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
+                    PathBuf::from,
+                )
+                .join("criterion")
+        },
+        PathBuf::from,
+    );
     let mut all = BTreeMap::new();
     for case in ENCODE_CASES {
         let mut benches = BTreeMap::new();
