@@ -1,7 +1,10 @@
 //! The aircraft example (`examples/aircraft/`) in a real browser: Debian's Chromium,
 //! driven by playwright-core through `tests/browser/driver.mjs`, against the example's
-//! own app served in this process on loopback. The test drives the simulation clock
-//! (`App::tick`), so it waits for what the page shows, never for real seconds.
+//! own app served in this process on loopback, on an in-memory hub. The test drives the
+//! simulation clock (`Simulator::tick`), so it waits for what the page shows, never for
+//! real seconds; and the app keeps its snapshot from the hub as events arrive, so after
+//! each tick the test waits until the snapshot has taken in the hub's newest id before
+//! comparing the page with it.
 //!
 //! - `map_moves_live_and_resumes_after_restarts`: the map shows every aircraft of the
 //!   fleet as a marker, and the markers move on screen with each tick. The HTTP server is
@@ -35,7 +38,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_sse::Shutdown;
 
-use app::{App, Settings};
+use app::{App, Settings, Simulator};
 use driver::Browser;
 
 /// The example app served on a listener that outlives it, so that a "restart" keeps the
@@ -99,6 +102,49 @@ struct Report {
     lon: f64,
     alt: i64,
     phase: String,
+}
+
+/// The app and its simulator on one in-memory hub, the fleet published once (as
+/// `main.rs` starts them), and the snapshot caught up with it.
+async fn start(settings: Settings) -> (App, Simulator) {
+    let hub = settings.hub().build();
+    let app = App::new(settings.clone(), hub.clone());
+    let mut simulator = Simulator::new(&settings, hub);
+    tick(&app, &mut simulator, 0.0).await;
+    (app, simulator)
+}
+
+/// Advances the simulation by `seconds` (one report per aircraft), and waits until the
+/// app's snapshot has taken in every report published. Returns the newest id.
+async fn tick(app: &App, simulator: &mut Simulator, seconds: f64) -> u64 {
+    let sent = simulator.tick(seconds);
+    assert_eq!(sent.len(), app.icao24s().len(), "every report published");
+    let newest = app.hub().last_id();
+    assert_eq!(sent.last().and_then(|s| s.published.id()), Some(newest));
+    let reached = tokio::time::timeout(Duration::from_secs(30), app.snapshot_reaches(newest)).await;
+    assert!(
+        reached.is_ok(),
+        "the snapshot is at {}, the hub at {newest}",
+        app.snapshot_id()
+    );
+    // It holds exactly what was just published: every aircraft reported in this tick.
+    let snapshot: serde_json::Value = serde_json::from_str(&app.snapshot(None)).unwrap();
+    assert_eq!(snapshot["lastId"], newest);
+    let held: Vec<(u64, serde_json::Value)> = snapshot["aircraft"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["id"].as_u64().unwrap(), e["data"].clone()))
+        .collect();
+    let published: Vec<(u64, serde_json::Value)> = sent
+        .iter()
+        .map(|s| {
+            let id = s.published.id().unwrap();
+            (id, serde_json::from_str(&s.json).unwrap())
+        })
+        .collect();
+    assert!(held == published, "the snapshot is not what was published");
+    newest
 }
 
 /// The server's state in the page's terms, and its newest id.
@@ -182,7 +228,7 @@ async fn map_moves_live_and_resumes_after_restarts() {
         ..Settings::default()
     };
     let fleet_size = settings.aircraft;
-    let app = App::new(settings.clone());
+    let (app, mut simulator) = start(settings.clone()).await;
     let listener = Arc::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
     let addr = listener.local_addr().unwrap();
     let server = Server::start(&listener, &app);
@@ -210,7 +256,7 @@ async fn map_moves_live_and_resumes_after_restarts() {
         let before: BTreeMap<String, Option<String>> =
             browser.eval(map, "aircraftMap.drawn()").await;
         let airborne_before = airborne(&app);
-        app.tick(300.0);
+        tick(&app, &mut simulator, 300.0).await;
         caught_up(
             &mut browser,
             map,
@@ -249,7 +295,7 @@ async fn map_moves_live_and_resumes_after_restarts() {
     server.stop().await;
     assert_eq!(app.open_streams(), 0, "the shutdown ended the stream");
     for _ in 0..3 {
-        app.tick(60.0);
+        tick(&app, &mut simulator, 60.0).await;
     }
     let missed = app.hub().last_id() - before_cut;
     let server = Server::start(&listener, &app);
@@ -269,7 +315,7 @@ async fn map_moves_live_and_resumes_after_restarts() {
     assert_eq!(resumed.newest - before_cut, missed, "{resumed:?}");
     assert_eq!(missed, 3 * fleet_size as u64);
     for _ in 0..2 {
-        app.tick(60.0);
+        tick(&app, &mut simulator, 60.0).await;
         caught_up(
             &mut browser,
             map,
@@ -320,11 +366,12 @@ async fn map_moves_live_and_resumes_after_restarts() {
     //    Last-Event-ID means nothing to the new hub, which says so with `stream-reset`;
     //    the page must drop the old fleet and show exactly the new one.
     server.stop().await;
-    drop(app);
-    let app = App::new(Settings {
+    drop((app, simulator));
+    let (app, mut simulator) = start(Settings {
         seed: 42,
         ..settings
-    });
+    })
+    .await;
     let server = Server::start(&listener, &app);
     browser
         .expect(
@@ -338,7 +385,7 @@ async fn map_moves_live_and_resumes_after_restarts() {
     let reason: String = browser.eval(map, "aircraftMap.resets[0].reason").await;
     assert_eq!(reason, "unknown");
     for _ in 0..2 {
-        app.tick(60.0);
+        tick(&app, &mut simulator, 60.0).await;
         caught_up(
             &mut browser,
             map,
@@ -375,7 +422,7 @@ async fn map_moves_live_and_resumes_after_restarts() {
         )
         .await;
     for _ in 0..3 {
-        app.tick(60.0);
+        tick(&app, &mut simulator, 60.0).await;
         caught_up(
             &mut browser,
             map,
@@ -424,10 +471,11 @@ async fn map_moves_live_and_resumes_after_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_follow_one_aircraft() {
-    let app = App::new(Settings {
+    let (app, mut simulator) = start(Settings {
         aircraft: 40,
         ..Settings::default()
-    });
+    })
+    .await;
     let listener = Arc::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
     let addr = listener.local_addr().unwrap();
     let server = Server::start(&listener, &app);
@@ -442,7 +490,7 @@ async fn events_follow_one_aircraft() {
     let mut events = support::events(response);
     open_streams_become(&app, 1).await;
     for _ in 0..5 {
-        app.tick(30.0);
+        tick(&app, &mut simulator, 30.0).await;
     }
     let mut last = 0;
     for _ in 0..5 {

@@ -1,6 +1,8 @@
-//! The aircraft map as an application: the fleet, the hub it publishes through, and the
-//! HTTP service (page, snapshot, event stream). `main.rs` runs it on a real clock; the
-//! browser test (`tests/aircraft_browser.rs`) builds the same app and drives its clock.
+//! The aircraft map as an application: the fleet simulator, the hub it publishes
+//! through, and the HTTP service (page, snapshot, event stream). `main.rs` runs it on a
+//! real clock; the browser test (`tests/aircraft_browser.rs`) builds the same app and
+//! drives its clock, and `tests/aircraft_redis.rs` runs a simulating and a serving
+//! instance as two processes on one Redis.
 //!
 //! Every aircraft has its own hub topic, `aircraft/<icao24>`. The map subscribes to all
 //! of them on one connection, so the ids it receives are every id the hub hands out;
@@ -8,6 +10,13 @@
 //! report and the id of the newest event in it), then opens `/events?lastEventId=<that
 //! id>`: the hub replays whatever was published in between, so the page misses nothing
 //! and sees nothing twice. On a reconnect the browser sends `Last-Event-ID` itself.
+//!
+//! The [`Simulator`] only publishes; the [`App`] only reads the hub. Each app keeps its
+//! snapshot from the hub itself, with a subscription to every aircraft like a page's, so
+//! an instance that does not simulate serves the same snapshot and the same stream as the
+//! one that does, and a page works the same against any instance. Which hub it is (in
+//! memory, or on Redis shared by several instances) is one constructor call in
+//! [`Config::hub`]; nothing else knows.
 
 #[path = "airports.rs"]
 pub(crate) mod airports;
@@ -17,6 +26,7 @@ pub(crate) mod fleet;
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -30,10 +40,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tower::util::BoxCloneService;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_sse::hub::{HubBuilder, Published, Subscription, SubscriptionError};
 use tower_sse::{Event, Hub, LastEventId, Shutdown, SseLayer};
 
 use airports::AIRPORTS;
@@ -47,7 +60,8 @@ const SEA_GEOJSON: &str = include_str!("sea.geojson");
 /// The body of every response.
 pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
 
-/// How the app is set up.
+/// How the app is set up. Every instance on one feed must have the same `aircraft` and
+/// `seed`: they decide the fleet's addresses, hence the topics.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
     /// Aircraft in the fleet.
@@ -56,7 +70,7 @@ pub(crate) struct Settings {
     pub(crate) seed: u64,
     /// How long a browser waits before it reconnects (sent as `retry:`).
     pub(crate) retry: Duration,
-    /// Events each aircraft's topic keeps for replay.
+    /// Events each aircraft's topic keeps for replay (in memory, and in Redis).
     pub(crate) history: usize,
 }
 
@@ -71,7 +85,97 @@ impl Default for Settings {
     }
 }
 
-/// The app; cheap to clone.
+impl Settings {
+    /// The hub of this app, before its storage is chosen: two minutes of history per
+    /// aircraft, and room for a page that follows the whole fleet.
+    pub(crate) fn hub(&self) -> HubBuilder {
+        Hub::builder()
+            .history_events(self.history)
+            .max_topics(self.aircraft.max(1))
+    }
+}
+
+/// How one instance runs, from its environment (see `main.rs`).
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    /// `ADDR`, default `127.0.0.1:3000`.
+    pub(crate) addr: SocketAddr,
+    /// `AIRCRAFT` (default 320); the rest as [`Settings::default`].
+    pub(crate) settings: Settings,
+    /// `SPEED`: simulated seconds per real second (default 1).
+    pub(crate) speed: f64,
+    /// `REDIS_URL`: the Redis that instances share; without it the hub is in memory.
+    pub(crate) redis_url: Option<String>,
+    /// `SIMULATE`: whether this instance flies the fleet (default: yes without
+    /// `REDIS_URL`, no with it, so that one instance is started with `SIMULATE=1` and
+    /// any number without).
+    pub(crate) simulate: bool,
+}
+
+impl Config {
+    /// Reads `ADDR`, `AIRCRAFT`, `SPEED`, `REDIS_URL` and `SIMULATE`.
+    pub(crate) fn from_env() -> Result<Config, String> {
+        let redis_url = std::env::var("REDIS_URL")
+            .ok()
+            .filter(|url| !url.is_empty());
+        let simulate = match std::env::var("SIMULATE").as_deref() {
+            Err(_) | Ok("") => redis_url.is_none(),
+            Ok("1" | "true" | "yes") => true,
+            Ok("0" | "false" | "no") => false,
+            Ok(other) => return Err(format!("SIMULATE={other:?} is not 1 or 0")),
+        };
+        Ok(Config {
+            addr: env_or("ADDR", "127.0.0.1:3000".parse().expect("an address"))?,
+            settings: Settings {
+                aircraft: env_or("AIRCRAFT", 320)?,
+                ..Settings::default()
+            },
+            speed: env_or("SPEED", 1.0)?,
+            redis_url,
+            simulate,
+        })
+    }
+
+    /// The hub: in memory, or with `REDIS_URL` on Redis Streams, where every instance
+    /// with the same URL serves one feed. This is the only place that knows which.
+    pub(crate) fn hub(&self) -> Result<Hub, String> {
+        let builder = self.settings.hub();
+        match &self.redis_url {
+            None => Ok(builder.build()),
+            Some(url) => redis_hub(builder, url, &self.settings),
+        }
+    }
+}
+
+/// A hub on Redis: each aircraft's topic is a stream trimmed to about as many events as
+/// the in-memory history keeps; ids come from a counter all instances share.
+#[cfg(feature = "redis")]
+fn redis_hub(builder: HubBuilder, url: &str, settings: &Settings) -> Result<Hub, String> {
+    use tower_sse::hub::RedisStorage;
+    let storage = RedisStorage::new(url)
+        .map_err(|error| format!("REDIS_URL: {error}"))?
+        .prefix("aircraft")
+        .max_len(settings.history);
+    Ok(builder.storage(storage).build())
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_hub(_: HubBuilder, _: &str, _: &Settings) -> Result<Hub, String> {
+    Err("REDIS_URL is set but this build has no Redis support; run \
+         `cargo run --release --features redis --example aircraft`"
+        .to_owned())
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .map_err(|_| format!("{name}={value:?} is not valid")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// The app; cheap to clone. It serves whatever its hub carries and publishes nothing.
 #[derive(Clone, Debug)]
 pub(crate) struct App {
     inner: Arc<Inner>,
@@ -82,20 +186,36 @@ struct Inner {
     hub: Hub,
     settings: Settings,
     /// `aircraft/<icao24>`, in fleet order.
-    topics: Vec<String>,
+    topics: Arc<[String]>,
     /// icao24 to index in the fleet.
-    index: HashMap<String, usize>,
-    sky: Mutex<Sky>,
+    index: Arc<HashMap<String, usize>>,
+    snapshot: Arc<Snapshot>,
+    /// Keeps `snapshot`; stopped when the app goes.
+    keeper: JoinHandle<()>,
     streams: Streams,
 }
 
-/// The fleet and what was last published for each aircraft. Publishing and reading a
-/// snapshot both hold this lock, so a snapshot is exactly "every event up to `last_id`".
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.keeper.abort();
+    }
+}
+
+/// What the app's own subscription to every aircraft received: each aircraft's latest
+/// report, and the id of the newest event taken in. Events arrive in id order, so the
+/// reports are exactly "every event up to `last_id`" (once an instance has seen each
+/// aircraft report once, after at most one tick).
 #[derive(Debug)]
-struct Sky {
-    fleet: Fleet,
-    /// Per aircraft: the id and JSON of its latest report.
-    reports: Vec<(u64, String)>,
+struct Snapshot {
+    state: Mutex<Reports>,
+    /// `last_id`, for whoever waits for the snapshot to reach an id.
+    progress: watch::Sender<u64>,
+}
+
+#[derive(Debug)]
+struct Reports {
+    /// Per aircraft, in fleet order: the id and JSON of its latest report, if any yet.
+    reports: Vec<Option<(u64, String)>>,
     last_id: u64,
 }
 
@@ -133,95 +253,148 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl App {
-    /// A new fleet, whose first reports are published at once.
-    pub(crate) fn new(settings: Settings) -> App {
-        let fleet = Fleet::new(settings.aircraft, settings.seed);
-        let topics: Vec<String> = fleet
-            .aircraft()
-            .iter()
-            .map(|a| format!("aircraft/{}", a.icao24()))
-            .collect();
-        let index = fleet
-            .aircraft()
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.icao24().to_owned(), i))
-            .collect();
-        let hub = Hub::builder()
-            .history_events(settings.history)
-            .max_topics(topics.len())
-            .build();
-        let sky = Sky {
-            reports: vec![(0, String::new()); fleet.aircraft().len()],
-            fleet,
-            last_id: 0,
+/// The fleet's 24-bit addresses, in fleet order. Every instance derives them from its
+/// settings, whether it simulates or not.
+fn roster(settings: &Settings) -> Vec<String> {
+    Fleet::new(settings.aircraft, settings.seed)
+        .aircraft()
+        .iter()
+        .map(|a| a.icao24().to_owned())
+        .collect()
+}
+
+/// The fields of an event frame as the hub sends it: `(type, data, id)`. The hub writes
+/// one field per line, and a report is one line of JSON.
+fn fields(frame: &[u8]) -> Option<(&str, &str, u64)> {
+    let (mut kind, mut data, mut id) = ("message", "", None);
+    for line in std::str::from_utf8(frame).ok()?.lines() {
+        if let Some(value) = line.strip_prefix("event: ") {
+            kind = value;
+        } else if let Some(value) = line.strip_prefix("data: ") {
+            data = value;
+        } else if let Some(value) = line.strip_prefix("id: ") {
+            id = value.parse().ok();
+        }
+    }
+    Some((kind, data, id?))
+}
+
+impl Snapshot {
+    /// Takes in one event of the app's subscription.
+    fn record(&self, frame: &[u8], index: &HashMap<String, usize>) {
+        #[derive(Deserialize)]
+        struct Key<'a> {
+            icao24: &'a str,
+        }
+        let Some((kind, data, id)) = fields(frame) else {
+            return;
         };
-        let app = App {
+        let mut state = lock(&self.state);
+        if kind == "position" {
+            let aircraft = serde_json::from_str::<Key<'_>>(data)
+                .ok()
+                .and_then(|key| index.get(key.icao24));
+            if let Some(&i) = aircraft {
+                state.reports[i] = Some((id, data.to_owned()));
+            }
+        }
+        // Anything else is `stream-reset`: what was missed is lost, and each aircraft's
+        // next report replaces its entry; the snapshot goes on from its id.
+        state.last_id = state.last_id.max(id);
+        let last_id = state.last_id;
+        drop(state);
+        self.progress.send_replace(last_id);
+    }
+
+    fn last_id(&self) -> u64 {
+        lock(&self.state).last_id
+    }
+}
+
+/// Keeps `snapshot` from `subscription` (to every aircraft) for as long as the app
+/// lives. If the subscription ends (it fell behind, or Redis failed while replaying),
+/// subscribes again after the last id taken in, as a browser would.
+async fn keep_snapshot(
+    hub: Hub,
+    topics: Arc<[String]>,
+    index: Arc<HashMap<String, usize>>,
+    snapshot: Arc<Snapshot>,
+    mut subscription: Subscription,
+) {
+    loop {
+        let error = loop {
+            match subscription.next().await {
+                Some(Ok(event)) => snapshot.record(event.as_bytes(), &index),
+                Some(Err(error)) => break error,
+                None => break SubscriptionError::Lagged,
+            }
+        };
+        eprintln!("aircraft: the snapshot's subscription ended ({error}); resubscribing");
+        if matches!(error, SubscriptionError::Storage(_)) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let after = LastEventId::new(snapshot.last_id().to_string());
+        subscription = hub.subscribe(topics.iter(), Some(&after));
+    }
+}
+
+impl App {
+    /// Serves what `hub` carries. Create it before anything is published: its snapshot
+    /// starts with the next event (and, on a shared hub, with what the storage replays).
+    /// Call inside a tokio runtime.
+    pub(crate) fn new(settings: Settings, hub: Hub) -> App {
+        let icao24s = roster(&settings);
+        let topics: Arc<[String]> = icao24s.iter().map(|i| format!("aircraft/{i}")).collect();
+        let index: Arc<HashMap<String, usize>> = Arc::new(
+            icao24s
+                .into_iter()
+                .enumerate()
+                .map(|(i, icao24)| (icao24, i))
+                .collect(),
+        );
+        let start = hub.last_id();
+        let snapshot = Arc::new(Snapshot {
+            state: Mutex::new(Reports {
+                reports: vec![None; topics.len()],
+                last_id: start,
+            }),
+            progress: watch::Sender::new(start),
+        });
+        // Subscribed here, not in the task, so that nothing published once `new`
+        // returns can be missed.
+        let subscription = hub.subscribe(topics.iter(), None);
+        let keeper = tokio::spawn(keep_snapshot(
+            hub.clone(),
+            topics.clone(),
+            index.clone(),
+            snapshot.clone(),
+            subscription,
+        ));
+        App {
             inner: Arc::new(Inner {
                 hub,
                 settings,
                 topics,
                 index,
-                sky: Mutex::new(sky),
+                snapshot,
+                keeper,
                 streams: Streams::default(),
             }),
-        };
-        app.tick(0.0);
-        app
-    }
-
-    /// Advances the simulation by `seconds` and publishes one `position` event per
-    /// aircraft.
-    pub(crate) fn tick(&self, seconds: f64) {
-        let inner = &*self.inner;
-        let mut sky = lock(&inner.sky);
-        let sky = &mut *sky;
-        sky.fleet.step(seconds);
-        for (i, aircraft) in sky.fleet.aircraft().iter().enumerate() {
-            let json = serde_json::to_string(&aircraft.position()).expect("a report is JSON");
-            let event = Event::builder()
-                .event("position")
-                .data(&json)
-                .build()
-                .expect("`position` is a valid event type");
-            match inner.hub.publish(&inner.topics[i], event) {
-                Ok(published) => {
-                    // The in-memory hub numbers every event at once.
-                    let id = published.id().expect("an in-memory hub gives ids");
-                    sky.reports[i] = (id, json);
-                    sky.last_id = id;
-                }
-                Err(error) => eprintln!("aircraft: could not publish: {error}"),
-            }
         }
     }
 
-    /// Ticks every `every` on a real clock, each tick `time_scale` times as long in the
-    /// simulation. Runs forever.
-    pub(crate) async fn simulate(self, every: Duration, time_scale: f64) {
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        loop {
-            ticker.tick().await;
-            self.tick(every.as_secs_f64() * time_scale);
-        }
-    }
-
-    /// The hub the fleet publishes through.
-    #[allow(dead_code)] // used by tests/aircraft_browser.rs
+    /// The hub the app serves.
+    #[allow(dead_code)] // used by the tests
     pub(crate) fn hub(&self) -> &Hub {
         &self.inner.hub
     }
 
     /// The 24-bit addresses of the fleet, in fleet order.
     pub(crate) fn icao24s(&self) -> Vec<String> {
-        lock(&self.inner.sky)
-            .fleet
-            .aircraft()
+        self.inner
+            .topics
             .iter()
-            .map(|a| a.icao24().to_owned())
+            .map(|t| t["aircraft/".len()..].to_owned())
             .collect()
     }
 
@@ -242,16 +415,28 @@ impl App {
         lock(&self.inner.streams.starts).iter().cloned().collect()
     }
 
-    /// `{"lastId": <newest id>, "aircraft": [{"id": <id>, "data": <report>}, ...]}`:
-    /// every aircraft's latest report (or just `only`'s), as of event `lastId`.
+    /// The id the snapshot is current as of.
+    #[allow(dead_code)] // used by the tests
+    pub(crate) fn snapshot_id(&self) -> u64 {
+        self.inner.snapshot.last_id()
+    }
+
+    /// Waits until the snapshot has taken in event `id` (or a later one).
+    #[allow(dead_code)] // used by the tests
+    pub(crate) async fn snapshot_reaches(&self, id: u64) {
+        let mut progress = self.inner.snapshot.progress.subscribe();
+        let _ = progress.wait_for(|last| *last >= id).await;
+    }
+
+    /// `{"lastId": <id>, "aircraft": [{"id": <id>, "data": <report>}, ...]}`: every
+    /// aircraft's latest report (or just `only`'s), as of event `lastId`, in fleet
+    /// order. An aircraft not heard from yet is left out.
     pub(crate) fn snapshot(&self, only: Option<usize>) -> String {
-        let sky = lock(&self.inner.sky);
-        let mut json = format!("{{\"lastId\":{},\"aircraft\":[", sky.last_id);
-        let reports = sky.reports.iter().enumerate();
-        for (n, (_, (id, report))) in reports
-            .filter(|(i, _)| only.is_none_or(|o| o == *i))
-            .enumerate()
-        {
+        let state = lock(&self.inner.snapshot.state);
+        let mut json = format!("{{\"lastId\":{},\"aircraft\":[", state.last_id);
+        let reports = state.reports.iter().enumerate();
+        let wanted = reports.filter(|(i, _)| only.is_none_or(|o| o == *i));
+        for (n, (id, report)) in wanted.filter_map(|(_, r)| r.as_ref()).enumerate() {
             if n > 0 {
                 json.push(',');
             }
@@ -358,6 +543,83 @@ impl App {
             }
         });
         BoxCloneService::new(service)
+    }
+}
+
+/// The simulated fleet, publishing through a hub: one `position` event per aircraft per
+/// tick, on the aircraft's topic. One instance of a feed runs it; it does not care who
+/// serves the events, nor how many instances do.
+#[derive(Debug)]
+pub(crate) struct Simulator {
+    hub: Hub,
+    fleet: Fleet,
+    /// `aircraft/<icao24>`, in fleet order.
+    topics: Vec<String>,
+}
+
+/// One report as [`Simulator::tick`] published it.
+#[derive(Debug)]
+pub(crate) struct Sent {
+    /// The report, the event's data.
+    #[allow(dead_code)] // read by tests/aircraft_redis.rs
+    pub(crate) json: String,
+    /// Its id, now (in memory) or once stored (on Redis).
+    #[allow(dead_code)] // read by tests/aircraft_redis.rs
+    pub(crate) published: Published,
+}
+
+impl Simulator {
+    /// The fleet of `settings`, where the simulation starts; nothing published yet.
+    pub(crate) fn new(settings: &Settings, hub: Hub) -> Simulator {
+        let fleet = Fleet::new(settings.aircraft, settings.seed);
+        let topics = fleet
+            .aircraft()
+            .iter()
+            .map(|a| format!("aircraft/{}", a.icao24()))
+            .collect();
+        Simulator { hub, fleet, topics }
+    }
+
+    /// Advances the simulation by `seconds` and publishes one `position` event per
+    /// aircraft, in fleet order. Returns what was published; a report the hub refused
+    /// (Redis unreachable) is left out, and the next tick brings a fresh one.
+    pub(crate) fn tick(&mut self, seconds: f64) -> Vec<Sent> {
+        self.fleet.step(seconds);
+        let mut sent = Vec::with_capacity(self.topics.len());
+        let mut failed = None;
+        for (topic, aircraft) in self.topics.iter().zip(self.fleet.aircraft()) {
+            let json = serde_json::to_string(&aircraft.position()).expect("a report is JSON");
+            let event = Event::builder()
+                .event("position")
+                .data(&json)
+                .build()
+                .expect("`position` is a valid event type");
+            match self.hub.publish(topic, event) {
+                Ok(published) => sent.push(Sent { json, published }),
+                Err(error) => failed = Some(error),
+            }
+        }
+        if let Some(error) = failed {
+            eprintln!(
+                "aircraft: could not publish {} of {} reports: {error}",
+                self.topics.len() - sent.len(),
+                self.topics.len()
+            );
+        }
+        sent
+    }
+
+    /// Publishes the fleet at once, then ticks every `every` on a real clock, each tick
+    /// `time_scale` times as long in the simulation. Runs forever.
+    pub(crate) async fn run(mut self, every: Duration, time_scale: f64) {
+        self.tick(0.0);
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            self.tick(every.as_secs_f64() * time_scale);
+        }
     }
 }
 

@@ -23,42 +23,66 @@
 //!
 //! Environment: `ADDR` (default `127.0.0.1:3000`), `AIRCRAFT` (fleet size, default 320),
 //! `SPEED` (simulated seconds per real second, default 1).
+//!
+//! # Several instances on one feed
+//!
+//! Built with the `redis` feature and given `REDIS_URL`, the hub keeps its events in
+//! Redis Streams, and every instance on that Redis serves the same feed: one instance
+//! simulates the fleet (`SIMULATE=1`), the others only serve it. Put them behind a load
+//! balancer; a browser that reconnects to another instance resumes from its
+//! `Last-Event-ID` there. Give every instance the same `AIRCRAFT`.
+//!
+//! ```text
+//! redis-server --port 6379 --appendonly yes &
+//! export REDIS_URL=redis://127.0.0.1:6379/
+//! SIMULATE=1 ADDR=127.0.0.1:3000 cargo run --release --features redis --example aircraft &
+//! ADDR=127.0.0.1:3001 cargo run --release --features redis --example aircraft
+//! # http://127.0.0.1:3000/ and http://127.0.0.1:3001/ show the same aircraft
+//! ```
+//!
+//! `SIMULATE` defaults to 1 without `REDIS_URL` and to 0 with it.
 
 mod app;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use app::{App, Settings};
+use app::{App, Config, Simulator};
 use tower_sse::Shutdown;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(value) => value
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={value:?} is not valid")),
-        Err(_) => default,
-    }
-}
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr: SocketAddr = env_or("ADDR", "127.0.0.1:3000".parse().unwrap());
-    let settings = Settings {
-        aircraft: env_or("AIRCRAFT", 320),
-        ..Settings::default()
-    };
-    let speed: f64 = env_or("SPEED", 1.0);
+    let config = Config::from_env().unwrap_or_else(|error| {
+        eprintln!("aircraft: {error}");
+        std::process::exit(2);
+    });
+    let hub = config.hub().unwrap_or_else(|error| {
+        eprintln!("aircraft: {error}");
+        std::process::exit(2);
+    });
 
-    let app = App::new(settings);
-    tokio::spawn(app.clone().simulate(Duration::from_secs(1), speed));
+    // The app first, so that its snapshot sees the fleet's first reports.
+    let app = App::new(config.settings.clone(), hub.clone());
+    if config.simulate {
+        let simulator = Simulator::new(&config.settings, hub);
+        tokio::spawn(simulator.run(Duration::from_secs(1), config.speed));
+    }
 
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
     let addr = listener.local_addr()?;
     let example = app.icao24s().into_iter().next().unwrap_or_default();
     println!(
-        "aircraft: {} aircraft over Southeast Asia",
-        app.icao24s().len()
+        "aircraft: {} aircraft over Southeast Asia, {} {}",
+        app.icao24s().len(),
+        if config.simulate {
+            "simulated here"
+        } else {
+            "served from the feed"
+        },
+        if config.redis_url.is_some() {
+            "on Redis (REDIS_URL)"
+        } else {
+            "in memory"
+        }
     );
     println!("  map:    http://{addr}/");
     println!("  events: http://{addr}/events  (one aircraft: /events?icao24={example})");
