@@ -250,7 +250,8 @@ fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         prop::collection::vec(any::<u8>(), 0..64),
         prop::collection::vec(prop_oneof![Just(b'7'), any::<u8>()], 1000..1050),
-        (1000usize..1050).prop_map(|n| "é".repeat(n / 2).into_bytes()),
+        (1000usize..1050).prop_map(|n| "7".repeat(n).into_bytes()),
+        (1000usize..1050).prop_map(|n| format!("é{}", "7".repeat(n)).into_bytes()),
     ]
 }
 
@@ -278,6 +279,8 @@ fn query() -> impl Strategy<Value = String> {
         "[a-zA-Z-._~]{1,4}",
         "[!$'()*,;:@/?]{1,2}",
         (1usize..1100).prop_map(|n| "%41".repeat(n)),
+        (1020usize..1030).prop_map(|n| format!("lastEventId={}", "%41".repeat(n))),
+        (1020usize..1030).prop_map(|n| format!("lastEventId=%C3%A9{}", "7".repeat(n))),
         (1usize..1100).prop_map(|n| "9".repeat(n)),
     ];
     prop::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
@@ -361,6 +364,7 @@ fn topics_in_query(query: &str) -> Result<Vec<String>, SubscribeError> {
 fn topic_query() -> impl Strategy<Value = String> {
     let piece = prop_oneof![
         4 => Just("topic=".to_owned()),
+        6 => "[a-g]".prop_map(|t| format!("topic={t}&")),
         1 => Just("Topic=".to_owned()),
         1 => Just("top%69c=".to_owned()),
         1 => Just("topic".to_owned()),
@@ -375,7 +379,7 @@ fn topic_query() -> impl Strategy<Value = String> {
         1 => Just("lastEventId=5".to_owned()),
         1 => "[a-d]{1,2}",
     ];
-    prop::collection::vec(piece, 0..16).prop_map(|pieces| pieces.concat())
+    prop::collection::vec(piece, 0..20).prop_map(|pieces| pieces.concat())
 }
 
 /// `Last-Event-ID` values around the hub's ids: in history, just outside it, far out,
