@@ -35,13 +35,34 @@ impl RedisServer {
             dir,
             child: None,
         };
-        server.spawn();
-        server
+        // A port found free may be taken before redis-server binds it (tests and
+        // benchmarks start servers concurrently): then take another one.
+        for _ in 0..5 {
+            match server.try_spawn() {
+                Ok(()) => return server,
+                Err(why) => {
+                    eprintln!("redis-server on port {}: {why}; another port", server.port);
+                    server.port = free_port();
+                }
+            }
+        }
+        panic!("redis-server did not start");
     }
 
     /// Starts the server (again, after [`stop`](Self::stop)) on the same port and files.
     pub fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+        if let Err(why) = self.try_spawn() {
+            panic!(
+                "redis-server did not start again on port {}: {why}",
+                self.port
+            );
+        }
+    }
+
+    /// Starts redis-server and waits until it answers on the port: this very process,
+    /// not another server that took the port first.
+    fn try_spawn(&mut self) -> Result<(), String> {
+        let mut child = Command::new("redis-server")
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -58,14 +79,34 @@ impl RedisServer {
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is installed (tests/run.sh installs it)");
-        self.child = Some(child);
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+        for _ in 0..500 {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Err(format!("it exited ({status})"));
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && self.process_id() == Some(child.id())
+            {
+                self.child = Some(child);
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("redis-server did not start");
+        let _ = child.kill();
+        let _ = child.wait();
+        Err("it did not answer within 5 s".to_owned())
+    }
+
+    /// The process id of the server answering on the port.
+    fn process_id(&self) -> Option<u32> {
+        let output = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "info", "server"])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        let info = String::from_utf8(output.stdout).ok()?;
+        info.lines()
+            .find_map(|line| line.strip_prefix("process_id:"))
+            .and_then(|pid| pid.trim().parse().ok())
     }
 
     pub fn url(&self) -> String {
