@@ -19,6 +19,10 @@
 //!   the npm package, never from the CDN.
 //! - `events_follow_one_aircraft`: over plain HTTP, `/events?icao24=` carries that
 //!   aircraft's reports only, and an unknown address is a 404.
+//! - `the_snapshot_survives_falling_behind`: a tick bigger than a subscriber's queue,
+//!   published while the snapshot's task cannot run, cuts its subscription off; it
+//!   subscribes again from where it was and the snapshot still ends up exactly what was
+//!   published.
 
 #[path = "../examples/aircraft/app.rs"]
 #[allow(dead_code)]
@@ -521,4 +525,30 @@ async fn events_follow_one_aircraft() {
         .await;
     assert_eq!(response.status(), 404);
     server.stop().await;
+}
+
+/// On a single-threaded runtime the snapshot's task cannot run while the test publishes:
+/// more ticks in a row than a topic's history holds (120) leave its subscription behind
+/// what the hub can replay, and the hub cuts it off. The task subscribes again after the
+/// last id it took in, receives `stream-reset` (what it missed is gone), and goes on: the
+/// snapshot reaches the hub's newest id, and after the next tick it is exactly that tick.
+#[tokio::test]
+async fn the_snapshot_survives_falling_behind() {
+    let settings = Settings {
+        aircraft: 5,
+        ..Settings::default()
+    };
+    let (app, mut simulator) = start(settings.clone()).await;
+    for _ in 0..settings.history + 10 {
+        simulator.tick(10.0);
+    }
+    let lagged: u64 = app.hub().all_stats().iter().map(|s| s.lagged).sum();
+    assert_eq!(
+        lagged, 5,
+        "the snapshot's subscription was cut off on every topic"
+    );
+    let newest = app.hub().last_id();
+    let reached = tokio::time::timeout(Duration::from_secs(30), app.snapshot_reaches(newest)).await;
+    assert!(reached.is_ok(), "the snapshot is at {}", app.snapshot_id());
+    tick(&app, &mut simulator, 60.0).await;
 }

@@ -322,15 +322,21 @@ async fn keep_snapshot(
     mut subscription: Subscription,
 ) {
     loop {
-        let error = loop {
+        let ended = loop {
             match subscription.next().await {
                 Some(Ok(event)) => snapshot.record(event.as_bytes(), &index),
-                Some(Err(error)) => break error,
-                None => break SubscriptionError::Lagged,
+                Some(Err(error)) => break Some(error),
+                None => break None,
             }
         };
-        eprintln!("aircraft: the snapshot's subscription ended ({error}); resubscribing");
-        if matches!(error, SubscriptionError::Storage(_)) {
+        match &ended {
+            Some(error) => {
+                eprintln!("aircraft: the snapshot's subscription ended ({error}); resubscribing");
+            }
+            None => eprintln!("aircraft: the snapshot's subscription ended; resubscribing"),
+        }
+        if !matches!(ended, Some(SubscriptionError::Lagged)) {
+            // Redis failed while replaying: give it a moment.
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         let after = LastEventId::new(snapshot.last_id().to_string());
