@@ -27,6 +27,7 @@
 
 #[cfg(feature = "redis")]
 mod redis;
+mod signal;
 mod storage;
 mod subscription;
 mod topic;
@@ -902,9 +903,11 @@ impl HubInner {
             }
         };
         let mut watch = Vec::new();
+        let signal = Arc::new(signal::Signal::new(topics.len()));
         let members = topics
             .into_iter()
-            .map(|topic| {
+            .enumerate()
+            .map(|(index, topic)| {
                 let (slot, cursor, covered) = {
                     let mut state = topic.lock();
                     if shared && state.slots.is_empty() {
@@ -914,7 +917,11 @@ impl HubInner {
                     }
                     let covered = if shared { None } else { state.covered_after };
                     let cursor = state.position_after(after);
-                    (state.add_slot(cursor), cursor, covered)
+                    (
+                        state.add_slot(cursor, signal.clone(), index),
+                        cursor,
+                        covered,
+                    )
                 };
                 topic.subscribers.fetch_add(1, Ordering::Relaxed);
                 Member {
@@ -953,6 +960,8 @@ impl HubInner {
             } else {
                 Pending::Nothing
             },
+            revisit: vec![false; names.len()],
+            signal,
             ended: None,
             finished: false,
         }

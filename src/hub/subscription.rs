@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
+use super::signal::Signal;
 use super::storage::{GapReason, History, HistoryFuture};
 use super::topic::{Cut, Topic};
 use super::{HubInner, PublishError};
@@ -110,6 +111,10 @@ pub struct Subscription {
     /// Events fetched from the storage, with their ids, merged into the live reads.
     pub(crate) replay: VecDeque<(u64, Event)>,
     pub(crate) pending: Pending,
+    /// Which topics have something new (set by publishers), and the waker.
+    pub(crate) signal: Arc<Signal>,
+    /// Topics to read again though not flagged: they held more than one read took.
+    pub(crate) revisit: Vec<bool>,
     /// Set when the stream must end with this error once `ready` is drained.
     pub(crate) ended: Option<SubscriptionError>,
     pub(crate) finished: bool,
@@ -130,7 +135,7 @@ impl Subscription {
     /// Places every topic's cursor once a shared storage covers it, and starts fetching
     /// what lies between the subscriber's position and that coverage. Returns `false`
     /// while some topic is not covered yet.
-    fn position(&mut self, cx: &mut Context<'_>) -> bool {
+    fn position(&mut self) -> bool {
         let mut all = true;
         for member in self.members.iter_mut().filter(|m| m.covered.is_none()) {
             let mut state = member.topic.lock();
@@ -141,10 +146,7 @@ impl Subscription {
                     member.cursor = cursor;
                     member.covered = Some(covered);
                 }
-                None => {
-                    state.slots[member.slot].waker = Some(cx.waker().clone());
-                    all = false;
-                }
+                None => all = false,
             }
         }
         if !all {
@@ -170,7 +172,8 @@ impl Subscription {
     /// Takes what the topics hold for this subscriber into `ready`, in id order.
     /// Returns `true` if there is something to yield (or the stream must end).
     fn fill(&mut self, cx: &mut Context<'_>) -> bool {
-        if matches!(self.pending, Pending::Coverage) && !self.position(cx) {
+        self.signal.register(cx.waker());
+        if matches!(self.pending, Pending::Coverage) && !self.position() {
             return false;
         }
         if let Pending::History(join) = &mut self.pending {
@@ -206,12 +209,19 @@ impl Subscription {
             }
         }
         loop {
-            let watermark = self.hub.watermark.load(Ordering::Acquire);
+            // The newest id first, then the flags: every topic holding an event up to
+            // this id has its flag set by now (publishers set flags before moving it).
+            let watermark = self.hub.watermark.load(Ordering::SeqCst);
             let mut taken: Vec<(u64, Option<usize>, Event)> = Vec::new();
             // Entries above `bound` stay for the next round: a source that hit the
             // batch limit may hold ids below those of another source's later entries.
             let mut bound = u64::MAX;
-            for (index, member) in self.members.iter_mut().enumerate() {
+            for index in 0..self.members.len() {
+                let flagged = self.signal.take(index);
+                if !(std::mem::take(&mut self.revisit[index]) || flagged) {
+                    continue;
+                }
+                let member = &mut self.members[index];
                 let mut state = member.topic.lock();
                 let base = state.base;
                 let head = state.head();
@@ -229,15 +239,14 @@ impl Subscription {
                         member.cursor = head;
                         drop(state);
                         member.topic.dropped.fetch_add(missed, Ordering::Relaxed);
+                        // What this round took from other topics is read again later.
+                        self.revisit.iter_mut().for_each(|r| *r = true);
                         self.ready
                             .push_back(self.hub.reset_event(GapReason::Lagged, None));
                         tracing::debug!(topic = %member.topic.name, missed, "hub subscriber skipped ahead");
                         return true;
                     }
                     None => {}
-                }
-                if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    slot.waker = Some(cx.waker().clone());
                 }
                 slot.cursor = member.cursor;
                 if member.cursor < base {
@@ -267,6 +276,11 @@ impl Subscription {
                 if count == BATCH {
                     bound = bound.min(taken.last().map_or(u64::MAX, |t| t.0));
                 }
+                // Entries left (past the batch, or newer than the id read above, whose
+                // flag this visit consumed): read this topic again.
+                if position < head {
+                    self.revisit[index] = true;
+                }
             }
             let replayed = self.replay.len().min(BATCH);
             taken.extend(self.replay.drain(..replayed).map(|(id, e)| (id, None, e)));
@@ -280,8 +294,9 @@ impl Subscription {
             let mut unread = Vec::new();
             for (id, source, event) in taken {
                 if id > bound {
-                    if source.is_none() {
-                        unread.push((id, event));
+                    match source {
+                        Some(index) => self.revisit[index] = true,
+                        None => unread.push((id, event)),
                     }
                     continue;
                 }
@@ -306,10 +321,9 @@ impl Subscription {
             if !self.ready.is_empty() {
                 return true;
             }
-            // Nothing: sleep, unless a publish moved the watermark while we looked (its
-            // wake-up may have missed the wakers registered above), or entries were
-            // skipped as already known.
-            if self.hub.watermark.load(Ordering::Acquire) == watermark && bound == u64::MAX {
+            // Nothing to yield: read again if something is left or newly flagged (the
+            // entries seen may all have been known already); otherwise sleep.
+            if !(self.revisit.iter().any(|r| *r) || !self.replay.is_empty() || self.signal.any()) {
                 return false;
             }
         }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use slab::Slab;
 use tokio::time::Instant;
 
+use super::signal::Signal;
 use super::{HubConfig, LagPolicy, TopicStats};
 use crate::Event;
 
@@ -40,7 +41,9 @@ pub(crate) struct Slot {
     /// Position of the first entry published after it subscribed (or skipped ahead):
     /// replayed entries before it do not count against its queue.
     pub(crate) live_from: u64,
-    pub(crate) waker: Option<Waker>,
+    /// The subscription's flags and waker, and this topic's index among its topics.
+    pub(crate) signal: Arc<Signal>,
+    pub(crate) member: usize,
     pub(crate) cut: Option<Cut>,
 }
 
@@ -75,13 +78,12 @@ impl TopicState {
         }
     }
 
-    /// Takes the wakers of every waiting subscriber.
+    /// Flags this topic for every subscriber and takes their wakers.
     pub(crate) fn take_wakers(&mut self, wake: &mut Vec<Waker>) {
-        wake.extend(
-            self.slots
-                .iter_mut()
-                .filter_map(|(_, slot)| slot.waker.take()),
-        );
+        for (_, slot) in self.slots.iter() {
+            slot.signal.mark(slot.member);
+            wake.extend(slot.signal.take_waker());
+        }
     }
 
     /// Position one past the newest entry.
@@ -99,12 +101,13 @@ impl TopicState {
         self.entries.get(usize::try_from(index).ok()?)
     }
 
-    pub(crate) fn add_slot(&mut self, cursor: u64) -> usize {
+    pub(crate) fn add_slot(&mut self, cursor: u64, signal: Arc<Signal>, member: usize) -> usize {
         let live_from = self.head();
         self.slots.insert(Slot {
             cursor,
             live_from,
-            waker: None,
+            signal,
+            member,
             cut: None,
         })
     }
@@ -192,7 +195,6 @@ impl Topic {
             state.evict_front();
         }
         state.evict_expired(config.history_age, now);
-        watermark.store(id, Ordering::Release);
         self.published.fetch_add(1, Ordering::Relaxed);
 
         let state = &mut *state;
@@ -232,10 +234,11 @@ impl Topic {
                     }
                 }
             }
-            if let Some(waker) = slot.waker.take() {
-                wake.push(waker);
-            }
+            slot.signal.mark(slot.member);
+            wake.extend(slot.signal.take_waker());
         }
+        // Only now: a subscriber that sees this id also sees the flags set above.
+        watermark.store(id, Ordering::SeqCst);
     }
 
     pub(crate) fn stats(&self) -> TopicStats {
