@@ -395,21 +395,23 @@ async fn a_client_that_vanishes_without_closing_is_closed_after_the_heartbeat_go
     let reader = healthy(server.addr, "quiet", healthy_count.clone());
 
     use std::io::BufRead;
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &netns.name])
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "half_open_client",
-            "--exact",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env("TOWER_SSE_HALF_OPEN", server.addr.to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let mut child = KillOnDrop(
+        Command::new("ip")
+            .args(["netns", "exec", &netns.name])
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "half_open_client",
+                "--exact",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env("TOWER_SSE_HALF_OPEN", server.addr.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
     let ready = tokio::task::spawn_blocking(move || {
         std::io::BufReader::new(stdout)
             .lines()
@@ -448,6 +450,15 @@ async fn a_client_that_vanishes_without_closing_is_closed_after_the_heartbeat_go
     let ids = timeout(GUARD, reader).await.unwrap().unwrap();
     assert_eq!(ids, [id]);
     assert_eq!(server.ends(), 1);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
+}
+
+/// Kills the client process however the test ends, before its namespace goes.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
