@@ -17,7 +17,15 @@
 //! - `warp`: the same idiom on warp 0.4: `warp::sse::reply(warp::sse::keep_alive()
 //!   .stream(...))` with `warp::sse::Event::default().data(p)`.
 //!
-//! All three are served by the same accept loop (hyper's HTTP/1 connection, default
+//! Two floors, for reference (what any SSE stack on them costs at least):
+//! - `hyper-floor`: hyper's HTTP/1 connection with a body that yields pre-encoded frames
+//!   (`data: <payload>\n\n`, encoded once per publish, shared `Bytes`) from a tokio
+//!   broadcast: no per-subscriber encoding, no heartbeat, nothing but hyper.
+//! - `raw-floor`: no HTTP library: each connection task reads the request head, writes a
+//!   fixed response head, then writes each pre-encoded chunk (chunk size, frame, CRLF,
+//!   encoded once per publish) with one `write_all`: the socket writes alone.
+//!
+//! All of them but `raw-floor` are served by the same accept loop (hyper's HTTP/1 connection, default
 //! settings, `TCP_NODELAY`, one task per connection) on a tokio multi-thread runtime
 //! with 2 workers, so only the SSE stack differs.
 //!
@@ -60,15 +68,25 @@ pub enum Stack {
     Axum,
     /// warp's `sse::reply` over a tokio broadcast.
     Warp,
+    /// hyper with pre-encoded frames, no SSE stack: the floor of any stack on hyper.
+    HyperFloor,
+    /// Pre-encoded chunks written to raw sockets: the floor of any stack.
+    RawFloor,
 }
 
 impl Stack {
     /// Every stack, in the order they run.
     pub const ALL: [Stack; 3] = [Stack::TowerSse, Stack::Axum, Stack::Warp];
 
-    /// `tower-sse`, `axum` or `warp`.
+    /// The reference floors.
+    pub const FLOORS: [Stack; 2] = [Stack::HyperFloor, Stack::RawFloor];
+
+    /// `tower-sse`, `axum`, `warp`, `hyper-floor` or `raw-floor`.
     pub fn from_name(name: &str) -> Option<Stack> {
-        Stack::ALL.into_iter().find(|s| s.name() == name)
+        Stack::ALL
+            .into_iter()
+            .chain(Stack::FLOORS)
+            .find(|s| s.name() == name)
     }
 
     /// The name on the command line and in tables.
@@ -77,6 +95,8 @@ impl Stack {
             Stack::TowerSse => "tower-sse",
             Stack::Axum => "axum",
             Stack::Warp => "warp",
+            Stack::HyperFloor => "hyper-floor",
+            Stack::RawFloor => "raw-floor",
         }
     }
 }
@@ -255,11 +275,67 @@ where
     }
 }
 
+/// The `raw-floor` server: per connection, read the request head, write a fixed
+/// response head, then every pre-encoded chunk, until the client goes.
+async fn raw_accept_loop(listener: TcpListener, tx: broadcast::Sender<Bytes>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+        cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
+    loop {
+        let mut socket = match listener.accept().await {
+            Ok((socket, _)) => socket,
+            Err(err) => {
+                eprintln!("accept: {err}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let mut rx = tx.subscribe();
+        tokio::spawn(async move {
+            let mut head = Vec::with_capacity(512);
+            let mut buf = [0u8; 512];
+            while memchr::memmem::find(&head, b"\r\n\r\n").is_none() {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+                if head.len() > 16 * 1024 {
+                    return;
+                }
+            }
+            drop(head);
+            if socket.write_all(HEAD).await.is_err() {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    message = rx.recv() => match message {
+                        Ok(chunk) => {
+                            if socket.write_all(&chunk).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    read = socket.read(&mut buf) => match read {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    },
+                }
+            }
+        });
+    }
+}
+
 /// How the publisher hands an event to the stack, and how many subscribers there are.
 #[derive(Clone)]
 enum Publisher {
     Hub(tower_sse::Hub),
     Broadcast(broadcast::Sender<String>),
+    /// Pre-encoded frames; `true`: with the chunk framing around each.
+    Frames(broadcast::Sender<Bytes>, bool),
 }
 
 impl Publisher {
@@ -276,6 +352,15 @@ impl Publisher {
                 // No subscriber is not an error here.
                 let _ = tx.send(payload);
             }
+            Publisher::Frames(tx, chunked) => {
+                let frame = if *chunked {
+                    let len = payload.len() + "data: \n\n".len();
+                    format!("{len:x}\r\ndata: {payload}\n\n\r\n")
+                } else {
+                    format!("data: {payload}\n\n")
+                };
+                let _ = tx.send(Bytes::from(frame));
+            }
         }
     }
 
@@ -283,6 +368,7 @@ impl Publisher {
         match self {
             Publisher::Hub(hub) => hub.stats(TOPIC).map_or(0, |s| s.subscribers),
             Publisher::Broadcast(tx) => tx.receiver_count(),
+            Publisher::Frames(tx, _) => tx.receiver_count(),
         }
     }
 }
@@ -365,6 +451,32 @@ pub async fn start(options: &Options) -> Result<(SocketAddr, SocketAddr), String
             });
             tokio::spawn(accept_loop(listener, warp::service(filter)));
             Publisher::Broadcast(tx)
+        }
+        Stack::HyperFloor => {
+            use hyper::body::Frame;
+            use tokio_stream::wrappers::BroadcastStream;
+            let (tx, _) = broadcast::channel::<Bytes>(1024);
+            let service = tower::service_fn({
+                let tx = tx.clone();
+                move |_request: Request<Incoming>| {
+                    let frames = BroadcastStream::new(tx.subscribe())
+                        .filter_map(|message| std::future::ready(message.ok()))
+                        .map(|frame| Ok::<_, Infallible>(Frame::data(frame)));
+                    let response = Response::builder()
+                        .header(http::header::CONTENT_TYPE, "text/event-stream")
+                        .header(http::header::CACHE_CONTROL, "no-cache")
+                        .body(http_body_util::StreamBody::new(frames))
+                        .expect("response");
+                    async move { Ok::<_, Infallible>(response) }
+                }
+            });
+            tokio::spawn(accept_loop(listener, service));
+            Publisher::Frames(tx, false)
+        }
+        Stack::RawFloor => {
+            let (tx, _) = broadcast::channel::<Bytes>(1024);
+            tokio::spawn(raw_accept_loop(listener, tx.clone()));
+            Publisher::Frames(tx, true)
         }
     };
 

@@ -874,6 +874,8 @@ pub struct ServerStats {
     pub cpu_ns: u64,
     /// Resident set size, KiB.
     pub rss_kib: u64,
+    /// Subscribers the server counts, if it says.
+    pub subscribers: Option<u64>,
 }
 
 async fn fetch_stats(target: &Target) -> Result<ServerStats, String> {
@@ -899,6 +901,7 @@ async fn fetch_stats(target: &Target) -> Result<ServerStats, String> {
     Ok(ServerStats {
         cpu_ns: value["cpu_ns"].as_u64().ok_or("stats: no cpu_ns")?,
         rss_kib: value["rss_kib"].as_u64().ok_or("stats: no rss_kib")?,
+        subscribers: value["subscribers"].as_u64(),
     })
 }
 
@@ -1003,6 +1006,8 @@ pub struct Step {
     pub server_cpu_us_per_cycle: Option<f64>,
     /// Churn: server RSS measured `settle` seconds after the churn, KiB (summed).
     pub server_rss_after_kib: Option<u64>,
+    /// Subscribers the server counted at the end (churn: `settle` seconds after).
+    pub server_subscribers: Option<u64>,
 }
 
 /// What a run measured.
@@ -1120,6 +1125,10 @@ fn sum(stats: &[ServerStats]) -> ServerStats {
         .fold(ServerStats::default(), |a, s| ServerStats {
             cpu_ns: a.cpu_ns + s.cpu_ns,
             rss_kib: a.rss_kib + s.rss_kib,
+            subscribers: match (a.subscribers, s.subscribers) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            },
         })
 }
 
@@ -1185,6 +1194,7 @@ async fn drive(
             server_rss_base_kib: base.map(|b| b.rss_kib),
             server_rss_kib: end.map(|e| e.rss_kib),
             server_rss_after_kib: after.map(|a| a.rss_kib),
+            server_subscribers: after.and_then(|a| a.subscribers),
             client_cpu_ns,
             ..Step::default()
         });
@@ -1310,6 +1320,7 @@ async fn drive(
             server_cpu_us_per_event: cpu.map(|c| c as f64 / 1e3 / events.max(1) as f64),
             server_rss_base_kib: base.map(|b| b.rss_kib),
             server_rss_kib: end_stats.map(|e| e.rss_kib),
+            server_subscribers: end_stats.and_then(|e| e.subscribers),
             server_rss_per_conn_kib: base
                 .zip(end_stats)
                 .map(|(b, e)| (e.rss_kib as f64 - b.rss_kib as f64) / target_count.max(1) as f64),

@@ -322,7 +322,7 @@ pub struct Results {
     /// Idle memory reports by stack.
     pub idle: BTreeMap<String, loadgen::Report>,
     /// Churn reports by stack.
-    pub churn: BTreeMap<String, loadgen::Report>,
+    pub churn: BTreeMap<String, Vec<loadgen::Report>>,
     /// Cross-instance run (two tower-sse instances on one Redis).
     pub redis: Option<loadgen::Report>,
     /// Why the cross-instance run did not happen, if it did not.
@@ -334,6 +334,8 @@ pub struct Results {
 }
 
 const ORDER: [&str; 3] = ["tower-sse", "axum", "warp"];
+/// The reference floors, after the stacks in tables.
+const FLOORS: [&str; 2] = ["hyper-floor", "raw-floor"];
 
 // ---------------------------------------------------------------------------------------
 // Sections.
@@ -411,7 +413,13 @@ fn idle(config: &Config, launch: Launcher<'_>, stack: Stack) -> Result<loadgen::
     loadgen::run(&options)
 }
 
-fn churn(config: &Config, launch: Launcher<'_>, stack: Stack) -> Result<loadgen::Report, String> {
+/// Two rounds of churn on one server: memory that is only kept by the allocator
+/// for reuse stays level from the first round to the second; a leak grows.
+fn churn(
+    config: &Config,
+    launch: Launcher<'_>,
+    stack: Stack,
+) -> Result<Vec<loadgen::Report>, String> {
     let server = Server::start(launch, &server_args(stack, config.rate, &[]))?;
     let options = loadgen::Options {
         targets: vec![server.url()],
@@ -423,7 +431,7 @@ fn churn(config: &Config, launch: Launcher<'_>, stack: Stack) -> Result<loadgen:
         quiet: !config.verbose,
         ..loadgen::Options::default()
     };
-    loadgen::run(&options)
+    Ok(vec![loadgen::run(&options)?, loadgen::run(&options)?])
 }
 
 fn cross_instance(config: &Config, launch: Launcher<'_>) -> Result<loadgen::Report, String> {
@@ -622,7 +630,7 @@ pub fn run(config: &Config, launch: Launcher<'_>) -> Result<Results, String> {
         }
     }
     if config.runs("fanout") {
-        for stack in Stack::ALL {
+        for stack in Stack::ALL.into_iter().chain(Stack::FLOORS) {
             say(
                 config,
                 &format!("fan-out: {} {:?}", stack.name(), config.steps),
@@ -632,7 +640,7 @@ pub fn run(config: &Config, launch: Launcher<'_>) -> Result<Results, String> {
         }
     }
     if config.runs("idle") {
-        for stack in Stack::ALL {
+        for stack in Stack::ALL.into_iter().chain(Stack::FLOORS) {
             say(config, &format!("idle: {} x {}", stack.name(), config.idle));
             let report = idle(config, launch, stack)?;
             results.idle.insert(stack.name().to_string(), report);
@@ -641,8 +649,8 @@ pub fn run(config: &Config, launch: Launcher<'_>) -> Result<Results, String> {
     if config.runs("churn") {
         for stack in Stack::ALL {
             say(config, &format!("churn: {}", stack.name()));
-            let report = churn(config, launch, stack)?;
-            results.churn.insert(stack.name().to_string(), report);
+            let reports = churn(config, launch, stack)?;
+            results.churn.insert(stack.name().to_string(), reports);
         }
     }
     if config.runs("redis") {
@@ -742,9 +750,16 @@ pub fn targets(results: &Results, config: &Config) -> Vec<(String, String, Optio
             t.and_then(|s| s.server_cpu_us_per_event),
             a.and_then(|s| s.server_cpu_us_per_event),
         );
+        let floor = |metric: fn(&loadgen::Step) -> Option<f64>| {
+            let f = ratio(
+                step_of(results, "raw-floor", n).and_then(metric),
+                a.and_then(metric),
+            );
+            f.map_or(String::new(), |f| format!(" (raw-socket floor: {f:.2}x)"))
+        };
         rows.push((
             format!("fan-out CPU/event at {n} <= 1/3 of axum"),
-            opt(cpu, 2) + "x of axum",
+            opt(cpu, 2) + "x of axum" + &floor(|s| s.server_cpu_us_per_event),
             cpu.map(|r| r <= 1.0 / 3.0),
         ));
         let p99 = ratio(
@@ -753,7 +768,7 @@ pub fn targets(results: &Results, config: &Config) -> Vec<(String, String, Optio
         );
         rows.push((
             format!("fan-out p99 at {n} <= 1/3 of axum"),
-            opt(p99, 2) + "x of axum",
+            opt(p99, 2) + "x of axum" + &floor(|s| Some(s.latency.p99_us as f64)),
             p99.map(|r| r <= 1.0 / 3.0),
         ));
     }
@@ -762,9 +777,18 @@ pub fn targets(results: &Results, config: &Config) -> Vec<(String, String, Optio
         .get("tower-sse")
         .and_then(|r| r.steps.first())
         .and_then(|s| s.server_rss_per_conn_kib);
+    let hyper_idle = results
+        .idle
+        .get("hyper-floor")
+        .and_then(|r| r.steps.first())
+        .and_then(|s| s.server_rss_per_conn_kib);
     rows.push((
         "idle memory <= 8 KiB per connection".to_string(),
-        opt(idle, 2) + " KiB",
+        opt(idle, 2)
+            + " KiB"
+            + &hyper_idle.map_or(String::new(), |h| {
+                format!(" (hyper's connection alone, hyper-floor: {h:.2} KiB)")
+            }),
         idle.map(|k| k <= 8.0),
     ));
     let burst = |name: &str| results.burst.iter().find(|b| b.0 == name).map(|b| b.1);
@@ -855,7 +879,7 @@ pub fn markdown(results: &Results, config: &Config) -> String {
              |---|---|---|---|---|---|---|---|---|---|"
         );
         for &n in &config.steps {
-            for stack in ORDER {
+            for stack in ORDER.into_iter().chain(FLOORS) {
                 let Some(s) = step_of(results, stack, n) else {
                     continue;
                 };
@@ -876,18 +900,22 @@ pub fn markdown(results: &Results, config: &Config) -> String {
         let _ = writeln!(md);
         let _ = writeln!(
             md,
-            "| subscribers | CPU/event tower-sse / axum | tower-sse / warp | p99 tower-sse / axum | tower-sse / warp |\n|---|---|---|---|---|"
+            "| subscribers | CPU/event tower-sse / axum | tower-sse / warp | raw-floor / axum | hyper-floor / axum | p99 tower-sse / axum | tower-sse / warp | raw-floor / axum | hyper-floor / axum |\n|---|---|---|---|---|---|---|---|---|"
         );
         for &n in &config.steps {
             let cpu = |s: &str| step_of(results, s, n).and_then(|s| s.server_cpu_us_per_event);
             let p99 = |s: &str| step_of(results, s, n).map(|s| s.latency.p99_us as f64);
             let _ = writeln!(
                 md,
-                "| {n} | {} | {} | {} | {} |",
+                "| {n} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 opt(ratio(cpu("tower-sse"), cpu("axum")), 2),
                 opt(ratio(cpu("tower-sse"), cpu("warp")), 2),
+                opt(ratio(cpu("raw-floor"), cpu("axum")), 2),
+                opt(ratio(cpu("hyper-floor"), cpu("axum")), 2),
                 opt(ratio(p99("tower-sse"), p99("axum")), 2),
                 opt(ratio(p99("tower-sse"), p99("warp")), 2),
+                opt(ratio(p99("raw-floor"), p99("axum")), 2),
+                opt(ratio(p99("hyper-floor"), p99("axum")), 2),
             );
         }
         let _ = writeln!(
@@ -907,7 +935,7 @@ pub fn markdown(results: &Results, config: &Config) -> String {
             md,
             "| stack | connections | failed | RSS before (MiB) | RSS with connections (MiB) | KiB per connection |\n|---|---|---|---|---|---|"
         );
-        for stack in ORDER {
+        for stack in ORDER.into_iter().chain(FLOORS) {
             let Some(s) = results.idle.get(stack).and_then(|r| r.steps.first()) else {
                 continue;
             };
@@ -929,39 +957,49 @@ pub fn markdown(results: &Results, config: &Config) -> String {
         let _ = writeln!(
             md,
             "{} client workers each loop: connect, GET the stream, read the response head, \
-             close; for {} s, while 10 events/s are published. RSS after: {} s after \
-             the churn stopped.\n",
+             close; for {} s, while 10 events/s are published; then, on the same server, \
+             a second round. RSS after: {} s after each round; subscribers: what the \
+             server counts then (0: every stream was cleaned up).\n",
             config.churn.0,
             secs(config.churn.1),
             secs(config.settle)
         );
         let _ = writeln!(
             md,
-            "| stack | connects+disconnects/s | server CPU/cycle (us) | RSS before (MiB) | RSS at end (MiB) | RSS after (MiB) | after - before (KiB) | errors |\n|---|---|---|---|---|---|---|---|"
+            "| stack | round | connects+disconnects/s | server CPU/cycle (us) | RSS before (MiB) | RSS at end (MiB) | RSS after (MiB) | after - before first round (KiB) | subscribers after | errors |\n|---|---|---|---|---|---|---|---|---|---|"
         );
         for stack in ORDER {
-            let Some(report) = results.churn.get(stack) else {
+            let Some(reports) = results.churn.get(stack) else {
                 continue;
             };
-            let Some(s) = report.steps.first() else {
-                continue;
-            };
-            let mib = |k: Option<u64>| opt(k.map(|k| k as f64 / 1024.0), 1);
-            let delta = s
-                .server_rss_after_kib
-                .zip(s.server_rss_base_kib)
-                .map(|(a, b)| a as f64 - b as f64);
-            let _ = writeln!(
-                md,
-                "| {stack} | {:.0} | {} | {} | {} | {} | {} | {:?} |",
-                s.cycles_per_sec,
-                opt(s.server_cpu_us_per_cycle, 1),
-                mib(s.server_rss_base_kib),
-                mib(s.server_rss_kib),
-                mib(s.server_rss_after_kib),
-                opt(delta, 0),
-                report.errors,
-            );
+            let first_base = reports
+                .first()
+                .and_then(|r| r.steps.first())
+                .and_then(|s| s.server_rss_base_kib);
+            for (round, report) in reports.iter().enumerate() {
+                let Some(s) = report.steps.first() else {
+                    continue;
+                };
+                let mib = |k: Option<u64>| opt(k.map(|k| k as f64 / 1024.0), 1);
+                let delta = s
+                    .server_rss_after_kib
+                    .zip(first_base)
+                    .map(|(a, b)| a as f64 - b as f64);
+                let _ = writeln!(
+                    md,
+                    "| {stack} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {:?} |",
+                    round + 1,
+                    s.cycles_per_sec,
+                    opt(s.server_cpu_us_per_cycle, 1),
+                    mib(s.server_rss_base_kib),
+                    mib(s.server_rss_kib),
+                    mib(s.server_rss_after_kib),
+                    opt(delta, 0),
+                    s.server_subscribers
+                        .map_or("-".to_string(), |n| n.to_string()),
+                    report.errors,
+                );
+            }
         }
         let _ = writeln!(md);
     }
@@ -1100,9 +1138,11 @@ fn fmt_tick(v: f64) -> String {
 /// Two panels: p99 latency (ms) and server CPU per event (us) against subscribers.
 pub fn svg(results: &Results) -> String {
     let colors = [
-        ("tower-sse", "#1b7f5f"),
-        ("axum", "#d95f02"),
-        ("warp", "#6a5acd"),
+        ("tower-sse", "#1b7f5f", ""),
+        ("axum", "#d95f02", ""),
+        ("warp", "#6a5acd", ""),
+        ("hyper-floor", "#888888", " stroke-dasharray=\"6 4\""),
+        ("raw-floor", "#bbbbbb", " stroke-dasharray=\"2 3\""),
     ];
     let mut steps: Vec<usize> = results
         .fanout
@@ -1196,7 +1236,7 @@ pub fn svg(results: &Results) -> String {
             left + plot_w / 2.0,
             top + plot_h + 36.0
         );
-        for (name, color) in colors {
+        for (name, color, dash) in colors {
             let Some(report) = results.fanout.get(name) else {
                 continue;
             };
@@ -1215,7 +1255,7 @@ pub fn svg(results: &Results) -> String {
                 .collect();
             let _ = writeln!(
                 out,
-                "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+                "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"{dash} points=\"{}\"/>",
                 path.join(" ")
             );
             for (x, y, v) in &points {
@@ -1228,8 +1268,8 @@ pub fn svg(results: &Results) -> String {
         }
     }
     // Legend.
-    for (i, (name, color)) in colors.iter().enumerate() {
-        let x = width / 2.0 - 150.0 + i as f64 * 110.0;
+    for (i, (name, color, _)) in colors.iter().enumerate() {
+        let x = width / 2.0 - 260.0 + i as f64 * 110.0;
         let y = height - 18.0;
         let _ = writeln!(
             out,

@@ -175,10 +175,23 @@ fn suite_smoke_every_subscriber_gets_every_event() {
             "{stack}"
         );
 
-        let churn = &results.churn[stack];
-        assert!(churn.steps[0].cycles > 0, "{stack}");
-        assert!(churn.steps[0].server_rss_after_kib.is_some(), "{stack}");
-        assert!(churn.errors.is_empty(), "{stack}: {:?}", churn.errors);
+        assert_eq!(results.churn[stack].len(), 2, "{stack}: two rounds");
+        for churn in &results.churn[stack] {
+            assert!(churn.steps[0].cycles > 0, "{stack}");
+            assert!(churn.steps[0].server_rss_after_kib.is_some(), "{stack}");
+            assert!(churn.errors.is_empty(), "{stack}: {:?}", churn.errors);
+        }
+    }
+    // The reference floors deliver every event too.
+    for floor in ["hyper-floor", "raw-floor"] {
+        let step = &results.fanout[floor].steps[0];
+        assert_eq!(
+            (step.connected, step.failed, step.lost),
+            (20, 0, 0),
+            "{floor}"
+        );
+        assert!(step.events > 0, "{floor}");
+        assert_eq!(results.idle[floor].steps[0].failed, 0, "{floor}");
     }
     if cfg!(feature = "redis") {
         let redis = results.redis.as_ref().expect("the cross-instance run");
