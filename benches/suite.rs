@@ -45,6 +45,10 @@ pub struct Config {
     pub steps: Vec<usize>,
     /// Fan-out measuring window per step.
     pub window: Duration,
+    /// Fan-out rounds: each round runs every stack once, in turn; the report takes the
+    /// median of the rounds, so a burst of load from elsewhere on a shared machine
+    /// lands on one round of one stack rather than on one stack's only figure.
+    pub rounds: usize,
     /// Wait after connecting before measuring.
     pub settle: Duration,
     /// New connections per second.
@@ -78,8 +82,9 @@ impl Config {
     pub fn full(out: PathBuf) -> Config {
         Config {
             steps: vec![1_000, 5_000, 15_000],
-            window: Duration::from_secs(10),
-            settle: Duration::from_secs(3),
+            window: Duration::from_secs(6),
+            rounds: 3,
+            settle: Duration::from_secs(2),
             connect_rate: 2_500.0,
             rate: 10.0,
             check: (100, 20),
@@ -100,6 +105,7 @@ impl Config {
         Config {
             steps: vec![20],
             window: Duration::from_millis(600),
+            rounds: 1,
             settle: Duration::from_millis(200),
             connect_rate: 1_000.0,
             rate: 10.0,
@@ -149,6 +155,7 @@ impl Config {
                         Duration::from_secs_f64(value()?.parse().map_err(|_| "--window: seconds")?)
                 }
                 "--idle" => config.idle = value()?.parse().map_err(|_| "--idle")?,
+                "--rounds" => config.rounds = value()?.parse().map_err(|_| "--rounds")?,
                 "--skip" => config.skip.extend(value()?.split(',').map(str::to_string)),
                 "--command" => config.command = value()?,
                 _ => {}
@@ -317,8 +324,10 @@ pub struct Results {
     pub meta: BTreeMap<String, String>,
     /// Delivery checks.
     pub check: Vec<Check>,
-    /// Fan-out reports by stack.
+    /// Fan-out reports by stack: the median of the rounds, step by step.
     pub fanout: BTreeMap<String, loadgen::Report>,
+    /// Every fan-out round, by stack.
+    pub fanout_rounds: BTreeMap<String, Vec<loadgen::Report>>,
     /// Idle memory reports by stack.
     pub idle: BTreeMap<String, loadgen::Report>,
     /// Churn reports by stack.
@@ -457,6 +466,71 @@ fn cross_instance(config: &Config, launch: Launcher<'_>) -> Result<loadgen::Repo
         ..loadgen::Options::default()
     };
     loadgen::run(&options)
+}
+
+/// The middle value (the upper one of two).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Step by step, the median of each figure over the rounds (losses and failures: the
+/// largest).
+pub fn median_report(reports: &[loadgen::Report]) -> loadgen::Report {
+    let Some(first) = reports.first() else {
+        return loadgen::Report::default();
+    };
+    let mut out = loadgen::Report {
+        urls: first.urls.clone(),
+        ..loadgen::Report::default()
+    };
+    for report in reports {
+        for (kind, n) in &report.errors {
+            *out.errors.entry(kind.clone()).or_default() += n;
+        }
+    }
+    for (index, step) in first.steps.iter().enumerate() {
+        let steps: Vec<&loadgen::Step> =
+            reports.iter().filter_map(|r| r.steps.get(index)).collect();
+        let m = |f: fn(&loadgen::Step) -> f64| median(steps.iter().map(|s| f(s)).collect());
+        let mo = |f: fn(&loadgen::Step) -> Option<f64>| {
+            let values: Vec<f64> = steps.iter().filter_map(|s| f(s)).collect();
+            (!values.is_empty()).then(|| median(values))
+        };
+        let lat = |f: fn(&loadgen::Latency) -> u64| {
+            median(steps.iter().map(|s| f(&s.latency) as f64).collect()) as u64
+        };
+        out.steps.push(loadgen::Step {
+            connections: step.connections,
+            connected: steps.iter().map(|s| s.connected).min().unwrap_or(0),
+            failed: steps.iter().map(|s| s.failed).max().unwrap_or(0),
+            open: steps.iter().map(|s| s.open).min().unwrap_or(0),
+            connect_secs: m(|s| s.connect_secs),
+            window_secs: m(|s| s.window_secs),
+            events: m(|s| s.events as f64) as u64,
+            events_per_sec: m(|s| s.events_per_sec),
+            lost: steps.iter().map(|s| s.lost).max().unwrap_or(0),
+            reordered: steps.iter().map(|s| s.reordered).max().unwrap_or(0),
+            comments: m(|s| s.comments as f64) as u64,
+            latency: loadgen::Latency {
+                count: lat(|l| l.count),
+                p50_us: lat(|l| l.p50_us),
+                p90_us: lat(|l| l.p90_us),
+                p99_us: lat(|l| l.p99_us),
+                p999_us: lat(|l| l.p999_us),
+                max_us: lat(|l| l.max_us),
+            },
+            server_cpu_ns: mo(|s| s.server_cpu_ns.map(|c| c as f64)).map(|c| c as u64),
+            server_cpu_us_per_event: mo(|s| s.server_cpu_us_per_event),
+            server_rss_base_kib: mo(|s| s.server_rss_base_kib.map(|k| k as f64)).map(|k| k as u64),
+            server_rss_kib: mo(|s| s.server_rss_kib.map(|k| k as f64)).map(|k| k as u64),
+            server_rss_per_conn_kib: mo(|s| s.server_rss_per_conn_kib),
+            client_cpu_ns: m(|s| s.client_cpu_ns as f64) as u64,
+            server_subscribers: step.server_subscribers,
+            ..loadgen::Step::default()
+        });
+    }
+    out
 }
 
 fn run_burst(config: &Config) -> Vec<(String, f64, f64)> {
@@ -630,13 +704,27 @@ pub fn run(config: &Config, launch: Launcher<'_>) -> Result<Results, String> {
         }
     }
     if config.runs("fanout") {
-        for stack in Stack::ALL.into_iter().chain(Stack::FLOORS) {
-            say(
-                config,
-                &format!("fan-out: {} {:?}", stack.name(), config.steps),
-            );
-            let report = fanout(config, launch, stack)?;
-            results.fanout.insert(stack.name().to_string(), report);
+        for round in 1..=config.rounds.max(1) {
+            for stack in Stack::ALL.into_iter().chain(Stack::FLOORS) {
+                say(
+                    config,
+                    &format!(
+                        "fan-out round {round}/{}: {} {:?}",
+                        config.rounds,
+                        stack.name(),
+                        config.steps
+                    ),
+                );
+                let report = fanout(config, launch, stack)?;
+                results
+                    .fanout_rounds
+                    .entry(stack.name().to_string())
+                    .or_default()
+                    .push(report);
+            }
+        }
+        for (stack, reports) in &results.fanout_rounds {
+            results.fanout.insert(stack.clone(), median_report(reports));
         }
     }
     if config.runs("idle") {
@@ -866,12 +954,15 @@ pub fn markdown(results: &Results, config: &Config) -> String {
         let _ = writeln!(md, "## Fan-out\n");
         let _ = writeln!(
             md,
-            "Subscribers are added in steps (connect, settle {} s, measure {} s). CPU \
+            "Subscribers are added in steps (connect, settle {} s, measure {} s); {} \
+             rounds, each running every stack in turn on a fresh server; every figure is \
+             the median of the rounds (lost: the largest). CPU \
              is the server process's CPU time in the window divided by the events the \
              subscribers received in it; RSS per connection is (RSS at the end of the \
              window - RSS before any connection) / subscribers.\n",
             secs(config.settle),
-            secs(config.window)
+            secs(config.window),
+            config.rounds
         );
         let _ = writeln!(
             md,
