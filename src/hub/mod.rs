@@ -111,7 +111,9 @@ pub(crate) struct HubConfig {
 
 /// The hook of [`HubBuilder::authorize`].
 #[derive(Clone)]
-pub(crate) struct Authorize(Arc<dyn Fn(&str, &Parts) -> bool + Send + Sync>);
+pub(crate) struct Authorize(Arc<AuthorizeFn>);
+
+type AuthorizeFn = dyn Fn(&str, &Parts) -> bool + Send + Sync;
 
 impl Authorize {
     /// Refuses at the first topic the hook refuses.
