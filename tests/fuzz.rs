@@ -24,6 +24,14 @@ use proptest::prelude::*;
 use tower_sse::hub::SubscribeError;
 use tower_sse::{Event, EventBuilder, EventError, Hub, LastEventId, MAX_LAST_EVENT_ID_LEN, Sse};
 
+/// Cases per property: `default`, or `PROPTEST_CASES` when set.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -157,7 +165,7 @@ fn body_frames(events: Vec<Event>, max: usize) -> Vec<Bytes> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(3000))]
+    #![proptest_config(ProptestConfig::with_cases(cases(3000)))]
 
     #[test]
     fn any_builder_calls_are_refused_or_read_back_exactly_through_the_body(
@@ -287,7 +295,7 @@ fn query() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(4000))]
+    #![proptest_config(ProptestConfig::with_cases(cases(4000)))]
 
     #[test]
     fn a_header_of_any_bytes_gives_its_utf8_value_of_at_most_1_kib_or_nothing(bytes in header_bytes()) {
@@ -396,7 +404,7 @@ fn resume_id(first: u64, newest: u64) -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(3000))]
+    #![proptest_config(ProptestConfig::with_cases(cases(3000)))]
 
     #[test]
     fn subscribe_request_answers_as_the_query_reads_and_leaves_nothing_behind(query in topic_query()) {
@@ -433,7 +441,8 @@ fn any_last_event_id_resumes_replays_or_resets_as_its_value_calls_for() {
         })
         .collect();
     let (first, newest) = (ids[0] - 1, ids[4]);
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(3000));
+    let mut runner =
+        proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(cases(3000)));
     runner
         .run(&resume_id(first, newest), |id| {
             let request = Request::get("/events?topic=t")
