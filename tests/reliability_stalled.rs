@@ -250,14 +250,6 @@ async fn clients_that_never_read_or_read_a_byte_a_second_are_closed_and_healthy_
     })
     .await
     .expect("hang guard: the stalled clients were not closed");
-    published.push(
-        server
-            .hub
-            .publish("t", Event::data("last"))
-            .unwrap()
-            .id()
-            .unwrap(),
-    );
 
     // Both stalled clients are gone: their connections closed, their subscriptions
     // dropped, each end reported once; the healthy ones are untouched.
@@ -274,7 +266,17 @@ async fn clients_that_never_read_or_read_a_byte_a_second_are_closed_and_healthy_
         slow_bytes.load(Ordering::SeqCst)
     );
 
-    // Every healthy client received every event, in order, exactly once.
+    // Every healthy client received every event, in order, exactly once (it closes
+    // after the last one, so that one goes out only now).
+    published.push(
+        server
+            .hub
+            .publish("t", Event::data("last"))
+            .unwrap()
+            .id()
+            .unwrap(),
+    );
+
     for reader in readers {
         let ids = timeout(GUARD, reader).await.unwrap().unwrap();
         assert_eq!(ids, published);
