@@ -23,7 +23,8 @@
 //!   broadcast: no per-subscriber encoding, no heartbeat, nothing but hyper.
 //! - `raw-floor`: no HTTP library: each connection task reads the request head, writes a
 //!   fixed response head, then writes each pre-encoded chunk (chunk size, frame, CRLF,
-//!   encoded once per publish) with one `write_all`: the socket writes alone.
+//!   encoded once per publish) with one `write_all` (chunks that are already waiting
+//!   go out in the same write): the socket writes alone.
 //!
 //! All of them but `raw-floor` are served by the same accept loop (hyper's HTTP/1 connection, default
 //! settings, `TCP_NODELAY`, one task per connection) on a tokio multi-thread runtime
@@ -312,7 +313,17 @@ async fn raw_accept_loop(listener: TcpListener, tx: broadcast::Sender<Bytes>) {
                 tokio::select! {
                     message = rx.recv() => match message {
                         Ok(chunk) => {
-                            if socket.write_all(&chunk).await.is_err() {
+                            // Chunks already waiting go out in the same write, as
+                            // hyper does with the frames a body has ready.
+                            let mut more = Vec::new();
+                            while let Ok(next) = rx.try_recv() {
+                                if more.is_empty() {
+                                    more.extend_from_slice(&chunk);
+                                }
+                                more.extend_from_slice(&next);
+                            }
+                            let bytes = if more.is_empty() { &chunk[..] } else { &more[..] };
+                            if socket.write_all(bytes).await.is_err() {
                                 return;
                             }
                         }
