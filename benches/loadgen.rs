@@ -229,7 +229,7 @@ impl Options {
         if options.steps.is_empty() || options.steps.windows(2).any(|w| w[1] < w[0]) {
             return Err("-n: a rising list of connection counts".to_string());
         }
-        if !(options.connect_rate > 0.0) {
+        if options.connect_rate.is_nan() || options.connect_rate <= 0.0 {
             return Err("--connect-rate must be positive".to_string());
         }
         Ok(options)
