@@ -7,6 +7,8 @@
 //!
 //! "Before" is measured after the same load has run twice over (RSS grows from idle to
 //! a working size for the load, and stays there): a leak shows as growth after that.
+//! The server also counts its live heap bytes (a counting global allocator), which must
+//! come back to within 128 KiB: a leak of 16 bytes a stream would show.
 //!
 //! `cargo test --all-features --test reliability` runs 10,000 cycles; the full run of
 //! 100,000 is `cargo test --release --all-features --test reliability -- --ignored`
@@ -36,6 +38,64 @@ use tokio::time::timeout;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_sse::{Hub, SseLayer, StreamLimit, WriteTimeout};
 
+// ---- Live heap bytes --------------------------------------------------------------------
+//
+// The system allocator, counting the bytes allocated and not yet freed: an exact leak
+// check next to RSS (which the allocator keeps at its high-water mark). The library
+// forbids unsafe code; a global allocator cannot be written without it, so this test
+// allows it for this one item.
+
+mod live {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicIsize, Ordering};
+
+    pub(crate) struct Counting {
+        pub(crate) live: AtomicIsize,
+    }
+
+    #[allow(unsafe_code)]
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: the caller's contract, forwarded unchanged.
+            let ptr = unsafe { System.alloc(layout) };
+            if !ptr.is_null() {
+                self.live
+                    .fetch_add(layout.size() as isize, Ordering::Relaxed);
+            }
+            ptr
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: the caller's contract, forwarded unchanged.
+            let ptr = unsafe { System.alloc_zeroed(layout) };
+            if !ptr.is_null() {
+                self.live
+                    .fetch_add(layout.size() as isize, Ordering::Relaxed);
+            }
+            ptr
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            // SAFETY: `ptr` and `layout` come from this allocator; forwarded unchanged.
+            let new = unsafe { System.realloc(ptr, layout, new_size) };
+            if !new.is_null() {
+                let change = new_size as isize - layout.size() as isize;
+                self.live.fetch_add(change, Ordering::Relaxed);
+            }
+            new
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: `ptr` and `layout` come from this allocator; forwarded unchanged.
+            unsafe { System.dealloc(ptr, layout) };
+            self.live
+                .fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        }
+    }
+}
+
+#[global_allocator]
+static HEAP: live::Counting = live::Counting {
+    live: std::sync::atomic::AtomicIsize::new(0),
+};
+
 /// Topics the server publishes on, round robin.
 const TOPICS: u64 = 8;
 /// Hang guard for one cycle and for settling; never a time the test asserts.
@@ -57,7 +117,15 @@ fn churn_server() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let hub = Hub::builder().history_events(1024).build();
+        const HISTORY: u64 = 1024;
+        let hub = Hub::builder().history_events(HISTORY as usize).build();
+        // Full histories from the start, so that the memory they take is there before
+        // the clients come (and the publisher below keeps them full).
+        for n in 0..HISTORY * TOPICS {
+            let topic = format!("churn-{}", n % TOPICS);
+            hub.publish(&topic, tower_sse::Event::data(&n.to_string()))
+                .unwrap();
+        }
         let limit = StreamLimit::new(20_000);
         let opened = Arc::new(AtomicU64::new(0));
         let ended = Arc::new(AtomicU64::new(0));
@@ -85,13 +153,14 @@ fn churn_server() {
             move |request: Request<Incoming>| {
                 let sse = sse.clone();
                 let stats = format!(
-                    "opened={} ended={} subscribers={} open_streams={} connections={} topics={}",
+                    "opened={} ended={} subscribers={} open_streams={} connections={} topics={} heap={}",
                     opened.load(Ordering::SeqCst),
                     ended.load(Ordering::SeqCst),
                     hub.all_stats().iter().map(|s| s.subscribers).sum::<usize>(),
                     limit.open_streams(),
                     connections.load(Ordering::SeqCst),
                     hub.all_stats().len(),
+                    HEAP.live.load(Ordering::Relaxed),
                 );
                 async move {
                     if request.uri().path() == "/stats" {
@@ -204,6 +273,7 @@ impl ServerProcess {
             // Less the connection asking.
             connections: field("connections") - 1,
             topics: field("topics"),
+            heap: field("heap"),
         }
     }
 }
@@ -232,6 +302,8 @@ struct Stats {
     open_streams: u64,
     connections: u64,
     topics: u64,
+    /// Live heap bytes.
+    heap: u64,
 }
 
 // ---- The clients ----------------------------------------------------------------------
@@ -356,44 +428,50 @@ async fn settle(server: &ServerProcess) -> Stats {
 
 async fn churn(cycles: usize, concurrency: usize) {
     let server = ServerProcess::spawn();
-    // The same load first, twice over: a server's memory grows from idle to its working
-    // size for a load (runtime and allocator structures sized to the peak concurrency,
-    // the hub's slots, fragmentation), and stays there. "Before" is that working size;
-    // the run must then add nothing more, as a leak of a few hundred bytes a cycle would.
     let rss_cold = server.rss_kib();
-    run_cycles(&server, concurrency, size("CHURN_WARMUP", 2 * cycles)).await;
-    let warm = settle(&server).await;
-    let rss_before = server.rss_kib();
-
-    // The sampler records the peak while the cycles run.
-    let peak = Arc::new(AtomicU64::new(rss_before));
+    // The sampler records the highest RSS of each phase.
+    let peak = Arc::new(AtomicU64::new(rss_cold));
     let running = Arc::new(AtomicBool::new(true));
     let sampler = std::thread::spawn({
         let (pid, peak, running) = (server.child.id(), peak.clone(), running.clone());
         move || {
             while running.load(Ordering::SeqCst) {
                 peak.fetch_max(rss_kib(pid), Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
     });
+
+    // The same load first, twice over: a server's memory grows from idle to its working
+    // size for a load (runtime and allocator structures sized to the peak concurrency,
+    // the hub's slots), and the allocator keeps the pages of its high-water mark. The
+    // run must then add nothing: the live heap must come back to where it was, and RSS
+    // to within 10% of its value before the run.
+    run_cycles(&server, concurrency, size("CHURN_WARMUP", 2 * cycles)).await;
+    let warm = settle(&server).await;
+    let rss_before = server.rss_kib();
+    let warm_peak = peak.swap(rss_before, Ordering::SeqCst).max(rss_before);
+
     let read = run_cycles(&server, concurrency, cycles).await;
-    running.store(false, Ordering::SeqCst);
-    sampler.join().unwrap();
     let after = settle(&server).await;
     let rss_after = server.rss_kib();
-    let peak = peak.load(Ordering::SeqCst);
+    running.store(false, Ordering::SeqCst);
+    sampler.join().unwrap();
+    let run_peak = peak.load(Ordering::SeqCst).max(rss_after);
 
     println!(
         "CHURN cycles={cycles} concurrency={concurrency} events_read={read} streams={} \
          ends_reported={} subscribers_after={} open_streams_after={} connections_after={} \
-         rss_cold_kib={rss_cold} rss_before_kib={rss_before} rss_peak_kib={peak} \
-         rss_after_kib={rss_after} rss_change={:+.1}%",
+         heap_before={} heap_after={} rss_cold_kib={rss_cold} rss_warmup_peak_kib={warm_peak} \
+         rss_before_kib={rss_before} rss_peak_kib={run_peak} rss_after_kib={rss_after} \
+         rss_change={:+.1}%",
         after.opened - warm.opened,
         after.ended - warm.ended,
         after.subscribers,
         after.open_streams,
         after.connections,
+        warm.heap,
+        after.heap,
         (rss_after as f64 / rss_before as f64 - 1.0) * 100.0,
     );
     // Every stream that was opened reported its end once: never twice (the counts would
@@ -407,9 +485,18 @@ async fn churn(cycles: usize, concurrency: usize) {
     );
     // Topics are those the publisher keeps (with history), no more.
     assert_eq!(after.topics, TOPICS);
+    // The live heap is back, but for structures that grew to a new peak of concurrent
+    // streams (the topics' slot tables): at most 128 KiB, where a leak of 16 bytes a
+    // stream would show as 160 KiB at the CI size.
+    assert!(
+        after.heap <= warm.heap + 128 * 1024,
+        "live heap after {} bytes grew by more than 128 KiB from {}",
+        after.heap,
+        warm.heap
+    );
     assert!(
         rss_after * 10 <= rss_before * 11,
-        "RSS after {rss_after} KiB is not within 10% of {rss_before} KiB"
+        "RSS after {rss_after} KiB is not within 10% of {rss_before} KiB before the run"
     );
 }
 
