@@ -22,7 +22,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::{HeaderName, Method, Request, StatusCode};
+use http::{HeaderName, Method, Request};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -70,7 +70,8 @@ async fn main() -> std::io::Result<()> {
     let events = service_fn(move |request: Request<Incoming>| {
         let answer = match hub.subscribe_request(&request) {
             Ok(subscription) => Answer::Stream(subscription),
-            Err(error) => Answer::Refuse(Refusal::new(StatusCode::BAD_REQUEST, &error.to_string())),
+            // 400 for no topic or too many, 403 for one the hub does not allow.
+            Err(error) => Answer::Refuse(Refusal::from(error)),
         };
         async move { Ok::<_, Infallible>(answer) }
     });

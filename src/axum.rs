@@ -205,8 +205,9 @@ impl IntoResponse for MissingLastEventId {
 /// A [`Hub`] subscription as an extractor, when the router's state is a `Hub` (or
 /// `Hub: FromRef<YourState>`): the topics come from the query (`?topic=a&topic=b`), the
 /// resume point from the request's [`LastEventId`], as
-/// [`Hub::subscribe_request`] reads them. A request it cannot make sense of (no topic,
-/// a topic that is not UTF-8, too many topics) is answered 400 with the reason.
+/// [`Hub::subscribe_parts`] reads them. A request it cannot make sense of (no topic,
+/// a topic that is not UTF-8, too many topics) is answered 400 with the reason, one the
+/// hub's authorize hook refuses 403.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -226,13 +227,14 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let hub = Hub::from_ref(state);
-        let mut request = Request::new(());
-        *request.uri_mut() = parts.uri.clone();
-        if let Some(id) = last_event_id(parts) {
-            request.extensions_mut().insert(id);
+        if parts.extensions.get::<LastEventId>().is_none() {
+            if let Some(id) = last_event_id(parts) {
+                parts.extensions.insert(id);
+            }
         }
-        hub.subscribe_request(&request)
-            .map_err(|error| Refusal::new(StatusCode::BAD_REQUEST, &error.to_string()))
+        // The whole request head, so that the hub's authorize hook sees headers and
+        // extensions; a forbidden topic is answered 403, anything else 400.
+        hub.subscribe_parts(parts).map_err(Refusal::from)
     }
 }
 

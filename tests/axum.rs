@@ -435,3 +435,44 @@ async fn the_router_layer_completes_the_headers_of_axums_own_sse() {
         assert_eq!(text(response).await, "not a stream");
     }
 }
+
+#[tokio::test]
+async fn the_subscription_extractor_shows_the_authorize_hook_the_whole_request() {
+    // Private topics need a token header; the hook sees the request's headers.
+    let hub = Hub::builder()
+        .authorize(|topic, parts| {
+            !topic.starts_with("private/")
+                || parts.headers.get("x-token").is_some_and(|t| t == "secret")
+        })
+        .build();
+    let app = Router::new()
+        .route("/events", routing::get(subscribe))
+        .with_state(hub.clone())
+        .layer(SseRouterLayer::new(SseLayer::new()));
+    let server = serve(app).await;
+
+    let refused = send(
+        server.addr,
+        get("/events?topic=private/a").body(empty()).unwrap(),
+        false,
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    let allowed = get("/events?topic=private/a").header("x-token", "secret");
+    let response = send(server.addr, allowed.body(empty()).unwrap(), false).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut live = events(response);
+    hub.publish("private/a", Event::data("for your eyes"))
+        .unwrap();
+    let event = timeout(GUARD, live.next()).await.unwrap().unwrap();
+    assert_eq!(event.data, "for your eyes");
+
+    let public = send(
+        server.addr,
+        get("/events?topic=news").body(empty()).unwrap(),
+        false,
+    )
+    .await;
+    assert_eq!(public.status(), StatusCode::OK);
+}
