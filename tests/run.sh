@@ -21,20 +21,24 @@ step() {
 
 # System packages: Debian's Chromium for the browser tests (with DejaVu fonts, which
 # `--no-install-recommends` leaves out, so that screenshots show text), Redis for the
-# tests that need a server. Skipped when all are already installed, to keep reruns fast.
+# tests that need a server, iproute2 (`ip netns`) for the half-open client test, and
+# Node.js when the machine has none. Skipped when all are installed, to keep reruns fast.
 if [ -x /usr/bin/chromium ] && command -v redis-server >/dev/null 2>&1 &&
-    [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
-    step "chromium, fonts-dejavu-core and redis-server are installed; skipping apt-get"
+    [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] &&
+    command -v ip >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then
+    step "chromium, fonts-dejavu-core, redis-server, iproute2 and node are installed; skipping apt-get"
 else
     if [ "$(id -u)" -ne 0 ]; then
         SUDO=sudo
     else
         SUDO=
     fi
-    step "apt-get install chromium fonts-dejavu-core redis-server"
+    PACKAGES="chromium fonts-dejavu-core redis-server iproute2"
+    command -v node >/dev/null 2>&1 || PACKAGES="$PACKAGES nodejs npm"
+    step "apt-get install $PACKAGES"
     $SUDO apt-get update
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends \
-        chromium fonts-dejavu-core redis-server
+    # shellcheck disable=SC2086 # the list is meant to split into words
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends $PACKAGES
 fi
 
 # Node packages of the browser tests (playwright-core drives Debian's Chromium; it
