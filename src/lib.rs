@@ -29,6 +29,7 @@
 //! | `json` | [`Event::json`] and [`EventBuilder::json_data`] (serde) |
 //! | `axum` | [`axum`]: `IntoResponse`, extractors, a layer for `Router::layer` (axum 0.8) |
 //! | `warp` | [`warp`](mod@warp): `warp::Reply`, a `Last-Event-ID` filter (warp 0.4) |
+//! | `redis` | `hub::RedisStorage`: the [`Hub`] on Redis Streams, several instances on one feed |
 //!
 //! Examples: `examples/hyper.rs` (hyper 1 + hyper-util, HTTP/1.1 and HTTP/2 on one
 //! port), `examples/axum.rs`, `examples/warp.rs`, `examples/sensors`.
@@ -50,6 +51,14 @@
 //! with hyper-util's `auto::Builder`, and raise `http2().max_concurrent_streams` above
 //! hyper's default of 200 if a page opens more (`tests/http2.rs` runs 200 streams over
 //! one connection). Browsers speak HTTP/2 only over TLS.
+//!
+//! **Stalled and vanished clients.** A client that stops reading fills its connection's
+//! buffers; hyper then stops polling the response, so nothing in the stream can act. Wrap
+//! each accepted connection in [`WriteTimeout`] (twice the heartbeat interval is a good
+//! timeout): a write that cannot make progress for that long fails, hyper closes the
+//! connection, and the stream's end is reported as [`EndReason::ClientGone`]. On Linux,
+//! [`WriteTimeout::tcp`] also sets `TCP_USER_TIMEOUT`, which closes a client that
+//! vanished without closing even on a quiet stream (`tests/reliability_stalled.rs`).
 //!
 //! **Limits.** [`SseLayer::limit`] with a [`StreamLimit`]: see [`limit`] for why tower's
 //! `ConcurrencyLimit` cannot count event streams, and which of tower's layers do fit. A
