@@ -32,7 +32,8 @@
 //! - A progress line is printed to stderr every second; `--json FILE` writes the report.
 //!
 //! Per-connection errors (refused, reset, bad status, not an event stream, early end)
-//! are counted by kind, and the first few are printed with the connection's number.
+//! are counted by kind, and the first few are printed with the connection's number; the
+//! exit status is then 3.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -1382,6 +1383,8 @@ fn main() {
             }
             if !report.errors.is_empty() {
                 println!("errors: {:?}", report.errors);
+                // Some connection failed: say so to scripts, too.
+                std::process::exit(3);
             }
         }
         Err(err) => {

@@ -11,4 +11,4 @@ cd "$(dirname "$0")/.."
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 cargo bench --all-features --no-run
 cargo bench --all-features --bench encode -- --noplot
-cargo bench --all-features --bench suite -- --command "benches/run.sh $*" "$@"
+cargo bench --all-features --bench suite -- --command "benches/run.sh${*:+ $*}" "$@"
