@@ -458,7 +458,9 @@ fn cross_instance(config: &Config, launch: Launcher<'_>) -> Result<loadgen::Repo
         targets: vec![a.url(), b.url()],
         steps: vec![config.redis],
         connect_rate: config.connect_rate,
-        settle: config.settle,
+        // A Redis-backed subscription starts once its instance's reader covers the
+        // topic: give that a moment even at smoke size.
+        settle: config.settle.max(Duration::from_secs(1)),
         duration: config.window,
         stats: vec![a.stats_url(), b.stats_url()],
         threads: config.client_threads,
