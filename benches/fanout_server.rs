@@ -28,7 +28,9 @@
 //!
 //! All of them but `raw-floor` are served by the same accept loop (hyper's HTTP/1 connection, default
 //! settings, `TCP_NODELAY`, one task per connection) on a tokio multi-thread runtime
-//! with 2 workers, so only the SSE stack differs.
+//! with 2 workers, so only the SSE stack differs. `--conn auto` serves with
+//! hyper-util's `auto::Builder` instead (HTTP/1.1 and HTTP/2 on one port, with
+//! upgrades), as `axum::serve` and `warp::serve` do.
 //!
 //! The payload is JSON of exactly `--size` bytes (default 140):
 //! `{"t":<unix microseconds at publish>,"seq":<n>,"pad":"xxx..."}`, so a client measures
@@ -121,7 +123,12 @@ pub struct Options {
     pub workers: usize,
     /// Redis URL for the hub's storage (tower-sse, feature `redis`).
     pub redis: Option<String>,
+    /// Serve with hyper-util's `auto::Builder` rather than hyper's HTTP/1 connection.
+    pub auto: bool,
 }
+
+/// Set from `Options::auto` when a server starts.
+static AUTO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 impl Options {
     /// Reads `--stack`, `--rate`, `--size`, `--events`, `--start-after`, `--listen`,
@@ -136,6 +143,7 @@ impl Options {
             listen: "127.0.0.1:0".parse().expect("address"),
             workers: 2,
             redis: None,
+            auto: false,
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -153,6 +161,7 @@ impl Options {
                     | "--listen"
                     | "--workers"
                     | "--redis"
+                    | "--conn"
             ) {
                 continue;
             }
@@ -168,6 +177,13 @@ impl Options {
                 "--start-after" => options.start_after = value.parse().map_err(|_| bad())?,
                 "--listen" => options.listen = value.parse().map_err(|_| bad())?,
                 "--workers" => options.workers = value.parse().map_err(|_| bad())?,
+                "--conn" => {
+                    options.auto = match value.as_str() {
+                        "http1" => false,
+                        "auto" => true,
+                        _ => return Err(bad()),
+                    }
+                }
                 _ => options.redis = Some(value),
             }
         }
@@ -269,9 +285,17 @@ where
         let _ = socket.set_nodelay(true);
         let service = TowerToHyperService::new(service.clone());
         tokio::spawn(async move {
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(socket), service)
+            if AUTO.load(Ordering::Relaxed) {
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection_with_upgrades(TokioIo::new(socket), service)
                 .await;
+            } else {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(socket), service)
+                    .await;
+            }
         });
     }
 }
@@ -402,6 +426,7 @@ fn build_hub(redis: Option<&str>) -> Result<tower_sse::Hub, String> {
 /// Starts serving: binds both listeners, spawns the accept loops and the publisher on
 /// the current runtime, and returns the SSE and stats addresses.
 pub async fn start(options: &Options) -> Result<(SocketAddr, SocketAddr), String> {
+    AUTO.store(options.auto, Ordering::Relaxed);
     let listener = TcpListener::bind(options.listen)
         .await
         .map_err(|e| format!("bind {}: {e}", options.listen))?;
