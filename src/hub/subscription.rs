@@ -213,6 +213,8 @@ impl Subscription {
             // this id has its flag set by now (publishers set flags before moving it).
             let watermark = self.hub.watermark.load(Ordering::SeqCst);
             let mut taken: Vec<(u64, Option<usize>, Event)> = Vec::new();
+            // One topic and nothing replayed: no merge, entries go straight to `ready`.
+            let direct = self.members.len() == 1 && self.replay.is_empty();
             // Entries above `bound` stay for the next round: a source that hit the
             // batch limit may hold ids below those of another source's later entries.
             let mut bound = u64::MAX;
@@ -264,14 +266,29 @@ impl Subscription {
                 }
                 let mut position = member.cursor;
                 let mut count = 0;
+                let mut delivered = 0;
                 while position < head && count < BATCH {
                     let entry = state.entry(position).expect("position within history");
                     if entry.id > watermark {
                         break;
                     }
-                    taken.push((entry.id, Some(index), entry.event.clone()));
+                    if !direct {
+                        taken.push((entry.id, Some(index), entry.event.clone()));
+                    } else if entry.id > self.after {
+                        self.ready.push_back(entry.event.clone());
+                        delivered += 1;
+                    }
                     position += 1;
                     count += 1;
+                }
+                if direct {
+                    member.cursor = position;
+                    if delivered > 0 {
+                        member
+                            .topic
+                            .delivered
+                            .fetch_add(delivered, Ordering::Relaxed);
+                    }
                 }
                 if count == BATCH {
                     bound = bound.min(taken.last().map_or(u64::MAX, |t| t.0));
@@ -290,7 +307,11 @@ impl Subscription {
             if self.members.len() > 1 || replayed > 0 {
                 taken.sort_by_key(|t| t.0);
             }
-            let mut delivered = vec![0u64; self.members.len()];
+            let mut delivered = if taken.is_empty() {
+                Vec::new()
+            } else {
+                vec![0u64; self.members.len()]
+            };
             let mut unread = Vec::new();
             for (id, source, event) in taken {
                 if id > bound {
