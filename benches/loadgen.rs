@@ -816,10 +816,13 @@ async fn stream_events(
             break;
         }
     }
-    if let Some(k) = until_seq {
-        if finished && in_order && last_seq == Some(k) && parser.events == k {
-            shared.complete.fetch_add(1, Ordering::Relaxed);
-        }
+    if let Some(k) = until_seq
+        && finished
+        && in_order
+        && last_seq == Some(k)
+        && parser.events == k
+    {
+        shared.complete.fetch_add(1, Ordering::Relaxed);
     }
     match fail {
         Some(fail) if !shared.stop.load(Ordering::Relaxed) => Err(fail),
@@ -927,15 +930,14 @@ pub fn process_cpu_ns() -> Option<u64> {
     if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
         for task in tasks.flatten() {
             let path = task.path().join("schedstat");
-            if let Ok(text) = std::fs::read_to_string(path) {
-                if let Some(ns) = text
+            if let Ok(text) = std::fs::read_to_string(path)
+                && let Some(ns) = text
                     .split_whitespace()
                     .next()
                     .and_then(|s| s.parse::<u64>().ok())
-                {
-                    total += ns;
-                    any = true;
-                }
+            {
+                total += ns;
+                any = true;
             }
         }
     }
@@ -1062,14 +1064,14 @@ fn spawn_progress(
         while !done.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(250));
             ticks += 1;
-            if ticks % 4 != 0 {
+            if !ticks.is_multiple_of(4) {
                 continue;
             }
             let label = label.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let line = progress(&shared, &label, started, &mut last);
             if tty {
                 eprint!("\r{line}\x1b[K");
-            } else if ticks % 20 == 0 {
+            } else if ticks.is_multiple_of(20) {
                 eprintln!("{line}");
             }
         }

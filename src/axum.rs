@@ -227,10 +227,10 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let hub = Hub::from_ref(state);
-        if parts.extensions.get::<LastEventId>().is_none() {
-            if let Some(id) = last_event_id(parts) {
-                parts.extensions.insert(id);
-            }
+        if parts.extensions.get::<LastEventId>().is_none()
+            && let Some(id) = last_event_id(parts)
+        {
+            parts.extensions.insert(id);
         }
         // The whole request head, so that the hub's authorize hook sees headers and
         // extensions; a forbidden topic is answered 403, anything else 400.
@@ -463,10 +463,10 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        if request.extensions().get::<LastEventId>().is_none() {
-            if let Some(id) = LastEventId::from_request(&request, self.settings.query.as_deref()) {
-                request.extensions_mut().insert(id);
-            }
+        if request.extensions().get::<LastEventId>().is_none()
+            && let Some(id) = LastEventId::from_request(&request, self.settings.query.as_deref())
+        {
+            request.extensions_mut().insert(id);
         }
         request
             .extensions_mut()

@@ -276,12 +276,12 @@ where
         if this.scratch.capacity() > 0 {
             *this.scratch = BytesMut::new();
         }
-        if let (Some(heartbeat), Some(keep_alive)) = (this.heartbeat, &this.config.keep_alive) {
-            if heartbeat.poll_due(cx) {
-                let frame = keep_alive.frame().clone();
-                this.tracker.bytes += frame.len() as u64;
-                return Poll::Ready(Some(Ok(Frame::data(frame))));
-            }
+        if let (Some(heartbeat), Some(keep_alive)) = (this.heartbeat, &this.config.keep_alive)
+            && heartbeat.poll_due(cx)
+        {
+            let frame = keep_alive.frame().clone();
+            this.tracker.bytes += frame.len() as u64;
+            return Poll::Ready(Some(Ok(Frame::data(frame))));
         }
         Poll::Pending
     }

@@ -27,7 +27,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -106,15 +106,8 @@ struct Instance {
 impl Instance {
     /// Starts an instance on `redis_url`; `simulate` is its `SIMULATE`, if any.
     async fn spawn(redis_url: &str, simulate: Option<&str>) -> Self {
-        let mut command = Command::new(std::env::current_exe().unwrap());
+        let mut command = support::self_command("child_instance");
         command
-            .args([
-                "child_instance",
-                "--exact",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
             .env("AIRCRAFT_REDIS_CHILD", "1")
             .env("REDIS_URL", redis_url)
             .env("AIRCRAFT", FLEET.to_string())

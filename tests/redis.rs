@@ -8,7 +8,7 @@ mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -150,30 +150,17 @@ struct Instance {
 impl Instance {
     fn spawn(url: &str) -> Self {
         use std::io::BufRead;
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "child_instance",
-                "--exact",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
+        let mut child = self_command("child_instance")
             .env("TOWER_SSE_INSTANCE", url)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("the instance prints its address")
-                .unwrap();
-            // The harness prints `test child_instance ... ` on the same line.
-            if let Some((_, addr)) = line.split_once("LISTENING ") {
-                break addr.trim().parse().unwrap();
-            }
-        };
+        let addr = listening_address(
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok),
+        );
         Instance { addr, child }
     }
 
@@ -368,10 +355,10 @@ async fn redis_going_away_keeps_streams_up_fails_publishes_and_loses_no_acknowle
     }
     let after = timeout(Duration::from_secs(20), async {
         loop {
-            if let Ok(published) = hub.publish("t", Event::data("after")) {
-                if let Ok(id) = published.acknowledged().await {
-                    break id;
-                }
+            if let Ok(published) = hub.publish("t", Event::data("after"))
+                && let Ok(id) = published.acknowledged().await
+            {
+                break id;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -19,7 +19,7 @@ mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -220,29 +220,17 @@ struct ServerProcess {
 impl ServerProcess {
     fn spawn() -> Self {
         use std::io::BufRead;
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "churn_server",
-                "--exact",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
+        let mut child = self_command("churn_server")
             .env("TOWER_SSE_CHURN_SERVER", "1")
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("the server prints its address")
-                .unwrap();
-            if let Some((_, addr)) = line.split_once("LISTENING ") {
-                break addr.trim().parse().unwrap();
-            }
-        };
+        let addr = listening_address(
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok),
+        );
         ServerProcess { addr, child }
     }
 

@@ -10,7 +10,7 @@ mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -84,29 +84,17 @@ struct Instance {
 impl Instance {
     fn spawn(url: &str) -> Self {
         use std::io::BufRead;
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "loss_instance",
-                "--exact",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
+        let mut child = self_command("loss_instance")
             .env("TOWER_SSE_LOSS_INSTANCE", url)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("the instance prints its address")
-                .unwrap();
-            if let Some((_, addr)) = line.split_once("LISTENING ") {
-                break addr.trim().parse().unwrap();
-            }
-        };
+        let addr = listening_address(
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok),
+        );
         Instance { addr, child }
     }
 

@@ -380,17 +380,17 @@ fn parse_entry(entry: Value) -> Option<(u64, Event)> {
     };
     let mut fields = fields.into_iter();
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-        if matches!(&name, Value::BulkString(n) if n == b"e") {
-            if let Value::BulkString(frame) = value {
-                let event = Event::from_stored_frame(Bytes::from(frame));
-                if event.is_none() {
-                    tracing::warn!(
-                        id,
-                        "skipping a stream entry that is not a valid event frame"
-                    );
-                }
-                return event.map(|event| (id, event));
+        if matches!(&name, Value::BulkString(n) if n == b"e")
+            && let Value::BulkString(frame) = value
+        {
+            let event = Event::from_stored_frame(Bytes::from(frame));
+            if event.is_none() {
+                tracing::warn!(
+                    id,
+                    "skipping a stream entry that is not a valid event frame"
+                );
             }
+            return event.map(|event| (id, event));
         }
     }
     None

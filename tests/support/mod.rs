@@ -155,3 +155,22 @@ pub async fn next_data(body: &mut Incoming) -> Option<Bytes> {
     }
     None
 }
+
+/// This test binary, to be run again as a child process that runs only the test `name`:
+/// the tests that serve from their own process when an environment variable says so.
+pub fn self_command(name: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command.args([name, "--exact", "--nocapture", "--test-threads", "1"]);
+    command
+}
+
+/// Reads a child's output until the line on which it printed `LISTENING <addr>`, and
+/// gives that address. (The harness prints `test <name> ... ` on the same line.)
+pub fn listening_address(lines: impl IntoIterator<Item = String>) -> SocketAddr {
+    for line in lines {
+        if let Some((_, addr)) = line.split_once("LISTENING ") {
+            return addr.trim().parse().expect("an address after LISTENING");
+        }
+    }
+    panic!("the child ended without printing its address");
+}
