@@ -14,10 +14,12 @@
 //! installs them. When one is missing these tests fail, saying so; they never skip.
 //! Screenshots of the pages go to `target/browser-artifacts/`.
 
+#[path = "browser/driver.rs"]
+mod driver;
 mod support;
 
+use driver::{artifacts_dir, browser_dir, require_browser_tools};
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -335,39 +337,6 @@ impl Report {
                 )
             })
     }
-}
-
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-fn artifacts_dir() -> PathBuf {
-    // CARGO_TARGET_TMPDIR is `<target dir>/tmp`, wherever the target dir is.
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("the target dir")
-        .join("browser-artifacts")
-}
-
-/// Fails, saying how to fix it, when the browser tests cannot run here.
-fn require_browser_tools() {
-    let chromium = std::env::var("TOWER_SSE_CHROMIUM").unwrap_or("/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists(),
-        "Chromium is not installed at {chromium}: run tests/run.sh, which installs it \
-         (apt-get install chromium) and the Node packages the browser tests need"
-    );
-    let playwright = browser_dir().join("node_modules/playwright-core/package.json");
-    assert!(
-        playwright.exists(),
-        "{} is missing: run tests/run.sh (it runs `npm ci` in tests/browser)",
-        playwright.display()
-    );
-    let node = std::process::Command::new("node").arg("--version").output();
-    assert!(
-        node.as_ref().is_ok_and(|o| o.status.success()),
-        "`node` does not run ({node:?}): the browser tests need Node.js 18 or newer on PATH"
-    );
 }
 
 /// Runs `roundtrip.mjs` against `url` and returns its report.

@@ -15,10 +15,12 @@
 //! The browser tests need `/usr/bin/chromium`, `node` and `tests/browser/node_modules`
 //! (`tests/run.sh` installs them); without them they fail, saying so.
 
+#[path = "browser/driver.rs"]
+mod driver;
 mod support;
 
+use driver::{artifacts_dir, browser_dir, require_browser_tools};
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -191,32 +193,6 @@ struct PageEvent {
 struct PageError {
     #[serde(rename = "readyState")]
     ready_state: u8,
-}
-
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-fn artifacts_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("the target dir")
-        .join("browser-artifacts")
-}
-
-/// Fails, saying how to fix it, when the browser tests cannot run here.
-fn require_browser_tools() {
-    let chromium = std::env::var("TOWER_SSE_CHROMIUM").unwrap_or("/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists(),
-        "Chromium is not installed at {chromium}: run tests/run.sh"
-    );
-    assert!(
-        browser_dir()
-            .join("node_modules/playwright-core/package.json")
-            .exists(),
-        "tests/browser/node_modules is missing: run tests/run.sh (npm ci in tests/browser)"
-    );
 }
 
 /// Serves the page on its own origin, and an events server on another with the CORS

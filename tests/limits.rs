@@ -2,6 +2,8 @@
 //! client address), 503 with `Retry-After` or a reconnect-later stream, 204 to stop a
 //! client for good, 405 for anything but GET.
 
+#[path = "browser/driver.rs"]
+mod driver;
 mod support;
 
 use std::convert::Infallible;
@@ -372,8 +374,8 @@ async fn many_concurrent_requests_never_exceed_the_cap() {
 // ---- what a browser does with each refusal (Debian's Chromium) ----
 
 mod browser {
+    use super::driver::{artifacts_dir, browser_dir, require_browser_tools};
     use std::collections::HashMap;
-    use std::path::{Path, PathBuf};
     use std::sync::{Arc, Mutex};
 
     use axum::response::Html;
@@ -409,24 +411,9 @@ mod browser {
         ready_state: u8,
     }
 
-    fn browser_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-    }
-
     async fn run_page(url: String, name: &str) -> Run {
-        let chromium = std::env::var("TOWER_SSE_CHROMIUM").unwrap_or("/usr/bin/chromium".into());
-        assert!(
-            Path::new(&chromium).exists(),
-            "Chromium is not installed at {chromium}: run tests/run.sh"
-        );
-        assert!(
-            browser_dir().join("node_modules/playwright-core").exists(),
-            "tests/browser/node_modules is missing: run tests/run.sh"
-        );
-        let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .parent()
-            .unwrap()
-            .join("browser-artifacts");
+        require_browser_tools();
+        let artifacts = artifacts_dir();
         let mut command = tokio::process::Command::new("node");
         command
             .current_dir(browser_dir())

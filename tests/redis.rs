@@ -8,7 +8,7 @@ mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -149,18 +149,7 @@ struct Instance {
 
 impl Instance {
     fn spawn(url: &str) -> Self {
-        use std::io::BufRead;
-        let mut child = self_command("child_instance")
-            .env("TOWER_SSE_INSTANCE", url)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let addr = listening_address(
-            std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok),
-        );
+        let (child, addr) = spawn_self("child_instance", &[("TOWER_SSE_INSTANCE", url)]);
         Instance { addr, child }
     }
 

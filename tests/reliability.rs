@@ -19,7 +19,7 @@ mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -219,18 +219,7 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn spawn() -> Self {
-        use std::io::BufRead;
-        let mut child = self_command("churn_server")
-            .env("TOWER_SSE_CHURN_SERVER", "1")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let addr = listening_address(
-            std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok),
-        );
+        let (child, addr) = spawn_self("churn_server", &[("TOWER_SSE_CHURN_SERVER", "1")]);
         ServerProcess { addr, child }
     }
 

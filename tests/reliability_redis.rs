@@ -10,7 +10,7 @@ mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -83,18 +83,7 @@ struct Instance {
 
 impl Instance {
     fn spawn(url: &str) -> Self {
-        use std::io::BufRead;
-        let mut child = self_command("loss_instance")
-            .env("TOWER_SSE_LOSS_INSTANCE", url)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let addr = listening_address(
-            std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok),
-        );
+        let (child, addr) = spawn_self("loss_instance", &[("TOWER_SSE_LOSS_INSTANCE", url)]);
         Instance { addr, child }
     }
 

@@ -265,3 +265,23 @@ export async function waitFor(page, predicate, { timeout = 30_000, arg } = {}) {
     throw error;
   }
 }
+
+/**
+ * The command line of the page scripts:
+ * `node <script> <url> [--artifacts DIR] [--name SCREENSHOT] [--timeout MS]`.
+ */
+export function parseArgs(argv, script, defaultName) {
+  const options = { artifacts: undefined, name: defaultName, timeout: 30_000 };
+  const positional = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--artifacts') options.artifacts = argv[++i];
+    else if (arg === '--name') options.name = argv[++i];
+    else if (arg === '--timeout') options.timeout = Number(argv[++i]);
+    else positional.push(arg);
+  }
+  if (positional.length !== 1 || !Number.isFinite(options.timeout)) {
+    throw new Error(`usage: node ${script} <url> [--artifacts DIR] [--name NAME] [--timeout MS]`);
+  }
+  return { url: positional[0], ...options };
+}

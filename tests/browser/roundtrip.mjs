@@ -10,26 +10,10 @@
 //
 //   node roundtrip.mjs <url> [--artifacts DIR] [--name SCREENSHOT] [--timeout MS]
 
-import { Harness, waitFor } from './harness.mjs';
-
-function parseArgs(argv) {
-  const options = { artifacts: undefined, name: 'eventsource', timeout: 30_000 };
-  const positional = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '--artifacts') options.artifacts = argv[++i];
-    else if (arg === '--name') options.name = argv[++i];
-    else if (arg === '--timeout') options.timeout = Number(argv[++i]);
-    else positional.push(arg);
-  }
-  if (positional.length !== 1 || !Number.isFinite(options.timeout)) {
-    throw new Error('usage: node roundtrip.mjs <url> [--artifacts DIR] [--name NAME] [--timeout MS]');
-  }
-  return { url: positional[0], ...options };
-}
+import { Harness, parseArgs, waitFor } from './harness.mjs';
 
 async function main() {
-  const { url, artifacts, name, timeout } = parseArgs(process.argv.slice(2));
+  const { url, artifacts, name, timeout } = parseArgs(process.argv.slice(2), 'roundtrip.mjs', 'eventsource');
   const harness = await Harness.launch({ artifactsDir: artifacts, timeout });
   try {
     const page = await harness.newPage();

@@ -174,3 +174,19 @@ pub fn listening_address(lines: impl IntoIterator<Item = String>) -> SocketAddr 
     }
     panic!("the child ended without printing its address");
 }
+
+/// Runs the test `name` of this binary as a server in its own process (with `envs`
+/// set), and gives the process and the address it listens on.
+pub fn spawn_self(name: &str, envs: &[(&str, &str)]) -> (std::process::Child, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = self_command(name)
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok);
+    (child, listening_address(lines))
+}
