@@ -1,256 +1,255 @@
-//! The response body that writes an event stream.
+//! The response body of [`SseService`](crate::SseService).
 
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use futures_core::Stream;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
 use pin_project_lite::pin_project;
 
+use crate::EndReason;
 use crate::config::Config;
-use crate::keep_alive::Heartbeat;
+use crate::heartbeat::Heartbeat;
+use crate::limit::StreamPermit;
 use crate::report::Tracker;
 use crate::shutdown::ShutdownWatch;
-use crate::{BoxError, EndReason, Event, StreamPermit};
+use crate::sse::BoxError;
 
-/// An item of an event stream: an [`Event`], or a `Result` whose error ends the stream.
-///
-/// When a stream of `Result<Event, E>` yields an error, the response ends cleanly after
-/// the last complete event (no torn frame) and the error is reported through
-/// [`on_end`](crate::SseLayer::on_end) with [`EndReason::Error`].
-///
-/// ```
-/// use tower_sse::{Event, IntoEvent};
-///
-/// let item: Result<Event, std::io::Error> = Ok(Event::data("x"));
-/// assert!(item.into_event().is_ok());
-/// ```
-pub trait IntoEvent {
-    /// The error that ends the stream.
-    type Error: Into<BoxError>;
-
-    /// The event to write, or the error that ends the stream.
-    fn into_event(self) -> Result<Event, Self::Error>;
-}
-
-impl IntoEvent for Event {
-    type Error = Infallible;
-
-    fn into_event(self) -> Result<Event, Infallible> {
-        Ok(self)
-    }
-}
-
-impl<E: Into<BoxError>> IntoEvent for Result<Event, E> {
-    type Error = E;
-
-    fn into_event(self) -> Result<Event, E> {
-        self
+pin_project! {
+    /// The body of every response that passes through [`SseLayer`](crate::SseLayer).
+    ///
+    /// An event stream's body is wrapped: frames the inner body already has ready are
+    /// coalesced into one, up to a bound (64 KiB by default), so a burst costs one write,
+    /// while a frame that arrives alone goes out alone, at once, as the very `Bytes` it
+    /// was made of; a heartbeat is written while it idles; it ends at a frame boundary on
+    /// shutdown; an error of the inner body ends it cleanly after the last complete frame;
+    /// and its end is reported, as [`EndReason::ClientGone`] if the connection drops it
+    /// first. Any other response's body passes through untouched, and the layer's own
+    /// answers (405, 503) are short plain bodies.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use tower::{Service, ServiceExt, service_fn};
+    /// use tower_sse::{Event, Sse, SseBody, SseLayer};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let mut service = tower::ServiceBuilder::new()
+    ///     .layer(SseLayer::new())
+    ///     .service(service_fn(|_: http::Request<()>| async {
+    ///         let events = futures_util::stream::iter([Event::data("hi")]);
+    ///         Ok::<_, Infallible>(Sse::new(events).into_response())
+    ///     }));
+    /// let response = service.ready().await?.call(http::Request::new(())).await?;
+    /// let _body: &SseBody<_> = response.body();
+    /// # Ok::<(), Infallible>(())
+    /// # }).unwrap();
+    /// ```
+    pub struct SseBody<B> {
+        #[pin]
+        kind: Kind<B>,
     }
 }
 
 pin_project! {
-    /// The body of an SSE response: the events of a stream, heartbeats between them.
-    ///
-    /// Events the stream already has ready are coalesced into one data frame, up to a
-    /// bound (64 KiB by default), so a burst costs one write; an event that arrives alone
-    /// goes out alone, at once, as the very `Bytes` it was encoded into. The body ends
-    /// when the stream ends, when it yields an error, or when the
-    /// [`Shutdown`](crate::Shutdown) signal fires; if the connection drops it first,
-    /// the end is reported as [`EndReason::ClientGone`].
-    ///
-    /// Build one through [`SseLayer`](crate::SseLayer) or [`Sse`](crate::Sse).
-    ///
-    /// ```
-    /// use futures_util::stream;
-    /// use tower_sse::{Event, Sse, SseBody};
-    ///
-    /// let response = Sse::new(stream::iter([Event::data("hi")])).into_response();
-    /// let body: &SseBody<_> = response.body();
-    /// ```
-    pub struct SseBody<S> {
-        #[pin]
-        stream: Option<S>,
-        config: Arc<Config>,
-        state: State,
-        // Bytes to write before anything else: the `retry:` prelude, or a plain body.
-        prelude: Option<Bytes>,
-        // An event taken from the stream that did not fit in the last frame.
-        carry: Option<Bytes>,
-        heartbeat: Option<Heartbeat>,
-        shutdown: Option<ShutdownWatch>,
-        tracker: Tracker,
-        // The place this stream takes under a `StreamLimit`, freed when the body drops.
-        permit: Option<StreamPermit>,
-        // Where several ready events are coalesced. Kept while the stream keeps
-        // producing, so that a burst reuses one allocation (reclaimed once the
-        // connection has written the previous frame); released when the stream idles.
-        scratch: BytesMut,
-    }
-
-    impl<S> PinnedDrop for SseBody<S> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            // Free the place before reporting, so that whoever learns of the end can open
-            // the next stream at once.
-            drop(this.permit.take());
-            if this.tracker.is_done() {
-                return;
-            }
-            // Ending with nothing left: the connection took the last frame and, told by
-            // `is_end_stream`, did not ask for the end. Otherwise the stream was cut short.
-            let ending = std::mem::replace(this.state, State::Done);
-            match ending {
-                State::Ending(reason, error) if this.prelude.is_none() && this.carry.is_none() => {
-                    this.tracker.finish(reason, error);
-                }
-                _ => {
-                    let shut_down = this.config.shutdown.as_ref().is_some_and(|s| s.is_triggered());
-                    let reason = if shut_down { EndReason::Shutdown } else { EndReason::ClientGone };
-                    this.tracker.finish(reason, None);
-                }
-            }
-        }
+    #[project = KindProj]
+    enum Kind<B> {
+        Passthrough {
+            #[pin]
+            inner: B,
+        },
+        Full {
+            #[pin]
+            body: Full<Bytes>,
+        },
+        Stream {
+            // Dropped as soon as the stream is over, so that what it holds (a hub
+            // subscription, a channel) is released before the response ends.
+            #[pin]
+            inner: Option<B>,
+            state: Box<StreamState>,
+        },
     }
 }
 
-#[derive(Debug)]
-enum State {
-    Streaming,
-    /// The stream is over; what is left in `prelude`/`carry` goes out, then the body ends.
-    Ending(EndReason, Option<BoxError>),
-    Done,
-}
-
-impl<S> SseBody<S> {
-    pub(crate) fn new(stream: S, config: Arc<Config>) -> Self {
+impl<B> SseBody<B> {
+    pub(crate) fn passthrough(inner: B) -> Self {
         SseBody {
-            stream: Some(stream),
-            state: State::Streaming,
-            prelude: config.retry.clone(),
-            carry: None,
-            heartbeat: config
-                .keep_alive
-                .as_ref()
-                .map(|k| Heartbeat::new(k.get_interval())),
-            shutdown: config.shutdown.as_ref().map(|s| s.watch()),
-            tracker: Tracker::new(config.on_end.clone()),
-            config,
-            permit: None,
-            scratch: BytesMut::new(),
+            kind: Kind::Passthrough { inner },
         }
     }
 
-    /// Holds `permit` for as long as the body lives.
-    pub(crate) fn with_permit(mut self, permit: Option<StreamPermit>) -> Self {
-        self.permit = permit;
-        self
-    }
-
-    /// A body that writes `bytes` and ends: used for responses that refuse a stream.
-    pub(crate) fn plain(bytes: Bytes) -> Self {
+    pub(crate) fn full(body: Full<Bytes>) -> Self {
         SseBody {
-            stream: None,
-            state: State::Ending(EndReason::Finished, None),
-            prelude: (!bytes.is_empty()).then_some(bytes),
-            carry: None,
-            heartbeat: None,
-            shutdown: None,
-            tracker: Tracker::silent(),
-            config: Arc::new(Config::default()),
-            permit: None,
-            scratch: BytesMut::new(),
+            kind: Kind::Full { body },
+        }
+    }
+
+    pub(crate) fn stream(inner: B, config: Arc<Config>, permit: Option<StreamPermit>) -> Self {
+        SseBody {
+            kind: Kind::Stream {
+                inner: Some(inner),
+                state: Box::new(StreamState::new(config, permit)),
+            },
         }
     }
 }
 
-/// An empty body that ends at once. tower-http's `CorsLayer` needs it, to answer
-/// preflight requests itself with the body type of the service it wraps.
-///
-/// ```
-/// use http_body::Body;
-/// let body = tower_sse::SseBody::<futures_util::stream::Empty<tower_sse::Event>>::default();
-/// assert!(body.is_end_stream());
-/// ```
-impl<S> Default for SseBody<S> {
-    fn default() -> Self {
-        SseBody::plain(Bytes::new())
-    }
-}
-
-impl<S> std::fmt::Debug for SseBody<S> {
+impl<B> std::fmt::Debug for SseBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SseBody")
-            .field("state", &self.state)
-            .field("tracker", &self.tracker)
-            .finish_non_exhaustive()
+        let mut debug = f.debug_struct("SseBody");
+        match &self.kind {
+            Kind::Passthrough { .. } => debug.field("kind", &"passthrough"),
+            Kind::Full { .. } => debug.field("kind", &"full"),
+            Kind::Stream { state, .. } => debug.field("stream", state),
+        };
+        debug.finish_non_exhaustive()
     }
 }
 
-impl<S> Body for SseBody<S>
+impl<B> Body for SseBody<B>
 where
-    S: Stream,
-    S::Item: IntoEvent,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
 {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let mut this = self.project();
-        if matches!(this.state, State::Done) {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            KindProj::Passthrough { inner } => inner.poll_frame(cx).map_err(Into::into),
+            KindProj::Full { body } => body.poll_frame(cx).map_err(|never| match never {}),
+            KindProj::Stream { inner, state } => state.poll_frame(inner, cx).map(|f| f.map(Ok)),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Passthrough { inner } => inner.is_end_stream(),
+            Kind::Full { body } => body.is_end_stream(),
+            Kind::Stream { state, .. } => state.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Passthrough { inner } => inner.size_hint(),
+            Kind::Full { body } => body.size_hint(),
+            Kind::Stream { state, .. } => state.size_hint(),
+        }
+    }
+}
+
+/// Where an event stream stands.
+#[derive(Debug)]
+enum Phase {
+    Streaming,
+    /// The inner body is over; what is left in `prelude`/`carry` goes out, then the
+    /// body ends.
+    Ending(EndReason, Option<BoxError>),
+    Done,
+}
+
+/// Everything an event stream carries besides its inner body.
+#[derive(Debug)]
+struct StreamState {
+    config: Arc<Config>,
+    phase: Phase,
+    /// Bytes to write before anything else: the `retry:` prelude.
+    prelude: Option<Bytes>,
+    /// A frame taken from the inner body that did not fit in the last one.
+    carry: Option<Bytes>,
+    heartbeat: Option<Heartbeat>,
+    shutdown: Option<ShutdownWatch>,
+    tracker: Tracker,
+    /// The place this stream takes under a `StreamLimit`, freed when it ends.
+    permit: Option<StreamPermit>,
+    /// Where several ready frames are coalesced. Kept while the stream keeps producing,
+    /// so that a burst reuses one allocation (reclaimed once the connection has written
+    /// the previous frame); released when the stream idles.
+    scratch: BytesMut,
+}
+
+impl StreamState {
+    fn new(config: Arc<Config>, permit: Option<StreamPermit>) -> Self {
+        StreamState {
+            phase: Phase::Streaming,
+            prelude: config.retry().cloned(),
+            carry: None,
+            heartbeat: config.heartbeat().map(Heartbeat::new),
+            shutdown: config.shutdown().map(ShutdownWatch::new),
+            tracker: Tracker::new(config.on_end().cloned()),
+            permit,
+            scratch: BytesMut::new(),
+            config,
+        }
+    }
+
+    fn poll_frame<B>(
+        &mut self,
+        mut inner: Pin<&mut Option<B>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Frame<Bytes>>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        if matches!(self.phase, Phase::Done) {
             return Poll::Ready(None);
         }
 
-        let mut out = Chunk::new(this.scratch);
-        if let Some(prelude) = this.prelude.take() {
+        let mut out = Chunk::new(&mut self.scratch);
+        if let Some(prelude) = self.prelude.take() {
             out.push(prelude);
         }
-        if let Some(event) = this.carry.take() {
-            out.push(event);
-            this.tracker.events += 1;
+        if let Some(frame) = self.carry.take() {
+            out.push(frame);
+            self.tracker.events += 1;
         }
 
-        if matches!(this.state, State::Streaming)
-            && this.shutdown.as_mut().is_some_and(|w| w.poll_triggered(cx))
+        if matches!(self.phase, Phase::Streaming)
+            && self.shutdown.as_mut().is_some_and(|s| s.poll_cancelled(cx))
         {
-            this.stream.set(None);
-            *this.state = State::Ending(EndReason::Shutdown, None);
-            if let Some(last) = &this.config.shutdown_event {
+            inner.set(None);
+            self.phase = Phase::Ending(EndReason::Shutdown, None);
+            if let Some(last) = self.config.shutdown_event() {
                 out.push(last.clone());
             }
         }
 
-        if matches!(this.state, State::Streaming) {
-            let max = this.config.max_frame;
+        if matches!(self.phase, Phase::Streaming) {
+            let max = self.config.max_frame();
             while out.len() < max {
-                let Some(stream) = this.stream.as_mut().as_pin_mut() else {
+                let Some(body) = inner.as_mut().as_pin_mut() else {
                     break;
                 };
-                match stream.poll_next(cx) {
-                    Poll::Ready(Some(item)) => match item.into_event() {
-                        Ok(event) => {
-                            let bytes = event.into_bytes();
-                            if out.len() > 0 && out.len() + bytes.len() > max {
-                                *this.carry = Some(bytes);
-                                break;
-                            }
-                            out.push(bytes);
-                            this.tracker.events += 1;
+                match body.poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        // An event stream has no trailers; empty frames carry nothing.
+                        let Ok(data) = frame.into_data() else {
+                            continue;
+                        };
+                        if data.is_empty() {
+                            continue;
                         }
-                        Err(error) => {
-                            this.stream.set(None);
-                            *this.state = State::Ending(EndReason::Error, Some(error.into()));
+                        if out.len() > 0 && out.len() + data.len() > max {
+                            self.carry = Some(data);
+                            break;
                         }
-                    },
+                        out.push(data);
+                        self.tracker.events += 1;
+                    }
+                    Poll::Ready(Some(Err(error))) => {
+                        inner.set(None);
+                        self.phase = Phase::Ending(EndReason::Error, Some(error.into()));
+                    }
                     Poll::Ready(None) => {
-                        this.stream.set(None);
-                        *this.state = State::Ending(EndReason::Finished, None);
+                        inner.set(None);
+                        self.phase = Phase::Ending(EndReason::Finished, None);
                     }
                     Poll::Pending => break,
                 }
@@ -258,48 +257,79 @@ where
         }
 
         if let Some(bytes) = out.into_bytes() {
-            this.tracker.bytes += bytes.len() as u64;
-            if let Some(heartbeat) = this.heartbeat {
+            self.tracker.bytes += bytes.len() as u64;
+            if let Some(heartbeat) = &mut self.heartbeat {
                 heartbeat.wrote();
             }
-            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            return Poll::Ready(Some(Frame::data(bytes)));
         }
 
-        if let State::Ending(..) = this.state {
-            if let State::Ending(reason, error) = std::mem::replace(this.state, State::Done) {
-                drop(this.permit.take());
-                this.tracker.finish(reason, error);
+        if let Phase::Ending(..) = self.phase {
+            if let Phase::Ending(reason, error) = std::mem::replace(&mut self.phase, Phase::Done)
+            {
+                drop(self.permit.take());
+                self.tracker.finish(reason, error);
             }
             return Poll::Ready(None);
         }
 
-        if this.scratch.capacity() > 0 {
-            *this.scratch = BytesMut::new();
+        if self.scratch.capacity() > 0 {
+            self.scratch = BytesMut::new();
         }
-        if let (Some(heartbeat), Some(keep_alive)) = (this.heartbeat, &this.config.keep_alive)
+        if let Some(heartbeat) = &mut self.heartbeat
             && heartbeat.poll_due(cx)
         {
-            let frame = keep_alive.frame().clone();
-            this.tracker.bytes += frame.len() as u64;
-            return Poll::Ready(Some(Ok(Frame::data(frame))));
+            let frame = self.config.heartbeat_frame().clone();
+            self.tracker.bytes += frame.len() as u64;
+            return Poll::Ready(Some(Frame::data(frame)));
         }
         Poll::Pending
     }
 
+    /// Nothing is left to write: the inner body is over and so are the prelude and the
+    /// carried frame.
     fn is_end_stream(&self) -> bool {
-        matches!(self.state, State::Done)
-            || (matches!(self.state, State::Ending(..))
+        matches!(self.phase, Phase::Done)
+            || (matches!(self.phase, Phase::Ending(..))
                 && self.prelude.is_none()
                 && self.carry.is_none())
     }
 
     fn size_hint(&self) -> SizeHint {
-        match (&self.state, &self.prelude, &self.carry) {
-            (State::Done, ..) => SizeHint::with_exact(0),
-            (State::Ending(..), prelude, None) => {
+        match (&self.phase, &self.prelude, &self.carry) {
+            (Phase::Done, ..) => SizeHint::with_exact(0),
+            (Phase::Ending(..), prelude, None) => {
                 SizeHint::with_exact(prelude.as_ref().map_or(0, |p| p.len() as u64))
             }
             _ => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for StreamState {
+    fn drop(&mut self) {
+        // Free the place before reporting, so that whoever learns of the end can open
+        // the next stream at once.
+        drop(self.permit.take());
+        if self.tracker.is_done() {
+            return;
+        }
+        // Ending with nothing left: the connection took the last frame and, told by
+        // `is_end_stream`, did not ask for the end. Otherwise the stream was cut short.
+        let ending = std::mem::replace(&mut self.phase, Phase::Done);
+        match ending {
+            Phase::Ending(reason, error) if self.prelude.is_none() && self.carry.is_none() => {
+                self.tracker.finish(reason, error);
+            }
+            _ => {
+                let shut_down = self.shutdown.as_ref().is_some_and(|s| s.is_cancelled());
+                let reason = if shut_down {
+                    EndReason::Shutdown
+                } else {
+                    EndReason::ClientGone
+                };
+                self.tracker.finish(reason, None);
+            }
         }
     }
 }

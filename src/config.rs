@@ -1,43 +1,64 @@
-//! Settings shared by the layer and the plain response type.
+//! The settings of an [`SseLayer`](crate::SseLayer), shared by its services and the
+//! bodies they wrap.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
 
 use crate::event::write_retry;
 use crate::report::OnEnd;
-use crate::{Event, KeepAlive, Shutdown, StreamEnd};
+use crate::{Event, StreamEnd, StreamLimit};
 
 /// Largest frame the body hands to the connection when events are coalesced.
-pub(crate) const DEFAULT_MAX_FRAME: usize = 64 * 1024;
+const DEFAULT_MAX_FRAME: usize = 64 * 1024;
 
-/// What every stream of a layer, or one [`Sse`](crate::Sse) response, is served with.
+/// The heartbeat every 15 idle seconds, as the HTML standard suggests: a bare comment.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// Query parameter read as the last event id when the header is absent.
+const DEFAULT_QUERY: &str = "lastEventId";
+
 #[derive(Clone)]
 pub(crate) struct Config {
-    pub(crate) keep_alive: Option<KeepAlive>,
-    pub(crate) retry: Option<Bytes>,
-    pub(crate) max_frame: usize,
-    pub(crate) on_end: Option<OnEnd>,
-    pub(crate) shutdown: Option<Shutdown>,
-    pub(crate) shutdown_event: Option<Bytes>,
+    heartbeat: Option<Duration>,
+    heartbeat_frame: Bytes,
+    retry: Option<Bytes>,
+    max_frame: usize,
+    on_end: Option<OnEnd>,
+    shutdown: Option<CancellationToken>,
+    shutdown_event: Option<Bytes>,
+    limit: Option<StreamLimit>,
+    query: Option<Arc<str>>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            keep_alive: Some(KeepAlive::new()),
+            heartbeat: Some(DEFAULT_HEARTBEAT),
+            heartbeat_frame: Bytes::from_static(b":\n\n"),
             retry: None,
             max_frame: DEFAULT_MAX_FRAME,
             on_end: None,
             shutdown: None,
             shutdown_event: None,
+            limit: None,
+            query: Some(Arc::from(DEFAULT_QUERY)),
         }
     }
 }
 
 impl Config {
+    pub(crate) fn set_heartbeat(&mut self, interval: Option<Duration>) {
+        self.heartbeat = interval.map(|i| i.max(Duration::from_millis(1)));
+    }
+
+    pub(crate) fn set_heartbeat_event(&mut self, event: Event) {
+        self.heartbeat_frame = event.into_bytes();
+    }
+
     pub(crate) fn set_retry(&mut self, retry: Duration) {
         let mut buf = Vec::with_capacity(32);
         write_retry(&mut buf, retry);
@@ -56,20 +77,72 @@ impl Config {
         self.on_end = Some(Arc::new(on_end));
     }
 
+    pub(crate) fn set_shutdown(&mut self, token: CancellationToken) {
+        self.shutdown = Some(token);
+    }
+
     pub(crate) fn set_shutdown_event(&mut self, event: Event) {
         self.shutdown_event = Some(event.into_bytes());
+    }
+
+    pub(crate) fn set_limit(&mut self, limit: StreamLimit) {
+        self.limit = Some(limit);
+    }
+
+    pub(crate) fn set_query(&mut self, name: Option<&str>) {
+        self.query = name.map(Arc::from);
+    }
+
+    /// The idle time after which a heartbeat is written, if heartbeats are on.
+    pub(crate) fn heartbeat(&self) -> Option<Duration> {
+        self.heartbeat
+    }
+
+    pub(crate) fn heartbeat_frame(&self) -> &Bytes {
+        &self.heartbeat_frame
+    }
+
+    pub(crate) fn retry(&self) -> Option<&Bytes> {
+        self.retry.as_ref()
+    }
+
+    pub(crate) fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    pub(crate) fn on_end(&self) -> Option<&OnEnd> {
+        self.on_end.as_ref()
+    }
+
+    pub(crate) fn shutdown(&self) -> Option<&CancellationToken> {
+        self.shutdown.as_ref()
+    }
+
+    pub(crate) fn shutdown_event(&self) -> Option<&Bytes> {
+        self.shutdown_event.as_ref()
+    }
+
+    pub(crate) fn limit(&self) -> Option<&StreamLimit> {
+        self.limit.as_ref()
+    }
+
+    pub(crate) fn query(&self) -> Option<&str> {
+        self.query.as_deref()
     }
 }
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("keep_alive", &self.keep_alive)
+            .field("heartbeat", &self.heartbeat)
+            .field("heartbeat_frame", &self.heartbeat_frame)
             .field("retry", &self.retry)
             .field("max_frame", &self.max_frame)
             .field("on_end", &self.on_end.as_ref().map(|_| ".."))
             .field("shutdown", &self.shutdown)
             .field("shutdown_event", &self.shutdown_event)
+            .field("limit", &self.limit)
+            .field("query", &self.query)
             .finish()
     }
 }

@@ -2,38 +2,69 @@
 
 use std::fmt;
 
-use http::{HeaderMap, Request};
+use http::{HeaderName, HeaderValue, Request};
 
-/// The name of the header browsers send when they reconnect.
-pub const LAST_EVENT_ID: &str = "last-event-id";
-
-/// Longest accepted id, in bytes; a longer one counts as absent.
-pub const MAX_LAST_EVENT_ID_LEN: usize = 1024;
+use crate::query;
 
 /// The id of the last event a reconnecting client received.
 ///
 /// [`SseLayer`](crate::SseLayer) reads it from the `Last-Event-ID` header (decoded as
 /// UTF-8 from its raw bytes, so non-ASCII ids survive) or, for clients that cannot set
 /// headers, from a query parameter (`lastEventId` by default), and inserts it into the
-/// request's extensions for the inner service. A malformed value (not UTF-8, longer than
-/// [`MAX_LAST_EVENT_ID_LEN`]) never fails the request: it counts as absent and is traced.
+/// request's extensions, where handlers, the axum extractor, the warp filter and the
+/// [`Hub`](crate::Hub) find it. A malformed value (not UTF-8, longer than
+/// [`MAX_LEN`](LastEventId::MAX_LEN) bytes) never fails the request: it counts as
+/// absent and is traced.
 ///
 /// ```
 /// use http::Request;
 /// use tower_sse::LastEventId;
 ///
-/// let request = Request::get("/events")
-///     .header("last-event-id", "41")
-///     .body(())
-///     .unwrap();
+/// let request = Request::get("/events").header("last-event-id", "41").body(())?;
 /// let id = LastEventId::from_request(&request, Some("lastEventId")).unwrap();
 /// assert_eq!(id.as_str(), "41");
 /// assert_eq!(id.parse::<u64>().ok(), Some(41));
+/// # Ok::<(), http::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LastEventId(String);
 
+/// Why a value was ignored.
+#[derive(Clone, Copy, Debug)]
+enum Malformed {
+    NotUtf8,
+    TooLong,
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Malformed::NotUtf8 => f.write_str("last event id is not valid UTF-8"),
+            Malformed::TooLong => write!(
+                f,
+                "last event id is longer than {} bytes",
+                LastEventId::MAX_LEN
+            ),
+        }
+    }
+}
+
 impl LastEventId {
+    /// The header browsers send when they reconnect, for CORS settings:
+    /// `CorsLayer::new().allow_headers([LastEventId::HEADER])`.
+    ///
+    /// ```
+    /// assert_eq!(tower_sse::LastEventId::HEADER, "last-event-id");
+    /// ```
+    pub const HEADER: HeaderName = HeaderName::from_static("last-event-id");
+
+    /// Longest accepted id, in bytes; a longer one counts as absent.
+    ///
+    /// ```
+    /// assert_eq!(tower_sse::LastEventId::MAX_LEN, 1024);
+    /// ```
+    pub const MAX_LEN: usize = 1024;
+
     /// Wraps an id that was obtained elsewhere.
     ///
     /// ```
@@ -70,82 +101,64 @@ impl LastEventId {
         self.0
     }
 
-    /// Reads the id from the `Last-Event-ID` header.
-    ///
-    /// An absent or empty header gives `Ok(None)`; a malformed one an error.
-    ///
-    /// ```
-    /// let mut headers = http::HeaderMap::new();
-    /// headers.insert("last-event-id", http::HeaderValue::from_bytes("รหัส-9".as_bytes()).unwrap());
-    /// let id = tower_sse::LastEventId::from_headers(&headers).unwrap().unwrap();
-    /// assert_eq!(id.as_str(), "รหัส-9");
-    /// ```
-    pub fn from_headers(headers: &HeaderMap) -> Result<Option<Self>, LastEventIdError> {
-        match headers.get(LAST_EVENT_ID) {
-            None => Ok(None),
-            Some(value) => Self::from_bytes(value.as_bytes()),
-        }
-    }
-
-    /// Reads the id from the query parameter `name` (percent-decoded, `+` as space).
+    /// The id of a request as the layer reads it, for code that runs without the
+    /// layer: the one already in its extensions, else the `Last-Event-ID` header, else
+    /// the query parameter `query` (if given). Absent, empty and malformed values give
+    /// `None`; malformed ones are traced.
     ///
     /// ```
-    /// let uri: http::Uri = "/events?topic=a&lastEventId=%E0%B8%81-1".parse().unwrap();
-    /// let id = tower_sse::LastEventId::from_query(&uri, "lastEventId").unwrap().unwrap();
-    /// assert_eq!(id.as_str(), "ก-1");
-    /// ```
-    pub fn from_query(uri: &http::Uri, name: &str) -> Result<Option<Self>, LastEventIdError> {
-        let Some(query) = uri.query() else {
-            return Ok(None);
-        };
-        for pair in query.split('&') {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            if decode(key).as_deref() != Ok(name.as_bytes()) {
-                continue;
-            }
-            return decode(value)
-                .map_err(|_| LastEventIdError::TooLong)
-                .and_then(|bytes| Self::from_bytes(&bytes));
-        }
-        Ok(None)
-    }
-
-    /// Reads the id as the layer does: the header first, then the query parameter
-    /// `query` (if given). A malformed value counts as absent and is traced.
-    ///
-    /// ```
-    /// let request = http::Request::get("/events?lastEventId=12").body(()).unwrap();
+    /// let request = http::Request::get("/events?lastEventId=%E0%B8%81-12").body(())?;
     /// let id = tower_sse::LastEventId::from_request(&request, Some("lastEventId"));
-    /// assert_eq!(id.unwrap().as_str(), "12");
+    /// assert_eq!(id.unwrap().as_str(), "ก-12");
+    /// # Ok::<(), http::Error>(())
     /// ```
     pub fn from_request<B>(request: &Request<B>, query: Option<&str>) -> Option<Self> {
-        let from_header = Self::from_headers(request.headers());
-        if let Ok(Some(id)) = from_header {
-            return Some(id);
+        if let Some(id) = request.extensions().get::<LastEventId>() {
+            return Some(id.clone());
         }
-        if let Err(error) = from_header {
-            tracing::warn!(%error, "ignoring malformed Last-Event-ID header");
-        }
-        let query = query?;
-        match Self::from_query(request.uri(), query) {
-            Ok(id) => id,
-            Err(error) => {
-                tracing::warn!(%error, parameter = query, "ignoring malformed last event id in query");
-                None
-            }
-        }
+        Self::read(
+            request.headers().get(Self::HEADER),
+            request.uri().query(),
+            query,
+        )
     }
 
-    fn from_bytes(bytes: &[u8]) -> Result<Option<Self>, LastEventIdError> {
-        if bytes.len() > MAX_LAST_EVENT_ID_LEN {
-            return Err(LastEventIdError::TooLong);
+    /// Reads the id from the header's value, else from the parameter `param` of the
+    /// query string. Malformed values count as absent and are traced.
+    pub(crate) fn read(
+        header: Option<&HeaderValue>,
+        query: Option<&str>,
+        param: Option<&str>,
+    ) -> Option<Self> {
+        if let Some(value) = header {
+            match Self::from_bytes(value.as_bytes()) {
+                Ok(Some(id)) => return Some(id),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "ignoring malformed Last-Event-ID header"),
+            }
+        }
+        let (query, param) = (query?, param?);
+        let value = query::values(query, param).next()?;
+        let read = match value {
+            Ok(value) => Self::from_bytes(value.as_bytes()),
+            Err(query::NotUtf8) => Err(Malformed::NotUtf8),
+        };
+        read.unwrap_or_else(|error| {
+            tracing::warn!(%error, parameter = param, "ignoring malformed last event id in query");
+            None
+        })
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Option<Self>, Malformed> {
+        if bytes.len() > Self::MAX_LEN {
+            return Err(Malformed::TooLong);
         }
         if bytes.is_empty() {
             return Ok(None);
         }
         match std::str::from_utf8(bytes) {
             Ok(id) => Ok(Some(LastEventId(id.to_owned()))),
-            Err(_) => Err(LastEventIdError::InvalidUtf8),
+            Err(_) => Err(Malformed::NotUtf8),
         }
     }
 }
@@ -156,48 +169,6 @@ impl fmt::Display for LastEventId {
     }
 }
 
-/// Why a `Last-Event-ID` value was ignored.
-///
-/// ```
-/// let mut headers = http::HeaderMap::new();
-/// headers.insert("last-event-id", http::HeaderValue::from_bytes(b"\xff").unwrap());
-/// let err = tower_sse::LastEventId::from_headers(&headers).unwrap_err();
-/// assert_eq!(err, tower_sse::LastEventIdError::InvalidUtf8);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum LastEventIdError {
-    /// The value is not valid UTF-8.
-    InvalidUtf8,
-    /// The value is longer than [`MAX_LAST_EVENT_ID_LEN`] bytes.
-    TooLong,
-}
-
-impl fmt::Display for LastEventIdError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LastEventIdError::InvalidUtf8 => f.write_str("last event id is not valid UTF-8"),
-            LastEventIdError::TooLong => write!(
-                f,
-                "last event id is longer than {MAX_LAST_EVENT_ID_LEN} bytes"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for LastEventIdError {}
-
-/// Percent-decodes a query component, `+` standing for a space. Gives up (with `Err`)
-/// once the result is longer than an id may be, so a huge query costs little.
-fn decode(component: &str) -> Result<Vec<u8>, ()> {
-    if component.len() > 3 * MAX_LAST_EVENT_ID_LEN + 3 {
-        return Err(());
-    }
-    let spaced = component.replace('+', " ");
-    let out: Vec<u8> = percent_encoding::percent_decode_str(&spaced).collect();
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,75 +176,65 @@ mod tests {
     fn request(uri: &str, header: Option<&[u8]>) -> Request<()> {
         let mut builder = Request::get(uri);
         if let Some(value) = header {
-            builder = builder.header(LAST_EVENT_ID, http::HeaderValue::from_bytes(value).unwrap());
+            builder = builder.header(
+                LastEventId::HEADER,
+                HeaderValue::from_bytes(value).unwrap(),
+            );
         }
         builder.body(()).unwrap()
     }
 
+    fn read(uri: &str, header: Option<&[u8]>, param: Option<&str>) -> Option<String> {
+        LastEventId::from_request(&request(uri, header), param).map(LastEventId::into_string)
+    }
+
     #[test]
     fn header_wins_over_query() {
-        let req = request("/e?lastEventId=q", Some(b"h"));
-        assert_eq!(
-            LastEventId::from_request(&req, Some("lastEventId"))
-                .unwrap()
-                .as_str(),
-            "h"
-        );
+        assert_eq!(read("/e?lastEventId=q", Some(b"h"), Some("lastEventId")).unwrap(), "h");
     }
 
     #[test]
     fn malformed_header_falls_back_to_query() {
-        let req = request("/e?lastEventId=q", Some(b"\xc3\x28"));
-        assert_eq!(
-            LastEventId::from_request(&req, Some("lastEventId"))
-                .unwrap()
-                .as_str(),
-            "q"
-        );
+        let id = read("/e?lastEventId=q", Some(b"\xc3\x28"), Some("lastEventId"));
+        assert_eq!(id.unwrap(), "q");
     }
 
     #[test]
     fn too_long_or_invalid_values_count_as_absent() {
-        let long = vec![b'7'; MAX_LAST_EVENT_ID_LEN + 1];
-        assert_eq!(
-            LastEventId::from_request(&request("/e", Some(&long)), None),
-            None
-        );
-        let exact = vec![b'7'; MAX_LAST_EVENT_ID_LEN];
-        assert!(LastEventId::from_request(&request("/e", Some(&exact)), None).is_some());
-        let req = request("/e?lastEventId=%FF%FE", None);
-        assert_eq!(LastEventId::from_request(&req, Some("lastEventId")), None);
+        let long = vec![b'7'; LastEventId::MAX_LEN + 1];
+        assert_eq!(read("/e", Some(&long), None), None);
+        let exact = vec![b'7'; LastEventId::MAX_LEN];
+        assert!(read("/e", Some(&exact), None).is_some());
+        assert_eq!(read("/e?lastEventId=%FF%FE", None, Some("lastEventId")), None);
         let huge = format!("/e?lastEventId={}", "%41".repeat(5000));
-        assert_eq!(
-            LastEventId::from_request(&request(&huge, None), Some("lastEventId")),
-            None
-        );
+        assert_eq!(read(&huge, None, Some("lastEventId")), None);
     }
 
     #[test]
     fn empty_values_count_as_absent() {
-        assert_eq!(
-            LastEventId::from_request(&request("/e?lastEventId=", Some(b"")), Some("lastEventId")),
-            None
-        );
+        assert_eq!(read("/e?lastEventId=", Some(b""), Some("lastEventId")), None);
     }
 
     #[test]
     fn query_is_percent_decoded_with_plus_as_space() {
-        let req = request("/e?x=1&lastEventId=a+b%2Bc&lastEventId=second", None);
-        assert_eq!(
-            LastEventId::from_request(&req, Some("lastEventId"))
-                .unwrap()
-                .as_str(),
-            "a b+c"
+        let id = read(
+            "/e?x=1&lastEventId=a+b%2Bc&lastEventId=second",
+            None,
+            Some("lastEventId"),
         );
+        assert_eq!(id.unwrap(), "a b+c");
     }
 
     #[test]
     fn query_is_ignored_when_disabled() {
-        assert_eq!(
-            LastEventId::from_request(&request("/e?lastEventId=1", None), None),
-            None
-        );
+        assert_eq!(read("/e?lastEventId=1", None, None), None);
+    }
+
+    #[test]
+    fn an_id_already_in_the_extensions_wins() {
+        let mut request = request("/e?lastEventId=q", Some(b"h"));
+        request.extensions_mut().insert(LastEventId::new("x"));
+        let id = LastEventId::from_request(&request, Some("lastEventId")).unwrap();
+        assert_eq!(id.as_str(), "x");
     }
 }

@@ -3,86 +3,105 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use tower_layer::Layer;
 
 use crate::config::Config;
-use crate::{Event, KeepAlive, Shutdown, SseService, StreamEnd, StreamLimit};
+use crate::{Event, SseService, StreamEnd, StreamLimit};
 
-/// A tower [`Layer`] that turns a service answering with a stream of events into an SSE
-/// endpoint.
+/// A tower [`Layer`] that makes every event stream below it correct and boring to run.
 ///
-/// The inner service receives the request, with the client's
-/// [`LastEventId`](crate::LastEventId) in its extensions when there is one, and answers
-/// with any `Stream` whose items are [`Event`] or `Result<Event, E>`. The layer answers
-/// with status 200, the event-stream headers and an [`SseBody`](crate::SseBody) that
-/// writes the events, heartbeats while idle, and reports how the stream ended.
+/// It works as tower-http's middleware do: it wraps any service that answers with an
+/// `http::Response`, and it touches only the responses that are event streams (status
+/// 200, `Content-Type: text/event-stream`), whoever built them: [`Sse`](crate::Sse),
+/// axum's own `Sse`, warp's, or a hand-made body that writes whole events per frame.
+/// Other responses pass through untouched, so the layer can sit on a whole axum
+/// `Router` (`Router::layer`), a warp service (`warp::service`) or a single tower
+/// service alike.
 ///
-/// The inner service may instead answer with an [`Answer`](crate::Answer), to refuse
-/// some requests with a [`Refusal`](crate::Refusal) (204 tells a browser to stop for
-/// good). The layer itself answers 405 to anything but GET, and, with a
-/// [`limit`](SseLayer::limit), 503 to a request over the cap, without calling the inner
-/// service. For axum's `Router::layer`, see `tower_sse::axum::SseRouterLayer` (feature
-/// `axum`).
+/// To every event stream it adds:
+///
+/// - the headers (`Cache-Control: no-cache, no-transform`, `X-Accel-Buffering: no`,
+///   `Content-Encoding: identity`, those a handler did not set, and `Connection:
+///   keep-alive` on HTTP/1.x only);
+/// - a heartbeat comment after every 15 idle seconds ([`heartbeat`](SseLayer::heartbeat));
+/// - an optional `retry:` first ([`retry`](SseLayer::retry));
+/// - coalescing: frames the stream already has ready go out as one write, up to
+///   64 KiB ([`max_frame_size`](SseLayer::max_frame_size));
+/// - graceful shutdown at an event boundary ([`graceful_shutdown`](SseLayer::graceful_shutdown));
+/// - a cap on open streams ([`limit`](SseLayer::limit));
+/// - a report of how each stream ended ([`on_end`](SseLayer::on_end)); a stream error
+///   ends the response cleanly after the last complete event.
+///
+/// On the way in, it puts the client's [`LastEventId`](crate::LastEventId) (header, or
+/// `lastEventId` query parameter) in the request's extensions. A request that is not a
+/// GET but is answered with an event stream gets 405 instead.
 ///
 /// ```
 /// use std::convert::Infallible;
-/// use futures_util::stream;
+/// use futures_util::{StreamExt, stream};
 /// use tower::{ServiceBuilder, service_fn};
-/// use tower_sse::{Event, LastEventId, SseLayer};
+/// use tower_sse::{Event, LastEventId, Sse, SseLayer};
 ///
 /// let service = ServiceBuilder::new()
 ///     .layer(SseLayer::new())
 ///     .service(service_fn(|request: http::Request<()>| async move {
-///         let resume = request.extensions().get::<LastEventId>().cloned();
+///         let resume = request.extensions().get::<LastEventId>();
 ///         let first = resume.map_or(0, |id| id.parse::<u64>().unwrap_or(0) + 1);
-///         let events = stream::iter(first..first + 3).map(|n| {
-///             Event::builder().id(&n.to_string()).data("tick").build()
-///         });
-///         Ok::<_, Infallible>(events)
+///         let events = stream::iter(first..first + 3)
+///             .map(|n| Event::builder().id(&n.to_string()).data("tick").build());
+///         Ok::<_, Infallible>(Sse::new(events).into_response())
 ///     }));
-/// # use futures_util::StreamExt;
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct SseLayer {
-    pub(crate) config: Arc<Config>,
-    pub(crate) query: Option<Arc<str>>,
-    pub(crate) limit: Option<StreamLimit>,
+    config: Arc<Config>,
 }
 
 impl SseLayer {
-    /// A layer with the defaults: a heartbeat every 15 idle seconds, frames of up to
-    /// 64 KiB, the last event id also read from the `lastEventId` query parameter.
+    /// A layer with the defaults: a heartbeat comment after every 15 idle seconds,
+    /// frames of up to 64 KiB, the last event id also read from the `lastEventId` query
+    /// parameter.
     ///
     /// ```
     /// let layer = tower_sse::SseLayer::new();
     /// ```
     pub fn new() -> Self {
-        SseLayer {
-            config: Arc::new(Config::default()),
-            query: Some(Arc::from("lastEventId")),
-            limit: None,
-        }
+        Self::default()
     }
 
-    /// Sets the heartbeat.
+    /// Writes a heartbeat after `interval` without any write (default 15 seconds), so
+    /// proxies keep the connection open and a vanished client is noticed. Every event
+    /// pushes it back; a heartbeat missed while the task was busy is written once, never
+    /// as a burst. A zero interval is raised to one millisecond.
     ///
     /// ```
-    /// use std::time::Duration;
-    /// let layer = tower_sse::SseLayer::new()
-    ///     .keep_alive(tower_sse::KeepAlive::new().interval(Duration::from_secs(20)));
+    /// let layer = tower_sse::SseLayer::new().heartbeat(std::time::Duration::from_secs(10));
     /// ```
-    pub fn keep_alive(mut self, keep_alive: KeepAlive) -> Self {
-        self.config_mut().keep_alive = Some(keep_alive);
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.config_mut().set_heartbeat(Some(interval));
+        self
+    }
+
+    /// Writes `event` as the heartbeat (default: an empty comment, `:` and a blank
+    /// line). A comment is invisible to pages; an event with a type (`event: ping`)
+    /// reaches the page's listener for that type.
+    ///
+    /// ```
+    /// let layer = tower_sse::SseLayer::new().heartbeat_event(tower_sse::Event::comment("ping"));
+    /// ```
+    pub fn heartbeat_event(mut self, event: Event) -> Self {
+        self.config_mut().set_heartbeat_event(event);
         self
     }
 
     /// Turns heartbeats off.
     ///
     /// ```
-    /// let layer = tower_sse::SseLayer::new().no_keep_alive();
+    /// let layer = tower_sse::SseLayer::new().no_heartbeat();
     /// ```
-    pub fn no_keep_alive(mut self) -> Self {
-        self.config_mut().keep_alive = None;
+    pub fn no_heartbeat(mut self) -> Self {
+        self.config_mut().set_heartbeat(None);
         self
     }
 
@@ -97,7 +116,8 @@ impl SseLayer {
         self
     }
 
-    /// Sets the largest data frame made by coalescing ready events (default 64 KiB).
+    /// Sets the largest data frame made by coalescing ready events (default 64 KiB). A
+    /// single event larger than this goes out alone, whole.
     ///
     /// ```
     /// let layer = tower_sse::SseLayer::new().max_frame_size(16 * 1024);
@@ -121,20 +141,40 @@ impl SseLayer {
         self
     }
 
-    /// Ends every stream cleanly when `shutdown` is triggered, so that the server's own
-    /// graceful shutdown can complete: an SSE response never ends by itself, so without
-    /// this hyper-util's `GracefulShutdown` and axum's `with_graceful_shutdown` wait
-    /// forever. Each stream writes the [`shutdown_event`](SseLayer::shutdown_event), if
-    /// any, and ends; its end is reported as
-    /// [`EndReason::Shutdown`](crate::EndReason::Shutdown). See [`Shutdown`] for the
-    /// recipes.
+    /// Ends every stream at an event boundary once `token` is cancelled, so that the
+    /// server's own graceful shutdown can complete: an SSE response never ends by
+    /// itself, so without this hyper-util's `GracefulShutdown` and axum's
+    /// `with_graceful_shutdown` wait forever. Each stream writes the
+    /// [`shutdown_event`](SseLayer::shutdown_event), if any, and ends; its end is
+    /// reported as [`EndReason::Shutdown`](crate::EndReason::Shutdown).
     ///
+    /// Cancel the token when the server starts to drain, for instance in the future
+    /// given to axum's `with_graceful_shutdown`:
+    ///
+    /// ```no_run
+    /// # async fn run(app: axum::Router) -> std::io::Result<()> {
+    /// use std::time::Duration;
+    /// use tokio_util::sync::CancellationToken;
+    /// use tower_sse::{Event, SseLayer};
+    ///
+    /// let shutdown = CancellationToken::new();
+    /// let app = app.layer(
+    ///     SseLayer::new()
+    ///         .graceful_shutdown(shutdown.clone())
+    ///         // Browsers come back after half a second, to this or another instance.
+    ///         .shutdown_event(Event::builder().retry(Duration::from_millis(500)).build().unwrap()),
+    /// );
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    /// axum::serve(listener, app)
+    ///     .with_graceful_shutdown(async move {
+    ///         tokio::signal::ctrl_c().await.ok();
+    ///         shutdown.cancel(); // every stream ends, so the server can drain
+    ///     })
+    ///     .await
+    /// # }
     /// ```
-    /// let shutdown = tower_sse::Shutdown::new();
-    /// let layer = tower_sse::SseLayer::new().graceful_shutdown(shutdown.clone());
-    /// ```
-    pub fn graceful_shutdown(mut self, shutdown: Shutdown) -> Self {
-        self.config_mut().shutdown = Some(shutdown);
+    pub fn graceful_shutdown(mut self, token: CancellationToken) -> Self {
+        self.config_mut().set_shutdown(token);
         self
     }
 
@@ -157,17 +197,19 @@ impl SseLayer {
 
     /// Caps the streams open at once (per server, optionally per client address).
     ///
-    /// A request over the cap is answered at once, 503 with `Retry-After` by default,
-    /// and never reaches the inner service; a stream takes its place when the request
-    /// arrives and frees it when its body is dropped. See [`StreamLimit`] for why
-    /// tower's `ConcurrencyLimit` cannot do this.
+    /// A stream over the cap is answered 503 with `Retry-After` (or the limit's other
+    /// answer). A request that asks for an event stream (`Accept: text/event-stream`,
+    /// as every `EventSource` sends) takes its place before the inner service runs, so
+    /// one over the cap never reaches it; any other request takes a place only once its
+    /// answer turns out to be an event stream. A stream frees its place when its body is
+    /// dropped. See [`StreamLimit`] for why tower's `ConcurrencyLimit` cannot do this.
     ///
     /// ```
     /// use tower_sse::{SseLayer, StreamLimit};
     /// let layer = SseLayer::new().limit(StreamLimit::new(10_000).per_client(16));
     /// ```
     pub fn limit(mut self, limit: StreamLimit) -> Self {
-        self.limit = Some(limit);
+        self.config_mut().set_limit(limit);
         self
     }
 
@@ -178,7 +220,7 @@ impl SseLayer {
     /// let layer = tower_sse::SseLayer::new().last_event_id_query("since");
     /// ```
     pub fn last_event_id_query(mut self, name: &str) -> Self {
-        self.query = Some(Arc::from(name));
+        self.config_mut().set_query(Some(name));
         self
     }
 
@@ -188,7 +230,7 @@ impl SseLayer {
     /// let layer = tower_sse::SseLayer::new().no_last_event_id_query();
     /// ```
     pub fn no_last_event_id_query(mut self) -> Self {
-        self.query = None;
+        self.config_mut().set_query(None);
         self
     }
 
@@ -197,16 +239,10 @@ impl SseLayer {
     }
 }
 
-impl Default for SseLayer {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl<S> Layer<S> for SseLayer {
     type Service = SseService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SseService::from_layer(inner, self.clone())
+        SseService::with_config(inner, self.config.clone())
     }
 }

@@ -1,50 +1,51 @@
-//! Server-Sent Events for hyper and tower that are correct on the wire, fast under
-//! fan-out, and boring to run.
+//! Server-Sent Events for hyper and tower that are correct on the wire, fast, and
+//! boring to run.
 //!
-//! `tower-sse` turns any `Stream` of [`Event`]s into a `text/event-stream` response:
+//! Two pieces, in the manner of tower-http's middleware:
 //!
-//! - [`Event`] encodes an event once into `Bytes`; every frame reads back, with a parser
-//!   that follows the HTML standard, as exactly the event that was built. An event type
-//!   or id that would inject a field is refused with [`EventError`], never written and
-//!   never a panic.
-//! - [`SseLayer`] wraps any tower service that answers with a stream of events, and
-//!   [`Sse`] is the same response for a handler that returns one stream. Both write the
-//!   event-stream headers (with `Connection: keep-alive` on HTTP/1.x only), heartbeats
-//!   while idle ([`KeepAlive`]), an optional `retry:` first, coalesce ready events into
-//!   one frame, keep compression layers from buffering the stream, and report how each
-//!   stream ended ([`StreamEnd`]).
-//! - [`LastEventId`] is read from the `Last-Event-ID` header, or a query parameter, and
-//!   handed to the inner service; a malformed value counts as absent.
-//! - [`Shutdown`] ends every open stream cleanly, so a server's graceful shutdown can
-//!   complete.
-//! - [`StreamLimit`] caps the streams open at once, per server and per client address;
-//!   [`Refusal`] is the answer instead of a stream (204 "stop for good", 503 with
-//!   `Retry-After`, or a stream that only says when to come back), chosen by the layer
-//!   or by the inner service through [`Answer`].
+//! - [`Sse`] turns any `Stream` of [`Event`]s (or of `Result<Event, E>`) into a
+//!   `text/event-stream` response. [`Event`] encodes an event once into `Bytes`; every
+//!   frame reads back, with a parser that follows the HTML standard, as exactly the event
+//!   that was built. An event type or id that would inject a field is refused with
+//!   [`EventError`], never written and never a panic.
+//! - [`SseLayer`] is a tower layer over any service that answers with `http::Response`s
+//!   (a tower service, an axum `Router`, `warp::service(filter)`). To every event-stream
+//!   response below it, [`Sse`] and axum's own `Sse` alike, it adds the headers
+//!   (`Connection: keep-alive` on HTTP/1.x only), heartbeats while idle, an optional
+//!   `retry:` first, coalescing of ready events into one write, graceful shutdown at an
+//!   event boundary, a cap on open streams ([`StreamLimit`]), and a report of how each
+//!   stream ended ([`StreamEnd`]); it hands the client's [`LastEventId`] to the service
+//!   in the request's extensions. Other responses pass through untouched.
+//!
+//! Beside them: [`Refusal`] for the answers that are not a stream (204 "stop for good",
+//! 503 with `Retry-After`, 400, 403, a stream that only says when to come back),
+//! [`Hub`] for fan-out to many subscribers with topics, history and `Last-Event-ID`
+//! replay (itself a tower service), and [`WriteTimeout`] for connections whose client
+//! stopped reading.
 //!
 //! # Features
 //!
 //! | feature | what it adds |
 //! |---|---|
 //! | `json` | [`Event::json`] and [`EventBuilder::json_data`] (serde) |
-//! | `axum` | [`axum`]: `IntoResponse`, extractors, a layer for `Router::layer` (axum 0.8) |
-//! | `warp` | [`warp`](mod@warp): `warp::Reply`, a `Last-Event-ID` filter (warp 0.4) |
+//! | `axum` | [`axum`]: `IntoResponse` for [`Sse`] and [`Refusal`], extractors (axum 0.8) |
+//! | `warp` | [`warp`](mod@warp): `warp::Reply` for [`Sse`] and [`Refusal`], a `Last-Event-ID` filter (warp 0.4) |
 //! | `redis` | `hub::RedisStorage`: the [`Hub`] on Redis Streams, several instances on one feed |
 //!
 //! Examples: `examples/hyper.rs` (hyper 1 + hyper-util, HTTP/1.1 and HTTP/2 on one
-//! port), `examples/axum.rs`, `examples/warp.rs`, `examples/sensors`.
+//! port), `examples/axum.rs`, `examples/warp.rs`, `examples/aircraft`,
+//! `examples/sensors`.
 //!
 //! # Serving in production
 //!
 //! **Graceful shutdown.** An SSE response never ends by itself, so a server's graceful
-//! shutdown waits for it forever. Give one [`Shutdown`] to the layer (or to each
-//! [`Sse`]), trigger it when the server starts to drain ([`Shutdown::trigger_on`] wraps
-//! the signal for axum's `with_graceful_shutdown` and warp's `graceful`), and set a
+//! shutdown waits for it forever. Give a `tokio_util::sync::CancellationToken` to
+//! [`SseLayer::graceful_shutdown`], cancel it when the server starts to drain, and set a
 //! [`shutdown_event`](SseLayer::shutdown_event) with a `retry` so that browsers come
 //! back soon, with their `Last-Event-ID`, to another instance. Each stream's end is
 //! reported as [`EndReason::Shutdown`]. With 1,000 streams open, hyper-util's
 //! `GracefulShutdown` and axum's `with_graceful_shutdown` complete within a fraction of
-//! a second (`tests/shutdown.rs`). The recipes are on [`Shutdown`].
+//! a second (`tests/shutdown.rs`).
 //!
 //! **HTTP/2.** Browsers allow six HTTP/1.1 connections per origin, and each
 //! `EventSource` holds one. Over HTTP/2 every stream shares one connection; serve both
@@ -62,23 +63,22 @@
 //!
 //! **Limits.** [`SseLayer::limit`] with a [`StreamLimit`]: see [`limit`] for why tower's
 //! `ConcurrencyLimit` cannot count event streams, and which of tower's layers do fit. A
-//! request that is not a GET gets 405 from the layer.
+//! request that is not a GET but is answered with an event stream gets 405.
 //!
-//! **CORS.** Put tower-http's `CorsLayer` outside [`SseLayer`] (the only order that
-//! type-checks: it wraps services that answer with responses, and answers preflights
-//! itself), allow GET and the `Last-Event-ID` header:
+//! **CORS.** Put tower-http's `CorsLayer` outside [`SseLayer`], allow GET and the
+//! `Last-Event-ID` header:
 //!
 //! ```
 //! use std::time::Duration;
-//! use http::{HeaderName, Method};
+//! use http::Method;
 //! use tower::ServiceBuilder;
 //! use tower_http::cors::{AllowOrigin, CorsLayer};
-//! use tower_sse::{LAST_EVENT_ID, SseLayer};
+//! use tower_sse::{LastEventId, SseLayer};
 //!
 //! let cors = CorsLayer::new()
 //!     .allow_origin(AllowOrigin::exact("https://app.example".parse().unwrap()))
 //!     .allow_methods([Method::GET])
-//!     .allow_headers([HeaderName::from_static(LAST_EVENT_ID)])
+//!     .allow_headers([LastEventId::HEADER])
 //!     .max_age(Duration::from_secs(3600));
 //! let stack = ServiceBuilder::new().layer(cors).layer(SseLayer::new());
 //! ```
@@ -100,7 +100,7 @@
 //! use hyper_util::service::TowerToHyperService;
 //! use tokio_stream::wrappers::IntervalStream;
 //! use tower::{ServiceBuilder, service_fn};
-//! use tower_sse::{Event, SseLayer};
+//! use tower_sse::{Event, Sse, SseLayer};
 //!
 //! #[tokio::main]
 //! async fn main() -> std::io::Result<()> {
@@ -109,12 +109,12 @@
 //!         .service(service_fn(|_request| async {
 //!             let ticks = IntervalStream::new(tokio::time::interval(Duration::from_secs(1)));
 //!             let events = ticks.map(|_| Event::builder().event("tick").data("tock").build());
-//!             Ok::<_, Infallible>(events)
+//!             Ok::<_, Infallible>(Sse::new(events).into_response())
 //!         }));
 //!
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //!     loop {
-//!         let (socket, _) = listener.accept().await?;
+//!         let Ok((socket, _)) = listener.accept().await else { continue };
 //!         let service = TowerToHyperService::new(service.clone());
 //!         tokio::spawn(async move {
 //!             auto::Builder::new(TokioExecutor::new())
@@ -133,37 +133,33 @@ pub mod axum;
 mod body;
 mod config;
 mod event;
+mod heartbeat;
 pub mod hub;
 mod io;
-mod keep_alive;
 mod last_event_id;
 mod layer;
 pub mod limit;
+mod query;
 mod refusal;
 mod report;
-mod response;
 mod service;
 mod shutdown;
+mod sse;
 #[cfg(feature = "warp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "warp")))]
 pub mod warp;
 
-pub use body::{IntoEvent, SseBody};
+pub use body::SseBody;
 pub use event::{Event, EventBuilder, EventError};
 pub use hub::{Hub, Subscription};
 pub use io::WriteTimeout;
-pub use keep_alive::KeepAlive;
-pub use last_event_id::{LAST_EVENT_ID, LastEventId, LastEventIdError, MAX_LAST_EVENT_ID_LEN};
+pub use last_event_id::LastEventId;
 pub use layer::SseLayer;
-pub use limit::{LimitReached, StreamLimit, StreamPermit};
-pub use refusal::{Answer, IntoEventStream, Refusal};
+pub use limit::StreamLimit;
+pub use refusal::Refusal;
 pub use report::{EndReason, StreamEnd};
-pub use response::Sse;
 pub use service::{ResponseFuture, SseService};
-pub use shutdown::Shutdown;
-
-/// A boxed error, as stream errors are reported.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use sse::{IntoEvent, Sse};
 
 /// The code in README.md, compiled and run as doctests so that it stays true.
 #[cfg(doctest)]

@@ -7,17 +7,16 @@
 //! headers are ready; the stream then lives on in the response body, for hours. So those
 //! layers count nothing that matters here, and a request over their limit waits in
 //! `poll_ready` instead of being answered. [`StreamLimit`] counts open response
-//! *bodies*: the permit moves into the [`SseBody`](crate::SseBody) and is released when
-//! the body is dropped, which happens when the stream ends, the client goes away, or the
-//! server shuts down.
+//! *bodies*: the place moves into the [`SseBody`](crate::SseBody) and is released when
+//! the stream ends, the client goes away, or the server shuts down.
 //!
 //! tower's own layers that do fit an SSE endpoint:
 //!
 //! - `tower::limit::RateLimitLayer` or a load-shedding stack in front of the endpoint
 //!   bounds the *rate* of new connections, which matters after a restart when every
 //!   browser reconnects at once.
-//! - `tower_http::cors::CorsLayer` goes *outside* [`SseLayer`](crate::SseLayer) (the
-//!   only order that type-checks), and answers preflight requests itself.
+//! - `tower_http::cors::CorsLayer` goes *outside* [`SseLayer`](crate::SseLayer), and
+//!   answers preflight requests itself.
 //! - `tower_http::timeout::TimeoutLayer` bounds only the time to the headers; it never
 //!   cuts a stream short. `ResponseBodyTimeoutLayer` ends a body that yields nothing for
 //!   its timeout: keep that above the heartbeat interval, or it ends idle streams.
@@ -39,18 +38,18 @@ use crate::Refusal;
 type ClientKey = Arc<dyn Fn(&Parts) -> Option<IpAddr> + Send + Sync>;
 
 /// A cap on the event streams open at once: per server, and optionally per client
-/// address. A request over the cap is answered at once, 503 with `Retry-After` by
-/// default, and never reaches the inner service.
+/// address. A stream over the cap is answered at once, 503 with `Retry-After` by
+/// default.
 ///
-/// Give it to [`SseLayer::limit`](crate::SseLayer::limit); handlers that build their
-/// own [`Sse`](crate::Sse) responses call [`try_acquire`](StreamLimit::try_acquire) and
-/// hand the permit to [`Sse::permit`](crate::Sse::permit). Clones share the counts, so
-/// one `StreamLimit` given to several routes caps them together.
+/// Give it to [`SseLayer::limit`](crate::SseLayer::limit). Clones share the counts, so
+/// one `StreamLimit` given to several layers caps them together.
 ///
 /// The client address is, unless [`client_key`](StreamLimit::client_key) says
 /// otherwise, the IP of a `std::net::SocketAddr` in the request's extensions (a hyper
-/// server inserts it with one `map_request`), or, with the `axum` feature, of axum's
-/// `ConnectInfo<SocketAddr>`. A request without one counts only toward the server cap.
+/// server inserts it with one `map_request`). Behind axum, whose
+/// `into_make_service_with_connect_info` inserts `ConnectInfo<SocketAddr>` instead, or
+/// behind a reverse proxy, say where it is with `client_key`. A request without one
+/// counts only toward the server cap.
 ///
 /// ```
 /// use std::time::Duration;
@@ -135,12 +134,20 @@ impl StreamLimit {
         self
     }
 
-    /// Sets how a request's client address is found, for instance from a header set by
-    /// your own reverse proxy. (Trust such a header only when the proxy overwrites it:
-    /// a client can send any value.)
+    /// Sets how a request's client address is found: axum's `ConnectInfo`, or a header
+    /// set by your own reverse proxy. (Trust such a header only when the proxy
+    /// overwrites it: a client can send any value.)
     ///
     /// ```
-    /// use std::net::IpAddr;
+    /// use std::net::{IpAddr, SocketAddr};
+    /// use axum::extract::ConnectInfo;
+    ///
+    /// // axum served with `into_make_service_with_connect_info::<SocketAddr>()`:
+    /// let limit = tower_sse::StreamLimit::new(1000)
+    ///     .per_client(8)
+    ///     .client_key(|parts| Some(parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip()));
+    ///
+    /// // Behind a proxy that sets `X-Real-IP` on every request:
     /// let limit = tower_sse::StreamLimit::new(1000)
     ///     .per_client(8)
     ///     .client_key(|parts| {
@@ -158,18 +165,7 @@ impl StreamLimit {
 
     /// Takes a permit for one stream from `client` (when known), or says which cap is
     /// reached. The stream counts as open until the permit is dropped.
-    ///
-    /// ```
-    /// use std::net::{IpAddr, Ipv4Addr};
-    /// let limit = tower_sse::StreamLimit::new(10).per_client(1);
-    /// let client = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    /// let permit = limit.try_acquire(client)?;
-    /// assert!(limit.try_acquire(client).is_err());
-    /// drop(permit);
-    /// assert!(limit.try_acquire(client).is_ok());
-    /// # Ok::<(), tower_sse::LimitReached>(())
-    /// ```
-    pub fn try_acquire(&self, client: Option<IpAddr>) -> Result<StreamPermit, LimitReached> {
+    pub(crate) fn try_acquire(&self, client: Option<IpAddr>) -> Result<StreamPermit, LimitReached> {
         let counts = &self.counts;
         let taken = counts
             .open
@@ -203,39 +199,18 @@ impl StreamLimit {
         Ok(permit)
     }
 
-    /// Takes a permit for the request whose head is `parts`, its client found as
-    /// [`client_key`](StreamLimit::client_key) says.
-    pub(crate) fn acquire(&self, parts: &Parts) -> Result<StreamPermit, LimitReached> {
-        let client = match self.per_client {
-            None => None,
-            Some(_) => {
-                let client = self.client_of(parts);
-                if client.is_none() {
-                    tracing::debug!(
-                        "no client address for this request: it counts only toward the server cap"
-                    );
-                }
-                client
-            }
+    /// The client the request whose head is `parts` counts under, found as
+    /// [`client_key`](StreamLimit::client_key) says; `None` without a per-client cap.
+    pub(crate) fn client_of(&self, parts: &Parts) -> Option<IpAddr> {
+        self.per_client?;
+        let client = match &self.client_key {
+            Some(key) => key(parts),
+            None => parts.extensions.get::<SocketAddr>().map(SocketAddr::ip),
         };
-        self.try_acquire(client)
-    }
-
-    fn client_of(&self, parts: &Parts) -> Option<IpAddr> {
-        if let Some(key) = &self.client_key {
-            return key(parts);
+        if client.is_none() {
+            tracing::debug!("no client address for this request: it counts only toward the server cap");
         }
-        if let Some(addr) = parts.extensions.get::<SocketAddr>() {
-            return Some(addr.ip());
-        }
-        #[cfg(feature = "axum")]
-        if let Some(info) = parts
-            .extensions
-            .get::<::axum::extract::ConnectInfo<SocketAddr>>()
-        {
-            return Some(info.0.ip());
-        }
-        None
+        client
     }
 
     fn reached(&self, scope: Scope) -> LimitReached {
@@ -253,9 +228,7 @@ impl StreamLimit {
     ///
     /// ```
     /// let limit = tower_sse::StreamLimit::new(10);
-    /// let _permit = limit.try_acquire(None)?;
-    /// assert_eq!(limit.open_streams(), 1);
-    /// # Ok::<(), tower_sse::LimitReached>(())
+    /// assert_eq!(limit.open_streams(), 0);
     /// ```
     pub fn open_streams(&self) -> usize {
         self.counts.open.load(Ordering::Acquire)
@@ -266,10 +239,7 @@ impl StreamLimit {
     /// ```
     /// use std::net::{IpAddr, Ipv6Addr};
     /// let limit = tower_sse::StreamLimit::new(10).per_client(2);
-    /// let client = IpAddr::V6(Ipv6Addr::LOCALHOST);
-    /// let _permit = limit.try_acquire(Some(client))?;
-    /// assert_eq!(limit.open_streams_from(client), 1);
-    /// # Ok::<(), tower_sse::LimitReached>(())
+    /// assert_eq!(limit.open_streams_from(IpAddr::V6(Ipv6Addr::LOCALHOST)), 0);
     /// ```
     pub fn open_streams_from(&self, client: IpAddr) -> usize {
         let clients = self
@@ -280,12 +250,11 @@ impl StreamLimit {
         clients.get(&client).copied().unwrap_or(0)
     }
 
-    /// How many requests were refused so far, for metrics.
+    /// How many streams were refused so far, for metrics.
     ///
     /// ```
     /// let limit = tower_sse::StreamLimit::new(0);
-    /// assert!(limit.try_acquire(None).is_err());
-    /// assert_eq!(limit.refused(), 1);
+    /// assert_eq!(limit.refused(), 0);
     /// ```
     pub fn refused(&self) -> u64 {
         self.counts.refused.load(Ordering::Relaxed)
@@ -306,15 +275,7 @@ impl fmt::Debug for StreamLimit {
 }
 
 /// One open stream counted by a [`StreamLimit`]; dropping it frees the place.
-///
-/// ```
-/// let limit = tower_sse::StreamLimit::new(1);
-/// let permit = limit.try_acquire(None)?;
-/// drop(permit);
-/// assert_eq!(limit.open_streams(), 0);
-/// # Ok::<(), tower_sse::LimitReached>(())
-/// ```
-pub struct StreamPermit {
+pub(crate) struct StreamPermit {
     counts: Arc<Counts>,
     client: Option<IpAddr>,
 }
@@ -356,54 +317,11 @@ enum Scope {
 /// A [`StreamLimit`] refused a stream: the server, or this client, has as many open as
 /// it may. Turns into the refusal to answer with ([`Refusal::unavailable`], or
 /// [`Refusal::reconnect_after`] with [`StreamLimit::retry_in_stream`]).
-///
-/// ```
-/// use tower_sse::{Refusal, StreamLimit};
-///
-/// let limit = StreamLimit::new(0);
-/// let reached = limit.try_acquire(None).unwrap_err();
-/// assert_eq!(reached.to_string(), "too many open event streams on this server (at most 0)");
-/// assert_eq!(Refusal::from(reached).status(), 503);
-/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LimitReached {
+pub(crate) struct LimitReached {
     scope: Scope,
     retry_after: Duration,
     retry_in_stream: bool,
-}
-
-impl LimitReached {
-    /// Whether the per-client cap refused it (rather than the server cap).
-    ///
-    /// ```
-    /// let reached = tower_sse::StreamLimit::new(0).try_acquire(None).unwrap_err();
-    /// assert!(!reached.is_per_client());
-    /// ```
-    pub fn is_per_client(&self) -> bool {
-        matches!(self.scope, Scope::Client { .. })
-    }
-
-    /// The cap that was reached.
-    ///
-    /// ```
-    /// let reached = tower_sse::StreamLimit::new(0).try_acquire(None).unwrap_err();
-    /// assert_eq!(reached.max(), 0);
-    /// ```
-    pub fn max(&self) -> usize {
-        match self.scope {
-            Scope::Server { max } | Scope::Client { max, .. } => max,
-        }
-    }
-
-    /// How long the client is told to wait.
-    ///
-    /// ```
-    /// let reached = tower_sse::StreamLimit::new(0).try_acquire(None).unwrap_err();
-    /// assert_eq!(reached.retry_after().as_secs(), 5);
-    /// ```
-    pub fn retry_after(&self) -> Duration {
-        self.retry_after
-    }
 }
 
 impl fmt::Display for LimitReached {

@@ -1,19 +1,18 @@
-//! Answers other than an event stream: 204 "stop for good", 503 "come back later", and
-//! the way an inner service chooses one.
+//! Answers other than an event stream: 204 "stop for good", 503 "come back later", 400
+//! and 403, and the stream that only says when to come back.
 
 use std::fmt;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_core::Stream;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
 
 use crate::event::write_retry;
-use crate::response::insert_sse_headers;
-use crate::{IntoEvent, SseBody};
+use crate::sse::insert_headers;
 
-/// A plain response that refuses to open an event stream.
+/// A plain response that refuses to open an event stream, and the error that says why.
 ///
 /// What a browser's `EventSource` does with it is fixed by the HTML standard: any status
 /// other than 200, or a 200 that is not `text/event-stream`, closes the source for good
@@ -28,24 +27,32 @@ use crate::{IntoEvent, SseBody};
 ///   event stream carrying only `retry: <ms>` that ends at once, so the `EventSource`
 ///   reconnects after that delay, sending its `Last-Event-ID`.
 /// - [`Refusal::new`] is any other status with a short text, such as 400 for a request
-///   the service cannot make sense of.
+///   the service cannot make sense of. A hub's
+///   [`SubscribeError`](crate::hub::SubscribeError) turns into 400 or 403.
 ///
-/// An inner service of [`SseLayer`](crate::SseLayer) refuses by answering
-/// [`Answer::Refuse`]; a handler that builds [`Sse`](crate::Sse) responses returns
-/// [`Refusal::into_response`] (or, with the `axum` and `warp` features, the refusal
-/// itself, which is an `IntoResponse` and a `warp::Reply`).
+/// [`into_response`](Refusal::into_response) makes it an ordinary `http::Response`,
+/// which a service that sometimes streams answers through `http_body_util::Either` (or
+/// a boxed body); with the `axum` and `warp` features a `Refusal` is an `IntoResponse`
+/// and a `warp::Reply`, so an axum handler can return `Result<Sse<S>, Refusal>`.
+/// [`SseLayer`](crate::SseLayer) passes refusals through untouched.
 ///
 /// ```
-/// use http::StatusCode;
-/// use tower_sse::Refusal;
+/// use std::convert::Infallible;
+/// use futures_util::stream;
+/// use http_body_util::Either;
+/// use tower::{ServiceBuilder, service_fn};
+/// use tower_sse::{Event, Refusal, Sse, SseLayer};
 ///
-/// let stop = Refusal::stop();
-/// assert_eq!(stop.status(), StatusCode::NO_CONTENT);
-///
-/// let busy = Refusal::unavailable(std::time::Duration::from_secs(30));
-/// let response = busy.into_response::<futures_util::stream::Empty<tower_sse::Event>>();
-/// assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-/// assert_eq!(response.headers()["retry-after"], "30");
+/// let service = ServiceBuilder::new()
+///     .layer(SseLayer::new())
+///     .service(service_fn(|request: http::Request<()>| async move {
+///         if request.uri().path() == "/jobs/finished" {
+///             // The browser stops reconnecting.
+///             return Ok::<_, Infallible>(Refusal::stop().into_response().map(Either::Right));
+///         }
+///         let events = stream::iter([Event::data("running")]);
+///         Ok(Sse::new(events).into_response().map(Either::Left))
+///     }));
 /// ```
 #[derive(Clone, Debug)]
 pub struct Refusal {
@@ -58,8 +65,15 @@ struct Inner {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
-    /// A 200 `text/event-stream` whose whole body is `body`.
-    event_stream: bool,
+}
+
+/// Marks a response made from a [`Refusal`], so that the layer passes it through.
+#[derive(Clone, Copy, Debug)]
+struct Refused;
+
+/// Whether `response` was made from a [`Refusal`].
+pub(crate) fn is_refusal<B>(response: &Response<B>) -> bool {
+    response.extensions().get::<Refused>().is_some()
 }
 
 impl Refusal {
@@ -72,11 +86,10 @@ impl Refusal {
     /// assert_eq!(refusal.status(), StatusCode::BAD_REQUEST);
     /// ```
     pub fn new(status: StatusCode, message: &str) -> Self {
-        let mut refusal = Inner {
+        let mut inner = Inner {
             status,
             headers: HeaderMap::new(),
             body: Bytes::new(),
-            event_stream: false,
         };
         let bodiless = status.is_informational()
             || status == StatusCode::NO_CONTENT
@@ -85,14 +98,14 @@ impl Refusal {
             let mut body = BytesMut::with_capacity(message.len() + 1);
             body.put_slice(message.as_bytes());
             body.put_u8(b'\n');
-            refusal.body = body.freeze();
-            refusal.headers.insert(
+            inner.body = body.freeze();
+            inner.headers.insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; charset=utf-8"),
             );
         }
         Refusal {
-            inner: Box::new(refusal),
+            inner: Box::new(inner),
         }
     }
 
@@ -137,13 +150,12 @@ impl Refusal {
         write_retry(&mut body, after);
         body.push(b'\n');
         let mut headers = HeaderMap::new();
-        insert_sse_headers(&mut headers, None, false);
+        insert_headers(&mut headers, false);
         Refusal {
             inner: Box::new(Inner {
                 status: StatusCode::OK,
                 headers,
                 body: Bytes::from(body),
-                event_stream: true,
             }),
         }
     }
@@ -179,135 +191,44 @@ impl Refusal {
         &self.inner.headers
     }
 
-    /// Whether this is the 200 event stream of [`Refusal::reconnect_after`].
+    /// The response.
     ///
     /// ```
-    /// use std::time::Duration;
-    /// assert!(tower_sse::Refusal::reconnect_after(Duration::from_secs(1)).is_event_stream());
-    /// assert!(!tower_sse::Refusal::stop().is_event_stream());
+    /// let response = tower_sse::Refusal::stop().into_response();
+    /// assert_eq!(response.status(), 204);
     /// ```
-    pub fn is_event_stream(&self) -> bool {
-        self.inner.event_stream
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        self.into_response_with(Full::new)
     }
 
-    /// The response, with the body type of an event stream so that a handler can return
-    /// either.
-    ///
-    /// ```
-    /// use futures_util::stream::{self, Iter};
-    /// use tower_sse::{Event, Refusal, Sse, SseBody};
-    ///
-    /// type Events = Iter<std::vec::IntoIter<Event>>;
-    /// fn answer(authorized: bool) -> http::Response<SseBody<Events>> {
-    ///     if !authorized {
-    ///         return Refusal::stop().into_response();
-    ///     }
-    ///     Sse::new(stream::iter(vec![Event::data("hi")])).into_response()
-    /// }
-    /// assert_eq!(answer(false).status(), 204);
-    /// ```
-    pub fn into_response<S>(self) -> Response<SseBody<S>> {
-        let (status, headers, body) = self.into_parts();
-        let mut response = Response::new(SseBody::plain(body));
+    /// The response, with its body made from the text by `body`: for the framework
+    /// integrations, whose bodies are their own types.
+    pub(crate) fn into_response_with<B>(self, body: impl FnOnce(Bytes) -> B) -> Response<B> {
+        let Inner {
+            status,
+            headers,
+            body: text,
+        } = *self.inner;
+        let mut response = Response::new(body(text));
         *response.status_mut() = status;
         *response.headers_mut() = headers;
+        response.extensions_mut().insert(Refused);
         response
-    }
-
-    /// The parts of the response, for the framework integrations.
-    pub(crate) fn into_parts(self) -> (StatusCode, HeaderMap, Bytes) {
-        let inner = *self.inner;
-        (inner.status, inner.headers, inner.body)
     }
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "refused with {}", self.inner.status)
+        let status = self.inner.status;
+        match std::str::from_utf8(&self.inner.body) {
+            Ok(text) if !text.trim().is_empty() => write!(f, "{status}: {}", text.trim_end()),
+            _ => write!(f, "{status}"),
+        }
     }
 }
+
+impl std::error::Error for Refusal {}
 
 fn ceil_secs(duration: Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
-}
-
-/// What the inner service of [`SseLayer`](crate::SseLayer) answers with: a stream of
-/// events, or an [`Answer`] that may refuse.
-///
-/// Every `Stream` whose items are [`IntoEvent`] is one, so an inner service that always
-/// streams simply returns its stream. One that sometimes refuses returns an [`Answer`].
-/// (The answer cannot be a `Result<S, Refusal>`: another crate could make `Result` a
-/// `Stream`, so the two implementations would overlap.)
-///
-/// ```
-/// use tower_sse::{Answer, Event, IntoEventStream};
-///
-/// let answer: Answer<futures_util::stream::Empty<Event>> = Answer::Refuse(tower_sse::Refusal::stop());
-/// assert!(answer.into_event_stream().is_err());
-/// ```
-pub trait IntoEventStream {
-    /// The stream of events that is served.
-    type Stream: Stream<Item: IntoEvent>;
-
-    /// The stream to serve, or the refusal to answer with instead.
-    ///
-    /// ```
-    /// use tower_sse::{Event, IntoEventStream};
-    /// let events = futures_util::stream::iter([Event::data("x")]);
-    /// assert!(events.into_event_stream().is_ok());
-    /// ```
-    fn into_event_stream(self) -> Result<Self::Stream, Refusal>;
-}
-
-impl<S> IntoEventStream for S
-where
-    S: Stream,
-    S::Item: IntoEvent,
-{
-    type Stream = S;
-
-    fn into_event_stream(self) -> Result<S, Refusal> {
-        Ok(self)
-    }
-}
-
-/// The answer of an inner service that streams events or refuses to.
-///
-/// ```
-/// use std::convert::Infallible;
-/// use futures_util::stream;
-/// use tower::{ServiceBuilder, service_fn};
-/// use tower_sse::{Answer, Event, Refusal, SseLayer};
-///
-/// let service = ServiceBuilder::new()
-///     .layer(SseLayer::new())
-///     .service(service_fn(|request: http::Request<()>| async move {
-///         if request.uri().path() == "/jobs/finished" {
-///             // The browser stops reconnecting.
-///             return Ok::<_, Infallible>(Answer::Refuse(Refusal::stop()));
-///         }
-///         Ok(Answer::Stream(stream::iter([Event::data("running")])))
-///     }));
-/// ```
-#[derive(Debug)]
-pub enum Answer<S> {
-    /// Serve this stream of events.
-    Stream(S),
-    /// Answer with this plain response instead.
-    Refuse(Refusal),
-}
-
-impl<S> IntoEventStream for Answer<S>
-where
-    S: Stream,
-    S::Item: IntoEvent,
-{
-    type Stream = S;
-
-    fn into_event_stream(self) -> Result<S, Refusal> {
-        match self {
-            Answer::Stream(stream) => Ok(stream),
-            Answer::Refuse(refusal) => Err(refusal),
-        }
-    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::BoxError;
+use crate::sse::BoxError;
 
 /// Why a stream ended.
 ///
@@ -17,7 +17,7 @@ use crate::BoxError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum EndReason {
-    /// The event stream returned `None`; the response ended cleanly.
+    /// The event stream ended; so did the response, cleanly.
     Finished,
     /// The connection dropped the response before the stream ended: the client closed
     /// it, reset it, or a write to it failed.
@@ -25,7 +25,8 @@ pub enum EndReason {
     /// The event stream yielded an error; the response ended cleanly after the last
     /// complete event.
     Error,
-    /// The [`Shutdown`](crate::Shutdown) signal was triggered.
+    /// The layer's shutdown token was cancelled
+    /// ([`SseLayer::graceful_shutdown`](crate::SseLayer::graceful_shutdown)).
     Shutdown,
 }
 
@@ -58,8 +59,10 @@ pub struct StreamEnd {
     /// Why the stream ended.
     pub reason: EndReason,
     /// The error the event stream yielded, when `reason` is [`EndReason::Error`].
-    pub error: Option<BoxError>,
-    /// Events handed to the connection (heartbeats and the `retry:` prelude not counted).
+    pub error: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// Events handed to the connection: the data frames of the stream's body, one per
+    /// event for [`Sse`](crate::Sse) and axum's `Sse` (heartbeats, the `retry:` prelude
+    /// and the shutdown event not counted).
     pub events: u64,
     /// Bytes handed to the connection, heartbeats included.
     pub bytes: u64,
@@ -88,13 +91,6 @@ impl Tracker {
             on_end,
             done: false,
         }
-    }
-
-    /// A tracker that reports nothing, for plain (non-stream) responses.
-    pub(crate) fn silent() -> Self {
-        let mut tracker = Tracker::new(None);
-        tracker.done = true;
-        tracker
     }
 
     pub(crate) fn is_done(&self) -> bool {

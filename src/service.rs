@@ -1,47 +1,53 @@
 //! The service the layer builds, and its response future.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::header::ALLOW;
+use bytes::Bytes;
+use http::header::{ACCEPT, ALLOW, CONNECTION};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::config::Config;
-use crate::response::sse_response;
-use crate::{IntoEventStream, LastEventId, Refusal, SseBody, SseLayer, StreamPermit};
+use crate::limit::StreamPermit;
+use crate::refusal::is_refusal;
+use crate::sse::{BoxError, insert_headers, is_event_stream, is_event_stream_type};
+use crate::{LastEventId, Refusal, SseBody, SseLayer};
 
 /// The service built by [`SseLayer`]: see there.
 ///
 /// ```
 /// use std::convert::Infallible;
 /// use tower::service_fn;
-/// use tower_sse::{Event, SseService};
+/// use tower_sse::{Event, Sse, SseService};
 ///
 /// let service = SseService::new(service_fn(|_request: http::Request<()>| async {
-///     Ok::<_, Infallible>(futures_util::stream::iter([Event::data("hello")]))
+///     let events = futures_util::stream::iter([Event::data("hello")]);
+///     Ok::<_, Infallible>(Sse::new(events).into_response())
 /// }));
 /// ```
 #[derive(Clone, Debug)]
 pub struct SseService<S> {
     inner: S,
-    layer: SseLayer,
+    config: Arc<Config>,
 }
 
 impl<S> SseService<S> {
-    /// Wraps `inner` with the default settings.
+    /// Wraps `inner` with the default settings of [`SseLayer::new`].
     ///
     /// ```
     /// # let inner = tower::service_fn(|_: http::Request<()>| async {
-    /// #     Ok::<_, std::convert::Infallible>(futures_util::stream::empty::<tower_sse::Event>())
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
     /// # });
     /// let service = tower_sse::SseService::new(inner);
     /// ```
     pub fn new(inner: S) -> Self {
-        Self::from_layer(inner, SseLayer::new())
+        Self::with_config(inner, Arc::default())
     }
 
     /// The layer with the default settings, for a `ServiceBuilder`.
@@ -53,17 +59,14 @@ impl<S> SseService<S> {
         SseLayer::new()
     }
 
-    pub(crate) fn from_layer(inner: S, layer: SseLayer) -> Self {
-        SseService { inner, layer }
+    pub(crate) fn with_config(inner: S, config: Arc<Config>) -> Self {
+        SseService { inner, config }
     }
 
     /// The inner service.
     ///
     /// ```
-    /// # let inner = tower::service_fn(|_: http::Request<()>| async {
-    /// #     Ok::<_, std::convert::Infallible>(futures_util::stream::empty::<tower_sse::Event>())
-    /// # });
-    /// let service = tower_sse::SseService::new(inner);
+    /// let service = tower_sse::SseService::new(tower::service_fn(|_: ()| async { Ok::<_, ()>(()) }));
     /// let _inner = service.get_ref();
     /// ```
     pub fn get_ref(&self) -> &S {
@@ -73,10 +76,7 @@ impl<S> SseService<S> {
     /// The inner service, mutably.
     ///
     /// ```
-    /// # let inner = tower::service_fn(|_: http::Request<()>| async {
-    /// #     Ok::<_, std::convert::Infallible>(futures_util::stream::empty::<tower_sse::Event>())
-    /// # });
-    /// let mut service = tower_sse::SseService::new(inner);
+    /// let mut service = tower_sse::SseService::new(tower::service_fn(|_: ()| async { Ok::<_, ()>(()) }));
     /// let _inner = service.get_mut();
     /// ```
     pub fn get_mut(&mut self) -> &mut S {
@@ -86,22 +86,21 @@ impl<S> SseService<S> {
     /// Takes the inner service out.
     ///
     /// ```
-    /// # let inner = tower::service_fn(|_: http::Request<()>| async {
-    /// #     Ok::<_, std::convert::Infallible>(futures_util::stream::empty::<tower_sse::Event>())
-    /// # });
-    /// let inner = tower_sse::SseService::new(inner).into_inner();
+    /// let service = tower_sse::SseService::new(tower::service_fn(|_: ()| async { Ok::<_, ()>(()) }));
+    /// let _inner = service.into_inner();
     /// ```
     pub fn into_inner(self) -> S {
         self.inner
     }
 }
 
-impl<S, ReqBody, R> Service<Request<ReqBody>> for SseService<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SseService<S>
 where
-    S: Service<Request<ReqBody>, Response = R>,
-    R: IntoEventStream,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
 {
-    type Response = Response<SseBody<R::Stream>>;
+    type Response = Response<SseBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -110,40 +109,49 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        if request.method() != Method::GET {
-            return ResponseFuture::refused(method_not_allowed());
-        }
-        let mut permit = None;
-        if let Some(limit) = &self.layer.limit {
-            let (parts, body) = request.into_parts();
-            match limit.acquire(&parts) {
-                Ok(taken) => permit = Some(taken),
-                Err(reached) => return ResponseFuture::refused(reached.into()),
-            }
-            request = Request::from_parts(parts, body);
-        }
-        if let Some(id) = LastEventId::from_request(&request, self.layer.query.as_deref()) {
+        let config = &self.config;
+        if request.extensions().get::<LastEventId>().is_none()
+            && let Some(id) = LastEventId::read(
+                request.headers().get(LastEventId::HEADER),
+                request.uri().query(),
+                config.query(),
+            )
+        {
             request.extensions_mut().insert(id);
+        }
+        let is_get = request.method() == Method::GET;
+        let mut client = None;
+        let mut permit = None;
+        if let Some(limit) = config.limit() {
+            let (parts, body) = request.into_parts();
+            client = limit.client_of(&parts);
+            request = Request::from_parts(parts, body);
+            // An EventSource says what it wants: its place is taken before the inner
+            // service runs, so a request over the cap costs the service nothing.
+            let wants_stream = request
+                .headers()
+                .get_all(ACCEPT)
+                .iter()
+                .any(|value| is_event_stream_type(value.as_bytes()));
+            if is_get && wants_stream {
+                match limit.try_acquire(client) {
+                    Ok(taken) => permit = Some(taken),
+                    Err(reached) => return ResponseFuture::refused(reached.into()),
+                }
+            }
         }
         let version = request.version();
         ResponseFuture {
             state: State::Inner {
                 inner: self.inner.call(request),
-                config: Some(self.layer.config.clone()),
+                config: config.clone(),
                 version,
+                is_get,
+                client,
                 permit,
             },
         }
     }
-}
-
-/// 405 for anything but GET: an event stream is only ever fetched.
-fn method_not_allowed() -> Refusal {
-    Refusal::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "an event stream is read with GET",
-    )
-    .header(ALLOW, HeaderValue::from_static("GET"))
 }
 
 pin_project! {
@@ -160,8 +168,10 @@ pin_project! {
         Inner {
             #[pin]
             inner: F,
-            config: Option<Arc<Config>>,
+            config: Arc<Config>,
             version: Version,
+            is_get: bool,
+            client: Option<IpAddr>,
             permit: Option<StreamPermit>,
         },
         Refused {
@@ -186,42 +196,71 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
     }
 }
 
-impl<F, R, E> Future for ResponseFuture<F>
+impl<F, B, E> Future for ResponseFuture<F>
 where
-    F: Future<Output = Result<R, E>>,
-    R: IntoEventStream,
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
 {
-    type Output = Result<Response<SseBody<R::Stream>>, E>;
+    type Output = Result<Response<SseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let response = match self.project().state.project() {
+        let (inner, config, version, is_get, client, permit) = match self.project().state.project() {
+            StateProj::Refused { refusal } => {
+                let refusal = refusal.take().expect("ResponseFuture polled after completion");
+                return Poll::Ready(Ok(refused(refusal)));
+            }
             StateProj::Inner {
                 inner,
                 config,
                 version,
+                is_get,
+                client,
                 permit,
-            } => {
-                let answer = ready!(inner.poll(cx))?;
-                let config = config
-                    .take()
-                    .expect("ResponseFuture polled after completion");
-                match answer.into_event_stream() {
-                    Ok(stream) => sse_response(
-                        SseBody::new(stream, config).with_permit(permit.take()),
-                        Some(*version),
-                    ),
-                    // A refusal is not a stream: its place under the limit is freed here.
-                    Err(refusal) => {
-                        drop(permit.take());
-                        refusal.into_response()
-                    }
-                }
-            }
-            StateProj::Refused { refusal } => refusal
-                .take()
-                .expect("ResponseFuture polled after completion")
-                .into_response(),
+            } => (inner, config, *version, *is_get, client, permit),
         };
-        Poll::Ready(Ok(response))
+        let mut response = ready!(inner.poll(cx))?;
+        if !is_event_stream(&response) || is_refusal(&response) {
+            // Not a stream: a place taken for it is freed at once.
+            drop(permit.take());
+            return Poll::Ready(Ok(response.map(SseBody::passthrough)));
+        }
+        if !is_get {
+            drop(permit.take());
+            return Poll::Ready(Ok(refused(method_not_allowed())));
+        }
+        let permit = match (permit.take(), config.limit()) {
+            (Some(taken), _) => Some(taken),
+            (None, Some(limit)) => match limit.try_acquire(*client) {
+                Ok(taken) => Some(taken),
+                // The stream was made for nothing: dropped unread.
+                Err(reached) => return Poll::Ready(Ok(refused(reached.into()))),
+            },
+            (None, None) => None,
+        };
+        insert_headers(response.headers_mut(), true);
+        if version <= Version::HTTP_11 {
+            response
+                .headers_mut()
+                .entry(CONNECTION)
+                .or_insert(HeaderValue::from_static("keep-alive"));
+        } else {
+            response.headers_mut().remove(CONNECTION);
+        }
+        let config = config.clone();
+        Poll::Ready(Ok(response.map(|body| SseBody::stream(body, config, permit))))
     }
+}
+
+fn refused<B>(refusal: Refusal) -> Response<SseBody<B>> {
+    refusal.into_response().map(SseBody::full)
+}
+
+/// 405 for anything but GET: an event stream is only ever fetched.
+fn method_not_allowed() -> Refusal {
+    Refusal::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "an event stream is read with GET",
+    )
+    .header(ALLOW, HeaderValue::from_static("GET"))
 }

@@ -1,208 +1,47 @@
-//! A signal that ends every open stream cleanly.
+//! One stream's view of the layer's shutdown token.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use tokio::sync::Notify;
-use tokio::sync::futures::OwnedNotified;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-/// A shutdown signal shared by every stream of a server.
-///
-/// An SSE response never ends on its own, so a server's graceful shutdown would wait for
-/// it forever. Give the same `Shutdown` to the layer (or to each [`Sse`](crate::Sse)
-/// response) and [`trigger`](Shutdown::trigger) it when the server starts to shut down:
-/// every open stream writes its shutdown event, if one is set, and ends, and its end is
-/// reported with [`EndReason::Shutdown`](crate::EndReason::Shutdown).
-///
-/// ```
-/// use tower_sse::{Shutdown, SseLayer};
-///
-/// let shutdown = Shutdown::new();
-/// let layer = SseLayer::new().graceful_shutdown(shutdown.clone());
-/// // ... later, when the server is asked to stop:
-/// shutdown.trigger();
-/// assert!(shutdown.is_triggered());
-/// ```
-///
-/// # With axum's `with_graceful_shutdown`
-///
-/// [`trigger_on`](Shutdown::trigger_on) turns the signal you already wait for into the
-/// future axum wants: when it fires, the streams end and axum's connections can close.
-///
-/// ```no_run
-/// # async fn run(app: axum::Router) -> std::io::Result<()> {
-/// use std::time::Duration;
-/// use tower_sse::{Event, Shutdown, SseLayer};
-///
-/// let shutdown = Shutdown::new();
-/// let layer = SseLayer::new()
-///     .graceful_shutdown(shutdown.clone())
-///     // A final frame that makes browsers come back after half a second.
-///     .shutdown_event(Event::builder().retry(Duration::from_millis(500)).build().unwrap());
-/// // ... the layer goes into `app` ...
-/// let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
-/// axum::serve(listener, app)
-///     .with_graceful_shutdown(shutdown.trigger_on(async {
-///         tokio::signal::ctrl_c().await.ok();
-///     }))
-///     .await
-/// # }
-/// ```
-///
-/// # With hyper-util's `GracefulShutdown`
-///
-/// Trigger the signal, then wait for the connections:
-///
-/// ```no_run
-/// # async fn run(listener: tokio::net::TcpListener, shutdown: tower_sse::Shutdown) {
-/// use hyper_util::rt::{TokioExecutor, TokioIo};
-/// use hyper_util::server::{conn::auto, graceful::GracefulShutdown};
-/// # let service = hyper::service::service_fn(|_req| async {
-/// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
-/// # });
-///
-/// let graceful = GracefulShutdown::new();
-/// let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
-/// loop {
-///     tokio::select! {
-///         Ok((socket, _)) = listener.accept() => {
-///             let builder = auto::Builder::new(TokioExecutor::new());
-///             let connection = builder.serve_connection(TokioIo::new(socket), service.clone());
-///             let connection = graceful.watch(connection.into_owned());
-///             tokio::spawn(connection);
-///         }
-///         _ = &mut ctrl_c => break,
-///     }
-/// }
-/// shutdown.trigger(); // every SSE stream ends ...
-/// graceful.shutdown().await; // ... so this completes
-/// # }
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct Shutdown {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    triggered: AtomicBool,
-    notify: Arc<Notify>,
-}
-
-impl Shutdown {
-    /// A signal that has not been triggered.
-    ///
-    /// ```
-    /// assert!(!tower_sse::Shutdown::new().is_triggered());
-    /// ```
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Triggers the signal: every stream watching it ends. Triggering twice does nothing.
-    ///
-    /// ```
-    /// let shutdown = tower_sse::Shutdown::new();
-    /// shutdown.trigger();
-    /// shutdown.trigger();
-    /// assert!(shutdown.is_triggered());
-    /// ```
-    pub fn trigger(&self) {
-        if !self.inner.triggered.swap(true, Ordering::AcqRel) {
-            self.inner.notify.notify_waiters();
-        }
-    }
-
-    /// Whether the signal has been triggered.
-    ///
-    /// ```
-    /// assert!(!tower_sse::Shutdown::new().is_triggered());
-    /// ```
-    pub fn is_triggered(&self) -> bool {
-        self.inner.triggered.load(Ordering::Acquire)
-    }
-
-    /// Waits until the signal is triggered.
-    ///
-    /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let shutdown = tower_sse::Shutdown::new();
-    /// let waiter = tokio::spawn({
-    ///     let shutdown = shutdown.clone();
-    ///     async move { shutdown.triggered().await }
-    /// });
-    /// shutdown.trigger();
-    /// waiter.await.unwrap();
-    /// # });
-    /// ```
-    pub async fn triggered(&self) {
-        let notified = self.inner.notify.clone().notified_owned();
-        if self.is_triggered() {
-            return;
-        }
-        notified.await;
-    }
-
-    /// Waits for `signal`, triggers the shutdown, and completes: the future to hand to
-    /// a server's graceful shutdown (axum's `with_graceful_shutdown`, warp's
-    /// `graceful`), so that the streams end when the server starts to drain.
-    ///
-    /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let shutdown = tower_sse::Shutdown::new();
-    /// let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    /// let drained = tokio::spawn(shutdown.trigger_on(async { rx.await.ok(); }));
-    /// tx.send(()).unwrap();
-    /// drained.await.unwrap();
-    /// assert!(shutdown.is_triggered());
-    /// # });
-    /// ```
-    pub fn trigger_on<F>(&self, signal: F) -> impl Future<Output = ()> + use<F>
-    where
-        F: Future,
-    {
-        let shutdown = self.clone();
-        async move {
-            signal.await;
-            shutdown.trigger();
-        }
-    }
-
-    pub(crate) fn watch(&self) -> ShutdownWatch {
-        ShutdownWatch {
-            notified: Box::pin(self.inner.notify.clone().notified_owned()),
-            shutdown: self.clone(),
-            waker: None,
-        }
-    }
-}
-
-/// One stream's view of a [`Shutdown`]: cheap to poll on every frame.
-///
-/// The notification future is polled only when the task's waker changes (that is where
-/// its wake-up is registered); otherwise a single atomic load answers.
+/// Watches a [`CancellationToken`] from a response body, cheaply enough to ask on every
+/// frame: the cancellation future, where the task's wake-up is registered, is polled only
+/// when the task's waker changes; otherwise asking is one look at the token.
 #[derive(Debug)]
 pub(crate) struct ShutdownWatch {
-    shutdown: Shutdown,
-    notified: Pin<Box<OwnedNotified>>,
+    token: CancellationToken,
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
     waker: Option<Waker>,
 }
 
 impl ShutdownWatch {
-    pub(crate) fn poll_triggered(&mut self, cx: &mut Context<'_>) -> bool {
+    pub(crate) fn new(token: &CancellationToken) -> Self {
+        ShutdownWatch {
+            token: token.clone(),
+            cancelled: Box::pin(token.clone().cancelled_owned()),
+            waker: None,
+        }
+    }
+
+    /// Whether the token is cancelled; if not, the task is woken when it is.
+    pub(crate) fn poll_cancelled(&mut self, cx: &mut Context<'_>) -> bool {
         let registered = self
             .waker
             .as_ref()
             .is_some_and(|waker| waker.will_wake(cx.waker()));
         if !registered {
-            if let Poll::Ready(()) = self.notified.as_mut().poll(cx) {
+            if let Poll::Ready(()) = self.cancelled.as_mut().poll(cx) {
                 return true;
             }
             self.waker = Some(cx.waker().clone());
+            return false;
         }
-        self.shutdown.is_triggered()
+        self.token.is_cancelled()
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
     }
 }

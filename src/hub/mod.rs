@@ -7,26 +7,26 @@
 //! missed and the live ones that follow form one sequence, with no gap and no duplicate,
 //! however many publishers run meanwhile.
 //!
+//! The hub is itself a tower service: `GET /events?topic=positions` subscribes to the
+//! topics the query names, resumed from the client's `Last-Event-ID`, and a request it
+//! cannot serve is answered 400 or 403. Put [`SseLayer`](crate::SseLayer) around it:
+//!
 //! ```
-//! use std::convert::Infallible;
-//! use tower::{ServiceBuilder, service_fn};
-//! use tower_sse::{Event, Hub, LastEventId, SseLayer};
+//! use tower::ServiceBuilder;
+//! use tower_sse::{Event, Hub, SseLayer};
 //!
 //! let hub = Hub::new();
-//! let events = ServiceBuilder::new().layer(SseLayer::new()).service(service_fn({
-//!     let hub = hub.clone();
-//!     move |request: http::Request<()>| {
-//!         // Resumes after the Last-Event-ID that the layer extracted.
-//!         let subscription = hub.subscribe(["positions"], request.extensions().get::<LastEventId>());
-//!         async move { Ok::<_, Infallible>(subscription) }
-//!     }
-//! }));
+//! let events = ServiceBuilder::new().layer(SseLayer::new()).service(hub.clone());
 //! hub.publish("positions", Event::builder().event("position").data("{}").build()?)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Handlers that choose the topics themselves call [`Hub::subscribe`] and answer with
+//! `Sse::new(subscription)`.
 
 #[cfg(feature = "redis")]
 mod redis;
+mod request;
 mod signal;
 mod storage;
 mod subscription;
@@ -38,10 +38,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::Request;
 use http::request::Parts;
 
 pub use storage::{Feed, GapReason, History, HistoryFuture, MemoryStorage, Published, Storage};
+pub use request::SubscribeError;
 pub use subscription::{Subscription, SubscriptionError};
 
 #[cfg(feature = "redis")]
@@ -109,32 +109,7 @@ pub(crate) struct HubConfig {
     pub(crate) authorize: Option<Authorize>,
 }
 
-/// The hook of [`HubBuilder::authorize`].
-#[derive(Clone)]
-pub(crate) struct Authorize(Arc<AuthorizeFn>);
-
-type AuthorizeFn = dyn Fn(&str, &Parts) -> bool + Send + Sync;
-
-impl Authorize {
-    /// Refuses at the first topic the hook refuses.
-    fn check(&self, topics: &[Arc<str>], parts: &Parts) -> Result<(), SubscribeError> {
-        match topics.iter().find(|topic| !(self.0)(topic, parts)) {
-            None => Ok(()),
-            Some(topic) => {
-                tracing::debug!(topic = %topic, "hub refused a topic");
-                Err(SubscribeError::Forbidden {
-                    topic: topic.to_string(),
-                })
-            }
-        }
-    }
-}
-
-impl fmt::Debug for Authorize {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Authorize(..)")
-    }
-}
+pub(crate) use request::Authorize;
 
 /// What happens to a subscriber whose queue is full.
 ///
@@ -324,7 +299,7 @@ impl HubBuilder {
     where
         F: Fn(&str, &Parts) -> bool + Send + Sync + 'static,
     {
-        self.config.authorize = Some(Authorize(Arc::new(allowed)));
+        self.config.authorize = Some(Authorize::new(allowed));
         self
     }
 
@@ -422,92 +397,6 @@ impl fmt::Display for PublishError {
 
 impl std::error::Error for PublishError {}
 
-/// Why a request could not be subscribed.
-///
-/// It turns into the [`Refusal`](crate::Refusal) to answer with: 403 for a topic the
-/// [`authorize`](HubBuilder::authorize) hook refused, 400 for the others, so that an
-/// inner service of [`SseLayer`](crate::SseLayer) can answer
-/// `Answer::Refuse(error.into())`. The refusal's text never repeats the request's
-/// topic names.
-///
-/// ```
-/// let request = http::Request::get("/events").body(()).unwrap();
-/// let err = tower_sse::Hub::new().subscribe_request(&request).unwrap_err();
-/// assert_eq!(err, tower_sse::hub::SubscribeError::NoTopic);
-/// assert_eq!(tower_sse::Refusal::from(err).status(), 400);
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SubscribeError {
-    /// The request names no topic.
-    NoTopic,
-    /// The request names more topics than allowed.
-    TooManyTopics {
-        /// The most a subscription may read.
-        max: usize,
-    },
-    /// A topic name is not valid UTF-8 once decoded.
-    InvalidTopic,
-    /// The [`authorize`](HubBuilder::authorize) hook refused a topic.
-    Forbidden {
-        /// The first topic refused.
-        topic: String,
-    },
-}
-
-impl fmt::Display for SubscribeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SubscribeError::NoTopic => f.write_str("no topic to subscribe to"),
-            SubscribeError::TooManyTopics { max } => {
-                write!(f, "too many topics: at most {max} per subscription")
-            }
-            SubscribeError::InvalidTopic => f.write_str("a topic name is not valid UTF-8"),
-            SubscribeError::Forbidden { topic } => {
-                write!(f, "not allowed to subscribe to topic {topic:?}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for SubscribeError {}
-
-impl From<SubscribeError> for crate::Refusal {
-    /// 403 for [`SubscribeError::Forbidden`], 400 for the others, with a short text
-    /// that does not repeat the request's topic names.
-    ///
-    /// ```
-    /// use std::convert::Infallible;
-    /// use tower::{ServiceBuilder, service_fn};
-    /// use tower_sse::{Answer, Hub, SseLayer};
-    ///
-    /// let hub = Hub::builder().max_topics(8).build();
-    /// let service = ServiceBuilder::new().layer(SseLayer::new()).service(service_fn(
-    ///     move |request: http::Request<()>| {
-    ///         let answer = match hub.subscribe_request(&request) {
-    ///             Ok(subscription) => Answer::Stream(subscription),
-    ///             Err(error) => Answer::Refuse(error.into()),
-    ///         };
-    ///         async move { Ok::<_, Infallible>(answer) }
-    ///     },
-    /// ));
-    /// ```
-    fn from(error: SubscribeError) -> Self {
-        use http::StatusCode;
-        match error {
-            SubscribeError::Forbidden { .. } => crate::Refusal::new(
-                StatusCode::FORBIDDEN,
-                "not allowed to subscribe to this topic",
-            ),
-            SubscribeError::NoTopic
-            | SubscribeError::TooManyTopics { .. }
-            | SubscribeError::InvalidTopic => {
-                crate::Refusal::new(StatusCode::BAD_REQUEST, &error.to_string())
-            }
-        }
-    }
-}
-
 impl Default for Hub {
     fn default() -> Self {
         Self::new()
@@ -599,111 +488,6 @@ impl Hub {
             }
         }
         self.inner.subscribe(names, last_event_id)
-    }
-
-    /// Subscribes as the request asks: topics from the query (`?topic=a&topic=b`, the
-    /// parameter set by [`HubBuilder::topic_param`]), resumed from the [`LastEventId`]
-    /// that [`SseLayer`](crate::SseLayer) put in the request's extensions (or, without
-    /// the layer, from the `Last-Event-ID` header).
-    ///
-    /// A request that names no topic, a topic that is not UTF-8, more topics than
-    /// [`max_topics`](HubBuilder::max_topics), or a topic the
-    /// [`authorize`](HubBuilder::authorize) hook refuses is refused with a
-    /// [`SubscribeError`], which turns into the [`Refusal`](crate::Refusal) to answer
-    /// with (400, or 403 for a refused topic). A malformed, unknown or too old
-    /// `Last-Event-ID` is no error: the subscriber first receives the reset event.
-    ///
-    /// ```
-    /// let hub = tower_sse::Hub::new();
-    /// let request = http::Request::get("/events?topic=a&topic=b%20c").body(()).unwrap();
-    /// let subscription = hub.subscribe_request(&request)?;
-    /// assert_eq!(subscription.topics().collect::<Vec<_>>(), ["a", "b c"]);
-    /// # Ok::<(), tower_sse::hub::SubscribeError>(())
-    /// ```
-    pub fn subscribe_request<B>(
-        &self,
-        request: &Request<B>,
-    ) -> Result<Subscription, SubscribeError> {
-        let names = self.topics_of(request.uri())?;
-        if let Some(authorize) = &self.inner.config.authorize {
-            // The hook takes the head as `Parts`: a copy, made only when there is a hook.
-            let (mut parts, ()) = Request::new(()).into_parts();
-            parts.method = request.method().clone();
-            parts.uri = request.uri().clone();
-            parts.version = request.version();
-            parts.headers = request.headers().clone();
-            parts.extensions = request.extensions().clone();
-            authorize.check(&names, &parts)?;
-        }
-        let from_header;
-        let last_event_id = match request.extensions().get::<LastEventId>() {
-            Some(id) => Some(id),
-            None => {
-                from_header = LastEventId::from_request(request, None);
-                from_header.as_ref()
-            }
-        };
-        Ok(self.inner.subscribe(names, last_event_id))
-    }
-
-    /// [`subscribe_request`](Hub::subscribe_request) for code that holds the request's
-    /// head, such as an extractor: the same topics, authorization and resume point.
-    ///
-    /// ```
-    /// let hub = tower_sse::Hub::new();
-    /// let (parts, ()) = http::Request::get("/events?topic=a")
-    ///     .header("last-event-id", "7")
-    ///     .body(())?
-    ///     .into_parts();
-    /// let subscription = hub.subscribe_parts(&parts).unwrap();
-    /// assert_eq!(subscription.topics().collect::<Vec<_>>(), ["a"]);
-    /// # Ok::<(), http::Error>(())
-    /// ```
-    pub fn subscribe_parts(&self, parts: &Parts) -> Result<Subscription, SubscribeError> {
-        let names = self.topics_of(&parts.uri)?;
-        if let Some(authorize) = &self.inner.config.authorize {
-            authorize.check(&names, parts)?;
-        }
-        let from_header;
-        let last_event_id = match parts.extensions.get::<LastEventId>() {
-            Some(id) => Some(id),
-            None => {
-                from_header = LastEventId::from_headers(&parts.headers).unwrap_or_else(|error| {
-                    tracing::warn!(%error, "ignoring malformed Last-Event-ID header");
-                    None
-                });
-                from_header.as_ref()
-            }
-        };
-        Ok(self.inner.subscribe(names, last_event_id))
-    }
-
-    /// The distinct topics the query of `uri` names, in order.
-    fn topics_of(&self, uri: &http::Uri) -> Result<Vec<Arc<str>>, SubscribeError> {
-        let config = &self.inner.config;
-        let mut names: Vec<Arc<str>> = Vec::new();
-        for pair in uri.query().unwrap_or("").split('&') {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            if key != &*config.topic_param {
-                continue;
-            }
-            let spaced = value.replace('+', " ");
-            let topic = percent_encoding::percent_decode_str(&spaced)
-                .decode_utf8()
-                .map_err(|_| SubscribeError::InvalidTopic)?;
-            if !names.iter().any(|n| **n == *topic) {
-                if names.len() == config.max_topics {
-                    return Err(SubscribeError::TooManyTopics {
-                        max: config.max_topics,
-                    });
-                }
-                names.push(Arc::from(topic.as_ref()));
-            }
-        }
-        if names.is_empty() {
-            return Err(SubscribeError::NoTopic);
-        }
-        Ok(names)
     }
 
     /// The counters of `topic`, if it exists.
