@@ -1,8 +1,8 @@
 //! axum 0.8 over real sockets: `route_service` with `SseLayer`, handlers returning
 //! `Sse`, the `LastEventId` and hub `Subscription` extractors with a `Hub` as router
-//! state, and `Router::layer(SseRouterLayer)` with `SseRequest` handlers (settings,
-//! heartbeats, limits by `ConnectInfo`, disconnect reports, the headers of axum's own
-//! SSE responses). Graceful shutdown is in `tests/shutdown.rs`.
+//! state, and `Router::layer(SseLayer)` over ordinary handlers (settings, heartbeats,
+//! limits by `ConnectInfo`, disconnect reports, axum's own `Sse`, responses that are not
+//! streams). Graceful shutdown is in `tests/shutdown.rs`.
 
 #![cfg(feature = "axum")]
 
@@ -29,9 +29,8 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 use tower::{Layer, service_fn};
-use tower_sse::axum::{SseRequest, SseRouterLayer};
 use tower_sse::{
-    EndReason, Event, Hub, KeepAlive, LastEventId, Sse, SseLayer, StreamEnd, StreamLimit,
+    EndReason, Event, Hub, LastEventId, Refusal, Sse, SseLayer, StreamEnd, StreamLimit,
     Subscription,
 };
 
@@ -70,7 +69,7 @@ async fn route_service_with_the_layer_serves_events_and_reads_last_event_id() {
                 .build()
                 .unwrap()
         });
-        Ok::<_, Infallible>(stream::iter(events))
+        Ok::<_, Infallible>(Sse::new(stream::iter(events)).into_response())
     }));
     let app = Router::new().route_service("/events", service);
     let server = serve(app).await;
@@ -176,8 +175,8 @@ async fn publish(
     published.id().unwrap().to_string()
 }
 
-async fn subscribe(sse: SseRequest, subscription: Subscription) -> impl IntoResponse {
-    sse.respond(subscription)
+async fn subscribe(subscription: Subscription) -> Sse<Subscription> {
+    Sse::new(subscription)
 }
 
 #[tokio::test]
@@ -187,7 +186,7 @@ async fn a_hub_as_router_state_with_the_subscription_extractor() {
         .route("/events", routing::get(subscribe))
         .route("/publish/{topic}", post(publish))
         .with_state(hub.clone())
-        .layer(SseRouterLayer::new(SseLayer::new()));
+        .layer(SseLayer::new());
     let server = serve(app).await;
 
     for http2 in [false, true] {
@@ -251,41 +250,61 @@ async fn a_hub_as_router_state_with_the_subscription_extractor() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_router_layer_hands_its_settings_to_sse_request_handlers() {
+async fn the_router_layer_applies_its_settings_to_every_handlers_stream() {
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
     let (senders_tx, mut senders) = mpsc::unbounded_channel::<mpsc::UnboundedSender<Event>>();
-    let handler = move |sse: SseRequest| {
+    let ours = {
+        let senders_tx = senders_tx.clone();
+        move || {
+            let senders_tx = senders_tx.clone();
+            async move {
+                let (tx, rx) = mpsc::unbounded_channel();
+                senders_tx.send(tx).unwrap();
+                Sse::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+            }
+        }
+    };
+    // axum's own `Sse`, without a keep-alive of its own: the layer's heartbeat serves it.
+    let native = move || {
         let senders_tx = senders_tx.clone();
         async move {
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::unbounded_channel::<Event>();
             senders_tx.send(tx).unwrap();
-            sse.respond(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+            let events = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).map(|event| {
+                let text = std::str::from_utf8(event.as_bytes()).unwrap();
+                let data = text.strip_prefix("data: ").unwrap().trim_end();
+                Ok::<_, Infallible>(axum::response::sse::Event::default().data(data))
+            });
+            axum::response::Sse::new(events)
         }
     };
     let layer = SseLayer::new()
         .retry(Duration::from_secs(3))
-        .keep_alive(
-            KeepAlive::new()
-                .interval(Duration::from_secs(10))
-                .text("hb"),
-        )
+        .heartbeat(Duration::from_secs(10))
+        .heartbeat_event(Event::comment("hb"))
         .on_end(move |end: &StreamEnd| {
             let _ = reports_tx.send((end.reason, end.events));
         });
     let app = Router::new()
-        .route("/events", routing::get(handler))
-        .layer(SseRouterLayer::new(layer));
+        .route("/events", routing::get(ours))
+        .route("/native", routing::get(native))
+        .layer(layer);
     let server = serve(app).await;
 
-    for http2 in [false, true] {
+    for (path, http2) in [
+        ("/events", false),
+        ("/events", true),
+        ("/native", false),
+        ("/native", true),
+    ] {
         let mut client_h1 = None;
         let mut client_h2 = None;
         let response = if http2 {
             let client = client_h2.insert(h2_connect(server.addr).await);
-            client.send(get("/events").body(empty()).unwrap()).await
+            client.send(get(path).body(empty()).unwrap()).await
         } else {
             let client = client_h1.insert(h1_connect(server.addr).await);
-            client.send(get("/events").body(empty()).unwrap()).await
+            client.send(get(path).body(empty()).unwrap()).await
         };
         assert_eq!(response.status(), StatusCode::OK);
         let version = if http2 {
@@ -302,7 +321,7 @@ async fn the_router_layer_hands_its_settings_to_sse_request_handlers() {
         let start = Instant::now();
         assert_eq!(next_data(&mut body).await.unwrap(), "retry: 3000\n\n");
         sender.send(Event::data("one")).unwrap();
-        assert_eq!(next_data(&mut body).await.unwrap(), "data: one\n\n");
+        assert_eq!(next_data(&mut body).await.unwrap(), "data: one\n\n", "{path}");
         assert_eq!(next_data(&mut body).await.unwrap(), ": hb\n\n");
         if http2 {
             // Paused time runs ahead while HTTP/2 frames cross the loopback socket
@@ -326,21 +345,27 @@ async fn the_router_layer_hands_its_settings_to_sse_request_handlers() {
 }
 
 #[tokio::test]
-async fn sse_request_refuses_over_the_limit_before_the_handler_runs() {
+async fn the_router_layer_refuses_over_the_limit_before_the_handler_runs() {
     let calls = Arc::new(AtomicUsize::new(0));
     let handler = {
         let calls = calls.clone();
-        move |sse: SseRequest| {
+        move || {
             calls.fetch_add(1, Ordering::SeqCst);
-            async move { sse.respond(stream::pending::<Event>()) }
+            async move { Sse::new(stream::pending::<Event>()) }
         }
     };
+    // axum puts the peer address in `ConnectInfo`; the limit is told where to look.
     let limit = StreamLimit::new(100)
         .per_client(2)
-        .retry_after(Duration::from_secs(9));
+        .retry_after(Duration::from_secs(9))
+        .client_key(|parts| {
+            let info = parts.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()?;
+            Some(info.0.ip())
+        });
     let app = Router::new()
         .route("/events", routing::get(handler.clone()).post(handler))
-        .layer(SseRouterLayer::new(SseLayer::new().limit(limit.clone())));
+        .route("/health", routing::get(|| async { "ok" }))
+        .layer(SseLayer::new().limit(limit.clone()));
 
     // axum's own server, with the peer address as `ConnectInfo`, which the limit reads.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -376,11 +401,26 @@ async fn sse_request_refuses_over_the_limit_before_the_handler_runs() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(limit.open_streams(), 3);
 
-    // A POST routed to the same handler is refused by the extractor with 405.
+    // A POST routed to the same handler: the layer answers its stream with 405.
     let post = Request::post("/events").body(empty()).unwrap();
     let response = from("127.0.0.6").await.send(post).await;
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // The handler ran (only an answer tells the layer a route is a stream); its stream
+    // was dropped unread.
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert_eq!(limit.open_streams(), 3, "the refused stream took no place");
+
+    // Routes that are not streams are not counted, even from a client at its cap
+    // (a request that does not ask for an event stream takes a place only once its
+    // answer turns out to be one).
+    for _ in 0..3 {
+        let response = from("127.0.0.4")
+            .await
+            .send(Request::get("/health").body(empty()).unwrap())
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(text(response).await, "ok");
+    }
 
     // A client leaves: its place is free again.
     let (client, response) = held.pop().unwrap();
@@ -402,7 +442,7 @@ async fn sse_request_refuses_over_the_limit_before_the_handler_runs() {
 }
 
 #[tokio::test]
-async fn the_router_layer_completes_the_headers_of_axums_own_sse() {
+async fn the_router_layer_completes_the_headers_of_axums_own_sse_and_leaves_the_rest() {
     async fn native() -> impl IntoResponse {
         let events = stream::iter([Ok::<_, Infallible>(
             axum::response::sse::Event::default().data("native"),
@@ -412,10 +452,25 @@ async fn the_router_layer_completes_the_headers_of_axums_own_sse() {
     async fn plain() -> &'static str {
         "not a stream"
     }
+    async fn gone() -> StatusCode {
+        StatusCode::GONE
+    }
+    async fn response() -> axum::response::Response {
+        (StatusCode::ACCEPTED, [("x-kind", "raw")], "raw response").into_response()
+    }
+    async fn maybe(last: Option<LastEventId>) -> Result<Sse<stream::Iter<std::vec::IntoIter<Event>>>, Refusal> {
+        match last {
+            Some(_) => Err(Refusal::stop()),
+            None => Ok(Sse::new(stream::iter(vec![Event::data("first visit")]))),
+        }
+    }
     let app = Router::new()
         .route("/native", routing::get(native))
         .route("/plain", routing::get(plain))
-        .layer(SseRouterLayer::new(SseLayer::new()));
+        .route("/gone", routing::get(gone))
+        .route("/response", routing::get(response))
+        .route("/maybe", routing::get(maybe))
+        .layer(SseLayer::new().retry(Duration::from_secs(2)));
     let server = serve(app).await;
     for http2 in [false, true] {
         let response = send(server.addr, get("/native").body(empty()).unwrap(), http2).await;
@@ -433,6 +488,20 @@ async fn the_router_layer_completes_the_headers_of_axums_own_sse() {
         assert!(!response.headers().contains_key("x-accel-buffering"));
         assert!(!response.headers().contains_key("content-encoding"));
         assert_eq!(text(response).await, "not a stream");
+        let response = send(server.addr, get("/gone").body(empty()).unwrap(), http2).await;
+        assert_eq!(response.status(), StatusCode::GONE);
+        let response = send(server.addr, get("/response").body(empty()).unwrap(), http2).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        assert_eq!(response.headers()["x-kind"], "raw");
+        assert_eq!(text(response).await, "raw response");
+
+        // `Result<Sse, Refusal>`: the stream, with the layer's prelude, or the refusal.
+        let response = send(server.addr, get("/maybe").body(empty()).unwrap(), http2).await;
+        let body = text(response).await;
+        assert_eq!(body, "retry: 2000\n\ndata: first visit\n\n");
+        let again = with_id(get("/maybe"), b"1").body(empty()).unwrap();
+        let response = send(server.addr, again, http2).await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
     }
 }
 
@@ -448,7 +517,7 @@ async fn the_subscription_extractor_shows_the_authorize_hook_the_whole_request()
     let app = Router::new()
         .route("/events", routing::get(subscribe))
         .with_state(hub.clone())
-        .layer(SseRouterLayer::new(SseLayer::new()));
+        .layer(SseLayer::new());
     let server = serve(app).await;
 
     let refused = send(

@@ -18,7 +18,8 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
-use tower_sse::{EndReason, Event, KeepAlive, LastEventId, Shutdown, Sse, SseLayer, StreamEnd};
+use tokio_util::sync::CancellationToken;
+use tower_sse::{EndReason, Event, LastEventId, Refusal, Sse, SseLayer, StreamEnd};
 
 /// What the `on_end` callback saw.
 #[derive(Debug, PartialEq)]
@@ -55,7 +56,8 @@ async fn channel_server(
         move |_request: Request<Incoming>| {
             let (tx, rx) = mpsc::unbounded_channel();
             senders_tx.send(tx).unwrap();
-            async move { Ok::<_, Infallible>(UnboundedReceiverStream::new(rx)) }
+            let events = UnboundedReceiverStream::new(rx);
+            async move { Ok::<_, Infallible>(Sse::new(events).into_response()) }
         },
     ));
     (serve(service).await, senders_rx)
@@ -65,8 +67,8 @@ async fn channel_server(
 async fn fixed_server(layer: SseLayer, events: Vec<Event>) -> TestServer {
     let service = ServiceBuilder::new().layer(layer).service(service_fn(
         move |_request: Request<Incoming>| {
-            let events = events.clone();
-            async move { Ok::<_, Infallible>(stream::iter(events)) }
+            let events = stream::iter(events.clone());
+            async move { Ok::<_, Infallible>(Sse::new(events).into_response()) }
         },
     ));
     serve(service).await
@@ -140,7 +142,7 @@ async fn the_service_writes_connection_only_for_http1_requests() {
     let service = ServiceBuilder::new()
         .layer(SseLayer::new())
         .service(service_fn(|_: Request<()>| async {
-            Ok::<_, Infallible>(stream::empty::<Event>())
+            Ok::<_, Infallible>(Sse::new(stream::empty::<Event>()).into_response())
         }));
     for (version, expected) in [
         (Version::HTTP_10, Some("keep-alive")),
@@ -174,7 +176,7 @@ async fn requests_other_than_get_get_405() {
 async fn retry_goes_first_then_heartbeats_after_idle_time_reset_by_each_event() {
     let layer = SseLayer::new()
         .retry(Duration::from_millis(2500))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
+        .heartbeat(Duration::from_secs(15));
     let (server, mut senders) = channel_server(layer).await;
     let mut client = h1_connect(server.addr).await;
     let start = Instant::now();
@@ -206,10 +208,10 @@ async fn retry_goes_first_then_heartbeats_after_idle_time_reset_by_each_event() 
 
 #[tokio::test(start_paused = true)]
 async fn a_late_poll_writes_one_heartbeat_not_a_burst() {
-    let mut body = Sse::new(stream::pending::<Event>())
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(1)).text("hb"))
-        .into_response()
-        .into_body();
+    let layer = SseLayer::new()
+        .heartbeat(Duration::from_secs(1))
+        .heartbeat_event(Event::comment("hb"));
+    let mut body = layered(layer, || stream::pending::<Event>()).await;
     let start = Instant::now();
     let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
     assert_eq!(text(&frame), ": hb\n\n");
@@ -234,10 +236,8 @@ async fn a_late_poll_writes_one_heartbeat_not_a_burst() {
 async fn ready_events_are_coalesced_into_few_frames_up_to_the_bound() {
     let events = numbered(10_000);
     let total: usize = events.iter().map(|e| e.as_bytes().len()).sum();
-    let mut body = Sse::new(stream::iter(events.clone()))
-        .max_frame_size(16 * 1024)
-        .into_response()
-        .into_body();
+    let layer = SseLayer::new().max_frame_size(16 * 1024);
+    let mut body = layered(layer, || stream::iter(events.clone())).await;
     let mut frames = Vec::new();
     while let Some(frame) = body.frame().await {
         frames.push(frame.unwrap().into_data().unwrap());
@@ -371,7 +371,7 @@ async fn vanishing_proxy(
 #[tokio::test(start_paused = true)]
 async fn a_vanished_client_is_noticed_at_the_next_heartbeat() {
     let (layer, mut reports) =
-        reporting(SseLayer::new().keep_alive(KeepAlive::new().interval(Duration::from_secs(15))));
+        reporting(SseLayer::new().heartbeat(Duration::from_secs(15)));
     let (server, mut senders) = channel_server(layer).await;
     let (proxy, cut) = vanishing_proxy(server.addr).await;
 
@@ -414,7 +414,7 @@ async fn a_stream_error_ends_the_response_cleanly_and_is_reported() {
                     Err(std::io::Error::other("database went away")),
                     Ok(Event::data("never")),
                 ];
-                Ok::<_, Infallible>(stream::iter(items))
+                Ok::<_, Infallible>(Sse::new(stream::iter(items)).into_response())
             }));
     let server = serve(service).await;
     for http2 in [false, true] {
@@ -473,7 +473,7 @@ async fn a_finished_stream_is_reported_with_what_it_sent() {
 
 #[tokio::test]
 async fn shutdown_ends_every_stream_after_its_final_event() {
-    let shutdown = Shutdown::new();
+    let shutdown = CancellationToken::new();
     let bye = Event::builder()
         .retry(Duration::from_millis(100))
         .event("bye")
@@ -505,7 +505,7 @@ async fn shutdown_ends_every_stream_after_its_final_event() {
         .map(|r| tokio::spawn(async move { events(r).collect::<Vec<_>>().await }))
         .collect();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    shutdown.trigger();
+    shutdown.cancel();
 
     for reader in readers {
         let parsed = reader.await.unwrap();
@@ -532,7 +532,8 @@ async fn an_outer_compress_everything_layer_neither_compresses_nor_buffers() {
         .service(service_fn(move |_: Request<Incoming>| {
             let (tx, rx) = mpsc::unbounded_channel();
             senders_tx.send(tx).unwrap();
-            async move { Ok::<_, Infallible>(UnboundedReceiverStream::new(rx)) }
+            let events = UnboundedReceiverStream::new(rx);
+            async move { Ok::<_, Infallible>(Sse::new(events).into_response()) }
         }))
         .map_response(|r| r.map(|b| b.boxed()));
     let plain = service_fn(|_: Request<Incoming>| async {
@@ -593,7 +594,7 @@ async fn echo_id_server(layer: SseLayer) -> TestServer {
         |request: Request<Incoming>| async move {
             let id = request.extensions().get::<LastEventId>();
             let data = id.map_or("<none>".to_owned(), |id| format!("[{id}]"));
-            Ok::<_, Infallible>(stream::iter([Event::data(&data)]))
+            Ok::<_, Infallible>(Sse::new(stream::iter([Event::data(&data)])).into_response())
         },
     ));
     serve(service).await
@@ -674,25 +675,121 @@ async fn last_event_id_from_header_and_query_and_malformed_values() {
 }
 
 #[tokio::test]
-async fn the_plain_response_type_serves_one_stream() {
-    let service = service_fn(|request: Request<Incoming>| async move {
-        let response = Sse::new(stream::iter(numbered(5)))
-            .http_version(request.version())
-            .into_response();
-        Ok::<_, Infallible>(response)
+async fn sse_alone_serves_one_stream_with_its_headers() {
+    // Without the layer: the headers of an event stream, one frame per event, and no
+    // connection header (the layer adds it for HTTP/1.x only).
+    let service = service_fn(|_: Request<Incoming>| async {
+        Ok::<_, Infallible>(Sse::new(stream::iter(numbered(5))).into_response())
     });
     let server = serve(service).await;
-    let response = h1_connect(server.addr)
-        .await
-        .send(get("/").body(empty()).unwrap())
-        .await;
+    for http2 in [false, true] {
+        let response = if http2 {
+            h2_connect(server.addr).await.send(get("/").body(empty()).unwrap()).await
+        } else {
+            h1_connect(server.addr).await.send(get("/").body(empty()).unwrap()).await
+        };
+        let headers = response.headers();
+        assert_eq!(headers["content-type"], "text/event-stream");
+        assert_eq!(headers["cache-control"], "no-cache, no-transform");
+        assert_eq!(headers["content-encoding"], "identity");
+        assert!(!headers.contains_key("connection"));
+        let ids: Vec<_> = events(response).map(|e| e.id).collect().await;
+        assert_eq!(ids, ["0", "1", "2", "3", "4"]);
+    }
+}
+
+#[tokio::test]
+async fn other_responses_pass_through_untouched() {
+    // One layer over a whole "router": a page, a JSON answer to a POST, an error and a
+    // refusal go through as they are; only the event stream is wrapped.
+    let (layer, mut reports) = reporting(SseLayer::new().retry(Duration::from_secs(1)));
+    let service = ServiceBuilder::new().layer(layer).service(service_fn(
+        |request: Request<Incoming>| async move {
+            let response = match request.uri().path() {
+                "/page" => {
+                    let mut response = Response::new(Full::new(Bytes::from("<h1>hi</h1>")));
+                    response
+                        .headers_mut()
+                        .insert("content-type", "text/html".parse().unwrap());
+                    response
+                }
+                "/publish" => {
+                    let mut response = Response::new(Full::new(Bytes::from("{\"id\":7}")));
+                    *response.status_mut() = StatusCode::CREATED;
+                    response
+                }
+                "/missing" => {
+                    let mut response = Response::new(Full::new(Bytes::new()));
+                    *response.status_mut() = StatusCode::NOT_FOUND;
+                    response
+                }
+                "/later" => Refusal::reconnect_after(Duration::from_secs(3)).into_response(),
+                _ => {
+                    let (parts, _) = Sse::new(stream::iter(numbered(2))).into_response().into_parts();
+                    let mut bytes = Vec::new();
+                    for event in numbered(2) {
+                        bytes.extend_from_slice(event.as_bytes());
+                    }
+                    Response::from_parts(parts, Full::new(Bytes::from(bytes)))
+                }
+            };
+            Ok::<_, Infallible>(response)
+        },
+    ));
+    let server = serve(service).await;
+    let mut client = h1_connect(server.addr).await;
+
+    let response = client.send(get("/page").body(empty()).unwrap()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/html");
+    for name in ["connection", "cache-control", "x-accel-buffering", "content-encoding"] {
+        assert!(!response.headers().contains_key(name), "{name} on a page");
+    }
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(text(&body), "<h1>hi</h1>");
+
+    let request = Request::post("/publish").body(empty()).unwrap();
+    let response = client.send(request).await;
+    assert_eq!(response.status(), StatusCode::CREATED, "a POST that is no stream is not 405");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(text(&body), "{\"id\":7}");
+
+    let response = client.send(get("/missing").body(empty()).unwrap()).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    response.into_body().collect().await.unwrap();
+
+    // A refusal that is an event stream is not wrapped: no prelude, no report.
+    let response = client.send(get("/later").body(empty()).unwrap()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(text(&body), ": come back later\nretry: 3000\n\n");
+
+    // A body made by hand, with the content type of an event stream, is wrapped: the
+    // prelude goes first and its frame is reported.
+    let response = client.send(get("/events").body(empty()).unwrap()).await;
     assert_eq!(response.headers()["connection"], "keep-alive");
-    let parsed: Vec<_> = events(response).collect().await;
-    assert_eq!(parsed.len(), 5);
-    let response = h2_connect(server.addr)
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(text(&body).starts_with("retry: 1000\n\nid: 0\n"));
+    let report = reports.recv().await.unwrap();
+    assert_eq!((report.reason, report.events), (EndReason::Finished, 1));
+    assert!(reports.try_recv().is_err(), "only the stream was reported");
+}
+
+/// The body of the layer's response to one request, for tests that poll it directly.
+async fn layered<S, F>(layer: SseLayer, events: F) -> tower_sse::SseBody<Sse<S>>
+where
+    S: futures_util::Stream<Item = Event>,
+    F: Fn() -> S,
+{
+    let service = ServiceBuilder::new()
+        .layer(layer)
+        .service(service_fn(|_: Request<()>| {
+            let response = Sse::new(events()).into_response();
+            async move { Ok::<_, Infallible>(response) }
+        }));
+    service
+        .oneshot(Request::get("/").body(()).unwrap())
         .await
-        .send(get("/").body(empty()).unwrap())
-        .await;
-    assert!(!response.headers().contains_key("connection"));
-    assert_eq!(events(response).count().await, 5);
+        .unwrap()
+        .into_body()
 }
