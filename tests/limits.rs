@@ -13,20 +13,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Either};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use support::*;
-use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tower::util::BoxCloneService;
 use tower::{Layer, ServiceBuilder, service_fn};
-use tower_sse::{Answer, EndReason, Event, Refusal, SseLayer, StreamEnd, StreamLimit};
+use tower_sse::{EndReason, Event, Refusal, Sse, SseLayer, StreamEnd, StreamLimit};
 
 /// A hang guard: long enough never to fire on a healthy run.
 const GUARD: Duration = Duration::from_secs(20);
@@ -35,7 +31,7 @@ type Senders = mpsc::UnboundedReceiver<mpsc::UnboundedSender<Event>>;
 
 type Boxed = BoxCloneService<
     Request<Incoming>,
-    http::Response<UnsyncBoxBody<Bytes, Infallible>>,
+    http::Response<UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>>,
     Infallible,
 >;
 
@@ -54,7 +50,8 @@ fn channel_service(layer: SseLayer) -> (Boxed, Senders, mpsc::UnboundedReceiver<
         .service(service_fn(move |_request: Request<Incoming>| {
             let (tx, rx) = mpsc::unbounded_channel();
             senders_tx.send(tx).unwrap();
-            async move { Ok::<_, Infallible>(UnboundedReceiverStream::new(rx)) }
+            let events = Sse::new(UnboundedReceiverStream::new(rx));
+            async move { Ok::<_, Infallible>(events.into_response()) }
         }));
     (service, senders_rx, reports_rx)
 }
@@ -133,54 +130,13 @@ async fn the_server_cap_answers_503_with_retry_after_until_a_stream_ends() {
     assert_eq!(limit.open_streams(), 3);
 }
 
-/// A server that puts each connection's peer address in the request extensions, as
-/// [`StreamLimit`] reads it by default.
-async fn serve_with_peer<S, B>(service: S) -> (SocketAddr, tokio::task::JoinHandle<()>)
-where
-    S: tower::Service<Request<Incoming>, Response = http::Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accept = tokio::spawn(async move {
-        loop {
-            let Ok((socket, peer)) = listener.accept().await else {
-                continue;
-            };
-            let service = ServiceBuilder::new()
-                .map_request(move |mut request: Request<Incoming>| {
-                    request.extensions_mut().insert(peer);
-                    request
-                })
-                .service(service.clone());
-            tokio::spawn(async move {
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(socket), TowerToHyperService::new(service))
-                    .await;
-            });
-        }
-    });
-    (addr, accept)
-}
-
-/// An HTTP/1.1 connection from `from` (another loopback address).
-async fn h1_from(from: IpAddr, to: SocketAddr) -> H1 {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(from, 0)).unwrap();
-    h1_over(socket.connect(to).await.unwrap()).await
-}
-
 #[tokio::test]
 async fn the_per_client_cap_counts_each_address_apart() {
     let limit = StreamLimit::new(100).per_client(2);
     let (service, mut senders, _reports) = channel_service(SseLayer::new().limit(limit.clone()));
-    let (addr, accept) = serve_with_peer(service).await;
+    // The test server puts each connection's peer address in the request extensions.
+    let server = serve(service).await;
+    let addr = server.addr;
     let alice: IpAddr = "127.0.0.2".parse().unwrap();
     let bob: IpAddr = "127.0.0.3".parse().unwrap();
 
@@ -207,7 +163,6 @@ async fn the_per_client_cap_counts_each_address_apart() {
     assert_eq!(limit.open_streams_from(bob), 2);
     assert_eq!(limit.open_streams(), 4);
     assert_eq!(limit.refused(), 1);
-    accept.abort();
 }
 
 #[tokio::test]
@@ -271,12 +226,15 @@ async fn an_inner_service_stops_a_client_with_204_or_refuses_with_a_reason() {
     let service = ServiceBuilder::new()
         .layer(SseLayer::new().limit(limit.clone()))
         .service(service_fn(|request: Request<Incoming>| async move {
-            let answer = match request.uri().path() {
-                "/done" => Answer::Refuse(Refusal::stop()),
-                "/bad" => Answer::Refuse(Refusal::new(StatusCode::BAD_REQUEST, "no such topic: ✈")),
-                _ => Answer::Stream(stream::iter([Event::data("live")])),
+            let refusal = match request.uri().path() {
+                "/done" => Refusal::stop(),
+                "/bad" => Refusal::new(StatusCode::BAD_REQUEST, "no such topic: ✈"),
+                _ => {
+                    let events = Sse::new(stream::iter([Event::data("live")]));
+                    return Ok::<_, Infallible>(events.into_response().map(Either::Left));
+                }
             };
-            Ok::<_, Infallible>(answer)
+            Ok(refusal.into_response().map(Either::Right))
         }));
     let server = serve(service).await;
     for http2 in [false, true] {
@@ -313,7 +271,7 @@ async fn an_inner_service_stops_a_client_with_204_or_refuses_with_a_reason() {
 }
 
 #[tokio::test]
-async fn anything_but_get_is_405_before_the_limit_is_consulted() {
+async fn anything_but_get_answered_with_a_stream_is_405_and_takes_no_place() {
     let limit = StreamLimit::new(0);
     let (service, mut senders, _reports) = channel_service(SseLayer::new().limit(limit.clone()));
     let server = serve(service).await;
@@ -330,9 +288,13 @@ async fn anything_but_get_is_405_before_the_limit_is_consulted() {
             "{method}"
         );
         assert_eq!(response.headers()["allow"], "GET");
+        // Only its answer told the layer it was a stream; that stream was dropped
+        // unread.
+        let sender = senders.recv().await.unwrap();
+        timeout(GUARD, sender.closed()).await.expect("the stream is dropped");
     }
-    assert!(senders.try_recv().is_err());
     assert_eq!(limit.refused(), 0);
+    assert_eq!(limit.open_streams(), 0);
 }
 
 #[tokio::test]
@@ -455,16 +417,20 @@ mod browser {
                     *n += 1;
                     *n
                 };
-                let answer = match (mode.as_str(), n) {
-                    ("stop", _) => Answer::Refuse(Refusal::stop()),
-                    ("busy", _) => Answer::Refuse(Refusal::unavailable(Duration::from_secs(1))),
-                    ("later", 1) => {
-                        Answer::Refuse(Refusal::reconnect_after(Duration::from_millis(200)))
-                    }
-                    _ => Answer::Stream(stream::iter([
+                let refusal = match (mode.as_str(), n) {
+                    ("stop", _) => Some(Refusal::stop()),
+                    ("busy", _) => Some(Refusal::unavailable(Duration::from_secs(1))),
+                    ("later", 1) => Some(Refusal::reconnect_after(Duration::from_millis(200))),
+                    _ => None,
+                };
+                let answer = match refusal {
+                    Some(refusal) => refusal.into_response().map(Either::Right),
+                    None => Sse::new(stream::iter([
                         Event::data("welcome back"),
                         Event::builder().event("done").data("").build().unwrap(),
-                    ])),
+                    ]))
+                    .into_response()
+                    .map(Either::Left),
                 };
                 async move { Ok::<_, Infallible>(answer) }
             }

@@ -21,7 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 /// A hyper server on `127.0.0.1:<free port>` serving HTTP/1.1 and HTTP/2 (prior
-/// knowledge) on the same port. Stops accepting when dropped.
+/// knowledge) on the same port, with each connection's peer address in the request
+/// extensions (where `StreamLimit` finds it). Stops accepting when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
     accept: JoinHandle<()>,
@@ -48,10 +49,16 @@ where
     let addr = listener.local_addr().unwrap();
     let accept = tokio::spawn(async move {
         loop {
-            let Ok((socket, _)) = listener.accept().await else {
+            let Ok((socket, peer)) = listener.accept().await else {
                 continue;
             };
-            let service = TowerToHyperService::new(service.clone());
+            let service = tower::ServiceBuilder::new()
+                .map_request(move |mut request: Request<Incoming>| {
+                    request.extensions_mut().insert(peer);
+                    request
+                })
+                .service(service.clone());
+            let service = TowerToHyperService::new(service);
             tokio::spawn(async move {
                 let _ = auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(socket), service)
@@ -60,6 +67,14 @@ where
         }
     });
     TestServer { addr, accept }
+}
+
+/// An HTTP/1.1 connection from `from`, another loopback address (`127.0.0.0/8`), so
+/// that tests can play several clients.
+pub async fn h1_from(from: std::net::IpAddr, to: SocketAddr) -> H1 {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    h1_over(socket.connect(to).await.unwrap()).await
 }
 
 /// An HTTP/1.1 connection.
