@@ -1,7 +1,7 @@
 //! axum 0.8 (feature `axum`): a hub as router state, handlers that answer with event
-//! streams under `Router::layer(SseRouterLayer)`, a plain tower service behind
-//! `SseLayer` with `route_service`, a cap per client address, and axum's graceful
-//! shutdown ending every stream.
+//! streams under `Router::layer(SseLayer)`, a plain tower service under the same layer
+//! with `route_service`, a cap per client address, and axum's graceful shutdown ending
+//! every stream.
 //!
 //! ```text
 //! cargo run --example axum --features axum
@@ -16,16 +16,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use futures_util::{StreamExt, stream};
-use tower::{Layer, service_fn};
-use tower_sse::axum::{SseRequest, SseRouterLayer};
-use tower_sse::{
-    Event, Hub, LastEventId, Shutdown, SseLayer, StreamEnd, StreamLimit, Subscription,
-};
+use tokio_util::sync::CancellationToken;
+use tower::service_fn;
+use tower_sse::{Event, Hub, LastEventId, Sse, SseLayer, StreamEnd, StreamLimit, Subscription};
 
 const PAGE: &str = r#"<!doctype html>
 <meta charset="utf-8">
@@ -49,10 +47,11 @@ const PAGE: &str = r#"<!doctype html>
 </script>
 "#;
 
-/// The hub's topics, as an `SseRequest` handler: the `Subscription` extractor reads the
-/// topics and the Last-Event-ID; the stream gets the router layer's settings.
-async fn events(sse: SseRequest, subscription: Subscription) -> impl IntoResponse {
-    sse.respond(subscription)
+/// The hub's topics: the `Subscription` extractor reads the topics and the
+/// Last-Event-ID (400 or 403 when it cannot); the stream gets the router layer's
+/// settings.
+async fn events(subscription: Subscription) -> Sse<Subscription> {
+    Sse::new(subscription)
 }
 
 async fn publish(
@@ -72,10 +71,14 @@ async fn main() -> std::io::Result<()> {
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
-    let shutdown = Shutdown::new();
+    let shutdown = CancellationToken::new();
+    // The per-client cap reads the address from axum's `ConnectInfo`.
+    let limit = StreamLimit::new(10_000)
+        .per_client(32)
+        .client_key(|parts| Some(parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip()));
     let settings = SseLayer::new()
         .retry(Duration::from_secs(2))
-        .limit(StreamLimit::new(10_000).per_client(32))
+        .limit(limit)
         .graceful_shutdown(shutdown.clone())
         .shutdown_event(
             Event::builder()
@@ -87,27 +90,25 @@ async fn main() -> std::io::Result<()> {
             eprintln!("stream ended: {} after {} events", end.reason, end.events)
         });
 
-    // A plain tower service behind the same settings, with `route_service`: it counts
+    // A plain tower service under the same layer, with `route_service`: it counts
     // down from 10, or from where the client left off.
-    let countdown = settings.clone().layer(service_fn(
-        |request: http::Request<axum::body::Body>| async move {
-            let from = request
-                .extensions()
-                .get::<LastEventId>()
-                .and_then(|id| id.parse::<u32>().ok())
-                .unwrap_or(11);
-            let ticks = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval(
-                Duration::from_secs(1),
-            ));
-            let events = stream::iter((0..from).rev()).zip(ticks).map(|(n, _)| {
-                Event::builder()
-                    .id(&n.to_string())
-                    .data(&n.to_string())
-                    .build()
-            });
-            Ok::<_, Infallible>(events)
-        },
-    ));
+    let countdown = service_fn(|request: http::Request<axum::body::Body>| async move {
+        let from = request
+            .extensions()
+            .get::<LastEventId>()
+            .and_then(|id| id.parse::<u32>().ok())
+            .unwrap_or(11);
+        let ticks = tokio_stream::wrappers::IntervalStream::new(tokio::time::interval(
+            Duration::from_secs(1),
+        ));
+        let events = stream::iter((0..from).rev()).zip(ticks).map(|(n, _)| {
+            Event::builder()
+                .id(&n.to_string())
+                .data(&n.to_string())
+                .build()
+        });
+        Ok::<_, Infallible>(Sse::new(events).into_response())
+    });
 
     let app = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
@@ -115,19 +116,20 @@ async fn main() -> std::io::Result<()> {
         .route("/publish/{topic}", post(publish))
         .route_service("/countdown", countdown)
         .with_state(Hub::new())
-        .layer(SseRouterLayer::new(settings));
+        .layer(settings);
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     eprintln!("listening on http://{}/", listener.local_addr()?);
-    // `ConnectInfo` gives the per-client cap its address; Ctrl-C triggers the SSE
-    // shutdown, so that axum's graceful shutdown completes.
+    // `ConnectInfo` gives the per-client cap its address; Ctrl-C cancels the SSE
+    // shutdown token, so that axum's graceful shutdown completes.
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown.trigger_on(async {
+    .with_graceful_shutdown(async move {
         tokio::signal::ctrl_c().await.ok();
-    }))
+        shutdown.cancel();
+    })
     .await?;
     eprintln!("all connections closed");
     Ok(())

@@ -18,22 +18,21 @@
 //! reconnect after half a second (to another instance, or to this one once it is back),
 //! and the process exits once every connection is closed.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::{HeaderName, Method, Request};
+use http::{Method, Request, Response};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tower::{ServiceBuilder, service_fn};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
 use tower_http::cors::{Any, CorsLayer};
-use tower_sse::{
-    Answer, Event, Hub, LAST_EVENT_ID, Refusal, Shutdown, SseLayer, StreamEnd, StreamLimit,
-};
+use tower_sse::{Event, Hub, LastEventId, SseLayer, StreamEnd, StreamLimit};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -44,7 +43,7 @@ async fn main() -> std::io::Result<()> {
     let hub = Hub::builder().history_events(1000).build();
     tokio::spawn(publish_the_time(hub.clone()));
 
-    let shutdown = Shutdown::new();
+    let shutdown = CancellationToken::new();
     let limit = StreamLimit::new(10_000)
         .per_client(64)
         .retry_after(Duration::from_secs(10));
@@ -65,26 +64,25 @@ async fn main() -> std::io::Result<()> {
             );
         });
 
-    // Topics from `?topic=`, resumed from the Last-Event-ID the layer extracted; a
-    // request without a topic is told what is wrong (and an EventSource stops there).
-    let events = service_fn(move |request: Request<Incoming>| {
-        let answer = match hub.subscribe_request(&request) {
-            Ok(subscription) => Answer::Stream(subscription),
-            // 400 for no topic or too many, 403 for one the hub does not allow.
-            Err(error) => Answer::Refuse(Refusal::from(error)),
-        };
-        async move { Ok::<_, Infallible>(answer) }
-    });
-
-    // CORS outside the SSE layer (the only order that type-checks: CorsLayer wraps
-    // services that answer with responses); it answers preflights itself. `Last-Event-ID` must be allowed for clients that set
-    // it themselves (fetch-based ones); a long or non-ASCII value needs a preflight.
+    // The hub is the service: topics from `?topic=`, resumed from the Last-Event-ID the
+    // layer extracted; a request without a topic is told what is wrong (400, or 403 for
+    // a topic the hub does not allow), and an EventSource stops there.
+    //
+    // CORS outside the SSE layer, so that it answers preflights itself. `Last-Event-ID`
+    // must be allowed for clients that set it themselves (fetch-based ones); a long or
+    // non-ASCII value needs a preflight.
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET])
-        .allow_headers([HeaderName::from_static(LAST_EVENT_ID)])
+        .allow_headers([LastEventId::HEADER])
         .max_age(Duration::from_secs(3600));
-    let service = ServiceBuilder::new().layer(cors).layer(sse).service(events);
+    let service = ServiceBuilder::new()
+        .layer(cors)
+        // CorsLayer answers preflights with the `Default` of the body type, which
+        // `SseBody` does not have: box the body between the two layers.
+        .map_response(|response: Response<_>| response.map(BodyExt::boxed_unsync))
+        .layer(sse)
+        .service(hub);
 
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     eprintln!(
@@ -124,7 +122,7 @@ async fn main() -> std::io::Result<()> {
 
     drop(listener);
     eprintln!("shutting down {} open streams", limit.open_streams());
-    shutdown.trigger();
+    shutdown.cancel();
     match tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await {
         Ok(()) => eprintln!("all connections closed"),
         Err(_) => eprintln!("gave up waiting for connections"),

@@ -1,6 +1,6 @@
 //! warp 0.4 (feature `warp`): `Sse` as a `warp::Reply`, the `last_event_id` filter, a
-//! hub, a cap per client address from `warp::addr::remote()`, and warp's graceful
-//! shutdown ending every stream.
+//! hub, and `warp::service(filter)` under `SseLayer`, served with hyper-util: a cap per
+//! client address, and a graceful shutdown that ends every stream.
 //!
 //! ```text
 //! cargo run --example warp --features warp
@@ -13,7 +13,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tower_sse::{Event, Hub, KeepAlive, LastEventId, Refusal, Shutdown, Sse, StreamLimit};
+use http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_sse::{Event, Hub, LastEventId, Sse, SseLayer, StreamLimit};
 use warp::Filter;
 
 #[tokio::main]
@@ -23,8 +31,7 @@ async fn main() {
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
     let hub = Hub::new();
-    let shutdown = Shutdown::new();
-    let limit = StreamLimit::new(10_000).per_client(32);
+    let shutdown = CancellationToken::new();
     let goodbye = Event::builder()
         .retry(Duration::from_millis(500))
         .build()
@@ -33,23 +40,9 @@ async fn main() {
     let events = warp::path("events")
         .and(warp::get())
         .and(tower_sse::warp::last_event_id())
-        .and(warp::addr::remote())
         .map({
-            let (hub, shutdown) = (hub.clone(), shutdown.clone());
-            move |last: Option<LastEventId>, addr: Option<SocketAddr>| {
-                let permit = match limit.try_acquire(addr.map(|a| a.ip())) {
-                    Ok(permit) => permit,
-                    Err(reached) => return warp::Reply::into_response(Refusal::from(reached)),
-                };
-                let subscription = hub.subscribe(["chat"], last.as_ref());
-                let sse = Sse::new(subscription)
-                    .retry(Duration::from_secs(2))
-                    .keep_alive(KeepAlive::new())
-                    .graceful_shutdown(shutdown.clone())
-                    .shutdown_event(goodbye.clone())
-                    .permit(permit);
-                warp::Reply::into_response(sse)
-            }
+            let hub = hub.clone();
+            move |last: Option<LastEventId>| Sse::new(hub.subscribe(["chat"], last.as_ref()))
         });
 
     let publish = warp::path("publish")
@@ -66,6 +59,17 @@ async fn main() {
             }
         });
 
+    // warp has no layers of its own, but `warp::service` is a tower service: the SSE
+    // layer applies its settings to the event streams and leaves `/publish` alone.
+    let sse = SseLayer::new()
+        .retry(Duration::from_secs(2))
+        .limit(StreamLimit::new(10_000).per_client(32))
+        .graceful_shutdown(shutdown.clone())
+        .shutdown_event(goodbye);
+    let service = ServiceBuilder::new()
+        .layer(sse)
+        .service(warp::service(events.or(publish)));
+
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("the port is free");
@@ -73,12 +77,38 @@ async fn main() {
         "listening on http://{}/events",
         listener.local_addr().unwrap()
     );
-    warp::serve(events.or(publish))
-        .incoming(listener)
-        .graceful(shutdown.trigger_on(async {
-            tokio::signal::ctrl_c().await.ok();
-        }))
-        .run()
-        .await;
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (socket, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        eprintln!("accept failed: {error}");
+                        continue;
+                    }
+                };
+                // The peer address, which the per-client cap reads from the extensions.
+                let service = ServiceBuilder::new()
+                    .map_request(move |mut request: Request<Incoming>| {
+                        request.extensions_mut().insert::<SocketAddr>(peer);
+                        request
+                    })
+                    .service(service.clone());
+                let connection = builder
+                    .serve_connection(TokioIo::new(socket), TowerToHyperService::new(service))
+                    .into_owned();
+                tokio::spawn(graceful.watch(connection));
+            }
+            _ = &mut ctrl_c => break,
+        }
+    }
+
+    // Every stream ends at an event boundary, so the connections can close.
+    drop(listener);
+    shutdown.cancel();
+    graceful.shutdown().await;
     eprintln!("all connections closed");
 }

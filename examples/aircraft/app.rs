@@ -44,10 +44,11 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tower::util::BoxCloneService;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_sse::hub::{HubBuilder, Published, Subscription, SubscriptionError};
-use tower_sse::{Event, Hub, LastEventId, Shutdown, SseLayer};
+use tower_sse::{Event, Hub, LastEventId, Sse, SseLayer};
 
 use airports::AIRPORTS;
 use fleet::Fleet;
@@ -58,7 +59,7 @@ const STYLE_CSS: &str = include_str!("style.css");
 const SEA_GEOJSON: &str = include_str!("sea.geojson");
 
 /// The body of every response.
-pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
+pub(crate) type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 /// How the app is set up. Every instance on one feed must have the same `aircraft` and
 /// `seed`: they decide the fleet's addresses, hence the topics.
@@ -502,10 +503,10 @@ impl App {
     }
 
     /// The HTTP service: the page and its files, `/snapshot`, `/airports.json` and
-    /// `/events`. Every event stream ends when `shutdown` is triggered.
+    /// `/events`. Every event stream ends when `shutdown` is cancelled.
     pub(crate) fn service(
         &self,
-        shutdown: Shutdown,
+        shutdown: CancellationToken,
     ) -> BoxCloneService<Request<Incoming>, Response<Body>, Infallible> {
         let app = self.clone();
         let events = ServiceBuilder::new()
@@ -516,7 +517,7 @@ impl App {
             )
             .service(service_fn(move |request: Request<Incoming>| {
                 let events = app.subscribe(&request);
-                async move { Ok::<_, Infallible>(events) }
+                async move { Ok::<_, Infallible>(Sse::new(events).into_response()) }
             }))
             .map_response(|response| response.map(BodyExt::boxed_unsync));
         let app = self.clone();
@@ -653,7 +654,8 @@ fn airports_json() -> String {
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
-    let mut response = Response::new(Full::new(body).boxed_unsync());
+    let body = Full::new(body).map_err(|never| match never {});
+    let mut response = Response::new(body.boxed_unsync());
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -687,7 +689,7 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 pub(crate) async fn serve<S, B>(
     listener: &TcpListener,
     service: S,
-    shutdown: Shutdown,
+    shutdown: CancellationToken,
     stop: impl Future<Output = ()>,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
@@ -717,7 +719,7 @@ pub(crate) async fn serve<S, B>(
             () = &mut stop => break,
         }
     }
-    shutdown.trigger();
+    shutdown.cancel();
     if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
         .await
         .is_err()

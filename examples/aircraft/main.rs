@@ -47,7 +47,7 @@ mod app;
 use std::time::Duration;
 
 use app::{App, Config, Simulator};
-use tower_sse::Shutdown;
+use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -88,7 +88,7 @@ async fn main() -> std::io::Result<()> {
     println!("  events: http://{addr}/events  (one aircraft: /events?icao24={example})");
     println!("  Ctrl-C to stop");
 
-    let shutdown = Shutdown::new();
+    let shutdown = CancellationToken::new();
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
         println!("aircraft: shutting down");

@@ -28,9 +28,10 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower::util::BoxCloneService;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
-use tower_sse::{Event, Hub, LastEventId, Shutdown, SseLayer};
+use tower_sse::{Event, Hub, LastEventId, Sse, SseLayer};
 
 use sensor::{SENSORS, Sensor};
 
@@ -41,7 +42,7 @@ const WORKER_JS: &str = include_str!("sse-worker.js");
 const STYLE_CSS: &str = include_str!("style.css");
 
 /// The body of every response.
-pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
+pub(crate) type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 /// How the app is set up.
 #[derive(Clone, Debug)]
@@ -298,10 +299,10 @@ impl App {
 
     /// The HTTP service: the dashboard and its scripts (the shared worker at
     /// `/sse-worker.js`), `/history` and `/events`. Every event stream ends when
-    /// `shutdown` is triggered.
+    /// `shutdown` is cancelled.
     pub(crate) fn service(
         &self,
-        shutdown: Shutdown,
+        shutdown: CancellationToken,
     ) -> BoxCloneService<Request<Incoming>, Response<Body>, Infallible> {
         let app = self.clone();
         let events = ServiceBuilder::new()
@@ -312,7 +313,7 @@ impl App {
             )
             .service(service_fn(move |request: Request<Incoming>| {
                 let events = app.subscribe(&request);
-                async move { Ok::<_, Infallible>(events) }
+                async move { Ok::<_, Infallible>(Sse::new(events).into_response()) }
             }))
             .map_response(|response| response.map(BodyExt::boxed_unsync));
         let app = self.clone();
@@ -350,7 +351,8 @@ impl App {
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
-    let mut response = Response::new(Full::new(body).boxed_unsync());
+    let body = Full::new(body).map_err(|never| match never {});
+    let mut response = Response::new(body.boxed_unsync());
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -384,7 +386,7 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 pub(crate) async fn serve<S, B>(
     listener: &TcpListener,
     service: S,
-    shutdown: Shutdown,
+    shutdown: CancellationToken,
     stop: impl Future<Output = ()>,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
@@ -414,7 +416,7 @@ pub(crate) async fn serve<S, B>(
             () = &mut stop => break,
         }
     }
-    shutdown.trigger();
+    shutdown.cancel();
     if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
         .await
         .is_err()

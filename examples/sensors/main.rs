@@ -30,7 +30,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use app::{App, Settings};
-use tower_sse::Shutdown;
+use tokio_util::sync::CancellationToken;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
@@ -61,7 +61,7 @@ async fn main() -> std::io::Result<()> {
     println!("  events:    http://{addr}/events  (one sensor: /events?topic=greenhouse)");
     println!("  Ctrl-C to stop");
 
-    let shutdown = Shutdown::new();
+    let shutdown = CancellationToken::new();
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
         println!("sensors: shutting down");
