@@ -351,3 +351,35 @@ impl From<LimitReached> for Refusal {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    #[test]
+    fn permits_count_per_server_and_per_client_until_dropped() {
+        let limit = StreamLimit::new(3).per_client(2);
+        let alice = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+        let bob = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)));
+        let first = limit.try_acquire(alice).unwrap();
+        let _second = limit.try_acquire(alice).unwrap();
+        let reached = limit.try_acquire(alice).unwrap_err();
+        assert_eq!(
+            reached.to_string(),
+            "too many open event streams from 127.0.0.2 (at most 2)"
+        );
+        let _third = limit.try_acquire(bob).unwrap();
+        let reached = limit.try_acquire(None).unwrap_err();
+        assert_eq!(
+            reached.to_string(),
+            "too many open event streams on this server (at most 3)"
+        );
+        assert_eq!((limit.open_streams(), limit.refused()), (3, 2));
+        drop(first);
+        assert_eq!(limit.open_streams_from(alice.unwrap()), 1);
+        assert!(limit.try_acquire(alice).is_ok());
+        assert_eq!(Refusal::from(reached).status(), 503);
+    }
+}

@@ -220,8 +220,10 @@ where
             } => (inner, config, *version, *is_get, client, permit),
         };
         let mut response = ready!(inner.poll(cx))?;
-        if !is_event_stream(&response) || is_refusal(&response) {
-            // Not a stream: a place taken for it is freed at once.
+        let wrapped = response.extensions().get::<Wrapped>().is_some();
+        if !is_event_stream(&response) || is_refusal(&response) || wrapped {
+            // Not a stream (or one an inner `SseLayer` already serves): a place taken
+            // for it is freed at once.
             drop(permit.take());
             return Poll::Ready(Ok(response.map(SseBody::passthrough)));
         }
@@ -247,10 +249,17 @@ where
         } else {
             response.headers_mut().remove(CONNECTION);
         }
+        response.extensions_mut().insert(Wrapped);
         let config = config.clone();
         Poll::Ready(Ok(response.map(|body| SseBody::stream(body, config, permit))))
     }
 }
+
+/// Marks an event stream an `SseLayer` serves, so that an outer one (a router's, say,
+/// around a route that has its own) passes it through: the innermost layer's settings
+/// win.
+#[derive(Clone, Copy, Debug)]
+struct Wrapped;
 
 fn refused<B>(refusal: Refusal) -> Response<SseBody<B>> {
     refusal.into_response().map(SseBody::full)

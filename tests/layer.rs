@@ -793,3 +793,32 @@ where
         .unwrap()
         .into_body()
 }
+
+#[tokio::test]
+async fn an_outer_layer_passes_through_a_stream_an_inner_layer_serves() {
+    // A router-wide layer around a route that has its own: the route's settings win,
+    // and the stream is served once (one prelude, one report).
+    let (inner, mut inner_reports) = reporting(SseLayer::new().retry(Duration::from_secs(1)));
+    let (outer, mut outer_reports) = reporting(SseLayer::new().retry(Duration::from_secs(9)));
+    let service = ServiceBuilder::new()
+        .layer(outer)
+        .layer(inner)
+        .service(service_fn(|_: Request<Incoming>| async {
+            Ok::<_, Infallible>(Sse::new(stream::iter(numbered(2))).into_response())
+        }));
+    let server = serve(service).await;
+    let body = h1_connect(server.addr)
+        .await
+        .send(get("/").body(empty()).unwrap())
+        .await
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(text(&body).starts_with("retry: 1000\n\nid: 0\n"), "{}", text(&body));
+    assert_eq!(text(&body).matches("retry:").count(), 1);
+    let report = inner_reports.recv().await.unwrap();
+    assert_eq!((report.reason, report.events), (EndReason::Finished, 2));
+    assert!(outer_reports.try_recv().is_err(), "the outer layer reported nothing");
+}

@@ -1,11 +1,11 @@
 //! Graceful shutdown with 1,000 streams open, over real sockets: hyper-util's
 //! `GracefulShutdown` (HTTP/1.1 and HTTP/2 connections) and axum's
 //! `with_graceful_shutdown` (both axum paths: `route_service` with `SseLayer`, and
-//! `Router::layer(SseRouterLayer)` with `SseRequest` handlers).
+//! `Router::layer(SseLayer)` over handlers that return `Sse`).
 //!
 //! Each test first starts the server's own graceful shutdown and shows, by sending an
 //! event that every client then receives, that it cannot complete on its own: an SSE
-//! response never ends. Then it triggers `Shutdown`; every stream writes its final
+//! response never ends. Then it cancels the layer's token; every stream writes its final
 //! event (with a `retry:` hint) and ends cleanly, every end is reported as
 //! `EndReason::Shutdown`, and the server's shutdown completes. The time it took is
 //! printed; a generous timeout only guards against a hang.
@@ -32,9 +32,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::timeout;
 use tokio_stream::wrappers::BroadcastStream;
+use tokio_util::sync::CancellationToken;
 use tower::{Layer, service_fn};
-use tower_sse::axum::{SseRequest, SseRouterLayer};
-use tower_sse::{EndReason, Event, Shutdown, SseLayer, StreamEnd};
+use tower_sse::{EndReason, Event, Sse, SseLayer, StreamEnd};
 
 /// Generous: only there so that a hang fails the test instead of stalling the run.
 const HANG_GUARD: Duration = Duration::from_secs(120);
@@ -48,7 +48,7 @@ struct Ends {
 }
 
 impl Ends {
-    fn layer(&self, shutdown: &Shutdown) -> SseLayer {
+    fn layer(&self, shutdown: &CancellationToken) -> SseLayer {
         let ends = self.clone();
         SseLayer::new()
             .graceful_shutdown(shutdown.clone())
@@ -136,14 +136,14 @@ async fn hyper_util_graceful_shutdown_completes_with_1000_streams_open() {
     const H2_STREAMS_EACH: usize = 100;
     const STREAMS: usize = H1_CONNECTIONS + H2_CONNECTIONS * H2_STREAMS_EACH;
 
-    let shutdown = Shutdown::new();
+    let shutdown = CancellationToken::new();
     let ends = Ends::default();
     let (live, _) = broadcast::channel(16);
     let service = ends.layer(&shutdown).layer(service_fn({
         let live = live.clone();
         move |_request: Request<Incoming>| {
-            let events = events_from(&live);
-            async move { Ok::<_, Infallible>(events) }
+            let events = Sse::new(events_from(&live));
+            async move { Ok::<_, Infallible>(events.into_response()) }
         }
     }));
 
@@ -206,7 +206,7 @@ async fn hyper_util_graceful_shutdown_completes_with_1000_streams_open() {
 
     // Now the SSE shutdown: every stream ends, so the server's shutdown completes.
     let started = Instant::now();
-    shutdown.trigger();
+    shutdown.cancel();
     timeout(HANG_GUARD, draining)
         .await
         .expect("the graceful shutdown completes")
@@ -215,7 +215,7 @@ async fn hyper_util_graceful_shutdown_completes_with_1000_streams_open() {
     eprintln!(
         "hyper-util GracefulShutdown with {STREAMS} SSE streams open \
          ({H1_CONNECTIONS} HTTP/1.1 connections, {H2_CONNECTIONS} HTTP/2 connections x \
-         {H2_STREAMS_EACH} streams) completed {took:?} after Shutdown::trigger"
+         {H2_STREAMS_EACH} streams) completed {took:?} after the token was cancelled"
     );
 
     check_readers(readers).await;
@@ -228,33 +228,33 @@ async fn hyper_util_graceful_shutdown_completes_with_1000_streams_open() {
 }
 
 async fn handler(
-    sse: SseRequest,
     axum::extract::State(live): axum::extract::State<broadcast::Sender<Event>>,
 ) -> impl axum::response::IntoResponse {
-    sse.respond(events_from(&live))
+    Sse::new(events_from(&live))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn axum_with_graceful_shutdown_completes_with_1000_streams_open() {
     const STREAMS: usize = 1000;
 
-    let shutdown = Shutdown::new();
+    let shutdown = CancellationToken::new();
     let ends = Ends::default();
     let (live, _) = broadcast::channel(16);
-    // Half the streams through `route_service` and `SseLayer`, half through handlers
-    // under `Router::layer(SseRouterLayer)`; one `Shutdown` for both.
+    // Half the streams through `route_service` and its own `SseLayer`, half through
+    // handlers under `Router::layer(SseLayer)`; one token for both. (The router's layer
+    // passes through the streams the route's own layer already serves.)
     let layered = ends.layer(&shutdown).layer(service_fn({
         let live = live.clone();
         move |_request: Request<axum::body::Body>| {
-            let events = events_from(&live);
-            async move { Ok::<_, Infallible>(events) }
+            let events = Sse::new(events_from(&live));
+            async move { Ok::<_, Infallible>(events.into_response()) }
         }
     }));
     let app = axum::Router::new()
         .route_service("/service", layered)
         .route("/handler", axum::routing::get(handler))
         .with_state(live.clone())
-        .layer(SseRouterLayer::new(ends.layer(&shutdown)));
+        .layer(ends.layer(&shutdown));
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
@@ -289,7 +289,7 @@ async fn axum_with_graceful_shutdown_completes_with_1000_streams_open() {
     );
 
     let started = Instant::now();
-    shutdown.trigger();
+    shutdown.cancel();
     timeout(HANG_GUARD, server)
         .await
         .expect("axum's graceful shutdown completes")
@@ -298,7 +298,7 @@ async fn axum_with_graceful_shutdown_completes_with_1000_streams_open() {
     let took = started.elapsed();
     eprintln!(
         "axum with_graceful_shutdown with {STREAMS} SSE streams open (HTTP/1.1) completed \
-         {took:?} after Shutdown::trigger"
+         {took:?} after the token was cancelled"
     );
 
     check_readers(readers).await;
@@ -307,16 +307,16 @@ async fn axum_with_graceful_shutdown_completes_with_1000_streams_open() {
 }
 
 #[tokio::test]
-async fn trigger_on_ends_the_streams_when_axum_is_told_to_shut_down() {
-    // The recipe: the future given to `with_graceful_shutdown` triggers the SSE
-    // shutdown itself.
-    let shutdown = Shutdown::new();
+async fn cancelling_in_the_shutdown_future_ends_the_streams_when_axum_is_told_to_stop() {
+    // The recipe: the future given to `with_graceful_shutdown` cancels the token itself.
+    let shutdown = CancellationToken::new();
     let ends = Ends::default();
     let app = axum::Router::new().route_service(
         "/events",
         ends.layer(&shutdown)
             .layer(service_fn(|_: Request<axum::body::Body>| async {
-                Ok::<_, Infallible>(stream::iter([Event::data("hello")]).chain(stream::pending()))
+                let events = stream::iter([Event::data("hello")]).chain(stream::pending());
+                Ok::<_, Infallible>(Sse::new(events).into_response())
             })),
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -324,22 +324,26 @@ async fn trigger_on_ends_the_streams_when_axum_is_told_to_shut_down() {
     let (signal_tx, signal_rx) = oneshot::channel::<()>();
     let server = tokio::spawn(
         axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.trigger_on(async move {
-                signal_rx.await.ok();
-            }))
+            .with_graceful_shutdown({
+                let shutdown = shutdown.clone();
+                async move {
+                    signal_rx.await.ok();
+                    shutdown.cancel();
+                }
+            })
             .into_future(),
     );
     let mut client = h1_connect(addr).await;
     let response = client.send(get("/events").body(empty()).unwrap()).await;
     let mut events = events(response);
     assert_eq!(events.next().await.unwrap().data, "hello");
-    assert!(!shutdown.is_triggered());
+    assert!(!shutdown.is_cancelled());
 
     signal_tx.send(()).unwrap();
     let bye = timeout(HANG_GUARD, events.next()).await.unwrap().unwrap();
     assert_eq!((bye.event.as_str(), bye.retry), ("bye", Some(RETRY_HINT)));
     assert!(events.next().await.is_none());
     timeout(HANG_GUARD, server).await.unwrap().unwrap().unwrap();
-    assert!(shutdown.is_triggered());
+    assert!(shutdown.is_cancelled());
     assert_eq!(ends.shutdown.load(Ordering::Relaxed), 1);
 }

@@ -1,12 +1,13 @@
-//! warp 0.4 over real sockets, served by warp's own server: `Sse` as a `warp::Reply`,
-//! the `last_event_id` filter, heartbeats, the disconnect report, a per-client limit
-//! from `warp::addr::remote()`, and warp's graceful shutdown with `Shutdown::trigger_on`.
+//! warp 0.4 over real sockets: `Sse` and `Refusal` as `warp::Reply`s and the
+//! `last_event_id` filter, served by warp's own server; then `warp::service(filter)`
+//! behind `SseLayer`, served by hyper, with the layer's heartbeats, disconnect report,
+//! per-client limit, its `Last-Event-ID` handed to the filter, and graceful shutdown.
 
 #![cfg(feature = "warp")]
 
 mod support;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -14,12 +15,12 @@ use futures_util::stream::{self, BoxStream};
 use http::{StatusCode, Version};
 use http_body_util::BodyExt;
 use support::*;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout};
-use tower_sse::{
-    EndReason, Event, KeepAlive, LastEventId, Refusal, Shutdown, Sse, StreamEnd, StreamLimit,
-};
+use tokio_util::sync::CancellationToken;
+use tower::Layer;
+use tower_sse::{EndReason, Event, LastEventId, Refusal, Sse, SseLayer, StreamEnd, StreamLimit};
 use warp::Filter;
 
 const GUARD: Duration = Duration::from_secs(20);
@@ -101,25 +102,24 @@ async fn sse_is_a_reply_and_the_filter_reads_the_last_event_id() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn heartbeats_and_the_disconnect_report() {
+async fn behind_the_layer_heartbeats_and_the_disconnect_report() {
     let (senders_tx, mut senders) = mpsc::unbounded_channel::<mpsc::UnboundedSender<Event>>();
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
     let route = warp::path("events").map(move || {
         let (tx, rx) = mpsc::unbounded_channel();
         senders_tx.send(tx).unwrap();
-        let reports_tx = reports_tx.clone();
         Sse::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
-            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-            .on_end(move |end: &StreamEnd| {
-                let _ = reports_tx.send((end.reason, end.events));
-            })
     });
-    let (addr, _stop, _server) = serve_warp!(route);
-    let mut client = h1_connect(addr).await;
-    let mut body = client
-        .send(get("/events").body(empty()).unwrap())
-        .await
-        .into_body();
+    let layer = SseLayer::new()
+        .heartbeat(Duration::from_secs(15))
+        .on_end(move |end: &StreamEnd| {
+            let _ = reports_tx.send((end.reason, end.events));
+        });
+    let server = serve(layer.layer(warp::service(route))).await;
+    let mut client = h1_connect(server.addr).await;
+    let response = client.send(get("/events").body(empty()).unwrap()).await;
+    assert_eq!(response.headers()["connection"], "keep-alive");
+    let mut body = response.into_body();
     let sender = senders.recv().await.unwrap();
     let start = Instant::now();
     sender.send(Event::data("one")).unwrap();
@@ -135,105 +135,98 @@ async fn heartbeats_and_the_disconnect_report() {
 }
 
 #[tokio::test]
-async fn a_per_client_limit_from_the_remote_address() {
+async fn behind_the_layer_the_filter_gets_the_layers_last_event_id() {
+    // The layer reads `?since=`; the filter finds what it read in the extensions.
+    let route = warp::path("events")
+        .and(tower_sse::warp::last_event_id())
+        .map(|last: Option<LastEventId>| {
+            let data = last.map_or("<none>".to_owned(), |id| format!("[{id}]"));
+            Sse::new(stream::iter([Event::data(&data)]))
+        });
+    let layer = SseLayer::new().last_event_id_query("since");
+    let server = serve(layer.layer(warp::service(route))).await;
+    for (uri, expected) in [("/events?since=7", "[7]"), ("/events", "<none>")] {
+        let response = h1_connect(server.addr)
+            .await
+            .send(get(uri).body(empty()).unwrap())
+            .await;
+        let parsed: Vec<_> = events(response).collect().await;
+        assert_eq!(parsed[0].data, expected, "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn behind_the_layer_a_per_client_limit_and_refusals_as_replies() {
     let limit = StreamLimit::new(100).per_client(1);
-    let route = warp::path("events").and(warp::addr::remote()).map({
-        let limit = limit.clone();
-        move |addr: Option<SocketAddr>| match limit.try_acquire(addr.map(|a| a.ip())) {
-            Ok(permit) => {
-                warp::Reply::into_response(Sse::new(stream::pending::<Event>()).permit(permit))
-            }
-            Err(reached) => warp::Reply::into_response(reached),
-        }
-    });
-    let (addr, _stop, _server) = serve_warp!(route);
-    let from = |ip: &'static str| async move {
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
-        h1_over(socket.connect(addr).await.unwrap()).await
-    };
-    let mut first = from("127.0.0.7").await;
+    let events = warp::path("events").map(|| Sse::new(stream::pending::<Event>()));
+    let done = warp::path("done").map(Refusal::stop);
+    let layer = SseLayer::new().limit(limit.clone());
+    // The test server puts each connection's peer address in the request extensions.
+    let server = serve(layer.layer(warp::service(events.or(done)))).await;
+    let alice: IpAddr = "127.0.0.7".parse().unwrap();
+    let bob: IpAddr = "127.0.0.8".parse().unwrap();
+
+    let mut first = h1_from(alice, server.addr).await;
     let open = first.send(get("/events").body(empty()).unwrap()).await;
     assert_eq!(open.status(), StatusCode::OK);
-    let refused = from("127.0.0.7")
+    let refused = h1_from(alice, server.addr)
         .await
         .send(get("/events").body(empty()).unwrap())
         .await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(refused.headers()["retry-after"], "5");
-    let other = from("127.0.0.8")
+    let other = h1_from(bob, server.addr)
         .await
         .send(get("/events").body(empty()).unwrap())
         .await;
     assert_eq!(other.status(), StatusCode::OK);
     assert_eq!(limit.open_streams(), 2);
 
-    // A 204 refusal is a reply too.
-    let stop = warp::Reply::into_response(Refusal::stop());
+    // A 204 refusal is a reply, passed through by the layer: it takes no place.
+    let stop = h1_from("127.0.0.9".parse().unwrap(), server.addr)
+        .await
+        .send(get("/done").body(empty()).unwrap())
+        .await;
     assert_eq!(stop.status(), StatusCode::NO_CONTENT);
-    assert!(
-        stop.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .is_empty()
-    );
+    assert!(stop.into_body().collect().await.unwrap().to_bytes().is_empty());
+    assert_eq!(limit.open_streams(), 2);
 }
 
 #[tokio::test]
-async fn warps_graceful_shutdown_completes_once_the_streams_end() {
-    let shutdown = Shutdown::new();
+async fn behind_the_layer_graceful_shutdown_ends_the_streams() {
+    let shutdown = CancellationToken::new();
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
-    let route = warp::path("events").map({
-        let shutdown = shutdown.clone();
-        move || {
-            let reports_tx = reports_tx.clone();
-            Sse::new(stream::iter([Event::data("hello")]).chain(stream::pending()))
-                .graceful_shutdown(shutdown.clone())
-                .shutdown_event(
-                    Event::builder()
-                        .retry(Duration::from_millis(300))
-                        .build()
-                        .unwrap(),
-                )
-                .on_end(move |end: &StreamEnd| {
-                    let _ = reports_tx.send(end.reason);
-                })
-        }
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (signal, signal_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(
-        warp::serve(route)
-            .incoming(listener)
-            .graceful(shutdown.trigger_on(async move {
-                signal_rx.await.ok();
-            }))
-            .run(),
-    );
+    let route = warp::path("events")
+        .map(|| Sse::new(stream::iter([Event::data("hello")]).chain(stream::pending())));
+    let layer = SseLayer::new()
+        .graceful_shutdown(shutdown.clone())
+        .shutdown_event(
+            Event::builder()
+                .retry(Duration::from_millis(300))
+                .build()
+                .unwrap(),
+        )
+        .on_end(move |end: &StreamEnd| {
+            let _ = reports_tx.send(end.reason);
+        });
+    let server = serve(layer.layer(warp::service(route))).await;
     let mut bodies = Vec::new();
     for http2 in [false, true, true] {
         let request = get("/events").body(empty()).unwrap();
         let response = if http2 {
-            h2_connect(addr).await.send(request).await
+            h2_connect(server.addr).await.send(request).await
         } else {
-            h1_connect(addr).await.send(request).await
+            h1_connect(server.addr).await.send(request).await
         };
         let mut body = response.into_body();
         assert_eq!(next_data(&mut body).await.unwrap(), "data: hello\n\n");
         bodies.push(body);
     }
-    signal.send(()).unwrap();
+    shutdown.cancel();
     for body in bodies {
         // The rest of each body: the final frame, then a clean end.
         let rest = timeout(GUARD, body.collect()).await.unwrap().unwrap();
         assert_eq!(rest.to_bytes(), "retry: 300\n\n");
         assert_eq!(reports.recv().await, Some(EndReason::Shutdown));
     }
-    timeout(GUARD, server)
-        .await
-        .expect("warp's graceful shutdown completes")
-        .unwrap();
 }
