@@ -46,7 +46,7 @@ pin_project! {
     /// # Choosing the timeout
     ///
     /// Use about **twice the heartbeat interval** (30 seconds with the default 15-second
-    /// [`KeepAlive`](crate::KeepAlive)). A live client on a poor network drains a full
+    /// heartbeat of [`SseLayer`](crate::SseLayer)). A live client on a poor network drains a full
     /// buffer well within that; a stalled or vanished one is then closed within about
     /// three heartbeat intervals of its last read (one interval until the heartbeat
     /// writes, then the timeout). Much shorter risks closing a live client during a
@@ -54,29 +54,25 @@ pin_project! {
     /// without heartbeats gets no such guarantee for half-open peers: keep them on.
     ///
     /// ```no_run
-    /// use std::convert::Infallible;
     /// use std::time::Duration;
     ///
     /// use hyper_util::rt::{TokioExecutor, TokioIo};
     /// use hyper_util::server::conn::auto;
     /// use hyper_util::service::TowerToHyperService;
-    /// use tower::{ServiceBuilder, service_fn};
-    /// use tower_sse::{Hub, KeepAlive, SseLayer, WriteTimeout};
+    /// use tower::ServiceBuilder;
+    /// use tower_sse::{Hub, SseLayer, WriteTimeout};
     ///
     /// #[tokio::main]
     /// async fn main() -> std::io::Result<()> {
     ///     let heartbeat = Duration::from_secs(15);
     ///     let hub = Hub::new();
     ///     let service = ServiceBuilder::new()
-    ///         .layer(SseLayer::new().keep_alive(KeepAlive::new().interval(heartbeat)))
-    ///         .service(service_fn(move |request: http::Request<_>| {
-    ///             let subscription = hub.subscribe(["news"], None);
-    ///             async move { Ok::<_, Infallible>(subscription) }
-    ///         }));
+    ///         .layer(SseLayer::new().heartbeat(heartbeat))
+    ///         .service(hub);
     ///
     ///     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     ///     loop {
-    ///         let (socket, _) = listener.accept().await?;
+    ///         let Ok((socket, _)) = listener.accept().await else { continue };
     ///         // A client that reads nothing for two heartbeats is closed.
     ///         let socket = WriteTimeout::tcp(socket, 2 * heartbeat)?;
     ///         let service = TowerToHyperService::new(service.clone());
