@@ -2,7 +2,8 @@
 //!
 //! - `tower-sse`: `SseLayer::new()` (defaults: heartbeat every 15 idle seconds, ready
 //!   events coalesced into frames of up to 64 KiB) over a tower `service_fn` answering
-//!   with `stream::iter(1..=N).map(|n| Event::builder().id(n).data(PAYLOAD).build())`;
+//!   with `Sse::new(stream::iter(1..=N).map(|n| Event::builder().id(n).data(PAYLOAD)
+//!   .build())).into_response()`;
 //! - `axum`: an axum `Router` whose handler returns
 //!   `Sse::new(stream::iter(1..=N).map(|n| Ok(Event::default().id(n).data(PAYLOAD))))
 //!   .keep_alive(KeepAlive::default())`;
@@ -279,7 +280,8 @@ async fn serve_one(
                             .data(PAYLOAD)
                             .build()
                     });
-                    async move { Ok::<_, Infallible>(events) }
+                    let response = tower_sse::Sse::new(events).into_response();
+                    async move { Ok::<_, Infallible>(response) }
                 }));
             http.serve_connection(io, TowerToHyperService::new(service))
                 .await?;

@@ -17,10 +17,10 @@
 //!   `stream::repeat_with(build)`, one `poll_frame` per event (no keep-alive). That is
 //!   exactly what `Sse` does when it writes an event.
 //! - `tower-sse/body`: the same path on the tower-sse side, so that the comparison
-//!   with axum is like for like: the body of `tower_sse::Sse` over
-//!   `stream::repeat_with(build)`, no keep-alive, `max_frame_size(1)` so that each
-//!   `poll_frame` yields exactly one event (the default would coalesce a burst of ready
-//!   events into 64 KiB frames, which is measured by `benches/burst.rs`).
+//!   with axum is like for like: `tower_sse::Sse` over `stream::repeat_with(build)`,
+//!   which is itself the response body and yields exactly one event per `poll_frame`
+//!   (heartbeats and the coalescing of a burst of ready events into 64 KiB frames
+//!   belong to `SseLayer`; the latter is measured by `benches/burst.rs`).
 //!
 //! - `warp`: warp's `Event` is a struct of `String`s written out by its `Display` impl
 //!   inside the body of `warp::sse::reply`, so it is measured the same way: the body of
@@ -224,17 +224,11 @@ where
 }
 
 /// The body of tower-sse's `Sse` over an endless stream of `build()`, one event per frame.
-fn tower_body<F>(build: F) -> Pin<Box<impl http_body::Body<Data = Bytes, Error = Infallible>>>
+fn tower_body<F>(build: F) -> Pin<Box<tower_sse::Sse<stream::RepeatWith<F>>>>
 where
     F: FnMut() -> tower_sse::Event,
 {
-    Box::pin(
-        tower_sse::Sse::new(stream::repeat_with(build))
-            .no_keep_alive()
-            .max_frame_size(1)
-            .into_response()
-            .into_body(),
-    )
+    Box::pin(tower_sse::Sse::new(stream::repeat_with(build)))
 }
 
 /// The body of axum's `Sse` over an endless stream of `build()`: one event per frame,

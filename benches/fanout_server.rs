@@ -6,7 +6,8 @@
 //! ```
 //!
 //! - `tower-sse`: a [`tower_sse::Hub`] (default settings) and `SseLayer::new()` (heartbeat
-//!   every 15 idle seconds) over a `service_fn` that subscribes each request to the topic.
+//!   every 15 idle seconds) over a `service_fn` that subscribes each request to the topic
+//!   and answers `Sse::new(subscription).into_response()`.
 //!   The publisher calls `hub.publish(topic, Event::data(payload))`: encoded once, the
 //!   hub adds the id, every subscriber writes the same `Bytes`. With `--redis URL`
 //!   (feature `redis`), the hub stores events in Redis Streams (`RedisStorage`).
@@ -444,7 +445,8 @@ pub async fn start(options: &Options) -> Result<(SocketAddr, SocketAddr), String
                             [TOPIC],
                             request.extensions().get::<tower_sse::LastEventId>(),
                         );
-                        async move { Ok::<_, Infallible>(subscription) }
+                        let response = tower_sse::Sse::new(subscription).into_response();
+                        async move { Ok::<_, Infallible>(response) }
                     }
                 }));
             tokio::spawn(accept_loop(listener, service));
