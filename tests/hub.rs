@@ -3,28 +3,20 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use http::Request;
-use hyper::body::Incoming;
 use support::*;
 use tokio::time::timeout;
-use tower::{ServiceBuilder, service_fn};
+use tower::ServiceBuilder;
 use tower_sse::hub::{LagPolicy, SubscriptionError};
 use tower_sse::{EndReason, Event, Hub, SseLayer};
 
-/// A server whose `/events?topic=..` subscribes to `hub`, resuming from Last-Event-ID.
+/// A server whose `/events?topic=..` subscribes to `hub`, resuming from Last-Event-ID:
+/// the hub itself is the service.
 async fn hub_server(hub: Hub, layer: SseLayer) -> TestServer {
-    let service = ServiceBuilder::new().layer(layer).service(service_fn(
-        move |request: Request<Incoming>| {
-            let subscription = hub.subscribe_request(&request).expect("topics given");
-            async move { Ok::<_, Infallible>(subscription) }
-        },
-    ));
-    serve(service).await
+    serve(ServiceBuilder::new().layer(layer).service(hub)).await
 }
 
 async fn connect(
