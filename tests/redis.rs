@@ -19,7 +19,7 @@ use support::*;
 use tokio::time::timeout;
 use tower::{ServiceBuilder, service_fn};
 use tower_sse::hub::RedisStorage;
-use tower_sse::{Event, Hub, KeepAlive, SseLayer};
+use tower_sse::{Event, Hub, SseLayer};
 
 fn redis_hub(url: &str, prefix: &str, max_len: usize) -> Hub {
     let storage = RedisStorage::new(url)
@@ -32,13 +32,7 @@ fn redis_hub(url: &str, prefix: &str, max_len: usize) -> Hub {
 /// An SSE endpoint on `hub`; `POST`-free: publishing happens through `hub` directly, or
 /// through `/publish?topic=..&data=..` on a child instance.
 async fn instance(hub: Hub, layer: SseLayer) -> TestServer {
-    let service = ServiceBuilder::new().layer(layer).service(service_fn(
-        move |request: Request<Incoming>| {
-            let subscription = hub.subscribe_request(&request).expect("topics given");
-            async move { Ok::<_, Infallible>(subscription) }
-        },
-    ));
-    serve(service).await
+    serve(ServiceBuilder::new().layer(layer).service(hub)).await
 }
 
 async fn connect(
@@ -94,13 +88,7 @@ fn child_instance() {
         let hub = redis_hub(&url, "multi", 100_000);
         let sse = ServiceBuilder::new()
             .layer(SseLayer::new())
-            .service(service_fn({
-                let hub = hub.clone();
-                move |request: Request<Incoming>| {
-                    let subscription = hub.subscribe_request(&request).expect("topics given");
-                    async move { Ok::<_, Infallible>(subscription) }
-                }
-            }));
+            .service(hub.clone());
         let app = service_fn(move |request: Request<Incoming>| {
             let (hub, sse) = (hub.clone(), sse.clone());
             async move {
@@ -280,7 +268,7 @@ async fn an_id_older_than_redis_keeps_gets_the_reset_event() {
 async fn redis_going_away_keeps_streams_up_fails_publishes_and_loses_no_acknowledged_event() {
     let mut redis = RedisServer::start();
     let hub = redis_hub(&redis.url(), "outage", 10_000);
-    let layer = SseLayer::new().keep_alive(KeepAlive::new().interval(Duration::from_millis(100)));
+    let layer = SseLayer::new().heartbeat(Duration::from_millis(100));
     let server = instance(hub.clone(), layer).await;
 
     let response = h1_connect(server.addr)
