@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -136,18 +136,19 @@ fn churn_server() {
                 ended.fetch_add(1, Ordering::SeqCst);
             }
         });
-        let sse = ServiceBuilder::new().layer(layer).service(service_fn({
-            let (hub, opened) = (hub.clone(), opened.clone());
-            move |request: Request<Incoming>| {
-                let subscription = hub.subscribe_request(&request).expect("a topic");
+        let sse = ServiceBuilder::new()
+            .layer(layer)
+            // Counted where the body is made: the layer builds it in the same poll.
+            .map_response({
                 let opened = opened.clone();
-                // Counted where the body is made: the layer builds it in the same poll.
-                async move {
-                    opened.fetch_add(1, Ordering::SeqCst);
-                    Ok::<_, Infallible>(subscription)
+                move |response: Response<Either<_, _>>| {
+                    if matches!(response.body(), Either::Left(_)) {
+                        opened.fetch_add(1, Ordering::SeqCst);
+                    }
+                    response
                 }
-            }
-        }));
+            })
+            .service(hub.clone());
         let app = service_fn({
             let (hub, connections) = (hub.clone(), connections.clone());
             move |request: Request<Incoming>| {
