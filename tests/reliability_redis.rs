@@ -8,16 +8,13 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::Request;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -25,7 +22,7 @@ use support::redis::RedisServer;
 use support::*;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
-use tower::{ServiceBuilder, service_fn};
+use tower::ServiceBuilder;
 use tower_sse::hub::RedisStorage;
 use tower_sse::{Event, Hub, SseLayer, WriteTimeout};
 
@@ -57,10 +54,7 @@ fn loss_instance() {
             let hub = redis_hub(&url);
             let service = ServiceBuilder::new()
                 .layer(SseLayer::new().retry(Duration::from_millis(100)))
-                .service(service_fn(move |request: Request<Incoming>| {
-                    let subscription = hub.subscribe_request(&request).expect("a topic");
-                    async move { Ok::<_, Infallible>(subscription) }
-                }));
+                .service(hub);
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             println!("LISTENING {}", listener.local_addr().unwrap());
             loop {
