@@ -14,7 +14,6 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,8 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Request;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -31,8 +28,8 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
-use tower::{ServiceBuilder, service_fn};
-use tower_sse::{EndReason, Event, Hub, KeepAlive, SseLayer, WriteTimeout};
+use tower::ServiceBuilder;
+use tower_sse::{EndReason, Event, Hub, SseLayer, WriteTimeout};
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Twice the heartbeat, as `WriteTimeout` recommends.
@@ -73,19 +70,11 @@ async fn start(ip: IpAddr) -> Server {
         .queue_events(QUEUE)
         .build();
     let ends = Arc::new(Mutex::new(Vec::new()));
-    let layer = SseLayer::new()
-        .keep_alive(KeepAlive::new().interval(HEARTBEAT))
-        .on_end({
-            let ends = ends.clone();
-            move |end| ends.lock().unwrap().push(end.reason)
-        });
-    let service = ServiceBuilder::new().layer(layer).service(service_fn({
-        let hub = hub.clone();
-        move |request: Request<Incoming>| {
-            let subscription = hub.subscribe_request(&request).expect("a topic");
-            async move { Ok::<_, Infallible>(subscription) }
-        }
-    }));
+    let layer = SseLayer::new().heartbeat(HEARTBEAT).on_end({
+        let ends = ends.clone();
+        move |end| ends.lock().unwrap().push(end.reason)
+    });
+    let service = ServiceBuilder::new().layer(layer).service(hub.clone());
     let listener = TcpListener::bind((ip, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
