@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::timeout;
 use tokio_stream::wrappers::BroadcastStream;
 use tower::{Layer, service_fn};
-use tower_sse::{EndReason, Event, LastEventId, SseLayer, StreamEnd};
+use tower_sse::{EndReason, Event, LastEventId, Sse, SseLayer, StreamEnd};
 
 const STREAMS: usize = 200;
 /// Only a hang guard.
@@ -50,7 +50,8 @@ async fn two_hundred_streams_share_one_http2_connection() {
                 .build()
                 .unwrap();
             let live = BroadcastStream::new(live.subscribe()).filter_map(|e| async move { e.ok() });
-            async move { Ok::<_, Infallible>(stream::iter([greeting]).chain(live)) }
+            let events = stream::iter([greeting]).chain(live);
+            async move { Ok::<_, Infallible>(Sse::new(events).into_response()) }
         }
     }));
 
