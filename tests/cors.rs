@@ -1,9 +1,8 @@
 //! CORS with tower-http's `CorsLayer` in front of `SseLayer`.
 //!
 //! Over plain HTTP: the preflight that a `Last-Event-ID` header triggers gets its
-//! answer from the `CorsLayer` (outside `SseLayer`, the only order that type-checks:
-//! `CorsLayer` wraps services that answer with responses), and the event stream
-//! carries `Access-Control-Allow-Origin`.
+//! answer from the `CorsLayer` (outside `SseLayer`, so that preflights never reach the
+//! event-stream service), and the event stream carries `Access-Control-Allow-Origin`.
 //!
 //! In Debian's Chromium: a page on one origin opens an `EventSource` on another; the
 //! first stream sets an id and ends, the browser reconnects with `Last-Event-ID`, and
@@ -27,14 +26,14 @@ use std::time::Duration;
 use axum::response::Html;
 use futures_util::stream;
 use http::header::{ACCESS_CONTROL_REQUEST_HEADERS, ORIGIN};
-use http::{HeaderName, HeaderValue, Method, Request, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::Deserialize;
 use support::*;
 use tower::{ServiceBuilder, service_fn};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_sse::{Event, LAST_EVENT_ID, LastEventId, SseLayer};
+use tower_sse::{Event, LastEventId, Sse, SseLayer};
 
 const PAGE: &str = include_str!("browser/cors.html");
 const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,7 +53,7 @@ fn recipe(origin: &str) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::exact(HeaderValue::from_str(origin).unwrap()))
         .allow_methods([Method::GET])
-        .allow_headers([HeaderName::from_static(LAST_EVENT_ID)])
+        .allow_headers([LastEventId::HEADER])
         .max_age(Duration::from_secs(600))
 }
 
@@ -78,7 +77,7 @@ async fn events_server(cors: CorsLayer, id: &'static str) -> (TestServer, Arc<Mu
                     origin: header(ORIGIN),
                     last_event_id: request
                         .headers()
-                        .get(LAST_EVENT_ID)
+                        .get(LastEventId::HEADER)
                         .map(|v| v.as_bytes().to_vec()),
                     request_headers: header(ACCESS_CONTROL_REQUEST_HEADERS),
                 });
@@ -86,6 +85,9 @@ async fn events_server(cors: CorsLayer, id: &'static str) -> (TestServer, Arc<Mu
             }
         })
         .layer(cors)
+        // `CorsLayer` answers a preflight with the `Default` of the inner body type,
+        // which `SseBody` does not have: the body is boxed between the two layers.
+        .map_response(|response: Response<_>| response.map(BodyExt::boxed_unsync))
         .layer(SseLayer::new())
         .service(service_fn(move |request: Request<Incoming>| async move {
             let events = match request.extensions().get::<LastEventId>() {
@@ -102,7 +104,7 @@ async fn events_server(cors: CorsLayer, id: &'static str) -> (TestServer, Arc<Mu
                     Event::builder().event("done").data("").build().unwrap(),
                 ],
             };
-            Ok::<_, Infallible>(stream::iter(events))
+            Ok::<_, Infallible>(Sse::new(stream::iter(events)).into_response())
         }));
     (serve(service).await, seen)
 }
