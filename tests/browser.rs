@@ -36,7 +36,7 @@ use tokio::sync::{Notify, mpsc};
 use tower::{Layer, ServiceBuilder, service_fn};
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::SizeAbove;
-use tower_sse::{Event, SseLayer};
+use tower_sse::{Event, Sse, SseLayer};
 
 const PAGE: &str = include_str!("browser/eventsource.html");
 /// How long the browser may take to receive one event in the live test.
@@ -280,7 +280,8 @@ fn app(
         .layer(service_fn(move |_request: Request<Body>| {
             let events = events.lock().unwrap().take();
             connected.notify_one();
-            async move { Ok::<_, Infallible>(events.unwrap_or_else(|| stream::pending().boxed())) }
+            let events = events.unwrap_or_else(|| stream::pending().boxed());
+            async move { Ok::<_, Infallible>(Sse::new(events).into_response()) }
         }));
     Router::new()
         .route("/", get(move || async move { Html(page) }))
