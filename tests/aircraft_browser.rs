@@ -40,7 +40,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tower_sse::Shutdown;
+use tokio_util::sync::CancellationToken;
 
 use app::{App, Settings, Simulator};
 use driver::Browser;
@@ -55,7 +55,7 @@ struct Server {
 impl Server {
     fn start(listener: &Arc<TcpListener>, app: &App) -> Server {
         let (stop, stopped) = oneshot::channel::<()>();
-        let shutdown = Shutdown::new();
+        let shutdown = CancellationToken::new();
         let service = app.service(shutdown.clone());
         let listener = listener.clone();
         let task = tokio::spawn(async move {

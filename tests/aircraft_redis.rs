@@ -36,7 +36,7 @@ use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-use tower_sse::Shutdown;
+use tokio_util::sync::CancellationToken;
 
 use app::{App, Config, Simulator};
 use support::redis::RedisServer;
@@ -65,7 +65,7 @@ fn child_instance() {
         let app = App::new(config.settings.clone(), hub.clone());
         let listener = tokio::net::TcpListener::bind(config.addr).await.unwrap();
         println!("LISTENING {}", listener.local_addr().unwrap());
-        let shutdown = Shutdown::new();
+        let shutdown = CancellationToken::new();
         let service = app.service(shutdown.clone());
         tokio::spawn(async move {
             app::serve(&listener, service, shutdown, std::future::pending()).await;

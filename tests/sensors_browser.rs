@@ -32,10 +32,10 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::SizeAbove;
-use tower_sse::Shutdown;
 
 use app::sensor::SENSORS;
 use app::{App, Settings};
@@ -53,7 +53,7 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let shutdown = Shutdown::new();
+        let shutdown = CancellationToken::new();
         let service = app.service(shutdown.clone());
         let stopped = async {
             let _ = stopped.await;
