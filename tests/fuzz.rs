@@ -2,8 +2,8 @@
 //!
 //! - the encoder, driven by any sequence of builder calls (`tests/encoder.rs` checks
 //!   single events field by field; this adds repeated fields, events without data, and
-//!   the response body that coalesces events into frames), against an independent spec
-//!   parser: every event is refused or reads back exactly;
+//!   the body of `SseLayer`, which coalesces the events of an `Sse` into frames),
+//!   against an independent spec parser: every event is refused or reads back exactly;
 //! - `Last-Event-ID` parsing from header bytes and query strings of any bytes: never a
 //!   panic, and the result is absent or exactly the decoded UTF-8 value of at most 1 KiB;
 //! - the hub's `subscribe_request` on any query string and any `Last-Event-ID`: never a
@@ -18,11 +18,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use eventsource_stream::{Event as Parsed, Eventsource};
 use futures_util::{FutureExt, StreamExt};
-use http::{HeaderMap, HeaderValue, Request, Uri};
+use http::{HeaderValue, Request, Uri};
 use http_body_util::BodyExt;
 use proptest::prelude::*;
+use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_sse::hub::SubscribeError;
-use tower_sse::{Event, EventBuilder, EventError, Hub, LastEventId, MAX_LAST_EVENT_ID_LEN, Sse};
+use tower_sse::{Event, EventBuilder, EventError, Hub, LastEventId, Sse, SseLayer};
+
+/// Longest accepted `Last-Event-ID`, in bytes.
+const MAX_LAST_EVENT_ID_LEN: usize = LastEventId::MAX_LEN;
 
 /// Cases per property: `default`, or `PROPTEST_CASES` when set.
 fn cases(default: u32) -> u32 {
@@ -147,14 +151,18 @@ fn parse(chunks: Vec<Bytes>) -> Vec<Parsed> {
     )
 }
 
-/// The data frames of an `Sse` body over `events`, with frames of at most `max` bytes
-/// (one event larger than that goes alone).
+/// The data frames of an `Sse` response over `events` under `SseLayer`, with frames of
+/// at most `max` bytes (one event larger than that goes alone).
 fn body_frames(events: Vec<Event>, max: usize) -> Vec<Bytes> {
-    let response = Sse::new(futures_util::stream::iter(events))
-        .no_keep_alive()
-        .max_frame_size(max)
-        .into_response();
+    let service = ServiceBuilder::new()
+        .layer(SseLayer::new().no_heartbeat().max_frame_size(max))
+        .service(service_fn(move |_request: Request<()>| {
+            let events = futures_util::stream::iter(events.clone());
+            async move { Ok::<_, std::convert::Infallible>(Sse::new(events).into_response()) }
+        }));
     runtime().block_on(async move {
+        let request = Request::get("/events").body(()).unwrap();
+        let response = service.oneshot(request).await.unwrap();
         let mut body = response.into_body();
         let mut frames = Vec::new();
         while let Some(frame) = body.frame().await {
@@ -253,6 +261,13 @@ fn id_in_query(query: &str, name: &str) -> Option<String> {
     None
 }
 
+/// The id a request to `uri`, without a `Last-Event-ID` header, gives from its
+/// `lastEventId` query parameter.
+fn from_query(uri: &Uri) -> Option<String> {
+    let request = Request::get(uri.clone()).body(()).unwrap();
+    LastEventId::from_request(&request, Some("lastEventId")).map(LastEventId::into_string)
+}
+
 /// Header values of any bytes, mostly of lengths around the 1 KiB bound.
 fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
@@ -301,11 +316,10 @@ proptest! {
     fn a_header_of_any_bytes_gives_its_utf8_value_of_at_most_1_kib_or_nothing(bytes in header_bytes()) {
         // Only bytes a header can carry reach the server (hyper refuses the others).
         let Ok(value) = HeaderValue::from_bytes(&bytes) else { return Ok(()) };
-        let mut headers = HeaderMap::new();
-        headers.insert("last-event-id", value);
-        let got = LastEventId::from_headers(&headers).ok().flatten().map(LastEventId::into_string);
+        // From the header alone, and with the query parameter allowed (the URI has none).
+        let request = Request::get("/e").header("last-event-id", value).body(()).unwrap();
+        let got = LastEventId::from_request(&request, None).map(LastEventId::into_string);
         prop_assert_eq!(got, as_id(&bytes));
-        let request = Request::get("/e").header("last-event-id", &bytes[..]).body(()).unwrap();
         let got = LastEventId::from_request(&request, Some("lastEventId")).map(LastEventId::into_string);
         prop_assert_eq!(got, as_id(&bytes));
     }
@@ -314,7 +328,7 @@ proptest! {
     fn a_query_gives_the_decoded_utf8_value_of_at_most_1_kib_or_nothing(query in query()) {
         let Ok(uri) = format!("/e?{query}").parse::<Uri>() else { return Ok(()) };
         let query = uri.query().unwrap_or("").to_owned();
-        let got = LastEventId::from_query(&uri, "lastEventId").ok().flatten().map(LastEventId::into_string);
+        let got = from_query(&uri);
         let expected = id_in_query(&query, "lastEventId");
         if let Some(id) = &got {
             prop_assert!(id.len() <= MAX_LAST_EVENT_ID_LEN);
@@ -327,7 +341,7 @@ proptest! {
         let mut target = b"/e?".to_vec();
         target.extend_from_slice(&bytes);
         let Ok(uri) = Uri::try_from(target) else { return Ok(()) };
-        let got = LastEventId::from_query(&uri, "lastEventId").ok().flatten().map(LastEventId::into_string);
+        let got = from_query(&uri);
         prop_assert_eq!(got, id_in_query(uri.query().unwrap_or(""), "lastEventId"));
         let request = Request::get(uri).body(()).unwrap();
         let _ = Hub::new().subscribe_request(&request);
