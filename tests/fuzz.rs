@@ -25,9 +25,6 @@ use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_sse::hub::SubscribeError;
 use tower_sse::{Event, EventBuilder, EventError, Hub, LastEventId, Sse, SseLayer};
 
-/// Longest accepted `Last-Event-ID`, in bytes.
-const MAX_LAST_EVENT_ID_LEN: usize = LastEventId::MAX_LEN;
-
 /// Cases per property: `default`, or `PROPTEST_CASES` when set.
 fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES")
@@ -244,7 +241,7 @@ fn decode(component: &[u8]) -> Vec<u8> {
 
 /// What a valid id is: non-empty UTF-8 of at most 1 KiB.
 fn as_id(bytes: &[u8]) -> Option<String> {
-    if bytes.is_empty() || bytes.len() > MAX_LAST_EVENT_ID_LEN {
+    if bytes.is_empty() || bytes.len() > LastEventId::MAX_LEN {
         return None;
     }
     String::from_utf8(bytes.to_vec()).ok()
@@ -331,7 +328,7 @@ proptest! {
         let got = from_query(&uri);
         let expected = id_in_query(&query, "lastEventId");
         if let Some(id) = &got {
-            prop_assert!(id.len() <= MAX_LAST_EVENT_ID_LEN);
+            prop_assert!(id.len() <= LastEventId::MAX_LEN);
         }
         prop_assert_eq!(got, expected);
     }
