@@ -21,8 +21,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::{Method, Request, Response};
-use http_body_util::BodyExt;
+use http::{Method, Request};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -78,9 +77,6 @@ async fn main() -> std::io::Result<()> {
         .max_age(Duration::from_secs(3600));
     let service = ServiceBuilder::new()
         .layer(cors)
-        // CorsLayer answers preflights with the `Default` of the body type, which
-        // `SseBody` does not have: box the body between the two layers.
-        .map_response(|response: Response<_>| response.map(BodyExt::boxed_unsync))
         .layer(sse)
         .service(hub);
 

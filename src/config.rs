@@ -2,14 +2,16 @@
 //! bodies they wrap.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use crate::batch::{MAX_DELAY, Ticker};
 use crate::event::write_retry;
 use crate::report::OnEnd;
+use crate::stall::StallWatch;
 use crate::{Event, StreamEnd, StreamLimit};
 
 /// Largest frame the body hands to the connection when events are coalesced.
@@ -32,7 +34,23 @@ pub(crate) struct Config {
     shutdown_event: Option<Bytes>,
     limit: Option<StreamLimit>,
     query: Option<Arc<str>>,
+    batch: Option<Arc<Ticker>>,
+    stall: Stall,
+    /// The watch of `stall`, made on first use.
+    stall_watch: OnceLock<Option<Arc<StallWatch>>>,
 }
+
+/// When a stream whose connection takes nothing from it is ended.
+#[derive(Clone, Copy, Debug)]
+enum Stall {
+    /// After three heartbeat intervals; never without heartbeats.
+    Auto,
+    After(Duration),
+    Never,
+}
+
+/// How many heartbeat intervals a stream may go unpolled by default.
+const STALL_HEARTBEATS: u32 = 3;
 
 impl Default for Config {
     fn default() -> Self {
@@ -46,6 +64,9 @@ impl Default for Config {
             shutdown_event: None,
             limit: None,
             query: Some(Arc::from(DEFAULT_QUERY)),
+            batch: None,
+            stall: Stall::Auto,
+            stall_watch: OnceLock::new(),
         }
     }
 }
@@ -53,6 +74,26 @@ impl Default for Config {
 impl Config {
     pub(crate) fn set_heartbeat(&mut self, interval: Option<Duration>) {
         self.heartbeat = interval.map(|i| i.max(Duration::from_millis(1)));
+        self.stall_watch = OnceLock::new();
+    }
+
+    /// # Panics
+    ///
+    /// If `delay` is longer than [`MAX_DELAY`].
+    pub(crate) fn set_batch_delay(&mut self, delay: Duration) {
+        assert!(
+            delay <= MAX_DELAY,
+            "SseLayer::batch_delay: {delay:?} is longer than the most a frame may wait ({MAX_DELAY:?})"
+        );
+        self.batch = (!delay.is_zero()).then(|| Ticker::new(delay));
+    }
+
+    pub(crate) fn set_stall_timeout(&mut self, timeout: Option<Duration>) {
+        self.stall = match timeout {
+            Some(timeout) => Stall::After(timeout.max(Duration::from_millis(1))),
+            None => Stall::Never,
+        };
+        self.stall_watch = OnceLock::new();
     }
 
     pub(crate) fn set_heartbeat_event(&mut self, event: Event) {
@@ -129,6 +170,25 @@ impl Config {
     pub(crate) fn query(&self) -> Option<&str> {
         self.query.as_deref()
     }
+
+    /// The cadence that batches writes, when they are batched.
+    pub(crate) fn batch(&self) -> Option<&Arc<Ticker>> {
+        self.batch.as_ref()
+    }
+
+    /// The watch that ends streams their connection stopped polling, if any.
+    pub(crate) fn stall_watch(&self) -> Option<&Arc<StallWatch>> {
+        self.stall_watch
+            .get_or_init(|| {
+                let timeout = match (self.stall, self.heartbeat) {
+                    (Stall::Never, _) | (Stall::Auto, None) => return None,
+                    (Stall::After(timeout), _) => timeout,
+                    (Stall::Auto, Some(interval)) => interval * STALL_HEARTBEATS,
+                };
+                Some(StallWatch::new(timeout))
+            })
+            .as_ref()
+    }
 }
 
 impl fmt::Debug for Config {
@@ -143,6 +203,8 @@ impl fmt::Debug for Config {
             .field("shutdown_event", &self.shutdown_event)
             .field("limit", &self.limit)
             .field("query", &self.query)
+            .field("batch", &self.batch.as_ref().map(|t| t.delay()))
+            .field("stall", &self.stall)
             .finish()
     }
 }

@@ -176,10 +176,7 @@ mod tests {
     fn request(uri: &str, header: Option<&[u8]>) -> Request<()> {
         let mut builder = Request::get(uri);
         if let Some(value) = header {
-            builder = builder.header(
-                LastEventId::HEADER,
-                HeaderValue::from_bytes(value).unwrap(),
-            );
+            builder = builder.header(LastEventId::HEADER, HeaderValue::from_bytes(value).unwrap());
         }
         builder.body(()).unwrap()
     }
@@ -190,7 +187,10 @@ mod tests {
 
     #[test]
     fn header_wins_over_query() {
-        assert_eq!(read("/e?lastEventId=q", Some(b"h"), Some("lastEventId")).unwrap(), "h");
+        assert_eq!(
+            read("/e?lastEventId=q", Some(b"h"), Some("lastEventId")).unwrap(),
+            "h"
+        );
     }
 
     #[test]
@@ -205,14 +205,20 @@ mod tests {
         assert_eq!(read("/e", Some(&long), None), None);
         let exact = vec![b'7'; LastEventId::MAX_LEN];
         assert!(read("/e", Some(&exact), None).is_some());
-        assert_eq!(read("/e?lastEventId=%FF%FE", None, Some("lastEventId")), None);
+        assert_eq!(
+            read("/e?lastEventId=%FF%FE", None, Some("lastEventId")),
+            None
+        );
         let huge = format!("/e?lastEventId={}", "%41".repeat(5000));
         assert_eq!(read(&huge, None, Some("lastEventId")), None);
     }
 
     #[test]
     fn empty_values_count_as_absent() {
-        assert_eq!(read("/e?lastEventId=", Some(b""), Some("lastEventId")), None);
+        assert_eq!(
+            read("/e?lastEventId=", Some(b""), Some("lastEventId")),
+            None
+        );
     }
 
     #[test]

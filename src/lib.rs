@@ -80,7 +80,12 @@
 //!     .allow_methods([Method::GET])
 //!     .allow_headers([LastEventId::HEADER])
 //!     .max_age(Duration::from_secs(3600));
-//! let stack = ServiceBuilder::new().layer(cors).layer(SseLayer::new());
+//! let service = ServiceBuilder::new()
+//!     .layer(cors)
+//!     .layer(SseLayer::new())
+//!     .service(tower_sse::Hub::new());
+//! # fn is_a_service<S: tower::Service<http::Request<()>>>(_: &S) {}
+//! # is_a_service(&service);
 //! ```
 //!
 //! Chromium sends the `Last-Event-ID` of an `EventSource` reconnection without a
@@ -130,6 +135,7 @@
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
+mod batch;
 mod body;
 mod config;
 mod event;
@@ -145,6 +151,8 @@ mod report;
 mod service;
 mod shutdown;
 mod sse;
+mod stall;
+mod stream;
 #[cfg(feature = "warp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "warp")))]
 pub mod warp;

@@ -1,11 +1,13 @@
 //! How and why each stream ended.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::limit::StreamPermit;
 use crate::sse::BoxError;
 
 /// Why a stream ended.
@@ -28,6 +30,11 @@ pub enum EndReason {
     /// The layer's shutdown token was cancelled
     /// ([`SseLayer::graceful_shutdown`](crate::SseLayer::graceful_shutdown)).
     Shutdown,
+    /// The connection took nothing from the stream for the layer's
+    /// [`stall_timeout`](crate::SseLayer::stall_timeout): a client that stopped reading,
+    /// or an HTTP/2 stream it grants no flow-control window. Its place under the limit
+    /// was freed then; the stream itself is reset the next time the connection polls it.
+    Stalled,
 }
 
 impl fmt::Display for EndReason {
@@ -37,6 +44,7 @@ impl fmt::Display for EndReason {
             EndReason::ClientGone => "client gone",
             EndReason::Error => "stream error",
             EndReason::Shutdown => "shutdown",
+            EndReason::Stalled => "stalled",
         })
     }
 }
@@ -73,39 +81,72 @@ pub struct StreamEnd {
 /// The callback that receives each [`StreamEnd`].
 pub(crate) type OnEnd = Arc<dyn Fn(&StreamEnd) + Send + Sync>;
 
-/// Counts what a stream sends and reports its end exactly once.
+/// What one stream has sent and its place under a limit; reports the stream's end
+/// exactly once, whoever ends it: the body, or the layer's stall watch.
 pub(crate) struct Tracker {
     started: Instant,
-    pub(crate) events: u64,
-    pub(crate) bytes: u64,
+    events: AtomicU64,
+    bytes: AtomicU64,
+    /// When the connection last polled the body, in milliseconds since the stall
+    /// watch's start (used only when one watches this stream).
+    last_poll: AtomicU64,
+    done: AtomicBool,
     on_end: Option<OnEnd>,
-    done: bool,
+    /// The place this stream takes under a `StreamLimit`, freed when it ends.
+    permit: Mutex<Option<StreamPermit>>,
 }
 
 impl Tracker {
-    pub(crate) fn new(on_end: Option<OnEnd>) -> Self {
+    pub(crate) fn new(on_end: Option<OnEnd>, permit: Option<StreamPermit>) -> Self {
         Tracker {
             started: Instant::now(),
-            events: 0,
-            bytes: 0,
+            events: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            last_poll: AtomicU64::new(0),
+            done: AtomicBool::new(false),
             on_end,
-            done: false,
+            permit: Mutex::new(permit),
         }
     }
 
-    pub(crate) fn is_done(&self) -> bool {
-        self.done
+    /// Records a frame handed to the connection.
+    pub(crate) fn wrote(&self, events: u64, bytes: usize) {
+        if events > 0 {
+            self.events.fetch_add(events, Ordering::Relaxed);
+        }
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    pub(crate) fn finish(&mut self, reason: EndReason, error: Option<BoxError>) {
-        if std::mem::replace(&mut self.done, true) {
+    pub(crate) fn touch(&self, at_ms: u64) {
+        self.last_poll.store(at_ms, Ordering::Relaxed);
+    }
+
+    pub(crate) fn last_poll(&self) -> u64 {
+        self.last_poll.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// Frees the stream's place, then reports its end, unless it was reported already.
+    pub(crate) fn finish(&self, reason: EndReason, error: Option<BoxError>) {
+        // Free the place before reporting, so that whoever learns of the end can open
+        // the next stream at once.
+        drop(
+            self.permit
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        if self.done.swap(true, Ordering::AcqRel) {
             return;
         }
         let end = StreamEnd {
             reason,
             error,
-            events: self.events,
-            bytes: self.bytes,
+            events: self.events.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
             duration: self.started.elapsed(),
         };
         tracing::debug!(

@@ -205,9 +205,12 @@ where
     type Output = Result<Response<SseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let (inner, config, version, is_get, client, permit) = match self.project().state.project() {
+        let (inner, config, version, is_get, client, permit) = match self.project().state.project()
+        {
             StateProj::Refused { refusal } => {
-                let refusal = refusal.take().expect("ResponseFuture polled after completion");
+                let refusal = refusal
+                    .take()
+                    .expect("ResponseFuture polled after completion");
                 return Poll::Ready(Ok(refused(refusal)));
             }
             StateProj::Inner {
@@ -251,7 +254,9 @@ where
         }
         response.extensions_mut().insert(Wrapped);
         let config = config.clone();
-        Poll::Ready(Ok(response.map(|body| SseBody::stream(body, config, permit))))
+        Poll::Ready(Ok(
+            response.map(|body| SseBody::stream(body, config, permit))
+        ))
     }
 }
 

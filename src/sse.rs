@@ -195,7 +195,12 @@ pub(crate) fn is_event_stream_type(value: &[u8]) -> bool {
     const TYPE: &[u8] = b"text/event-stream";
     value
         .split(|b| *b == b',')
-        .map(|part| part.split(|b| *b == b';').next().unwrap_or_default().trim_ascii())
+        .map(|part| {
+            part.split(|b| *b == b';')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii()
+        })
         .any(|media| media.eq_ignore_ascii_case(TYPE))
 }
 

@@ -80,11 +80,14 @@ pub fn last_event_id()
         .map(Some)
         .or(warp::any().map(|| None))
         .unify();
-    warp::ext::optional::<LastEventId>().and(header).and(query).map(
-        |layer: Option<LastEventId>, header: Option<HeaderValue>, query: Option<String>| {
-            layer.or_else(|| {
-                LastEventId::read(header.as_ref(), query.as_deref(), Some("lastEventId"))
-            })
-        },
-    )
+    warp::ext::optional::<LastEventId>()
+        .and(header)
+        .and(query)
+        .map(
+            |layer: Option<LastEventId>, header: Option<HeaderValue>, query: Option<String>| {
+                layer.or_else(|| {
+                    LastEventId::read(header.as_ref(), query.as_deref(), Some("lastEventId"))
+                })
+            },
+        )
 }

@@ -321,7 +321,11 @@ async fn the_router_layer_applies_its_settings_to_every_handlers_stream() {
         let start = Instant::now();
         assert_eq!(next_data(&mut body).await.unwrap(), "retry: 3000\n\n");
         sender.send(Event::data("one")).unwrap();
-        assert_eq!(next_data(&mut body).await.unwrap(), "data: one\n\n", "{path}");
+        assert_eq!(
+            next_data(&mut body).await.unwrap(),
+            "data: one\n\n",
+            "{path}"
+        );
         assert_eq!(next_data(&mut body).await.unwrap(), ": hb\n\n");
         if http2 {
             // Paused time runs ahead while HTTP/2 frames cross the loopback socket
@@ -359,7 +363,9 @@ async fn the_router_layer_refuses_over_the_limit_before_the_handler_runs() {
         .per_client(2)
         .retry_after(Duration::from_secs(9))
         .client_key(|parts| {
-            let info = parts.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()?;
+            let info = parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()?;
             Some(info.0.ip())
         });
     let app = Router::new()
@@ -458,7 +464,9 @@ async fn the_router_layer_completes_the_headers_of_axums_own_sse_and_leaves_the_
     async fn response() -> axum::response::Response {
         (StatusCode::ACCEPTED, [("x-kind", "raw")], "raw response").into_response()
     }
-    async fn maybe(last: Option<LastEventId>) -> Result<Sse<stream::Iter<std::vec::IntoIter<Event>>>, Refusal> {
+    async fn maybe(
+        last: Option<LastEventId>,
+    ) -> Result<Sse<stream::Iter<std::vec::IntoIter<Event>>>, Refusal> {
         match last {
             Some(_) => Err(Refusal::stop()),
             None => Ok(Sse::new(stream::iter(vec![Event::data("first visit")]))),

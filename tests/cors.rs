@@ -26,7 +26,7 @@ use std::time::Duration;
 use axum::response::Html;
 use futures_util::stream;
 use http::header::{ACCESS_CONTROL_REQUEST_HEADERS, ORIGIN};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::Deserialize;
@@ -85,9 +85,6 @@ async fn events_server(cors: CorsLayer, id: &'static str) -> (TestServer, Arc<Mu
             }
         })
         .layer(cors)
-        // `CorsLayer` answers a preflight with the `Default` of the inner body type,
-        // which `SseBody` does not have: the body is boxed between the two layers.
-        .map_response(|response: Response<_>| response.map(BodyExt::boxed_unsync))
         .layer(SseLayer::new())
         .service(service_fn(move |request: Request<Incoming>| async move {
             let events = match request.extensions().get::<LastEventId>() {

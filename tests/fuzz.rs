@@ -350,13 +350,14 @@ proptest! {
 const MAX_TOPICS: usize = 4;
 
 /// What `subscribe_request` must answer for `query`, read independently: the distinct
-/// decoded `topic` values in order, or the first error met. Topics containing `deny`
+/// decoded values of the parameters whose decoded name is `topic`, in order, or the
+/// first error met. Topics containing `deny`
 /// are refused by the test's authorization hook, once all are read.
 fn topics_in_query(query: &str) -> Result<Vec<String>, SubscribeError> {
     let mut names: Vec<String> = Vec::new();
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if key != "topic" {
+        if decode(key.as_bytes()) != b"topic" {
             continue;
         }
         let Ok(name) = String::from_utf8(decode(value.as_bytes())) else {

@@ -17,8 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tokio_util::sync::CancellationToken;
+use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_sse::{EndReason, Event, LastEventId, Refusal, Sse, SseLayer, StreamEnd};
 
 /// What the `on_end` callback saw.
@@ -211,7 +211,7 @@ async fn a_late_poll_writes_one_heartbeat_not_a_burst() {
     let layer = SseLayer::new()
         .heartbeat(Duration::from_secs(1))
         .heartbeat_event(Event::comment("hb"));
-    let mut body = layered(layer, || stream::pending::<Event>()).await;
+    let mut body = layered(layer, stream::pending::<Event>).await;
     let start = Instant::now();
     let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
     assert_eq!(text(&frame), ": hb\n\n");
@@ -370,8 +370,7 @@ async fn vanishing_proxy(
 
 #[tokio::test(start_paused = true)]
 async fn a_vanished_client_is_noticed_at_the_next_heartbeat() {
-    let (layer, mut reports) =
-        reporting(SseLayer::new().heartbeat(Duration::from_secs(15)));
+    let (layer, mut reports) = reporting(SseLayer::new().heartbeat(Duration::from_secs(15)));
     let (server, mut senders) = channel_server(layer).await;
     let (proxy, cut) = vanishing_proxy(server.addr).await;
 
@@ -684,9 +683,15 @@ async fn sse_alone_serves_one_stream_with_its_headers() {
     let server = serve(service).await;
     for http2 in [false, true] {
         let response = if http2 {
-            h2_connect(server.addr).await.send(get("/").body(empty()).unwrap()).await
+            h2_connect(server.addr)
+                .await
+                .send(get("/").body(empty()).unwrap())
+                .await
         } else {
-            h1_connect(server.addr).await.send(get("/").body(empty()).unwrap()).await
+            h1_connect(server.addr)
+                .await
+                .send(get("/").body(empty()).unwrap())
+                .await
         };
         let headers = response.headers();
         assert_eq!(headers["content-type"], "text/event-stream");
@@ -725,7 +730,9 @@ async fn other_responses_pass_through_untouched() {
                 }
                 "/later" => Refusal::reconnect_after(Duration::from_secs(3)).into_response(),
                 _ => {
-                    let (parts, _) = Sse::new(stream::iter(numbered(2))).into_response().into_parts();
+                    let (parts, _) = Sse::new(stream::iter(numbered(2)))
+                        .into_response()
+                        .into_parts();
                     let mut bytes = Vec::new();
                     for event in numbered(2) {
                         bytes.extend_from_slice(event.as_bytes());
@@ -742,7 +749,12 @@ async fn other_responses_pass_through_untouched() {
     let response = client.send(get("/page").body(empty()).unwrap()).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "text/html");
-    for name in ["connection", "cache-control", "x-accel-buffering", "content-encoding"] {
+    for name in [
+        "connection",
+        "cache-control",
+        "x-accel-buffering",
+        "content-encoding",
+    ] {
         assert!(!response.headers().contains_key(name), "{name} on a page");
     }
     let body = response.into_body().collect().await.unwrap().to_bytes();
@@ -750,7 +762,11 @@ async fn other_responses_pass_through_untouched() {
 
     let request = Request::post("/publish").body(empty()).unwrap();
     let response = client.send(request).await;
-    assert_eq!(response.status(), StatusCode::CREATED, "a POST that is no stream is not 405");
+    assert_eq!(
+        response.status(),
+        StatusCode::CREATED,
+        "a POST that is no stream is not 405"
+    );
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(text(&body), "{\"id\":7}");
 
@@ -816,9 +832,16 @@ async fn an_outer_layer_passes_through_a_stream_an_inner_layer_serves() {
         .await
         .unwrap()
         .to_bytes();
-    assert!(text(&body).starts_with("retry: 1000\n\nid: 0\n"), "{}", text(&body));
+    assert!(
+        text(&body).starts_with("retry: 1000\n\nid: 0\n"),
+        "{}",
+        text(&body)
+    );
     assert_eq!(text(&body).matches("retry:").count(), 1);
     let report = inner_reports.recv().await.unwrap();
     assert_eq!((report.reason, report.events), (EndReason::Finished, 2));
-    assert!(outer_reports.try_recv().is_err(), "the outer layer reported nothing");
+    assert!(
+        outer_reports.try_recv().is_err(),
+        "the outer layer reported nothing"
+    );
 }

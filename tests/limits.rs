@@ -291,7 +291,9 @@ async fn anything_but_get_answered_with_a_stream_is_405_and_takes_no_place() {
         // Only its answer told the layer it was a stream; that stream was dropped
         // unread.
         let sender = senders.recv().await.unwrap();
-        timeout(GUARD, sender.closed()).await.expect("the stream is dropped");
+        timeout(GUARD, sender.closed())
+            .await
+            .expect("the stream is dropped");
     }
     assert_eq!(limit.refused(), 0);
     assert_eq!(limit.open_streams(), 0);

@@ -110,11 +110,12 @@ async fn behind_the_layer_heartbeats_and_the_disconnect_report() {
         senders_tx.send(tx).unwrap();
         Sse::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
     });
-    let layer = SseLayer::new()
-        .heartbeat(Duration::from_secs(15))
-        .on_end(move |end: &StreamEnd| {
-            let _ = reports_tx.send((end.reason, end.events));
-        });
+    let layer =
+        SseLayer::new()
+            .heartbeat(Duration::from_secs(15))
+            .on_end(move |end: &StreamEnd| {
+                let _ = reports_tx.send((end.reason, end.events));
+            });
     let server = serve(layer.layer(warp::service(route))).await;
     let mut client = h1_connect(server.addr).await;
     let response = client.send(get("/events").body(empty()).unwrap()).await;
@@ -188,7 +189,14 @@ async fn behind_the_layer_a_per_client_limit_and_refusals_as_replies() {
         .send(get("/done").body(empty()).unwrap())
         .await;
     assert_eq!(stop.status(), StatusCode::NO_CONTENT);
-    assert!(stop.into_body().collect().await.unwrap().to_bytes().is_empty());
+    assert!(
+        stop.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .is_empty()
+    );
     assert_eq!(limit.open_streams(), 2);
 }
 

@@ -40,8 +40,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::request::Parts;
 
-pub use storage::{Feed, GapReason, History, HistoryFuture, MemoryStorage, Published, Storage};
 pub use request::SubscribeError;
+pub use storage::{Feed, GapReason, History, HistoryFuture, MemoryStorage, Published, Storage};
 pub use subscription::{Subscription, SubscriptionError};
 
 #[cfg(feature = "redis")]

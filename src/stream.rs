@@ -1,0 +1,341 @@
+//! What [`SseBody`](crate::SseBody) does around an event stream: the `retry:` prelude,
+//! coalescing, batching, heartbeats, shutdown, stall detection and the end report.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+
+use crate::EndReason;
+use crate::config::Config;
+use crate::heartbeat::Heartbeat;
+use crate::limit::StreamPermit;
+use crate::report::Tracker;
+use crate::shutdown::ShutdownWatch;
+use crate::sse::BoxError;
+use crate::stall::StallWatch;
+
+/// Where an event stream stands.
+#[derive(Debug)]
+enum Phase {
+    Streaming,
+    /// The inner body is over; what is left goes out, then the body ends.
+    Ending(EndReason, Option<BoxError>),
+    Done,
+}
+
+/// Everything an event stream carries besides its inner body.
+#[derive(Debug)]
+pub(crate) struct StreamState {
+    config: Arc<Config>,
+    phase: Phase,
+    /// Bytes to write before anything else: the `retry:` prelude.
+    prelude: Option<Bytes>,
+    /// A frame taken from the inner body and not written yet.
+    carry: Option<Bytes>,
+    /// With batching: the tick at which `carry` started to wait.
+    held_since: Option<u64>,
+    /// The last frame was cut at the size bound: `carry` goes out without waiting.
+    flush_now: bool,
+    /// The last frame, after the inner body: the shutdown event.
+    tail: Option<Bytes>,
+    heartbeat: Option<Heartbeat>,
+    shutdown: Option<ShutdownWatch>,
+    tracker: Arc<Tracker>,
+    stall: Option<(Arc<StallWatch>, usize)>,
+    /// Where several ready frames are coalesced. Kept while the stream keeps producing,
+    /// so that a burst reuses one allocation (reclaimed once the connection has written
+    /// the previous frame); released when the stream idles.
+    scratch: BytesMut,
+}
+
+impl StreamState {
+    pub(crate) fn new(config: Arc<Config>, permit: Option<StreamPermit>) -> Self {
+        let tracker = Arc::new(Tracker::new(config.on_end().cloned(), permit));
+        let stall = config.stall_watch().and_then(|watch| {
+            let key = watch.watch(tracker.clone())?;
+            Some((watch.clone(), key))
+        });
+        StreamState {
+            phase: Phase::Streaming,
+            prelude: config.retry().cloned(),
+            carry: None,
+            held_since: None,
+            flush_now: false,
+            tail: None,
+            heartbeat: config.heartbeat().map(Heartbeat::new),
+            shutdown: config.shutdown().map(ShutdownWatch::new),
+            tracker,
+            stall,
+            scratch: BytesMut::new(),
+            config,
+        }
+    }
+
+    pub(crate) fn poll_frame<B>(
+        &mut self,
+        mut inner: Pin<&mut Option<B>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        if matches!(self.phase, Phase::Done) {
+            return Poll::Ready(None);
+        }
+        if let Some((watch, _)) = &self.stall {
+            if self.tracker.is_done() && matches!(self.phase, Phase::Streaming) {
+                // The stall watch gave up on this stream: reset it (an HTTP/2 stream
+                // alone, an HTTP/1.1 connection whole).
+                self.phase = Phase::Done;
+                inner.set(None);
+                return Poll::Ready(Some(Err(Box::new(Stalled(watch.timeout())))));
+            }
+            self.tracker.touch(watch.now_ms());
+        }
+
+        if matches!(self.phase, Phase::Streaming)
+            && self.shutdown.as_mut().is_some_and(|s| s.poll_cancelled(cx))
+        {
+            inner.set(None);
+            self.phase = Phase::Ending(EndReason::Shutdown, None);
+            self.tail = self.config.shutdown_event().cloned();
+        }
+
+        let config = self.config.clone();
+        if let Some(ticker) = config.batch()
+            && matches!(self.phase, Phase::Streaming)
+            && self.prelude.is_none()
+            && !self.flush_now
+        {
+            if self.carry.is_none() {
+                match next_frame(&mut self.phase, inner.as_mut(), cx) {
+                    Poll::Ready(Some(data)) => {
+                        self.carry = Some(data);
+                        self.held_since = Some(ticker.now());
+                    }
+                    Poll::Ready(None) | Poll::Pending => {}
+                }
+            }
+            if let (Some(_), Some(held), Phase::Streaming) =
+                (&self.carry, self.held_since, &self.phase)
+                && !ticker.poll_ticked(held, cx)
+            {
+                // Wait for the tick with the frame in hand; the inner body is not
+                // polled meanwhile, so events that arrive now wake nobody.
+                return Poll::Pending;
+            }
+        }
+
+        let max = self.config.max_frame();
+        let mut events = 0;
+        let mut out = Chunk::new(&mut self.scratch);
+        if let Some(prelude) = self.prelude.take() {
+            out.push(prelude);
+        }
+        if let Some(frame) = self.carry.take() {
+            out.push(frame);
+            events += 1;
+        }
+        self.held_since = None;
+        self.flush_now = false;
+        if matches!(self.phase, Phase::Streaming) {
+            while out.len() < max {
+                let Poll::Ready(Some(data)) = next_frame(&mut self.phase, inner.as_mut(), cx)
+                else {
+                    break;
+                };
+                if out.len() > 0 && out.len() + data.len() > max {
+                    self.carry = Some(data);
+                    self.flush_now = true;
+                    break;
+                }
+                out.push(data);
+                events += 1;
+            }
+        }
+        if let Some(tail) = self.tail.take() {
+            out.push(tail);
+        }
+
+        if let Some(bytes) = out.into_bytes() {
+            self.tracker.wrote(events, bytes.len());
+            if let Some(heartbeat) = &mut self.heartbeat {
+                heartbeat.wrote();
+            }
+            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+        }
+
+        if let Phase::Ending(..) = self.phase {
+            if let Phase::Ending(reason, error) = std::mem::replace(&mut self.phase, Phase::Done) {
+                self.tracker.finish(reason, error);
+            }
+            return Poll::Ready(None);
+        }
+
+        if self.scratch.capacity() > 0 {
+            self.scratch = BytesMut::new();
+        }
+        if let Some(heartbeat) = &mut self.heartbeat
+            && heartbeat.poll_due(cx)
+        {
+            let frame = self.config.heartbeat_frame().clone();
+            self.tracker.wrote(0, frame.len());
+            return Poll::Ready(Some(Ok(Frame::data(frame))));
+        }
+        Poll::Pending
+    }
+
+    /// Nothing is left to write: the inner body is over and so is everything held.
+    pub(crate) fn is_end_stream(&self) -> bool {
+        matches!(self.phase, Phase::Done)
+            || (matches!(self.phase, Phase::Ending(..)) && self.nothing_left())
+    }
+
+    pub(crate) fn size_hint(&self) -> SizeHint {
+        match self.phase {
+            Phase::Done => SizeHint::with_exact(0),
+            Phase::Ending(..) if self.carry.is_none() => {
+                let left = [&self.prelude, &self.tail]
+                    .into_iter()
+                    .flatten()
+                    .map(|b| b.len() as u64)
+                    .sum();
+                SizeHint::with_exact(left)
+            }
+            _ => SizeHint::default(),
+        }
+    }
+
+    fn nothing_left(&self) -> bool {
+        self.prelude.is_none() && self.carry.is_none() && self.tail.is_none()
+    }
+}
+
+/// The next data frame of the inner body; at its end, or at its error, the stream moves
+/// to its ending and the inner body is dropped.
+fn next_frame<B>(
+    phase: &mut Phase,
+    mut inner: Pin<&mut Option<B>>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Bytes>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    loop {
+        let Some(body) = inner.as_mut().as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        match body.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                // An event stream has no trailers; empty frames carry nothing.
+                match frame.into_data() {
+                    Ok(data) if !data.is_empty() => return Poll::Ready(Some(data)),
+                    _ => continue,
+                }
+            }
+            Poll::Ready(Some(Err(error))) => {
+                inner.set(None);
+                *phase = Phase::Ending(EndReason::Error, Some(error.into()));
+                return Poll::Ready(None);
+            }
+            Poll::Ready(None) => {
+                inner.set(None);
+                *phase = Phase::Ending(EndReason::Finished, None);
+                return Poll::Ready(None);
+            }
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+}
+
+impl Drop for StreamState {
+    fn drop(&mut self) {
+        if let Some((watch, key)) = &self.stall {
+            watch.forget(*key);
+        }
+        if self.tracker.is_done() {
+            return;
+        }
+        // Ending with nothing left: the connection took the last frame and, told by
+        // `is_end_stream`, did not ask for the end. Otherwise the stream was cut short.
+        let nothing_left = self.nothing_left();
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Ending(reason, error) if nothing_left => self.tracker.finish(reason, error),
+            _ => {
+                let shut_down = self.shutdown.as_ref().is_some_and(|s| s.is_cancelled());
+                let reason = if shut_down {
+                    EndReason::Shutdown
+                } else {
+                    EndReason::ClientGone
+                };
+                self.tracker.finish(reason, None);
+            }
+        }
+    }
+}
+
+/// The error a stalled stream ends with, so that the connection resets it.
+#[derive(Debug)]
+struct Stalled(std::time::Duration);
+
+impl fmt::Display for Stalled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the connection took nothing from this event stream for {:?}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for Stalled {}
+
+/// The bytes of one outgoing frame: a single `Bytes` passed through untouched, or
+/// several copied into the body's scratch buffer.
+struct Chunk<'a> {
+    scratch: &'a mut BytesMut,
+    single: Option<Bytes>,
+    len: usize,
+}
+
+impl<'a> Chunk<'a> {
+    fn new(scratch: &'a mut BytesMut) -> Self {
+        debug_assert!(scratch.is_empty());
+        Chunk {
+            scratch,
+            single: None,
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, bytes: Bytes) {
+        if self.len == 0 {
+            self.single = Some(bytes);
+        } else {
+            if let Some(first) = self.single.take() {
+                self.scratch.reserve(first.len() + bytes.len());
+                self.scratch.extend_from_slice(&first);
+            }
+            self.scratch.extend_from_slice(&bytes);
+        }
+        self.len = self.single.as_ref().map_or(self.scratch.len(), Bytes::len);
+    }
+
+    fn into_bytes(self) -> Option<Bytes> {
+        match self.single {
+            Some(bytes) => Some(bytes),
+            None if self.scratch.is_empty() => None,
+            None => Some(self.scratch.split().freeze()),
+        }
+    }
+}
