@@ -61,6 +61,8 @@
     // Where each aircraft is drawn: the transform Leaflet set on its marker, or the
     // canvas pixel it was painted at (null when out of view).
     drawn: () => view.drawn(),
+    // The simple map's aircraft, in the order it painted them (later ones on top).
+    paintOrder: () => view.paintOrder?.() ?? [],
     // [x, y] in CSS pixels of #map where the view draws a position.
     project: (lat, lon) => view.project(lat, lon),
   });
@@ -280,6 +282,7 @@
     let centre = world(6.5, 110);
     let moved = false; // panned or zoomed by hand, or following: do not refit on resize
     let rings = []; // land, as [[lat, lon], ...] rings
+    let polygons = 0; // land polygons, of which `rings` are the outlines and holes
     let trail = [];
     let selected = null; // the entry whose popup is open
     let shown = null; // the id of the report the popup shows
@@ -375,7 +378,7 @@
       ctx.strokeStyle = COAST;
       ctx.lineJoin = 'round';
       ctx.stroke();
-      landPainted = rings.length;
+      landPainted = polygons;
 
       for (const [name, lat, lon] of COUNTRIES) {
         const [x, y] = screen(lat, lon);
@@ -515,10 +518,12 @@
 
       land(geojson) {
         rings = [];
+        polygons = 0;
         for (const feature of geojson.features) {
           const { type, coordinates } = feature.geometry;
-          const polygons = type === 'Polygon' ? [coordinates] : type === 'MultiPolygon' ? coordinates : [];
-          for (const polygon of polygons) {
+          const parts = type === 'Polygon' ? [coordinates] : type === 'MultiPolygon' ? coordinates : [];
+          for (const polygon of parts) {
+            polygons++;
             for (const ring of polygon) rings.push(ring.map(([lon, lat]) => [lat, lon]));
           }
         }
@@ -567,6 +572,11 @@
           out[key] = at ? `${at[0].toFixed(1)},${at[1].toFixed(1)}` : null;
         }
         return out;
+      },
+
+      paintOrder: () => {
+        flush();
+        return [...painted.keys()];
       },
 
       project: (lat, lon) => screen(lat, lon),

@@ -3,13 +3,14 @@
 // Launches Debian's Chromium (/usr/bin/chromium, installed by tests/run.sh) through
 // playwright-core, never a browser that Playwright downloads itself. Each harness has a
 // fresh temporary profile, records console errors and uncaught page errors of every page
-// it opens, and saves screenshots into a directory its caller names.
+// it opens, and saves screenshots into a directory its caller names. Pages see only
+// loopback: every request to another host is aborted (and recorded), so a page that
+// needs the internet fails its test here as it would fail a user offline.
 //
-//   import { Harness, routeLeaflet } from './harness.mjs';
+//   import { Harness } from './harness.mjs';
 //   const harness = await Harness.launch({ artifactsDir: 'target/browser-artifacts' });
 //   try {
 //     const page = await harness.newPage();
-//     await routeLeaflet(page);            // only for pages that load Leaflet from unpkg
 //     await page.goto(url);
 //     await harness.screenshot(page, 'map');
 //     harness.assertNoErrors();
@@ -18,7 +19,7 @@
 //   }
 
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,8 +45,16 @@ export const CHROMIUM_ARGS = Object.freeze([
   '--disable-sync',
 ]);
 
-/** Where the `leaflet` npm package keeps the files a CDN would serve. */
-export const LEAFLET_DIST = path.join(HERE, 'node_modules', 'leaflet', 'dist');
+/** Whether `url` (a URL) is on this machine: 127.0.0.0/8, ::1 or localhost. */
+export function isLoopback(url) {
+  const host = url.hostname.toLowerCase();
+  return (
+    /^127\.\d+\.\d+\.\d+$/.test(host) ||
+    host === '[::1]' ||
+    host === 'localhost' ||
+    host.endsWith('.localhost')
+  );
+}
 
 async function loadPlaywright() {
   try {
@@ -91,6 +100,20 @@ export class Harness {
     }
     context.setDefaultTimeout(timeout);
     const harness = new Harness(context, userDataDir, artifactsDir);
+    // The internet is out of reach: anything but loopback is aborted, never served from
+    // elsewhere in its place.
+    try {
+      await context.route(
+        (url) => !isLoopback(url),
+        (route) => {
+          harness.blockedRequests.push(route.request().url());
+          return route.abort('blockedbyclient');
+        },
+      );
+    } catch (error) {
+      await harness.close();
+      throw error;
+    }
     // A persistent context opens with one blank page: use it as the first page.
     for (const page of context.pages()) harness.#watch(page);
     context.on('page', (page) => harness.#watch(page));
@@ -108,6 +131,8 @@ export class Harness {
     this.pageErrors = [];
     /** Requests that failed at the network level (refused, aborted, blocked). */
     this.failedRequests = [];
+    /** URLs of the requests aborted because they were not to loopback. */
+    this.blockedRequests = [];
     /** Paths of the screenshots saved so far. */
     this.screenshots = [];
     this.#watched = new WeakSet();
@@ -174,15 +199,16 @@ export class Harness {
       consoleErrors: [...this.consoleErrors],
       pageErrors: [...this.pageErrors],
       failedRequests: [...this.failedRequests],
+      blockedRequests: [...this.blockedRequests],
     };
   }
 
-  /** Throws if any page logged a console error or threw. */
+  /** Throws if any page logged a console error, threw, or asked for anything outside loopback. */
   assertNoErrors() {
-    const { consoleErrors, pageErrors } = this;
-    if (consoleErrors.length || pageErrors.length) {
+    const { consoleErrors, pageErrors, blockedRequests } = this;
+    if (consoleErrors.length || pageErrors.length || blockedRequests.length) {
       throw new Error(
-        `the browser reported errors:\n${JSON.stringify({ consoleErrors, pageErrors }, null, 2)}`,
+        `the browser reported errors:\n${JSON.stringify({ consoleErrors, pageErrors, blockedRequests }, null, 2)}`,
       );
     }
   }
@@ -195,60 +221,6 @@ export class Harness {
       await rm(this.userDataDir, { recursive: true, force: true });
     }
   }
-}
-
-const LEAFLET_URL = /^https:\/\/unpkg\.com\/leaflet@[^/]+\/dist\/([^?#]+)(?:[?#].*)?$/;
-
-const CONTENT_TYPES = {
-  '.js': 'application/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.map': 'application/json; charset=utf-8',
-  '.png': 'image/png',
-  '.svg': 'image/svg+xml',
-};
-
-/**
- * Serves Leaflet from the `leaflet` npm package in place of the unpkg CDN, which this
- * machine cannot reach: requests to `https://unpkg.com/leaflet@<any>/dist/...`
- * (`leaflet.js`, `leaflet.css`, `images/*.png`, source maps) are fulfilled from
- * `node_modules/leaflet/dist`. Anything else under that prefix gets a 404 and is recorded
- * in the returned list, so that a test can fail on it.
- *
- * The responses carry `Access-Control-Allow-Origin: *`, so `<script integrity=...
- * crossorigin>` tags copied from Leaflet's docs load too, as long as the version in the
- * URL is the installed one (1.9.4).
- *
- * @returns {Promise<{ served: string[], missing: string[] }>}
- */
-export async function routeLeaflet(page) {
-  const log = { served: [], missing: [] };
-  await page.route(LEAFLET_URL, async (route) => {
-    const url = route.request().url();
-    const relative = LEAFLET_URL.exec(url)[1];
-    const file = path.resolve(LEAFLET_DIST, relative);
-    if (!file.startsWith(LEAFLET_DIST + path.sep)) {
-      log.missing.push(url);
-      return route.fulfill({ status: 404, body: 'outside leaflet/dist' });
-    }
-    let body;
-    try {
-      body = await readFile(file);
-    } catch {
-      log.missing.push(url);
-      return route.fulfill({ status: 404, body: `not in the leaflet package: ${relative}` });
-    }
-    log.served.push(url);
-    return route.fulfill({
-      status: 200,
-      body,
-      headers: {
-        'content-type': CONTENT_TYPES[path.extname(file)] ?? 'application/octet-stream',
-        'access-control-allow-origin': '*',
-        'cache-control': 'no-store',
-      },
-    });
-  });
-  return log;
 }
 
 /**
