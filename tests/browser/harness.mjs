@@ -4,8 +4,9 @@
 // playwright-core, never a browser that Playwright downloads itself. Each harness has a
 // fresh temporary profile, records console errors and uncaught page errors of every page
 // it opens, and saves screenshots into a directory its caller names. Pages see only
-// loopback: every request to another host is aborted (and recorded), so a page that
-// needs the internet fails its test here as it would fail a user offline.
+// loopback, as a user offline would: Chromium sends anything else to a proxy that is not
+// there, and the harness also aborts such requests itself (`context.route`) unless told
+// not to; either way they are recorded, and nothing is ever served in their place.
 //
 //   import { Harness } from './harness.mjs';
 //   const harness = await Harness.launch({ artifactsDir: 'target/browser-artifacts' });
@@ -32,7 +33,11 @@ export const CHROMIUM = process.env.TOWER_SSE_CHROMIUM || '/usr/bin/chromium';
 /**
  * The flags Chromium runs with: headless, as root without a sandbox, and without any
  * connection of its own to the outside (this machine has no network but loopback and
- * the package registries, and Chromium's background requests would only fail).
+ * the package registries, and Chromium's background requests would only fail). Every
+ * request not to loopback goes to a proxy on 127.0.0.1:1, where nothing listens, and
+ * fails: Chromium never lets loopback go through a proxy, so the tests' servers are
+ * reached directly. This holds for every request, workers' included, without Playwright
+ * intercepting any.
  */
 export const CHROMIUM_ARGS = Object.freeze([
   '--headless',
@@ -43,6 +48,7 @@ export const CHROMIUM_ARGS = Object.freeze([
   '--no-first-run',
   '--disable-component-update',
   '--disable-sync',
+  '--proxy-server=http://127.0.0.1:1',
 ]);
 
 /** Whether `url` (a URL) is on this machine: 127.0.0.0/8, ::1 or localhost. */
@@ -75,8 +81,12 @@ export class Harness {
    * @param {string} [options.artifactsDir] where `screenshot` saves files (created if missing)
    * @param {number} [options.timeout] default timeout of page actions, in ms
    * @param {object} [options.viewport] e.g. `{ width: 1024, height: 768 }`
+   * @param {boolean} [options.route] also abort requests not to loopback with
+   *   `context.route` (default). Routing makes Playwright intercept every request, and
+   *   it then answers CORS preflights itself: tests of preflights pass `false` (the
+   *   proxy flag still keeps their pages off the internet).
    */
-  static async launch({ artifactsDir, timeout = 30_000, viewport } = {}) {
+  static async launch({ artifactsDir, timeout = 30_000, viewport, route = true } = {}) {
     if (!existsSync(CHROMIUM)) {
       throw new Error(
         `Chromium is not installed at ${CHROMIUM}: run tests/run.sh ` +
@@ -101,18 +111,17 @@ export class Harness {
     context.setDefaultTimeout(timeout);
     const harness = new Harness(context, userDataDir, artifactsDir);
     // The internet is out of reach: anything but loopback is aborted, never served from
-    // elsewhere in its place.
-    try {
-      await context.route(
-        (url) => !isLoopback(url),
-        (route) => {
-          harness.blockedRequests.push(route.request().url());
-          return route.abort('blockedbyclient');
-        },
-      );
-    } catch (error) {
-      await harness.close();
-      throw error;
+    // elsewhere in its place (`#watch` records it).
+    if (route) {
+      try {
+        await context.route(
+          (url) => !isLoopback(url),
+          (request) => request.abort('blockedbyclient'),
+        );
+      } catch (error) {
+        await harness.close();
+        throw error;
+      }
     }
     // A persistent context opens with one blank page: use it as the first page.
     for (const page of context.pages()) harness.#watch(page);
@@ -131,7 +140,7 @@ export class Harness {
     this.pageErrors = [];
     /** Requests that failed at the network level (refused, aborted, blocked). */
     this.failedRequests = [];
-    /** URLs of the requests aborted because they were not to loopback. */
+    /** URLs of the requests that failed because they were not to loopback. */
     this.blockedRequests = [];
     /** Paths of the screenshots saved so far. */
     this.screenshots = [];
@@ -158,6 +167,10 @@ export class Harness {
       this.pageErrors.push({ page: page.url(), message: error.message, stack: error.stack });
     });
     page.on('requestfailed', (request) => {
+      const url = new URL(request.url());
+      if (/^(https?|wss?):$/.test(url.protocol) && !isLoopback(url)) {
+        this.blockedRequests.push(request.url());
+      }
       this.failedRequests.push({
         url: request.url(),
         resourceType: request.resourceType(),
