@@ -244,6 +244,13 @@ async fn open_streams_become(app: &App, n: usize) {
     );
 }
 
+/// What a test shows of a map page that did not become what it expected (a page whose
+/// script died shows what it has).
+const SHOW_MAP: &str = "({ view: window.aircraftMap?.view, ready: window.aircraftMap?.ready, \
+    count: window.aircraftMap?.count?.(), markers: window.aircraftMap?.markers?.(), \
+    coastlines: window.aircraftMap?.coastlines?.(), \
+    badge: document.getElementById('badge').textContent })";
+
 /// The page as `main.rs` serves it without `LEAFLET_DIR` on a machine that
 /// `tests/run.sh` set up: with Debian's `libjs-leaflet`.
 fn page_with_debian_leaflet() -> Page {
@@ -446,8 +453,7 @@ async fn map_moves_live_and_resumes_after_restarts() {
                  aircraftMap.markers() === {fleet_size} && aircraftMap.coastlines() === {coastlines}"
             ),
             "Leaflet's map shows the coastlines and the whole fleet",
-            "({ view: aircraftMap.view, count: aircraftMap.count(), markers: aircraftMap.markers(), \
-              coastlines: aircraftMap.coastlines() })",
+            SHOW_MAP,
         )
         .await;
     let (styled, in_view, note_hidden): (bool, usize, bool) = browser
@@ -685,8 +691,7 @@ async fn simple_map_without_leaflet() {
                  aircraftMap.markers() === {fleet_size} && aircraftMap.coastlines() === {coastlines}"
             ),
             "the simple map shows the coastlines and the whole fleet",
-            "({ view: aircraftMap.view, count: aircraftMap.count(), markers: aircraftMap.markers(), \
-              coastlines: aircraftMap.coastlines() })",
+            SHOW_MAP,
         )
         .await;
     let note: (bool, String, f64, f64) = browser
