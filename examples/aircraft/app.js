@@ -442,9 +442,13 @@
           shown = selected.id;
           popup.innerHTML = popupHtml(selected.data);
         }
+        // Above the aircraft, or below it when there is no room above; inside the map.
         const [x, y] = screen(selected.data.lat, selected.data.lon);
-        popup.style.left = `${x}px`;
-        popup.style.top = `${y - 14}px`;
+        const half = popup.offsetWidth / 2;
+        const below = y - 14 - popup.offsetHeight < 0;
+        popup.classList.toggle('below', below);
+        popup.style.left = `${Math.max(half, Math.min(width - half, x))}px`;
+        popup.style.top = `${below ? y + 14 : y - 14}px`;
       }
     }
 
