@@ -6,8 +6,15 @@
 //! each tick the test waits until the snapshot has taken in the hub's newest id before
 //! comparing the page with it.
 //!
-//! - `map_moves_live_and_resumes_after_restarts`: the map shows every aircraft of the
-//!   fleet as a marker, and the markers move on screen with each tick. The HTTP server is
+//! The browser reaches loopback only, as a user offline would: the harness aborts every
+//! other request and nothing is served in place of a CDN; a page that asked for anything
+//! outside fails its test. The page is served as `main.rs` serves it, with the Leaflet
+//! that `Page::locate` finds: without `LEAFLET_DIR`, Debian's `libjs-leaflet` (which
+//! `tests/run.sh` installs), or, with `LEAFLET_DIR` at an empty directory, none.
+//!
+//! - `map_moves_live_and_resumes_after_restarts`: with Debian's Leaflet, the map draws
+//!   the shipped coastlines and every aircraft of the fleet as a marker, and the markers
+//!   move on screen with each tick. The HTTP server is
 //!   then shut down while the simulation keeps publishing, and started again on the same
 //!   socket: the page reconnects by itself, the hub replays what it missed, and the ids
 //!   it received form one unbroken sequence (each is the previous plus one, since the
@@ -16,7 +23,17 @@
 //!   and a different fleet, as after a real restart: the hub cannot replay, sends
 //!   `stream-reset`, and the page reloads its state (exactly the new fleet). A second tab
 //!   follows one aircraft with `?icao24=`. No page logs an error, and Leaflet comes from
-//!   the npm package, never from the CDN.
+//!   the example's own server.
+//! - `simple_map_without_leaflet`: with no Leaflet to serve, the page says so in a
+//!   visible note and paints the coastlines and every aircraft on its canvas (the test
+//!   reads the pixels: land and sea cover the map, and every airborne aircraft's colour
+//!   is where the page says it painted it); the aircraft move with each tick, the page
+//!   resumes without a gap after a server restart, the panel counts the same, and a
+//!   follow tab keeps its aircraft in the middle.
+//! - `leaflet_is_found_where_the_docs_say`: `Page::locate` reads Leaflet from
+//!   `LEAFLET_DIR` (the npm package's layout), from Debian's directory, or not at all
+//!   from an empty directory; the page loads Leaflet only when there is one, and serves
+//!   its files (and nothing else) under `/leaflet/`.
 //! - `events_follow_one_aircraft`: over plain HTTP, `/events?icao24=` carries that
 //!   aircraft's reports only, and an unknown address is a 404.
 //! - `the_snapshot_survives_falling_behind`: a tick bigger than a subscriber's queue,
@@ -32,6 +49,7 @@ mod driver;
 mod support;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +60,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use app::page::{DEBIAN_LEAFLET, Page};
 use app::{App, Settings, Simulator};
 use driver::Browser;
 
@@ -53,10 +72,10 @@ struct Server {
 }
 
 impl Server {
-    fn start(listener: &Arc<TcpListener>, app: &App) -> Server {
+    fn start(listener: &Arc<TcpListener>, app: &App, page: &Page) -> Server {
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = CancellationToken::new();
-        let service = app.service(shutdown.clone());
+        let service = app.service(shutdown.clone(), page.clone());
         let listener = listener.clone();
         let task = tokio::spawn(async move {
             app::serve(&listener, service, shutdown, async {
@@ -225,54 +244,76 @@ async fn open_streams_become(app: &App, n: usize) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn map_moves_live_and_resumes_after_restarts() {
-    let settings = Settings {
-        retry: Duration::from_millis(300),
-        ..Settings::default()
-    };
-    let fleet_size = settings.aircraft;
-    let (app, mut simulator) = start(settings.clone()).await;
-    let listener = Arc::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
-    let addr = listener.local_addr().unwrap();
-    let server = Server::start(&listener, &app);
-    let mut browser = Browser::launch(1280, 800).await;
+/// What a test shows of a map page that did not become what it expected (a page whose
+/// script died shows what it has).
+const SHOW_MAP: &str = "({ view: window.aircraftMap?.view, ready: window.aircraftMap?.ready, \
+    count: window.aircraftMap?.count?.(), markers: window.aircraftMap?.markers?.(), \
+    coastlines: window.aircraftMap?.coastlines?.(), \
+    badge: document.getElementById('badge').textContent })";
 
-    // 1. Every aircraft of the fleet is a marker on the map.
-    let map = browser.open(&format!("http://{addr}/?record"), true).await;
-    browser
-        .expect(
-            map,
-            &format!(
-                "window.aircraftMap && aircraftMap.ready && aircraftMap.markers() === {fleet_size}"
-            ),
-            "the map shows the whole fleet",
-            "({ count: aircraftMap.count(), markers: aircraftMap.markers() })",
-        )
-        .await;
-    open_streams_become(&app, 1).await;
+/// The page as `main.rs` serves it without `LEAFLET_DIR` on a machine that
+/// `tests/run.sh` set up: with Debian's `libjs-leaflet`.
+fn page_with_debian_leaflet() -> Page {
+    let page = Page::locate(None);
+    assert_eq!(
+        page.leaflet().map(|leaflet| leaflet.dir.as_path()),
+        Some(Path::new(DEBIAN_LEAFLET)),
+        "the page would be served with {}; this test needs Debian's libjs-leaflet: run \
+         tests/run.sh (it runs `apt-get install libjs-leaflet`)",
+        page.describe()
+    );
+    page
+}
 
-    // 2. The markers move: after each tick, every marker of an aircraft in the air is
-    //    drawn somewhere else. (Five simulated minutes move the slowest airborne aircraft
-    //    several pixels at this zoom.)
+/// An empty directory of this test's own (for `LEAFLET_DIR`).
+fn empty_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    dir
+}
+
+/// The land polygons of the shipped `sea.geojson`: what each view must draw.
+fn shipped_coastlines() -> usize {
+    let geojson: serde_json::Value =
+        serde_json::from_str(include_str!("../examples/aircraft/sea.geojson")).unwrap();
+    let features = geojson["features"].as_array().expect("features");
+    for feature in features {
+        assert_eq!(
+            feature["geometry"]["type"], "Polygon",
+            "{}",
+            feature["properties"]
+        );
+    }
+    features.len()
+}
+
+/// Ticks `rounds` times, five simulated minutes each (which moves the slowest airborne
+/// aircraft several pixels at the map's first zoom), and checks after each tick that the
+/// page drew every aircraft that stayed in the air somewhere else. On the simple map
+/// (`canvas`) it also reads the canvas each time (see [`painted`]). Returns how many moves
+/// it saw.
+async fn watch_moves(
+    browser: &mut Browser,
+    map: usize,
+    app: &App,
+    simulator: &mut Simulator,
+    rounds: usize,
+    canvas: bool,
+) -> usize {
+    let fleet_size = app.icao24s().len();
     let mut moved_total = 0;
-    for _ in 0..3 {
+    for _ in 0..rounds {
         let before: BTreeMap<String, Option<String>> =
             browser.eval(map, "aircraftMap.drawn()").await;
-        let airborne_before = airborne(&app);
-        tick(&app, &mut simulator, 300.0).await;
-        caught_up(
-            &mut browser,
-            map,
-            app.hub().last_id(),
-            "the page gets the tick",
-        )
-        .await;
+        let airborne_before = airborne(app);
+        tick(app, simulator, 300.0).await;
+        caught_up(browser, map, app.hub().last_id(), "the page gets the tick").await;
         let after: BTreeMap<String, Option<String>> =
             browser.eval(map, "aircraftMap.drawn()").await;
         assert_eq!(after.len(), fleet_size);
         // Those that landed during the tick may have had only a pixel or two to go.
-        let airborne: Vec<String> = airborne(&app)
+        let airborne: Vec<String> = airborne(app)
             .into_iter()
             .filter(|key| airborne_before.contains(key))
             .collect();
@@ -287,11 +328,157 @@ async fn map_moves_live_and_resumes_after_restarts() {
             airborne.len()
         );
         assert!(airborne.len() >= 250, "only {} airborne", airborne.len());
+        if canvas {
+            painted(browser, map, &airborne, true).await;
+        }
         moved_total += airborne.len();
     }
+    moved_total
+}
+
+/// Reads the simple map's canvas, pixel by pixel, and fails unless it shows the aircraft
+/// of `airborne` where the page says it painted them: the pixel under each one's centre
+/// has an altitude colour (bright, green at least 130), which nothing of the base map
+/// under the aircraft has but the airport rings. An aircraft with another painted after
+/// it within 12 pixels (which may cover its centre with its outline or shadow) is
+/// skipped; at least half must be checked (about two thirds are, at the first zoom). With `coastlines`, the land's and
+/// the sea's colours must also each cover at least a tenth of the map (as they do at
+/// the first zoom, which shows the whole region).
+async fn painted(browser: &mut Browser, page: usize, airborne: &[String], coastlines: bool) {
+    #[derive(Debug, Deserialize)]
+    struct Painted {
+        land: f64,
+        sea: f64,
+        missing: Vec<(String, Option<String>, [u8; 3])>,
+        checked: usize,
+    }
+    let expr = format!(
+        r#"(() => {{
+          const airborne = {airborne};
+          const drawn = aircraftMap.drawn(); // paints a pending frame first
+          const canvas = document.querySelector('#map canvas');
+          const ratio = canvas.width / canvas.clientWidth;
+          const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+          const rgb = (i) => [pixels[i], pixels[i + 1], pixels[i + 2]];
+          let land = 0;
+          let sea = 0;
+          for (let i = 0; i < pixels.length; i += 4) {{
+            const [r, g, b] = rgb(i);
+            if (r === 0x1a && g === 0x28 && b === 0x37) land++;
+            else if (r === 0x0a && g === 0x15 && b === 0x20) sea++;
+          }}
+          const order = aircraftMap.paintOrder();
+          const rank = new Map(order.map((key, i) => [key, i]));
+          const at = order.map((key) => [key, ...drawn[key].split(',').map(Number)]);
+          const missing = [];
+          let checked = 0;
+          for (const key of airborne) {{
+            if (!drawn[key]) {{
+              missing.push([key, null, [0, 0, 0]]);
+              continue;
+            }}
+            const [x, y] = drawn[key].split(',').map(Number);
+            // An aircraft painted later close by may cover this one's centre.
+            const later = at.slice(rank.get(key) + 1);
+            if (later.some(([, ox, oy]) => Math.hypot(ox - x, oy - y) < 12)) continue;
+            checked++;
+            const [r, g, b] = rgb((Math.floor(y * ratio) * canvas.width + Math.floor(x * ratio)) * 4);
+            if (g < 130 || r + g + b < 350) missing.push([key, drawn[key], [r, g, b]]);
+          }}
+          return {{ land: land / (pixels.length / 4), sea: sea / (pixels.length / 4), missing, checked }};
+        }})()"#,
+        airborne = serde_json::to_string(airborne).unwrap()
+    );
+    let seen: Painted = browser.eval(page, &expr).await;
+    assert!(
+        !coastlines || (seen.land >= 0.1 && seen.sea >= 0.1),
+        "the canvas shows no coastlines: land {:.3}, sea {:.3} of its pixels",
+        seen.land,
+        seen.sea
+    );
+    assert!(
+        seen.missing.is_empty(),
+        "{} of {} airborne aircraft are not painted where the page says (key, position, \
+         pixel): {:?}",
+        seen.missing.len(),
+        seen.checked,
+        seen.missing
+    );
+    assert!(
+        seen.checked * 2 >= airborne.len(),
+        "only {} of {} airborne aircraft are clear of others: the check saw too few",
+        seen.checked,
+        airborne.len()
+    );
+}
+
+/// Waits until the panel shows `aircraft` aircraft and `last` as the last event id.
+async fn panel_shows(browser: &mut Browser, page: usize, aircraft: usize, last: u64) {
+    browser
+        .expect(
+            page,
+            &format!(
+                "document.getElementById('count-aircraft').textContent === '{aircraft}' && \
+                 document.getElementById('last-id').textContent === '{last}'"
+            ),
+            "the panel counts the aircraft and shows the last event id",
+            "document.getElementById('panel').innerText",
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_moves_live_and_resumes_after_restarts() {
+    let settings = Settings {
+        retry: Duration::from_millis(300),
+        ..Settings::default()
+    };
+    let fleet_size = settings.aircraft;
+    let page = page_with_debian_leaflet();
+    let (app, mut simulator) = start(settings.clone()).await;
+    let listener = Arc::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let addr = listener.local_addr().unwrap();
+    let server = Server::start(&listener, &app, &page);
+    let mut browser = Browser::launch(1280, 800).await;
+
+    // 1. Leaflet's map, styled by its CSS, draws the shipped coastlines, and every
+    //    aircraft of the fleet is a marker on it, in view.
+    let map = browser.open(&format!("http://{addr}/?record")).await;
+    let coastlines = shipped_coastlines();
+    browser
+        .expect(
+            map,
+            &format!(
+                "window.aircraftMap && aircraftMap.ready && aircraftMap.view === 'leaflet' && \
+                 aircraftMap.markers() === {fleet_size} && aircraftMap.coastlines() === {coastlines}"
+            ),
+            "Leaflet's map shows the coastlines and the whole fleet",
+            SHOW_MAP,
+        )
+        .await;
+    let (styled, in_view, note_hidden): (bool, usize, bool) = browser
+        .eval(
+            map,
+            "[getComputedStyle(document.querySelector('.leaflet-pane')).position === 'absolute', \
+              [...document.querySelectorAll('.leaflet-marker-icon.plane')].filter((marker) => { \
+                const box = marker.getBoundingClientRect(); \
+                return box.width >= 16 && box.height >= 16 && box.right > 0 && box.bottom > 0 && \
+                  box.left < innerWidth && box.top < innerHeight; }).length, \
+              document.getElementById('map-note').hidden]",
+        )
+        .await;
+    assert!(styled, "leaflet.css is not applied");
+    assert_eq!(in_view, fleet_size, "aircraft markers in view");
+    assert!(note_hidden, "the simple map's note shows on Leaflet's map");
+    open_streams_become(&app, 1).await;
+
+    // 2. The markers move: after each tick, every marker of an aircraft in the air is
+    //    drawn somewhere else.
+    let moved_total = watch_moves(&mut browser, map, &app, &mut simulator, 3, false).await;
     let (state, _) = server_state(&app);
-    let page: BTreeMap<String, Seen> = browser.eval(map, "aircraftMap.state()").await;
-    assert_eq!(page, state, "the page shows what the server published");
+    let seen: BTreeMap<String, Seen> = browser.eval(map, "aircraftMap.state()").await;
+    assert_eq!(seen, state, "the page shows what the server published");
+    panel_shows(&mut browser, map, fleet_size, app.hub().last_id()).await;
 
     // 3. The HTTP server stops (the page's stream ends cleanly) while the simulation goes
     //    on, and starts again on the same socket: the page must resume where it stopped.
@@ -302,7 +489,7 @@ async fn map_moves_live_and_resumes_after_restarts() {
         tick(&app, &mut simulator, 60.0).await;
     }
     let missed = app.hub().last_id() - before_cut;
-    let server = Server::start(&listener, &app);
+    let server = Server::start(&listener, &app, &page);
     caught_up(
         &mut browser,
         map,
@@ -338,9 +525,9 @@ async fn map_moves_live_and_resumes_after_restarts() {
     assert_eq!(ids.last(), Some(&app.hub().last_id()));
     assert_unbroken(&ids, "ids across the restart");
     let (state, _) = server_state(&app);
-    let page: BTreeMap<String, Seen> = browser.eval(map, "aircraftMap.state()").await;
+    let seen: BTreeMap<String, Seen> = browser.eval(map, "aircraftMap.state()").await;
     assert_eq!(
-        page, state,
+        seen, state,
         "after the restart the page shows what the server published"
     );
     let (opens, stale, resets): (u32, u32, usize) = browser
@@ -376,7 +563,7 @@ async fn map_moves_live_and_resumes_after_restarts() {
         ..settings
     })
     .await;
-    let server = Server::start(&listener, &app);
+    let server = Server::start(&listener, &app, &page);
     browser
         .expect(
             map,
@@ -399,9 +586,9 @@ async fn map_moves_live_and_resumes_after_restarts() {
         .await;
     }
     let (state, last) = server_state(&app);
-    let page: BTreeMap<String, Seen> = browser.eval(map, "aircraftMap.state()").await;
+    let seen: BTreeMap<String, Seen> = browser.eval(map, "aircraftMap.state()").await;
     assert_eq!(
-        page, state,
+        seen, state,
         "after the reset the page shows exactly the new fleet"
     );
     let markers: usize = browser.eval(map, "aircraftMap.markers()").await;
@@ -415,7 +602,7 @@ async fn map_moves_live_and_resumes_after_restarts() {
     // 5. Following one aircraft: a second tab gets that aircraft only.
     let followed = airborne(&app)[0].clone();
     let tab = browser
-        .open(&format!("http://{addr}/?icao24={followed}&record"), true)
+        .open(&format!("http://{addr}/?icao24={followed}&record"))
         .await;
     browser
         .expect(
@@ -444,9 +631,9 @@ async fn map_moves_live_and_resumes_after_restarts() {
         "the follow page gets its aircraft's reports",
     )
     .await;
-    let page: BTreeMap<String, Seen> = browser.eval(tab, "aircraftMap.state()").await;
-    assert_eq!(page.keys().collect::<Vec<_>>(), [&followed]);
-    assert_eq!(page[&followed], state[&followed]);
+    let seen: BTreeMap<String, Seen> = browser.eval(tab, "aircraftMap.state()").await;
+    assert_eq!(seen.keys().collect::<Vec<_>>(), [&followed]);
+    assert_eq!(seen[&followed], state[&followed]);
     let follow_ids: Vec<u64> = browser.eval(tab, "aircraftMap.ids").await;
     assert_eq!(follow_ids.len(), 3, "one report per tick: {follow_ids:?}");
     let panel: bool = browser
@@ -455,14 +642,187 @@ async fn map_moves_live_and_resumes_after_restarts() {
     assert!(panel, "the follow panel is shown");
     browser.screenshot(tab, "aircraft-follow").await;
 
-    // Leaflet came from the npm package, and nothing went wrong in any page. Closing the
-    // tabs cancels their event streams: that is the one failure expected.
+    // Leaflet came from the example's server, nothing was asked of any other host, and
+    // nothing went wrong in any page. Closing the tabs cancels their event streams: that
+    // is the one failure expected.
     let responses = browser.responses(map).await;
+    for file in ["leaflet.js", "leaflet.css"] {
+        let url = format!("http://{addr}/leaflet/{file}");
+        assert!(
+            responses.iter().any(|r| r.url == url && r.status == 200),
+            "{url} was not loaded: {responses:#?}"
+        );
+    }
+    browser.close_page(tab).await;
+    browser.close_page(map).await;
+    browser.errors().await.assert_none(|failed| {
+        failed.url.contains("/events?") && failed.error.as_deref() == Some("net::ERR_ABORTED")
+    });
+    browser.quit().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simple_map_without_leaflet() {
+    let settings = Settings {
+        retry: Duration::from_millis(300),
+        ..Settings::default()
+    };
+    let fleet_size = settings.aircraft;
+    // As `LEAFLET_DIR=<an empty directory> cargo run --example aircraft`.
+    let no_leaflet = empty_dir("aircraft-no-leaflet");
+    let page = Page::locate(Some(no_leaflet.as_os_str()));
+    assert!(page.leaflet().is_none(), "{}", page.describe());
+    let (app, mut simulator) = start(settings).await;
+    let listener = Arc::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let addr = listener.local_addr().unwrap();
+    let server = Server::start(&listener, &app, &page);
+    let mut browser = Browser::launch(1280, 800).await;
+
+    // 1. The simple map paints the coastlines and the whole fleet, and the note saying
+    //    that Leaflet was not found (and how to get it) is in view.
+    let map = browser.open(&format!("http://{addr}/?record")).await;
+    let coastlines = shipped_coastlines();
+    browser
+        .expect(
+            map,
+            &format!(
+                "window.aircraftMap && aircraftMap.ready && aircraftMap.view === 'canvas' && \
+                 aircraftMap.markers() === {fleet_size} && aircraftMap.coastlines() === {coastlines}"
+            ),
+            "the simple map shows the coastlines and the whole fleet",
+            SHOW_MAP,
+        )
+        .await;
+    let note: (bool, String, f64, f64) = browser
+        .eval(
+            map,
+            "(() => { const note = document.getElementById('map-note'); \
+               const box = note.getBoundingClientRect(); \
+               const top = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2); \
+               return [!note.hidden && note.contains(top), note.innerText, box.width, box.height]; })()",
+        )
+        .await;
     assert!(
-        responses
-            .iter()
-            .any(|r| r.url.ends_with("/leaflet.js") && r.status == 200),
-        "Leaflet was not loaded: {responses:#?}"
+        note.0 && note.2 > 100.0 && note.3 > 20.0,
+        "the note is not in view: {note:?}"
+    );
+    for words in ["Leaflet was not found", "libjs-leaflet", "LEAFLET_DIR"] {
+        assert!(note.1.contains(words), "the note says {:?}", note.1);
+    }
+    open_streams_become(&app, 1).await;
+    painted(&mut browser, map, &airborne(&app), true).await;
+
+    // 2. The aircraft move on the canvas with every tick, painted where the page says.
+    let moved_total = watch_moves(&mut browser, map, &app, &mut simulator, 3, true).await;
+    let (state, _) = server_state(&app);
+    let seen: BTreeMap<String, Seen> = browser.eval(map, "aircraftMap.state()").await;
+    assert_eq!(seen, state, "the page shows what the server published");
+    panel_shows(&mut browser, map, fleet_size, app.hub().last_id()).await;
+
+    // 3. The server stops and starts again: the page resumes after the last id it had,
+    //    without a gap, and counts the reconnect.
+    let before_cut = app.hub().last_id();
+    server.stop().await;
+    tick(&app, &mut simulator, 60.0).await;
+    let server = Server::start(&listener, &app, &page);
+    caught_up(
+        &mut browser,
+        map,
+        app.hub().last_id(),
+        "the page catches up after the restart",
+    )
+    .await;
+    let resumed = app.stream_starts().last().cloned().expect("a stream start");
+    assert_eq!(
+        resumed.resumed_after.as_deref(),
+        Some(before_cut.to_string().as_str()),
+        "the browser resumed after the last id it had: {resumed:?}"
+    );
+    let ids: Vec<u64> = browser.eval(map, "aircraftMap.ids").await;
+    assert_unbroken(&ids, "ids across the restart");
+    painted(&mut browser, map, &airborne(&app), true).await;
+    panel_shows(&mut browser, map, fleet_size, app.hub().last_id()).await;
+    browser
+        .expect(
+            map,
+            "document.getElementById('count-reconnects').textContent === '1' && \
+             document.getElementById('badge').textContent === 'live'",
+            "the panel counts the reconnect",
+            "document.getElementById('panel').innerText",
+        )
+        .await;
+    let screenshot = browser.screenshot(map, "aircraft-simple").await;
+    eprintln!(
+        "aircraft (simple map): {fleet_size} aircraft painted, {moved_total} moves seen on \
+         the canvas, {} ids checked unbroken; screenshot {}",
+        ids.len(),
+        screenshot.display()
+    );
+
+    // 4. A tab that follows one aircraft keeps it in the middle of its map and shows its
+    //    report in the panel.
+    let followed = airborne(&app)[0].clone();
+    let tab = browser
+        .open(&format!("http://{addr}/?icao24={followed}&record"))
+        .await;
+    browser
+        .expect(
+            tab,
+            "window.aircraftMap && aircraftMap.ready && aircraftMap.opens === 1 && \
+             aircraftMap.view === 'canvas'",
+            "the follow page connects",
+            "({ view: aircraftMap.view, count: aircraftMap.count(), opens: aircraftMap.opens })",
+        )
+        .await;
+    for _ in 0..2 {
+        tick(&app, &mut simulator, 60.0).await;
+    }
+    let (state, _) = server_state(&app);
+    caught_up(
+        &mut browser,
+        tab,
+        state[&followed].id,
+        "the follow page gets its aircraft's reports",
+    )
+    .await;
+    let seen: BTreeMap<String, Seen> = browser.eval(tab, "aircraftMap.state()").await;
+    assert_eq!(seen.keys().collect::<Vec<_>>(), [&followed]);
+    assert_eq!(seen[&followed], state[&followed]);
+    let (at, middle, panel): (Option<String>, [f64; 2], bool) = browser
+        .eval(
+            tab,
+            &format!(
+                "[aircraftMap.drawn()['{followed}'], \
+                  [document.getElementById('map').clientWidth / 2, \
+                   document.getElementById('map').clientHeight / 2], \
+                  !document.getElementById('followed').hidden]"
+            ),
+        )
+        .await;
+    let at: Vec<f64> = at
+        .expect("the followed aircraft is painted")
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(
+        (at[0] - middle[0]).abs() <= 1.0 && (at[1] - middle[1]).abs() <= 1.0,
+        "the followed aircraft is painted at {at:?}, not in the middle {middle:?}"
+    );
+    assert!(panel, "the follow panel is shown");
+    painted(&mut browser, tab, std::slice::from_ref(&followed), false).await;
+    browser.screenshot(tab, "aircraft-simple-follow").await;
+
+    // Nothing but the example's own files, no Leaflet asked for, nothing went wrong.
+    let responses = browser.responses(map).await;
+    let leaflet: Vec<&str> = responses
+        .iter()
+        .map(|r| r.url.as_str())
+        .filter(|url| url.contains("/leaflet/"))
+        .collect();
+    assert!(
+        leaflet.is_empty(),
+        "the page asked for Leaflet: {leaflet:?}"
     );
     browser.close_page(tab).await;
     browser.close_page(map).await;
@@ -471,6 +831,108 @@ async fn map_moves_live_and_resumes_after_restarts() {
     });
     browser.quit().await;
     server.stop().await;
+}
+
+/// `Page::locate` and what the page serves, for each place Leaflet may come from.
+#[test]
+fn leaflet_is_found_where_the_docs_say() {
+    let npm = driver::browser_dir().join("node_modules/leaflet/dist");
+    assert!(
+        npm.join("leaflet.js").exists(),
+        "{} is missing: run tests/run.sh (it runs `npm ci` in tests/browser)",
+        npm.display()
+    );
+    let index = |page: &Page| {
+        let (content_type, html) = page.file("/").expect("the page");
+        assert_eq!(content_type, "text/html; charset=utf-8");
+        String::from_utf8(html.to_vec()).unwrap()
+    };
+
+    // LEAFLET_DIR at the npm package: Leaflet is served from there, and the page loads
+    // it from the example's server only.
+    let page = Page::locate(Some(npm.as_os_str()));
+    let leaflet = page.leaflet().expect("Leaflet in the npm package");
+    assert_eq!(
+        (leaflet.dir.as_path(), leaflet.found_by),
+        (npm.as_path(), "LEAFLET_DIR")
+    );
+    assert_eq!(
+        leaflet.version.as_deref(),
+        Some("1.9.4"),
+        "package.json pins 1.9.4"
+    );
+    let html = index(&page);
+    assert!(html.contains(r#"<script src="/leaflet/leaflet.js""#));
+    assert!(html.contains(r#"<link rel="stylesheet" href="/leaflet/leaflet.css""#));
+    for tag in html
+        .lines()
+        .filter(|line| line.contains("<script") || line.contains("stylesheet"))
+    {
+        assert!(
+            !tag.contains("://"),
+            "the page loads something from elsewhere: {tag}"
+        );
+    }
+    for (path, file, content_type) in [
+        (
+            "/leaflet/leaflet.js",
+            "leaflet.js",
+            "text/javascript; charset=utf-8",
+        ),
+        (
+            "/leaflet/leaflet.css",
+            "leaflet.css",
+            "text/css; charset=utf-8",
+        ),
+        (
+            "/leaflet/images/layers.png",
+            "images/layers.png",
+            "image/png",
+        ),
+    ] {
+        let served = page
+            .file(path)
+            .unwrap_or_else(|| panic!("{path} is not served"));
+        assert_eq!(served.0, content_type, "{path}");
+        assert_eq!(served.1, std::fs::read(npm.join(file)).unwrap(), "{path}");
+    }
+    for path in [
+        "/leaflet/",
+        "/leaflet/leaflet.js.map",
+        "/leaflet/../package.json",
+        "/leaflet/images/../leaflet.js",
+        "/leaflet.js",
+    ] {
+        assert!(page.file(path).is_none(), "{path} is served");
+    }
+
+    // Without LEAFLET_DIR: Debian's libjs-leaflet, which tests/run.sh installs.
+    let page = page_with_debian_leaflet();
+    assert_eq!(page.leaflet().unwrap().found_by, "Debian's libjs-leaflet");
+    assert!(page.file("/leaflet/leaflet.css").is_some());
+    assert!(
+        page.describe().contains(DEBIAN_LEAFLET),
+        "{}",
+        page.describe()
+    );
+
+    // LEAFLET_DIR at a directory without Leaflet: nothing else is tried, and the page
+    // loads no Leaflet (it draws its own map and says why).
+    let empty = empty_dir("aircraft-leaflet-dir-empty");
+    let page = Page::locate(Some(empty.as_os_str()));
+    assert!(page.leaflet().is_none());
+    assert!(page.file("/leaflet/leaflet.js").is_none());
+    let html = index(&page);
+    assert!(!html.contains("/leaflet/"), "{html}");
+    assert!(html.contains(r#"<p id="map-note""#));
+    assert!(
+        page.describe().contains(&empty.display().to_string()),
+        "{}",
+        page.describe()
+    );
+    for file in ["/app.js", "/style.css", "/sea.geojson"] {
+        assert!(page.file(file).is_some(), "{file}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -482,7 +944,7 @@ async fn events_follow_one_aircraft() {
     .await;
     let listener = Arc::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
     let addr = listener.local_addr().unwrap();
-    let server = Server::start(&listener, &app);
+    let server = Server::start(&listener, &app, &Page::new(None, Vec::new()));
     let followed = app.icao24s()[3].clone();
 
     let mut client = support::h1_connect(addr).await;

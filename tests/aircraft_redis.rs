@@ -66,7 +66,7 @@ fn child_instance() {
         let listener = tokio::net::TcpListener::bind(config.addr).await.unwrap();
         println!("LISTENING {}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
-        let service = app.service(shutdown.clone());
+        let service = app.service(shutdown.clone(), app::page::Page::new(None, Vec::new()));
         tokio::spawn(async move {
             app::serve(&listener, service, shutdown, std::future::pending()).await;
         });

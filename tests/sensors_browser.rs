@@ -151,7 +151,7 @@ async fn charts_gain_points_and_tabs_share_one_connection() {
     let mut browser = Browser::launch(1280, 800).await;
 
     // One tab, its own connection: every chart gains a point per reading.
-    let tab = browser.open(&format!("{url}?record"), false).await;
+    let tab = browser.open(&format!("{url}?record")).await;
     connected(&mut browser, tab, "the dashboard connects").await;
     open_streams_become(&app, 1).await;
     let before: Points = browser.eval(tab, "sensorDashboard.points()").await;
@@ -194,7 +194,7 @@ async fn charts_gain_points_and_tabs_share_one_connection() {
     let opened_before = app.opened_streams();
     let mut shared = Vec::new();
     for _ in 0..3 {
-        let tab = browser.open(&format!("{url}?shared=1&record"), false).await;
+        let tab = browser.open(&format!("{url}?shared=1&record")).await;
         connected(&mut browser, tab, "a shared tab connects").await;
         shared.push(tab);
     }
@@ -266,8 +266,8 @@ async fn charts_gain_points_and_tabs_share_one_connection() {
 
     // Without the option, each tab has its own stream: the count tells them apart.
     let opened_before = app.opened_streams();
-    let one = browser.open(&url, false).await;
-    let two = browser.open(&url, false).await;
+    let one = browser.open(&url).await;
+    let two = browser.open(&url).await;
     connected(&mut browser, one, "a direct tab connects").await;
     connected(&mut browser, two, "a direct tab connects").await;
     open_streams_become(&app, 2).await;
@@ -293,7 +293,7 @@ async fn dashboard_is_live_behind_compression() {
     let server = Server::start(&app, true).await;
     let mut browser = Browser::launch(1280, 800).await;
     let tab = browser
-        .open(&format!("http://{}/?record", server.addr), false)
+        .open(&format!("http://{}/?record", server.addr))
         .await;
     connected(
         &mut browser,

@@ -1,8 +1,9 @@
 //! The aircraft map as an application: the fleet simulator, the hub it publishes
-//! through, and the HTTP service (page, snapshot, event stream). `main.rs` runs it on a
-//! real clock; the browser test (`tests/aircraft_browser.rs`) builds the same app and
-//! drives its clock, and `tests/aircraft_redis.rs` runs a simulating and a serving
-//! instance as two processes on one Redis.
+//! through, and the HTTP service (page, snapshot, event stream; the page's files and
+//! where Leaflet comes from are in `page.rs`). `main.rs` runs it on a real clock; the
+//! browser test (`tests/aircraft_browser.rs`) builds the same app and drives its clock,
+//! and `tests/aircraft_redis.rs` runs a simulating and a serving instance as two
+//! processes on one Redis.
 //!
 //! Every aircraft has its own hub topic, `aircraft/<icao24>`. The map subscribes to all
 //! of them on one connection, so the ids it receives are every id the hub hands out;
@@ -22,6 +23,8 @@
 pub(crate) mod airports;
 #[path = "fleet.rs"]
 pub(crate) mod fleet;
+#[path = "page.rs"]
+pub(crate) mod page;
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -52,11 +55,7 @@ use tower_sse::{Event, Hub, LastEventId, Sse, SseLayer};
 
 use airports::AIRPORTS;
 use fleet::Fleet;
-
-const INDEX_HTML: &str = include_str!("index.html");
-const APP_JS: &str = include_str!("app.js");
-const STYLE_CSS: &str = include_str!("style.css");
-const SEA_GEOJSON: &str = include_str!("sea.geojson");
+use page::Page;
 
 /// The body of every response.
 pub(crate) type Body = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -502,11 +501,12 @@ impl App {
         })
     }
 
-    /// The HTTP service: the page and its files, `/snapshot`, `/airports.json` and
+    /// The HTTP service: `page` and its files, `/snapshot`, `/airports.json` and
     /// `/events`. Every event stream ends when `shutdown` is cancelled.
     pub(crate) fn service(
         &self,
         shutdown: CancellationToken,
+        page: Page,
     ) -> BoxCloneService<Request<Incoming>, Response<Body>, Infallible> {
         let app = self.clone();
         let events = ServiceBuilder::new()
@@ -524,6 +524,7 @@ impl App {
         let service = service_fn(move |request: Request<Incoming>| {
             let app = app.clone();
             let events = events.clone();
+            let page = page.clone();
             async move {
                 let path = request.uri().path();
                 if path == "/events" {
@@ -536,16 +537,17 @@ impl App {
                     return Ok(plain(StatusCode::METHOD_NOT_ALLOWED, "GET only\n"));
                 }
                 Ok(match path {
-                    "/" => file(INDEX_HTML, "text/html; charset=utf-8"),
-                    "/app.js" => file(APP_JS, "text/javascript; charset=utf-8"),
-                    "/style.css" => file(STYLE_CSS, "text/css; charset=utf-8"),
-                    "/sea.geojson" => file(SEA_GEOJSON, "application/geo+json"),
                     "/airports.json" => json(airports_json()),
                     "/snapshot" => match app.followed(&request) {
                         Ok(only) => json(app.snapshot(only)),
                         Err(()) => plain(StatusCode::NOT_FOUND, "no such aircraft\n"),
                     },
-                    _ => plain(StatusCode::NOT_FOUND, "not found\n"),
+                    _ => match page.file(path) {
+                        Some((content_type, content)) => {
+                            respond(StatusCode::OK, content_type, content)
+                        }
+                        None => plain(StatusCode::NOT_FOUND, "not found\n"),
+                    },
                 })
             }
         });
@@ -661,14 +663,6 @@ fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Respo
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
-}
-
-fn file(content: &'static str, content_type: &'static str) -> Response<Body> {
-    respond(
-        StatusCode::OK,
-        content_type,
-        Bytes::from_static(content.as_bytes()),
-    )
 }
 
 fn json(content: String) -> Response<Body> {

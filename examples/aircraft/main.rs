@@ -16,13 +16,33 @@
 //! history; a browser away for longer (or one that comes back to a restarted server)
 //! receives `stream-reset` instead and reloads the snapshot.
 //!
-//! - `GET /`: the map (Leaflet, loaded from unpkg; the coastlines come with the example,
-//!   so no tile server is needed; `/?tiles=<url template>` adds a tile layer).
+//! - `GET /`: the map. The coastlines come with the example, so no tile server is
+//!   needed (`/?tiles=<url template>` adds a tile layer), and the page loads nothing from
+//!   the internet: Leaflet is served under `/leaflet/` from a local copy (see below).
 //! - `GET /events`: the event stream; `?icao24=<address>` follows one aircraft.
 //! - `GET /snapshot`: every aircraft's latest report and the id it is current as of.
 //!
 //! Environment: `ADDR` (default `127.0.0.1:3000`), `AIRCRAFT` (fleet size, default 320),
-//! `SPEED` (simulated seconds per real second, default 1).
+//! `SPEED` (simulated seconds per real second, default 1), `LEAFLET_DIR` (see below).
+//!
+//! # Leaflet, offline
+//!
+//! The map uses [Leaflet](https://leafletjs.com) from a local copy, found at start-up
+//! (the log says which one):
+//!
+//! 1. `LEAFLET_DIR`, when set: a directory with `leaflet.js`, `leaflet.css` and
+//!    `images/`. Nothing else is tried then; a directory without Leaflet gives the
+//!    simple map below.
+//! 2. `/usr/share/javascript/leaflet`: Debian's and Ubuntu's `libjs-leaflet`
+//!    (`apt install libjs-leaflet`).
+//! 3. The npm package (`npm install leaflet`): `node_modules/leaflet/dist` in the
+//!    current directory or in the crate's, or `tests/browser/node_modules/leaflet/dist`
+//!    (which `tests/run.sh` installs).
+//!
+//! Without any, the page says so on the map and draws a simple map of its own on a
+//! canvas: the same coastlines, airports and aircraft, the same counters, following
+//! (`?icao24=`) and resuming; drag to pan, the wheel zooms, a click on an aircraft shows
+//! its report.
 //!
 //! # Several instances on one feed
 //!
@@ -46,6 +66,7 @@ mod app;
 
 use std::time::Duration;
 
+use app::page::Page;
 use app::{App, Config, Simulator};
 use tokio_util::sync::CancellationToken;
 
@@ -59,6 +80,8 @@ async fn main() -> std::io::Result<()> {
         eprintln!("aircraft: {error}");
         std::process::exit(2);
     });
+
+    let page = Page::locate(std::env::var_os("LEAFLET_DIR").as_deref());
 
     // The app first, so that its snapshot sees the fleet's first reports.
     let app = App::new(config.settings.clone(), hub.clone());
@@ -85,6 +108,7 @@ async fn main() -> std::io::Result<()> {
         }
     );
     println!("  map:    http://{addr}/");
+    println!("          with {}", page.describe());
     println!("  events: http://{addr}/events  (one aircraft: /events?icao24={example})");
     println!("  Ctrl-C to stop");
 
@@ -93,7 +117,13 @@ async fn main() -> std::io::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         println!("aircraft: shutting down");
     };
-    app::serve(&listener, app.service(shutdown.clone()), shutdown, ctrl_c).await;
+    app::serve(
+        &listener,
+        app.service(shutdown.clone(), page),
+        shutdown,
+        ctrl_c,
+    )
+    .await;
     println!(
         "aircraft: stopped after serving {} event streams",
         app.opened_streams()

@@ -17,7 +17,8 @@ import { Harness, parseArgs, waitFor } from './harness.mjs';
 
 async function main() {
   const { url, artifacts, name, timeout } = parseArgs(process.argv.slice(2), 'cors.mjs', 'cors');
-  const harness = await Harness.launch({ artifactsDir: artifacts, timeout });
+  // No `context.route`: Playwright would answer the preflights this test is about.
+  const harness = await Harness.launch({ artifactsDir: artifacts, timeout, route: false });
   try {
     const page = await harness.newPage();
     const requests = [];

@@ -5,7 +5,7 @@
 // server (ticks a simulation, cuts connections, restarts it), and checks again. Every
 // request is one JSON line on stdin; every answer one JSON line on stdout:
 //
-//   {"id":1,"op":"open","url":"http://127.0.0.1:4000/","leaflet":true} -> {"id":1,"ok":true,"value":0}
+//   {"id":1,"op":"open","url":"http://127.0.0.1:4000/"} -> {"id":1,"ok":true,"value":0}
 //   {"id":2,"op":"wait","page":0,"expr":"aircraftMap.count() >= 300","timeout":20000}
 //                                    -> {"id":2,"ok":true,"value":true} (or "timedOut":true)
 //   {"id":3,"op":"eval","page":0,"expr":"aircraftMap.ids"}  -> {"id":3,"ok":true,"value":[...]}
@@ -13,9 +13,10 @@
 //   {"id":5,"op":"responses","page":0}   -> what the browser saw for each response
 //   {"id":6,"op":"close","page":0}
 //   {"id":7,"op":"errors"}  -> console errors, page errors, failed requests of every page,
-//                              and Leaflet files asked for but not in the npm package
+//                              and the requests blocked for not going to loopback
 //   {"id":8,"op":"quit"}
 //
+// Pages reach loopback only: the harness aborts every other request (see harness.mjs).
 // `expr` is a JavaScript expression evaluated in the page. A failed command answers
 // {"ok":false,"error":"..."}; the driver itself exits non-zero only when it cannot run.
 //
@@ -23,7 +24,7 @@
 
 import { createInterface } from 'node:readline';
 
-import { Harness, routeLeaflet, waitFor } from './harness.mjs';
+import { Harness, waitFor } from './harness.mjs';
 
 function parseArgs(argv) {
   const options = { artifacts: undefined, width: 1280, height: 800 };
@@ -45,7 +46,6 @@ async function main() {
   });
   const pages = [];
   const responses = [];
-  const leafletLogs = [];
 
   const page = (n) => {
     const found = pages[n];
@@ -54,7 +54,7 @@ async function main() {
   };
 
   const commands = {
-    async open({ url, leaflet: useLeaflet }) {
+    async open({ url }) {
       const opened = await harness.newPage();
       const n = pages.length;
       pages.push(opened);
@@ -66,7 +66,6 @@ async function main() {
           headers: response.headers(),
         });
       });
-      if (useLeaflet) leafletLogs.push(await routeLeaflet(opened));
       await opened.goto(url, { waitUntil: 'load' });
       return n;
     },
@@ -88,7 +87,7 @@ async function main() {
       return true;
     },
     async errors() {
-      return { ...harness.errors(), leafletMissing: leafletLogs.flatMap((log) => log.missing) };
+      return harness.errors();
     },
   };
 

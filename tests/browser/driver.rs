@@ -68,7 +68,8 @@ pub struct Errors {
     pub console_errors: Vec<Value>,
     pub page_errors: Vec<Value>,
     pub failed_requests: Vec<FailedRequest>,
-    pub leaflet_missing: Vec<String>,
+    /// Requests the harness aborted because they were not to loopback.
+    pub blocked_requests: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,8 +80,8 @@ pub struct FailedRequest {
 }
 
 impl Errors {
-    /// Fails unless the pages logged no error, threw nothing, asked for no Leaflet file
-    /// the npm package lacks, and no request failed but those `allowed` accepts.
+    /// Fails unless the pages logged no error, threw nothing, asked for nothing outside
+    /// loopback, and no request failed but those `allowed` accepts.
     pub fn assert_none(&self, allowed: impl Fn(&FailedRequest) -> bool) {
         assert!(
             self.console_errors.is_empty(),
@@ -93,9 +94,9 @@ impl Errors {
             self.page_errors
         );
         assert!(
-            self.leaflet_missing.is_empty(),
-            "Leaflet files not in the npm package: {:?}",
-            self.leaflet_missing
+            self.blocked_requests.is_empty(),
+            "the pages asked for something outside loopback (blocked): {:#?}",
+            self.blocked_requests
         );
         let failed: Vec<_> = self
             .failed_requests
@@ -169,14 +170,11 @@ impl Browser {
         answer
     }
 
-    /// Opens `url` in a new tab (serving Leaflet from the npm package in place of the
-    /// unpkg CDN when `leaflet`), waits for its `load` event, and returns its number.
-    pub async fn open(&mut self, url: &str, leaflet: bool) -> usize {
+    /// Opens `url` in a new tab, waits for its `load` event, and returns its number.
+    /// The tab reaches loopback only: any other request is aborted and recorded.
+    pub async fn open(&mut self, url: &str) -> usize {
         let answer = self
-            .call(
-                json!({"op": "open", "url": url, "leaflet": leaflet}),
-                Duration::from_secs(30),
-            )
+            .call(json!({"op": "open", "url": url}), Duration::from_secs(30))
             .await;
         answer["value"].as_u64().expect("a page number") as usize
     }

@@ -3,13 +3,15 @@
 // Launches Debian's Chromium (/usr/bin/chromium, installed by tests/run.sh) through
 // playwright-core, never a browser that Playwright downloads itself. Each harness has a
 // fresh temporary profile, records console errors and uncaught page errors of every page
-// it opens, and saves screenshots into a directory its caller names.
+// it opens, and saves screenshots into a directory its caller names. Pages see only
+// loopback, as a user offline would: Chromium sends anything else to a proxy that is not
+// there, and the harness also aborts such requests itself (`context.route`) unless told
+// not to; either way they are recorded, and nothing is ever served in their place.
 //
-//   import { Harness, routeLeaflet } from './harness.mjs';
+//   import { Harness } from './harness.mjs';
 //   const harness = await Harness.launch({ artifactsDir: 'target/browser-artifacts' });
 //   try {
 //     const page = await harness.newPage();
-//     await routeLeaflet(page);            // only for pages that load Leaflet from unpkg
 //     await page.goto(url);
 //     await harness.screenshot(page, 'map');
 //     harness.assertNoErrors();
@@ -18,7 +20,7 @@
 //   }
 
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,7 +33,11 @@ export const CHROMIUM = process.env.TOWER_SSE_CHROMIUM || '/usr/bin/chromium';
 /**
  * The flags Chromium runs with: headless, as root without a sandbox, and without any
  * connection of its own to the outside (this machine has no network but loopback and
- * the package registries, and Chromium's background requests would only fail).
+ * the package registries, and Chromium's background requests would only fail). Every
+ * request not to loopback goes to a proxy on 127.0.0.1:1, where nothing listens, and
+ * fails: Chromium never lets loopback go through a proxy, so the tests' servers are
+ * reached directly. This holds for every request, workers' included, without Playwright
+ * intercepting any.
  */
 export const CHROMIUM_ARGS = Object.freeze([
   '--headless',
@@ -42,10 +48,19 @@ export const CHROMIUM_ARGS = Object.freeze([
   '--no-first-run',
   '--disable-component-update',
   '--disable-sync',
+  '--proxy-server=http://127.0.0.1:1',
 ]);
 
-/** Where the `leaflet` npm package keeps the files a CDN would serve. */
-export const LEAFLET_DIST = path.join(HERE, 'node_modules', 'leaflet', 'dist');
+/** Whether `url` (a URL) is on this machine: 127.0.0.0/8, ::1 or localhost. */
+export function isLoopback(url) {
+  const host = url.hostname.toLowerCase();
+  return (
+    /^127\.\d+\.\d+\.\d+$/.test(host) ||
+    host === '[::1]' ||
+    host === 'localhost' ||
+    host.endsWith('.localhost')
+  );
+}
 
 async function loadPlaywright() {
   try {
@@ -66,8 +81,12 @@ export class Harness {
    * @param {string} [options.artifactsDir] where `screenshot` saves files (created if missing)
    * @param {number} [options.timeout] default timeout of page actions, in ms
    * @param {object} [options.viewport] e.g. `{ width: 1024, height: 768 }`
+   * @param {boolean} [options.route] also abort requests not to loopback with
+   *   `context.route` (default). Routing makes Playwright intercept every request, and
+   *   it then answers CORS preflights itself: tests of preflights pass `false` (the
+   *   proxy flag still keeps their pages off the internet).
    */
-  static async launch({ artifactsDir, timeout = 30_000, viewport } = {}) {
+  static async launch({ artifactsDir, timeout = 30_000, viewport, route = true } = {}) {
     if (!existsSync(CHROMIUM)) {
       throw new Error(
         `Chromium is not installed at ${CHROMIUM}: run tests/run.sh ` +
@@ -91,6 +110,19 @@ export class Harness {
     }
     context.setDefaultTimeout(timeout);
     const harness = new Harness(context, userDataDir, artifactsDir);
+    // The internet is out of reach: anything but loopback is aborted, never served from
+    // elsewhere in its place (`#watch` records it).
+    if (route) {
+      try {
+        await context.route(
+          (url) => !isLoopback(url),
+          (request) => request.abort('blockedbyclient'),
+        );
+      } catch (error) {
+        await harness.close();
+        throw error;
+      }
+    }
     // A persistent context opens with one blank page: use it as the first page.
     for (const page of context.pages()) harness.#watch(page);
     context.on('page', (page) => harness.#watch(page));
@@ -108,6 +140,8 @@ export class Harness {
     this.pageErrors = [];
     /** Requests that failed at the network level (refused, aborted, blocked). */
     this.failedRequests = [];
+    /** URLs of the requests that failed because they were not to loopback. */
+    this.blockedRequests = [];
     /** Paths of the screenshots saved so far. */
     this.screenshots = [];
     this.#watched = new WeakSet();
@@ -133,6 +167,10 @@ export class Harness {
       this.pageErrors.push({ page: page.url(), message: error.message, stack: error.stack });
     });
     page.on('requestfailed', (request) => {
+      const url = new URL(request.url());
+      if (/^(https?|wss?):$/.test(url.protocol) && !isLoopback(url)) {
+        this.blockedRequests.push(request.url());
+      }
       this.failedRequests.push({
         url: request.url(),
         resourceType: request.resourceType(),
@@ -174,15 +212,16 @@ export class Harness {
       consoleErrors: [...this.consoleErrors],
       pageErrors: [...this.pageErrors],
       failedRequests: [...this.failedRequests],
+      blockedRequests: [...this.blockedRequests],
     };
   }
 
-  /** Throws if any page logged a console error or threw. */
+  /** Throws if any page logged a console error, threw, or asked for anything outside loopback. */
   assertNoErrors() {
-    const { consoleErrors, pageErrors } = this;
-    if (consoleErrors.length || pageErrors.length) {
+    const { consoleErrors, pageErrors, blockedRequests } = this;
+    if (consoleErrors.length || pageErrors.length || blockedRequests.length) {
       throw new Error(
-        `the browser reported errors:\n${JSON.stringify({ consoleErrors, pageErrors }, null, 2)}`,
+        `the browser reported errors:\n${JSON.stringify({ consoleErrors, pageErrors, blockedRequests }, null, 2)}`,
       );
     }
   }
@@ -195,60 +234,6 @@ export class Harness {
       await rm(this.userDataDir, { recursive: true, force: true });
     }
   }
-}
-
-const LEAFLET_URL = /^https:\/\/unpkg\.com\/leaflet@[^/]+\/dist\/([^?#]+)(?:[?#].*)?$/;
-
-const CONTENT_TYPES = {
-  '.js': 'application/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.map': 'application/json; charset=utf-8',
-  '.png': 'image/png',
-  '.svg': 'image/svg+xml',
-};
-
-/**
- * Serves Leaflet from the `leaflet` npm package in place of the unpkg CDN, which this
- * machine cannot reach: requests to `https://unpkg.com/leaflet@<any>/dist/...`
- * (`leaflet.js`, `leaflet.css`, `images/*.png`, source maps) are fulfilled from
- * `node_modules/leaflet/dist`. Anything else under that prefix gets a 404 and is recorded
- * in the returned list, so that a test can fail on it.
- *
- * The responses carry `Access-Control-Allow-Origin: *`, so `<script integrity=...
- * crossorigin>` tags copied from Leaflet's docs load too, as long as the version in the
- * URL is the installed one (1.9.4).
- *
- * @returns {Promise<{ served: string[], missing: string[] }>}
- */
-export async function routeLeaflet(page) {
-  const log = { served: [], missing: [] };
-  await page.route(LEAFLET_URL, async (route) => {
-    const url = route.request().url();
-    const relative = LEAFLET_URL.exec(url)[1];
-    const file = path.resolve(LEAFLET_DIST, relative);
-    if (!file.startsWith(LEAFLET_DIST + path.sep)) {
-      log.missing.push(url);
-      return route.fulfill({ status: 404, body: 'outside leaflet/dist' });
-    }
-    let body;
-    try {
-      body = await readFile(file);
-    } catch {
-      log.missing.push(url);
-      return route.fulfill({ status: 404, body: `not in the leaflet package: ${relative}` });
-    }
-    log.served.push(url);
-    return route.fulfill({
-      status: 200,
-      body,
-      headers: {
-        'content-type': CONTENT_TYPES[path.extname(file)] ?? 'application/octet-stream',
-        'access-control-allow-origin': '*',
-        'cache-control': 'no-store',
-      },
-    });
-  });
-  return log;
 }
 
 /**
