@@ -65,4 +65,15 @@ cargo test --all-features
 step "cargo doc --no-deps --all-features (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
 
+# The published package: only what a user of the library needs (the `include` list in
+# Cargo.toml), and it builds on its own with the default features.
+step "cargo package"
+# (Cargo notes every example, test and bench it leaves out: that is the point.)
+mkdir -p target
+if ! cargo package --allow-dirty >target/package.log 2>&1; then
+    cat target/package.log
+    exit 1
+fi
+grep -v "^warning: ignoring \(example\|test\|bench\) " target/package.log
+
 step "all checks passed"
