@@ -74,6 +74,6 @@ if ! cargo package --allow-dirty >target/package.log 2>&1; then
     cat target/package.log
     exit 1
 fi
-grep -v "^warning: ignoring \(example\|test\|bench\) " target/package.log
+grep -v "^warning: ignoring \(example\|test\|benchmark\) " target/package.log
 
 step "all checks passed"
