@@ -9,6 +9,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
+use crate::compress::Encoder;
 use crate::config::Config;
 use crate::limit::StreamPermit;
 use crate::sse::BoxError;
@@ -84,11 +85,16 @@ impl<B> SseBody<B> {
         }
     }
 
-    pub(crate) fn stream(inner: B, config: Arc<Config>, permit: Option<StreamPermit>) -> Self {
+    pub(crate) fn stream(
+        inner: B,
+        config: Arc<Config>,
+        permit: Option<StreamPermit>,
+        encoder: Option<Encoder>,
+    ) -> Self {
         SseBody {
             kind: Kind::Stream {
                 inner: Some(inner),
-                state: Box::new(StreamState::new(config, permit)),
+                state: Box::new(StreamState::new(config, permit, encoder)),
             },
         }
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use crate::Compression;
 use crate::batch::{MAX_DELAY, Ticker};
 use crate::event::write_retry;
 use crate::report::OnEnd;
@@ -35,6 +36,7 @@ pub(crate) struct Config {
     limit: Option<StreamLimit>,
     query: Option<Arc<str>>,
     batch: Option<Arc<Ticker>>,
+    compression: Option<Compression>,
     stall: Stall,
     /// The watch of `stall`, made on first use.
     stall_watch: OnceLock<Option<Arc<StallWatch>>>,
@@ -65,6 +67,7 @@ impl Default for Config {
             limit: None,
             query: Some(Arc::from(DEFAULT_QUERY)),
             batch: None,
+            compression: None,
             stall: Stall::Auto,
             stall_watch: OnceLock::new(),
         }
@@ -86,6 +89,10 @@ impl Config {
             "SseLayer::batch_delay: {delay:?} is longer than the most a frame may wait ({MAX_DELAY:?})"
         );
         self.batch = (!delay.is_zero()).then(|| Ticker::new(delay));
+    }
+
+    pub(crate) fn set_compression(&mut self, compression: Option<Compression>) {
+        self.compression = compression;
     }
 
     pub(crate) fn set_stall_timeout(&mut self, timeout: Option<Duration>) {
@@ -176,6 +183,10 @@ impl Config {
         self.batch.as_ref()
     }
 
+    pub(crate) fn compression(&self) -> Option<&Compression> {
+        self.compression.as_ref()
+    }
+
     /// The watch that ends streams their connection stopped polling, if any.
     pub(crate) fn stall_watch(&self) -> Option<&Arc<StallWatch>> {
         self.stall_watch
@@ -204,6 +215,7 @@ impl fmt::Debug for Config {
             .field("limit", &self.limit)
             .field("query", &self.query)
             .field("batch", &self.batch.as_ref().map(|t| t.delay()))
+            .field("compression", &self.compression)
             .field("stall", &self.stall)
             .finish()
     }

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tower_layer::Layer;
 
 use crate::config::Config;
-use crate::{Event, SseService, StreamEnd, StreamLimit};
+use crate::{Compression, Event, SseService, StreamEnd, StreamLimit};
 
 /// A tower [`Layer`] that makes every event stream below it correct and boring to run.
 ///
@@ -150,6 +150,24 @@ impl SseLayer {
     /// ```
     pub fn batch_delay(mut self, delay: Duration) -> Self {
         self.config_mut().set_batch_delay(delay);
+        self
+    }
+
+    /// Compresses event streams for clients that accept it, flushing every frame so
+    /// that each event can be decoded the moment it arrives: see [`Compression`] for the
+    /// codecs (cargo features), the negotiation and the memory each stream costs. Off
+    /// by default.
+    ///
+    /// The stream is answered with its `Content-Encoding` and `Vary: Accept-Encoding`;
+    /// an outer compression layer (tower-http's) then leaves it alone, as it leaves any
+    /// response that already has an encoding.
+    ///
+    /// ```
+    /// use tower_sse::{Compression, SseLayer};
+    /// let layer = SseLayer::new().compression(Compression::new());
+    /// ```
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.config_mut().set_compression(Some(compression));
         self
     }
 

@@ -31,6 +31,7 @@
 //! | `axum` | [`axum`]: `IntoResponse` for [`Sse`] and [`Refusal`], extractors (axum 0.8) |
 //! | `warp` | [`warp`](mod@warp): `warp::Reply` for [`Sse`] and [`Refusal`], a `Last-Event-ID` filter (warp 0.4) |
 //! | `redis` | `hub::RedisStorage`: the [`Hub`] on Redis Streams, several instances on one feed |
+//! | `compression-gzip`, `-deflate`, `-br`, `-zstd`, `-full` | the codecs of [`Compression`]: event streams compressed and flushed at every frame |
 //!
 //! Examples: `examples/hyper.rs` (hyper 1 + hyper-util, HTTP/1.1 and HTTP/2 on one
 //! port), `examples/axum.rs`, `examples/warp.rs`, `examples/aircraft`,
@@ -137,6 +138,7 @@
 pub mod axum;
 mod batch;
 mod body;
+mod compress;
 mod config;
 mod event;
 mod heartbeat;
@@ -158,6 +160,7 @@ mod stream;
 pub mod warp;
 
 pub use body::SseBody;
+pub use compress::Compression;
 pub use event::{Event, EventBuilder, EventError};
 pub use hub::{Hub, Subscription};
 pub use io::WriteTimeout;

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, ALLOW, CONNECTION};
+use http::header::{ACCEPT, ALLOW, CONNECTION, CONTENT_ENCODING, VARY};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use crate::compress::Codec;
 use crate::config::Config;
 use crate::limit::StreamPermit;
 use crate::refusal::is_refusal;
@@ -140,15 +141,21 @@ where
                 }
             }
         }
+        let codec = config
+            .compression()
+            .and_then(|compression| compression.negotiate(request.headers()));
         let version = request.version();
         ResponseFuture {
             state: State::Inner {
                 inner: self.inner.call(request),
-                config: config.clone(),
-                version,
-                is_get,
-                client,
-                permit,
+                request: Pending {
+                    config: config.clone(),
+                    version,
+                    is_get,
+                    client,
+                    permit,
+                    codec,
+                },
             },
         }
     }
@@ -168,11 +175,7 @@ pin_project! {
         Inner {
             #[pin]
             inner: F,
-            config: Arc<Config>,
-            version: Version,
-            is_get: bool,
-            client: Option<IpAddr>,
-            permit: Option<StreamPermit>,
+            request: Pending,
         },
         Refused {
             refusal: Option<Refusal>,
@@ -205,59 +208,98 @@ where
     type Output = Result<Response<SseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let (inner, config, version, is_get, client, permit) = match self.project().state.project()
-        {
+        match self.project().state.project() {
             StateProj::Refused { refusal } => {
                 let refusal = refusal
                     .take()
                     .expect("ResponseFuture polled after completion");
-                return Poll::Ready(Ok(refused(refusal)));
+                Poll::Ready(Ok(refused(refusal)))
             }
-            StateProj::Inner {
-                inner,
-                config,
-                version,
-                is_get,
-                client,
-                permit,
-            } => (inner, config, *version, *is_get, client, permit),
-        };
-        let mut response = ready!(inner.poll(cx))?;
+            StateProj::Inner { inner, request } => {
+                let response = ready!(inner.poll(cx))?;
+                Poll::Ready(Ok(request.answer(response)))
+            }
+        }
+    }
+}
+
+/// What the response future keeps of the request, to serve the answer with.
+struct Pending {
+    config: Arc<Config>,
+    version: Version,
+    is_get: bool,
+    client: Option<IpAddr>,
+    /// The place taken before the inner service ran, if any.
+    permit: Option<StreamPermit>,
+    /// The codec the client accepts, when the layer compresses.
+    codec: Option<Codec>,
+}
+
+impl Pending {
+    /// The response to send for the inner service's: an event stream is served, any
+    /// other answer passes through.
+    fn answer<B>(&mut self, mut response: Response<B>) -> Response<SseBody<B>> {
         let wrapped = response.extensions().get::<Wrapped>().is_some();
         if !is_event_stream(&response) || is_refusal(&response) || wrapped {
             // Not a stream (or one an inner `SseLayer` already serves): a place taken
             // for it is freed at once.
-            drop(permit.take());
-            return Poll::Ready(Ok(response.map(SseBody::passthrough)));
+            drop(self.permit.take());
+            return response.map(SseBody::passthrough);
         }
-        if !is_get {
-            drop(permit.take());
-            return Poll::Ready(Ok(refused(method_not_allowed())));
+        if !self.is_get {
+            drop(self.permit.take());
+            return refused(method_not_allowed());
         }
-        let permit = match (permit.take(), config.limit()) {
+        let permit = match (self.permit.take(), self.config.limit()) {
             (Some(taken), _) => Some(taken),
-            (None, Some(limit)) => match limit.try_acquire(*client) {
+            (None, Some(limit)) => match limit.try_acquire(self.client) {
                 Ok(taken) => Some(taken),
                 // The stream was made for nothing: dropped unread.
-                Err(reached) => return Poll::Ready(Ok(refused(reached.into()))),
+                Err(reached) => return refused(reached.into()),
             },
             (None, None) => None,
         };
-        insert_headers(response.headers_mut(), true);
-        if version <= Version::HTTP_11 {
-            response
-                .headers_mut()
+        let headers = response.headers_mut();
+        insert_headers(headers, true);
+        if self.version <= Version::HTTP_11 {
+            headers
                 .entry(CONNECTION)
                 .or_insert(HeaderValue::from_static("keep-alive"));
         } else {
-            response.headers_mut().remove(CONNECTION);
+            headers.remove(CONNECTION);
         }
+        let encoder = self
+            .codec
+            .and_then(|codec| compress(response.headers_mut(), &self.config, codec));
         response.extensions_mut().insert(Wrapped);
-        let config = config.clone();
-        Poll::Ready(Ok(
-            response.map(|body| SseBody::stream(body, config, permit))
-        ))
+        let config = self.config.clone();
+        response.map(|body| SseBody::stream(body, config, permit, encoder))
     }
+}
+
+/// The encoder of a stream the client accepts compressed, with the headers that say
+/// so; `None` when the stream already has an encoding of its own.
+fn compress(
+    headers: &mut http::HeaderMap,
+    config: &Config,
+    codec: Codec,
+) -> Option<crate::compress::Encoder> {
+    let already = headers
+        .get(CONTENT_ENCODING)
+        .is_some_and(|value| !value.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if already {
+        return None;
+    }
+    let encoder = match config.compression()?.encoder(codec) {
+        Ok(encoder) => encoder,
+        Err(error) => {
+            tracing::warn!(%error, codec = codec.token(), "cannot compress an event stream");
+            return None;
+        }
+    };
+    headers.insert(CONTENT_ENCODING, HeaderValue::from_static(codec.token()));
+    headers.append(VARY, HeaderValue::from_static("accept-encoding"));
+    Some(encoder)
 }
 
 /// Marks an event stream an `SseLayer` serves, so that an outer one (a router's, say,

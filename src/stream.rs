@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 
 use crate::EndReason;
+use crate::compress::Encoder;
 use crate::config::Config;
 use crate::heartbeat::Heartbeat;
 use crate::limit::StreamPermit;
@@ -46,6 +47,9 @@ pub(crate) struct StreamState {
     shutdown: Option<ShutdownWatch>,
     tracker: Arc<Tracker>,
     stall: Option<(Arc<StallWatch>, usize)>,
+    /// The stream's compressor, when the client accepts one: every frame goes out
+    /// through it, flushed.
+    encoder: Option<Encoder>,
     /// Where several ready frames are coalesced. Kept while the stream keeps producing,
     /// so that a burst reuses one allocation (reclaimed once the connection has written
     /// the previous frame); released when the stream idles.
@@ -53,7 +57,11 @@ pub(crate) struct StreamState {
 }
 
 impl StreamState {
-    pub(crate) fn new(config: Arc<Config>, permit: Option<StreamPermit>) -> Self {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        permit: Option<StreamPermit>,
+        encoder: Option<Encoder>,
+    ) -> Self {
         let tracker = Arc::new(Tracker::new(config.on_end().cloned(), permit));
         let stall = config.stall_watch().and_then(|watch| {
             let key = watch.watch(tracker.clone())?;
@@ -70,6 +78,7 @@ impl StreamState {
             shutdown: config.shutdown().map(ShutdownWatch::new),
             tracker,
             stall,
+            encoder,
             scratch: BytesMut::new(),
             config,
         }
@@ -163,14 +172,24 @@ impl StreamState {
         }
 
         if let Some(bytes) = out.into_bytes() {
-            self.tracker.wrote(events, bytes.len());
             if let Some(heartbeat) = &mut self.heartbeat {
                 heartbeat.wrote();
             }
-            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            return Poll::Ready(Some(self.send(bytes, events)));
         }
 
         if let Phase::Ending(..) = self.phase {
+            if let Some(encoder) = self.encoder.take() {
+                // The compressed stream's own end (gzip's trailer, say) goes out last.
+                match encoder.finish() {
+                    Ok(end) if end.is_empty() => {}
+                    Ok(end) => {
+                        self.tracker.wrote(0, end.len());
+                        return Poll::Ready(Some(Ok(Frame::data(end))));
+                    }
+                    Err(error) => return Poll::Ready(Some(self.fail(Box::new(error)))),
+                }
+            }
             if let Phase::Ending(reason, error) = std::mem::replace(&mut self.phase, Phase::Done) {
                 self.tracker.finish(reason, error);
             }
@@ -184,10 +203,34 @@ impl StreamState {
             && heartbeat.poll_due(cx)
         {
             let frame = self.config.heartbeat_frame().clone();
-            self.tracker.wrote(0, frame.len());
-            return Poll::Ready(Some(Ok(Frame::data(frame))));
+            return Poll::Ready(Some(self.send(frame, 0)));
         }
         Poll::Pending
+    }
+
+    /// The frame to hand to the connection, compressed if the stream is, and counted.
+    fn send(&mut self, bytes: Bytes, events: u64) -> Result<Frame<Bytes>, BoxError> {
+        let bytes = match &mut self.encoder {
+            None => bytes,
+            Some(encoder) => match encoder.compress(&bytes) {
+                Ok(compressed) => compressed,
+                Err(error) => return self.fail(Box::new(error)),
+            },
+        };
+        self.tracker.wrote(events, bytes.len());
+        Ok(Frame::data(bytes))
+    }
+
+    /// Ends the stream on a failure of its own (a compressor's): reported as an error,
+    /// and the connection resets the stream, whose encoded bytes can no longer be
+    /// trusted to continue.
+    fn fail<T>(&mut self, error: BoxError) -> Result<T, BoxError> {
+        tracing::warn!(%error, "an sse stream failed");
+        self.phase = Phase::Done;
+        self.encoder = None;
+        self.tracker
+            .finish(EndReason::Error, Some(error.to_string().into()));
+        Err(error)
     }
 
     /// Nothing is left to write: the inner body is over and so is everything held.
@@ -212,7 +255,10 @@ impl StreamState {
     }
 
     fn nothing_left(&self) -> bool {
-        self.prelude.is_none() && self.carry.is_none() && self.tail.is_none()
+        self.prelude.is_none()
+            && self.carry.is_none()
+            && self.tail.is_none()
+            && self.encoder.is_none()
     }
 }
 

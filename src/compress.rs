@@ -1,0 +1,471 @@
+//! Compressed event streams that stay live: each frame is compressed and flushed, so
+//! the client decodes every event the moment it arrives.
+
+use std::fmt;
+use std::io;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http::header::ACCEPT_ENCODING;
+
+/// Compression of event streams, negotiated from each request's `Accept-Encoding`, with
+/// a flush at every frame: given to [`SseLayer::compression`](crate::SseLayer::compression).
+///
+/// A compressor that buffers holds events back, so the crate otherwise keeps compression
+/// away from event streams (`Content-Encoding: identity`). This one flushes every frame
+/// the layer writes (each event, or each coalesced or batched group, and each
+/// heartbeat), so the client can decode it at once, while the stream's repetition (the
+/// same field names in every JSON event) still compresses across frames: each stream
+/// has its own compressor and window.
+///
+/// Codecs come with cargo features: `compression-gzip`, `compression-deflate`,
+/// `compression-br`, `compression-zstd` (or `compression-full` for all four). A request
+/// is answered with the codec it accepts with the highest `q` (ties go to zstd, then
+/// br, gzip, deflate); one that accepts none of them gets the stream uncompressed.
+///
+/// Memory is the cost: each compressed stream holds its compressor's state for as long
+/// as it is open. [`window`](Compression::window) and [`level`](Compression::level) set
+/// it; see the README's table of measured memory per stream before turning this on for
+/// many thousands of streams.
+///
+/// ```
+/// use tower_sse::{Compression, SseLayer};
+///
+/// let layer = SseLayer::new().compression(Compression::new().window(4096).level(3));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compression {
+    codecs: [bool; CODECS],
+    level: u8,
+    window_bits: u8,
+}
+
+/// How many codecs there are, enabled or not.
+const CODECS: usize = 4;
+
+/// The codecs, in order of preference when a client accepts several equally.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Codec {
+    Zstd,
+    Brotli,
+    Gzip,
+    Deflate,
+}
+
+const ORDER: [Codec; CODECS] = [Codec::Zstd, Codec::Brotli, Codec::Gzip, Codec::Deflate];
+
+impl Codec {
+    fn index(self) -> usize {
+        ORDER
+            .iter()
+            .position(|c| *c == self)
+            .expect("every codec is in ORDER")
+    }
+
+    /// Whether this build has the codec (its cargo feature).
+    fn built(self) -> bool {
+        match self {
+            Codec::Zstd => cfg!(feature = "compression-zstd"),
+            Codec::Brotli => cfg!(feature = "compression-br"),
+            Codec::Gzip => cfg!(feature = "compression-gzip"),
+            Codec::Deflate => cfg!(feature = "compression-deflate"),
+        }
+    }
+
+    /// The token in `Accept-Encoding` and `Content-Encoding`.
+    pub(crate) fn token(self) -> &'static str {
+        match self {
+            Codec::Zstd => "zstd",
+            Codec::Brotli => "br",
+            Codec::Gzip => "gzip",
+            Codec::Deflate => "deflate",
+        }
+    }
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Compression {
+    /// Every codec this build has, at level 3 with an 8 KiB window.
+    ///
+    /// ```
+    /// let compression = tower_sse::Compression::new();
+    /// ```
+    pub fn new() -> Self {
+        Compression {
+            codecs: ORDER.map(Codec::built),
+            level: 3,
+            window_bits: 13,
+        }
+    }
+
+    /// The effort, from 1 (fastest) to 9 (smallest output): the level of gzip, deflate
+    /// and zstd, and brotli's quality scaled to its 0 to 11. Values outside are clamped.
+    ///
+    /// ```
+    /// let compression = tower_sse::Compression::new().level(1);
+    /// ```
+    pub fn level(mut self, level: u8) -> Self {
+        self.level = level.clamp(1, 9);
+        self
+    }
+
+    /// How far back each stream's compressor looks for repetitions, in bytes: a power
+    /// of two from 1 KiB to 32 KiB (other values are rounded down into that range). A
+    /// larger window finds more repetition and holds more memory per stream.
+    ///
+    /// ```
+    /// let compression = tower_sse::Compression::new().window(16 * 1024);
+    /// ```
+    pub fn window(mut self, bytes: usize) -> Self {
+        let bits = usize::BITS - 1 - bytes.max(1).leading_zeros();
+        self.window_bits = bits.clamp(10, 15) as u8;
+        self
+    }
+
+    /// Turns gzip on or off (it needs the `compression-gzip` feature to be on).
+    ///
+    /// ```
+    /// let compression = tower_sse::Compression::new().gzip(false);
+    /// ```
+    pub fn gzip(self, on: bool) -> Self {
+        self.with(Codec::Gzip, on)
+    }
+
+    /// Turns deflate (zlib) on or off (it needs the `compression-deflate` feature).
+    ///
+    /// ```
+    /// let compression = tower_sse::Compression::new().deflate(false);
+    /// ```
+    pub fn deflate(self, on: bool) -> Self {
+        self.with(Codec::Deflate, on)
+    }
+
+    /// Turns brotli on or off (it needs the `compression-br` feature).
+    ///
+    /// ```
+    /// let compression = tower_sse::Compression::new().br(false);
+    /// ```
+    pub fn br(self, on: bool) -> Self {
+        self.with(Codec::Brotli, on)
+    }
+
+    /// Turns zstd on or off (it needs the `compression-zstd` feature).
+    ///
+    /// ```
+    /// let compression = tower_sse::Compression::new().zstd(false);
+    /// ```
+    pub fn zstd(self, on: bool) -> Self {
+        self.with(Codec::Zstd, on)
+    }
+
+    fn with(mut self, codec: Codec, on: bool) -> Self {
+        self.codecs[codec.index()] = on && codec.built();
+        self
+    }
+
+    /// The codec to answer a request with these headers, if any.
+    pub(crate) fn negotiate(&self, headers: &HeaderMap) -> Option<Codec> {
+        let mut weights = [None::<u16>; CODECS];
+        let mut any = None::<u16>;
+        // Bounded work whatever the client sends: the first few entries of the first
+        // few kilobytes.
+        let mut budget = MAX_ACCEPT_BYTES;
+        let mut entries = 0;
+        for value in headers.get_all(ACCEPT_ENCODING) {
+            let bytes = value.as_bytes();
+            let Some(rest) = budget.checked_sub(bytes.len()) else {
+                break;
+            };
+            budget = rest;
+            let Ok(text) = std::str::from_utf8(bytes) else {
+                continue;
+            };
+            for entry in text.split(',') {
+                entries += 1;
+                if entries > MAX_ACCEPT_ENTRIES {
+                    break;
+                }
+                let mut parts = entry.split(';');
+                let token = parts.next().unwrap_or("").trim();
+                let q = parts
+                    .find_map(|p| {
+                        let (name, value) = p.split_once('=')?;
+                        name.trim()
+                            .eq_ignore_ascii_case("q")
+                            .then(|| parse_q(value.trim()))
+                    })
+                    .unwrap_or(Some(1000));
+                let Some(q) = q else { continue };
+                if token == "*" {
+                    any = Some(q);
+                } else if let Some(codec) =
+                    ORDER.iter().find(|c| token.eq_ignore_ascii_case(c.token()))
+                {
+                    weights[codec.index()] = Some(q);
+                }
+            }
+        }
+        let mut best: Option<(Codec, u16)> = None;
+        for codec in ORDER {
+            if !self.codecs[codec.index()] {
+                continue;
+            }
+            let q = weights[codec.index()].or(any).unwrap_or(0);
+            if q > 0 && best.is_none_or(|(_, b)| q > b) {
+                best = Some((codec, q));
+            }
+        }
+        best.map(|(codec, _)| codec)
+    }
+
+    pub(crate) fn encoder(&self, codec: Codec) -> io::Result<Encoder> {
+        Encoder::new(codec, self.level, self.window_bits)
+    }
+}
+
+/// Most bytes of `Accept-Encoding` read.
+const MAX_ACCEPT_BYTES: usize = 4096;
+/// Most codings of `Accept-Encoding` read.
+const MAX_ACCEPT_ENTRIES: usize = 64;
+
+/// A `q` value in thousandths; `None` when it is not one.
+fn parse_q(value: &str) -> Option<u16> {
+    let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
+    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths = match whole {
+        "0" => {
+            let digits = format!("{fraction:0<3}");
+            digits.parse::<u16>().ok()?
+        }
+        "1" if fraction.bytes().all(|b| b == b'0') => 1000,
+        _ => return None,
+    };
+    Some(thousandths)
+}
+
+/// One stream's compressor.
+pub(crate) struct Encoder {
+    codec: Codec,
+    inner: Inner,
+}
+
+enum Inner {
+    /// Never made: keeps the type when no codec is built.
+    #[allow(dead_code)]
+    Off(std::convert::Infallible),
+    #[cfg(any(feature = "compression-gzip", feature = "compression-deflate"))]
+    Flate(Box<flate2::Compress>),
+    #[cfg(feature = "compression-br")]
+    Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),
+    #[cfg(feature = "compression-zstd")]
+    Zstd(Box<zstd::stream::write::Encoder<'static, Vec<u8>>>),
+}
+
+impl Encoder {
+    #[cfg_attr(
+        not(any(
+            feature = "compression-gzip",
+            feature = "compression-deflate",
+            feature = "compression-br",
+            feature = "compression-zstd"
+        )),
+        allow(unreachable_code, unused_variables)
+    )]
+    fn new(codec: Codec, level: u8, window_bits: u8) -> io::Result<Self> {
+        let inner = match codec {
+            #[cfg(feature = "compression-gzip")]
+            Codec::Gzip => Inner::Flate(Box::new(flate2::Compress::new_gzip(
+                flate2::Compression::new(u32::from(level)),
+                window_bits,
+            ))),
+            #[cfg(feature = "compression-deflate")]
+            Codec::Deflate => Inner::Flate(Box::new(flate2::Compress::new_with_window_bits(
+                flate2::Compression::new(u32::from(level)),
+                true,
+                window_bits,
+            ))),
+            #[cfg(feature = "compression-br")]
+            Codec::Brotli => {
+                let params = brotli::enc::BrotliEncoderParams {
+                    quality: (i32::from(level) * 11 + 4) / 9,
+                    lgwin: i32::from(window_bits),
+                    ..Default::default()
+                };
+                Inner::Brotli(Box::new(brotli::CompressorWriter::with_params(
+                    Vec::new(),
+                    4096,
+                    &params,
+                )))
+            }
+            #[cfg(feature = "compression-zstd")]
+            Codec::Zstd => {
+                let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), i32::from(level))?;
+                encoder.window_log(u32::from(window_bits))?;
+                Inner::Zstd(Box::new(encoder))
+            }
+            #[allow(unreachable_patterns)]
+            _ => {
+                return Err(io::Error::other(format!(
+                    "{} is not built in",
+                    codec.token()
+                )));
+            }
+        };
+        Ok(Encoder { codec, inner })
+    }
+
+    /// `data` compressed and flushed: everything the client needs to decode it.
+    #[cfg_attr(
+        not(any(
+            feature = "compression-gzip",
+            feature = "compression-deflate",
+            feature = "compression-br",
+            feature = "compression-zstd"
+        )),
+        allow(unused_variables)
+    )]
+    pub(crate) fn compress(&mut self, data: &[u8]) -> io::Result<Bytes> {
+        match &mut self.inner {
+            Inner::Off(never) => match *never {},
+            #[cfg(any(feature = "compression-gzip", feature = "compression-deflate"))]
+            Inner::Flate(compress) => flate(compress, data, flate2::FlushCompress::Sync),
+            #[cfg(feature = "compression-br")]
+            Inner::Brotli(writer) => {
+                use std::io::Write;
+                writer.write_all(data)?;
+                writer.flush()?;
+                Ok(Bytes::from(std::mem::take(writer.get_mut())))
+            }
+            #[cfg(feature = "compression-zstd")]
+            Inner::Zstd(encoder) => {
+                use std::io::Write;
+                encoder.write_all(data)?;
+                encoder.flush()?;
+                Ok(Bytes::from(std::mem::take(encoder.get_mut())))
+            }
+        }
+    }
+
+    /// The end of the compressed stream (gzip's trailer, say).
+    pub(crate) fn finish(self) -> io::Result<Bytes> {
+        match self.inner {
+            Inner::Off(never) => match never {},
+            #[cfg(any(feature = "compression-gzip", feature = "compression-deflate"))]
+            Inner::Flate(mut compress) => flate(&mut compress, &[], flate2::FlushCompress::Finish),
+            #[cfg(feature = "compression-br")]
+            Inner::Brotli(writer) => Ok(Bytes::from(writer.into_inner())),
+            #[cfg(feature = "compression-zstd")]
+            Inner::Zstd(encoder) => Ok(Bytes::from(encoder.finish()?)),
+        }
+    }
+}
+
+/// Compresses `input` with flate2's `Compress`, then flushes as `flush` says, growing the
+/// output until the flush is complete.
+#[cfg(any(feature = "compression-gzip", feature = "compression-deflate"))]
+fn flate(
+    compress: &mut flate2::Compress,
+    input: &[u8],
+    flush: flate2::FlushCompress,
+) -> io::Result<Bytes> {
+    let mut out = Vec::with_capacity(input.len() / 2 + 64);
+    let mut consumed = 0;
+    loop {
+        let before = compress.total_in();
+        let status = compress
+            .compress_vec(&input[consumed..], &mut out, flush)
+            .map_err(io::Error::other)?;
+        consumed += (compress.total_in() - before) as usize;
+        let finished = match flush {
+            flate2::FlushCompress::Finish => status == flate2::Status::StreamEnd,
+            // A flush is complete once the compressor leaves room in the output.
+            _ => consumed == input.len() && out.len() < out.capacity(),
+        };
+        if finished {
+            return Ok(Bytes::from(out));
+        }
+        out.reserve(out.capacity().max(64));
+    }
+}
+
+impl fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Encoder")
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn pick(compression: &Compression, accept: &str) -> Option<&'static str> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_str(accept).unwrap());
+        compression.negotiate(&headers).map(Codec::token)
+    }
+
+    #[test]
+    fn q_values_are_read_in_thousandths() {
+        assert_eq!(parse_q("1"), Some(1000));
+        assert_eq!(parse_q("1.000"), Some(1000));
+        assert_eq!(parse_q("0.5"), Some(500));
+        assert_eq!(parse_q("0.001"), Some(1));
+        assert_eq!(parse_q("0"), Some(0));
+        for bad in ["1.5", "2", "0.0001", "-0.1", "x", "", "0.a"] {
+            assert_eq!(parse_q(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_accepted_codec_with_the_highest_q_wins() {
+        let all = Compression {
+            codecs: [true; CODECS],
+            ..Compression::new()
+        };
+        assert_eq!(pick(&all, "gzip, deflate, br, zstd"), Some("zstd"));
+        assert_eq!(pick(&all, "gzip;q=0.5, deflate;q=0.9"), Some("deflate"));
+        assert_eq!(pick(&all, "zstd;q=0, br;q=0.1"), Some("br"));
+        assert_eq!(pick(&all, "*;q=0.2, zstd;q=0"), Some("br"));
+        assert_eq!(pick(&all, "identity"), None);
+        assert_eq!(pick(&all, "identity;q=0"), None);
+        assert_eq!(pick(&all, "GZIP"), Some("gzip"));
+        assert_eq!(
+            pick(&all, "gzip;q=2, br;q=abc"),
+            None,
+            "bad q values are ignored"
+        );
+        let no_zstd = all.clone().zstd(false);
+        assert_eq!(pick(&no_zstd, "zstd, gzip"), Some("gzip"));
+    }
+
+    #[test]
+    fn a_hostile_header_costs_bounded_work_and_falls_back() {
+        let all = Compression {
+            codecs: [true; CODECS],
+            ..Compression::new()
+        };
+        let many = format!("{}gzip", "x-unknown;q=0.5, ".repeat(10_000));
+        assert_eq!(pick(&all, &many), None);
+        let long = format!("gzip;q=0.{}", "9".repeat(100_000));
+        assert_eq!(pick(&all, &long), None);
+    }
+
+    #[test]
+    fn the_window_is_a_power_of_two_in_range() {
+        assert_eq!(Compression::new().window(1).window_bits, 10);
+        assert_eq!(Compression::new().window(4096).window_bits, 12);
+        assert_eq!(Compression::new().window(5000).window_bits, 12);
+        assert_eq!(Compression::new().window(1 << 20).window_bits, 15);
+    }
+}
