@@ -34,7 +34,7 @@ fn draw(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let root = SVGBackend::with_string(out, (900, 380)).into_drawing_area();
     root.fill(&WHITE)?;
-    let root = root.titled(title, ("sans-serif", 16))?;
+    let root = root.titled(title, ("sans-serif", 20))?;
     let label = |x: &f64| {
         let i = x.round();
         let step = (i >= 0.0 && (x - i).abs() < 1e-6)
@@ -42,13 +42,14 @@ fn draw(
             .flatten();
         step.map_or(String::new(), usize::to_string)
     };
-    for (area, (panel, series)) in root.split_evenly((1, panels.len())).iter().zip(panels) {
+    let areas = root.split_evenly((1, panels.len()));
+    for (index, (area, (panel, series))) in areas.iter().zip(panels).enumerate() {
         let top = series
             .iter()
             .flat_map(|(_, p)| p.iter().map(|p| p.1))
             .fold(0.0, f64::max);
         let mut chart = ChartBuilder::on(area)
-            .caption(*panel, ("sans-serif", 13))
+            .caption(*panel, ("sans-serif", 16))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(48)
@@ -56,6 +57,7 @@ fn draw(
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .light_line_style(WHITE)
             .x_labels(steps.len().max(2) * 2)
             .x_label_formatter(&label)
             .x_desc("subscribers")
@@ -79,9 +81,12 @@ fn draw(
                 .map(|&(x, y)| Circle::new((x as f64, y), 3, color.filled()));
             chart.draw_series(dots)?;
         }
+        if index > 0 {
+            continue;
+        }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(SeriesLabelPosition::LowerRight)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK.mix(0.3))
             .draw()?;

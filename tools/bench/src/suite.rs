@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::client::Target;
@@ -321,7 +321,7 @@ impl Redis {
 }
 
 /// Delivery check of one stack: every subscriber received every event, in order.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Check {
     /// The stack.
     pub stack: String,
@@ -336,7 +336,7 @@ pub struct Check {
 }
 
 /// Everything measured.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Results {
     /// Machine, date, load, command.
     pub meta: BTreeMap<String, String>,
@@ -355,6 +355,7 @@ pub struct Results {
     /// Why the cross-instance run did not happen, if it did not.
     pub redis_skipped: Option<String>,
     /// High rate: shape -> stack -> the median of the rounds.
+    #[serde(default)]
     pub high_rate: BTreeMap<String, BTreeMap<String, Report>>,
     /// Burst medians: stack, events/s, MB/s.
     pub burst: Vec<(String, f64, f64)>,
