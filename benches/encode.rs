@@ -20,7 +20,7 @@
 //!   with axum is like for like: the body of `tower_sse::Sse` over
 //!   `stream::repeat_with(build)`, no keep-alive, `max_frame_size(1)` so that each
 //!   `poll_frame` yields exactly one event (the default would coalesce a burst of ready
-//!   events into 64 KiB frames, which is measured by `benches/burst.rs`).
+//!   events into 64 KiB frames, which the `burst` tool of `tools/bench` measures).
 //!
 //! - `warp`: warp's `Event` is a struct of `String`s written out by its `Display` impl
 //!   inside the body of `warp::sse::reply`, so it is measured the same way: the body of

@@ -1167,7 +1167,7 @@ pub fn markdown(results: &Results, config: &Config) -> String {
         let _ = writeln!(
             md,
             "## Burst\n\n{} ready events (~100 bytes each) streamed to one loopback client \
-             (`bench-tools burst`), median of {} runs.\n",
+             (`burst` in `tools/bench`), median of {} runs.\n",
             config.burst.0, config.burst.1
         );
         let axum = results.burst.iter().find(|b| b.0 == "axum").map(|b| b.1);
