@@ -13,6 +13,7 @@ pub mod burst;
 pub mod chart;
 pub mod client;
 pub mod loadgen;
+pub mod report;
 pub mod server;
 pub mod sse;
 pub mod suite;

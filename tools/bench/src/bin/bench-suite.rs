@@ -7,7 +7,7 @@ use tower_sse_bench::suite::{self, Args, Config};
 fn main() {
     let result = Config::new(Args::parse()).and_then(|config| {
         let results = suite::run(&config)?;
-        println!("{}", suite::markdown(&results, &config));
+        println!("{}", tower_sse_bench::report::markdown(&results, &config));
         println!("written to {}", config.out.display());
         Ok(())
     });
