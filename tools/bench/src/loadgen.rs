@@ -352,6 +352,7 @@ async fn server_stats(targets: &[Target]) -> Result<Option<ServerStats>, String>
         return Ok(None);
     }
     let mut sum = ServerStats::default();
+    sum.usage.syscw = Some(0);
     for target in targets {
         let fetch = client::get_json(target);
         let value = tokio::time::timeout(Duration::from_secs(30), fetch)
@@ -360,12 +361,7 @@ async fn server_stats(targets: &[Target]) -> Result<Option<ServerStats>, String>
         let number = |key: &str| value[key].as_u64();
         sum.usage.cpu_ns += number("cpu_ns").ok_or("stats: no cpu_ns")?;
         sum.usage.rss_kib += number("rss_kib").ok_or("stats: no rss_kib")?;
-        sum.usage.syscw = sum
-            .usage
-            .syscw
-            .or(Some(0))
-            .zip(number("syscw"))
-            .map(|(a, b)| a + b);
+        sum.usage.syscw = sum.usage.syscw.zip(number("syscw")).map(|(a, b)| a + b);
         sum.subscribers = match (sum.subscribers, number("subscribers")) {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),

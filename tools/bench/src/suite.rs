@@ -64,8 +64,8 @@ pub struct Args {
     /// High rate: rounds.
     #[arg(long)]
     pub high_rate_rounds: Option<usize>,
-    /// High rate: also tower-sse with these write delays, milliseconds (refused until
-    /// the crate has a write batching setting).
+    /// High rate: tower-sse with these write delays, milliseconds (default, once the
+    /// crate has its write batching setting: 0,5,20,50; refused until then).
     #[arg(long, value_delimiter = ',')]
     pub write_delays: Vec<u64>,
     /// Sections to leave out.
@@ -175,9 +175,14 @@ impl Config {
                 .with_file_name(format!("fanout-server{}", std::env::consts::EXE_SUFFIX)),
         };
         let high_rate = args.high_rate.unwrap_or(200.0);
-        if !args.write_delays.is_empty() && !tower_sse_stack::WRITE_DELAY_SUPPORTED {
-            return Err("--write-delays: tower-sse has no write batching setting yet".into());
-        }
+        // tower-sse with a write delay: by default as soon as the crate has the setting.
+        let write_delays = match args.write_delays {
+            delays if !tower_sse_stack::WRITE_DELAY_SUPPORTED && !delays.is_empty() => {
+                return Err("--write-delays: tower-sse has no write batching setting yet".into());
+            }
+            delays if !delays.is_empty() || !tower_sse_stack::WRITE_DELAY_SUPPORTED => delays,
+            _ => pick(smoke, vec![0, 5, 20, 50], vec![5]),
+        };
         let mut skip = args.skip;
         if smoke {
             skip.push("encode".into());
@@ -202,7 +207,7 @@ impl Config {
             )),
             shapes: shapes(high_rate),
             high_rate_rounds: args.high_rate_rounds.unwrap_or(1).max(1),
-            write_delays: args.write_delays,
+            write_delays,
             burst: pick(smoke, (burst::DEFAULT_EVENTS, 3), (2_000, 1)),
             client_threads: pick(smoke, 2, 1),
             out: args.out.unwrap_or_else(|| root().join("benches/results")),
@@ -458,16 +463,14 @@ fn cross_instance(config: &Config) -> Result<Report, String> {
     })
 }
 
-/// The stacks of the high-rate runs: label and server arguments.
-fn high_rate_stacks(config: &Config) -> Vec<(String, Vec<&'static str>, Option<String>)> {
-    let mut stacks: Vec<_> = every_stack()
-        .map(|s| (s.name().to_string(), vec![s.name()], None))
-        .collect();
-    for delay in &config.write_delays {
+/// The stacks of the high-rate runs: label, stack and write delay.
+fn high_rate_stacks(config: &Config) -> Vec<(String, &'static str, Option<u64>)> {
+    let stacks = every_stack().map(|s| (s.name().to_string(), s.name(), None));
+    let delays = config.write_delays.iter().map(|&delay| {
         let label = format!("tower-sse (write delay {delay} ms)");
-        stacks.push((label, vec!["tower-sse"], Some(delay.to_string())));
-    }
-    stacks
+        (label, "tower-sse", Some(delay))
+    });
+    stacks.chain(delays).collect()
 }
 
 fn high_rate(config: &Config, shape: &Shape) -> Result<BTreeMap<String, Report>, String> {
@@ -478,12 +481,10 @@ fn high_rate(config: &Config, shape: &Shape) -> Result<BTreeMap<String, Report>,
                 "high rate, {}, round {round}: {label}",
                 shape.name
             ));
-            let topics = shape.topics.to_string();
+            let (topics, delay) = (shape.topics.to_string(), delay.map(|d| d.to_string()));
             let mut extra = vec!["--topics", &topics];
-            if let Some(delay) = &delay {
-                extra.extend(["--write-delay-ms", delay]);
-            }
-            let args = server_args(stack[0], shape.rate, &extra);
+            extra.extend(delay.iter().flat_map(|d| ["--write-delay-ms", d]));
+            let args = server_args(stack, shape.rate, &extra);
             let report = measure(config, &args, steps(&config.high_rate_steps))?;
             rounds.entry(label).or_default().push(report);
         }
