@@ -333,8 +333,9 @@ pub fn markdown(results: &Results, config: &Config) -> String {
         let _ = writeln!(
             md,
             "\n## High rate\n\nEvery subscriber reads every topic; events go to the topics in \
-             turn. Per stack: server CPU and write system calls (`syscw` of `/proc/PID/io`) in \
-             the window divided by the events the subscribers received in it, \
+             turn. Per stack: server CPU and write system calls (`syscw` of `/proc/PID/io`: \
+             every `write` and `writev`: socket writes, which every stack makes \
+             with `writev`, and the runtime's `eventfd` wake-ups) in the window divided by the events the subscribers received in it, \
              publish-to-receive latency, (RSS at the end of the window - RSS before any \
              connection) / subscribers. Connect, settle {} s, measure {} s; the median of {} \
              round(s).\n",

@@ -22,9 +22,12 @@
 //! Every payload is JSON of exactly `--size` bytes: `{"t":<unix microseconds at
 //! publish>,"k":<topic>,"seq":<n on that topic>,"pad":"xx.."}`. A second listener serves
 //! `GET /stats`: `{"cpu_ns","rss_kib","syscw","published","subscribers"}` of this
-//! process ([`crate::sys`]). The server prints `LISTENING <sse address> <stats address>`.
+//! process ([`crate::sys`]; `syscw` counts every `write` and `writev` call: socket
+//! writes, and the runtime's wake-ups of sleeping workers (an `eventfd` write); not
+//! `send`, so every stack here writes to its sockets with `writev`). The server prints `LISTENING <sse address> <stats address>`.
 
 use std::convert::Infallible;
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,7 +42,7 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, watch};
 use tokio_stream::wrappers::BroadcastStream;
 
@@ -208,7 +211,7 @@ async fn raw_accept_loop(
                     Ok(n) => head.extend_from_slice(&buf[..n]),
                 }
             }
-            if socket.write_all(HEAD).await.is_err() {
+            if write_all(&mut socket, HEAD).await.is_err() {
                 return;
             }
             loop {
@@ -225,7 +228,7 @@ async fn raw_accept_loop(
                                 more.extend_from_slice(&next);
                             }
                             let bytes = if more.is_empty() { &chunk[..] } else { &more[..] };
-                            if socket.write_all(bytes).await.is_err() {
+                            if write_all(&mut socket, bytes).await.is_err() {
                                 return;
                             }
                         }
@@ -239,6 +242,19 @@ async fn raw_accept_loop(
             }
         });
     }
+}
+
+/// Writes all of `bytes` with `writev`, as hyper does: `syscw` in `/proc/PID/io` counts
+/// `write` and `writev` calls but not `send` (what a plain `write` on a tokio or std
+/// `TcpStream` is on Linux), so the floor's writes are counted like every stack's.
+async fn write_all(socket: &mut TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        match socket.write_vectored(&[IoSlice::new(bytes)]).await? {
+            0 => return Err(std::io::ErrorKind::WriteZero.into()),
+            n => bytes = &bytes[n..],
+        }
+    }
+    Ok(())
 }
 
 /// Every topic's broadcast merged into one stream: the usual idiom.
