@@ -66,6 +66,7 @@ pub fn serve(
     write_delay: Duration,
     subscribed: impl Fn() + Clone + Send + 'static,
 ) {
+    // Not applied yet: no such setting in the crate (WRITE_DELAY_SUPPORTED is false).
     let _ = write_delay;
     let service = tower::ServiceBuilder::new()
         .layer(tower_sse::SseLayer::new())
