@@ -20,7 +20,7 @@
 //!   with axum is like for like: `tower_sse::Sse` over `stream::repeat_with(build)`,
 //!   which is itself the response body and yields exactly one event per `poll_frame`
 //!   (heartbeats and the coalescing of a burst of ready events into 64 KiB frames
-//!   belong to `SseLayer`; the latter is measured by `benches/burst.rs`).
+//!   belong to `SseLayer`; the latter is measured by the `burst` tool of `tools/bench`).
 //!
 //! - `warp`: warp's `Event` is a struct of `String`s written out by its `Display` impl
 //!   inside the body of `warp::sse::reply`, so it is measured the same way: the body of

@@ -56,11 +56,11 @@ command -v node >/dev/null 2>&1 || {
 step "cargo fmt --all --check"
 cargo fmt --all --check
 
-step "cargo clippy --all-targets --all-features -- -D warnings"
-cargo clippy --all-targets --all-features -- -D warnings
+step "cargo clippy --workspace --all-targets --all-features -- -D warnings"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-step "cargo test --all-features"
-cargo test --all-features
+step "cargo test --workspace --all-features"
+cargo test --workspace --all-features
 
 step "cargo doc --no-deps --all-features (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features

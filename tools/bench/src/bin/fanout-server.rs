@@ -1,0 +1,15 @@
+//! A fan-out server on the command line: see `tower_sse_bench::server`.
+//!
+//! ```text
+//! cargo run --release -p tower-sse-bench --bin fanout-server -- --stack axum --rate 200 [--topics 320]
+//! ```
+
+use clap::Parser;
+
+fn main() {
+    let options = tower_sse_bench::server::Options::parse();
+    if let Err(err) = tower_sse_bench::server::serve_forever(&options) {
+        eprintln!("fanout-server: {err}");
+        std::process::exit(1);
+    }
+}
