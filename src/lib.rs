@@ -142,6 +142,8 @@ pub mod limit;
 mod refusal;
 mod report;
 mod response;
+#[cfg(feature = "serve")]
+mod serve;
 mod service;
 mod shutdown;
 #[cfg(feature = "warp")]
@@ -159,6 +161,9 @@ pub use limit::{LimitReached, StreamLimit, StreamPermit};
 pub use refusal::{Answer, IntoEventStream, Refusal};
 pub use report::{EndReason, StreamEnd};
 pub use response::Sse;
+#[cfg(feature = "serve")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
+pub use serve::{Serve, serve};
 pub use service::{ResponseFuture, SseService};
 pub use shutdown::Shutdown;
 
