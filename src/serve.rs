@@ -510,16 +510,18 @@ async fn serve_connection<S, B>(
     let mut draining = false;
     loop {
         tokio::select! {
+            // A request that came counts before the deadline, and the deadline before
+            // whatever else ended the connection meanwhile.
             biased;
+            () = &mut first_request, if waiting => waiting = false,
+            () = &mut deadline, if waiting => {
+                tracing::debug!(%peer, "connection closed: no request before the deadline");
+                return;
+            }
             result = connection.as_mut() => {
                 if let Err(error) = result {
                     tracing::debug!(%peer, %error, "connection closed with an error");
                 }
-                return;
-            }
-            () = &mut first_request, if waiting => waiting = false,
-            () = &mut deadline, if waiting => {
-                tracing::debug!(%peer, "connection closed: no request before the deadline");
                 return;
             }
             () = &mut cancelled, if !draining => {
