@@ -2,13 +2,16 @@
 //! `Hub` in its own process (this test binary run again as a child). Clients close
 //! cleanly, reset, abort before the answer, or reset HTTP/2 streams. Afterwards every
 //! subscriber is gone, the end report fired exactly once per stream, every place under
-//! the limit is free, and the server's RSS is back within 10% of its value before the
-//! run.
+//! the limit is free, and the server's live heap is back where it was.
 //!
-//! "Before" is measured after the same load has run twice over (RSS grows from idle to
-//! a working size for the load, and stays there): a leak shows as growth after that.
-//! The server also counts its live heap bytes (a counting global allocator), which must
-//! come back to within 128 KiB: a leak of 16 bytes a stream would show.
+//! "Before" is measured after the same load has run twice over (memory grows from idle
+//! to a working size for the load, and stays there): a leak shows as growth after that.
+//! The verdict rests on what is exact: the counts above, and the server's live heap
+//! bytes (a counting global allocator), which must come back to within 128 KiB, where a
+//! leak of 16 bytes a stream would show. RSS is reported, not judged closely: the
+//! allocator keeps freed pages as it sees fit (+14% in RSS was seen with the live heap 3
+//! KB apart), so RSS is only held under twice its peak during the warm-up, which no
+//! retention reaches and a gross leak does.
 //!
 //! `cargo test --all-features --test reliability` runs 10,000 cycles; the full run of
 //! 100,000 is `cargo test --release --all-features --test reliability -- --ignored`
@@ -422,8 +425,8 @@ async fn churn(cycles: usize, concurrency: usize) {
     // The same load first, twice over: a server's memory grows from idle to its working
     // size for a load (runtime and allocator structures sized to the peak concurrency,
     // the hub's slots), and the allocator keeps the pages of its high-water mark. The
-    // run must then add nothing: the live heap must come back to where it was, and RSS
-    // to within 10% of its value before the run.
+    // run must then add nothing: the live heap must come back to where it was. RSS is
+    // reported, and only bounded by twice the warm-up's peak.
     run_cycles(&server, concurrency, size("CHURN_WARMUP", 2 * cycles)).await;
     let warm = settle(&server).await;
     let rss_before = server.rss_kib();
@@ -471,9 +474,11 @@ async fn churn(cycles: usize, concurrency: usize) {
         after.heap,
         warm.heap
     );
+    // What the allocator keeps is bounded by what the same load touched before; only a
+    // gross leak doubles it.
     assert!(
-        rss_after * 10 <= rss_before * 11,
-        "RSS after {rss_after} KiB is not within 10% of {rss_before} KiB before the run"
+        rss_after <= 2 * warm_peak,
+        "RSS after {rss_after} KiB is more than twice the warm-up's peak of {warm_peak} KiB"
     );
 }
 

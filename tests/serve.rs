@@ -52,6 +52,10 @@ const EACH: usize = 20;
 const CPU_TICKS_BOUND: u64 = 150;
 
 const DEADLINE_LINE: &str = "no request before the deadline";
+/// The tests with a server process run one at a time: their figures stay their own, and
+/// this process needs sockets for one attack at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const HEADER_TIMEOUT_LINE: &str = "read header from client timeout";
 const PAUSE_LINE: &str = "accept failed: pausing";
 const CAP_LINE: &str = "connection limit reached";
@@ -429,6 +433,7 @@ async fn all_closed(what: &str, attackers: Vec<JoinHandle<()>>) {
 /// 1,100 silent connections; `max_connections` unset (the default, under the open-file
 /// limit) or set above the open-file limit.
 async fn silent_connections(max_connections: Option<&str>) {
+    let _one = ONE_AT_A_TIME.lock().await;
     check_own_open_file_limit();
     // Three seconds: long enough that a server spinning on accept meanwhile would show
     // in its CPU time.
@@ -509,6 +514,7 @@ async fn silent_connections_beyond_the_open_file_limit_pause_accept_instead_of_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dripped_and_unfinished_headers_and_idle_http2_connections_are_closed() {
+    let _one = ONE_AT_A_TIME.lock().await;
     // The header read timeout longer than the deadline, so that each guard is seen to
     // close the connections it is for.
     let server = Server::start(&[
