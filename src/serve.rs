@@ -46,7 +46,10 @@ const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
 ///
 /// Await the returned [`Serve`] to run the server; its methods change the settings
 /// below before that. Without [`graceful_shutdown`](Serve::graceful_shutdown) it runs
-/// until the runtime stops.
+/// until the runtime stops. The listener is a `TcpListener` or an `Arc` of one: a
+/// caller that keeps a clone of the `Arc` keeps the port open after a graceful
+/// shutdown, and can serve on it again (connections made meanwhile wait in its
+/// backlog).
 ///
 /// | guard | default |
 /// |---|---|
@@ -123,7 +126,7 @@ const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// # Ok(())
 /// # }
 /// ```
-pub fn serve<S, B>(listener: TcpListener, service: S) -> Serve<S>
+pub fn serve<S, B>(listener: impl Into<Arc<TcpListener>>, service: S) -> Serve<S>
 where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -133,7 +136,7 @@ where
     B::Error: Into<BoxError>,
 {
     Serve {
-        listener,
+        listener: listener.into(),
         service,
         header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
         first_request_timeout: Some(DEFAULT_FIRST_REQUEST_TIMEOUT),
@@ -171,7 +174,7 @@ where
 /// ```
 #[must_use = "a server does nothing until it is awaited"]
 pub struct Serve<S> {
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     service: S,
     header_read_timeout: Option<Duration>,
     first_request_timeout: Option<Duration>,
@@ -241,6 +244,11 @@ impl<S> Serve<S> {
     /// Default: on Linux, 7/8 of the process's open-file limit (`ulimit -n`), leaving the
     /// rest for everything else the process opens; elsewhere 10,000. Raise the open-file
     /// limit to serve more: every connection is one file descriptor.
+    ///
+    /// The backlog `TcpListener::bind` asks for is 1,024 connections (and Linux holds at
+    /// most `net.core.somaxconn`); the kernel drops what a larger burst brings over the
+    /// cap, and those clients wait for TCP's retransmissions, a second or more. A
+    /// listener from `tokio::net::TcpSocket::listen` can ask for a longer backlog.
     ///
     /// ```
     /// # async fn run(listener: tokio::net::TcpListener, app: axum::Router) {

@@ -52,35 +52,35 @@ use tokio::sync::futures::OwnedNotified;
 /// # }
 /// ```
 ///
-/// # With hyper-util's `GracefulShutdown`
+/// # With [`serve`](crate::serve())
 ///
-/// Trigger the signal, then wait for the connections:
+/// Trigger it from the token that shuts the server down, and the server's future
+/// completes once the streams have ended and every connection is closed:
 ///
 /// ```no_run
 /// # async fn run(listener: tokio::net::TcpListener, shutdown: tower_sse::Shutdown) {
-/// use hyper_util::rt::{TokioExecutor, TokioIo};
-/// use hyper_util::server::{conn::auto, graceful::GracefulShutdown};
-/// # let service = hyper::service::service_fn(|_req| async {
+/// use tokio_util::sync::CancellationToken;
+/// # let service = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
 /// #     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
 /// # });
 ///
-/// let graceful = GracefulShutdown::new();
-/// let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
-/// loop {
-///     tokio::select! {
-///         Ok((socket, _)) = listener.accept() => {
-///             let builder = auto::Builder::new(TokioExecutor::new());
-///             let connection = builder.serve_connection(TokioIo::new(socket), service.clone());
-///             let connection = graceful.watch(connection.into_owned());
-///             tokio::spawn(connection);
-///         }
-///         _ = &mut ctrl_c => break,
+/// let stop = CancellationToken::new();
+/// tokio::spawn(shutdown.trigger_on(stop.clone().cancelled_owned()));
+/// tokio::spawn({
+///     let stop = stop.clone();
+///     async move {
+///         tokio::signal::ctrl_c().await.ok();
+///         stop.cancel(); // every SSE stream ends ...
 ///     }
-/// }
-/// shutdown.trigger(); // every SSE stream ends ...
-/// graceful.shutdown().await; // ... so this completes
+/// });
+/// tower_sse::serve(listener, service)
+///     .graceful_shutdown(stop)
+///     .await; // ... so this completes
 /// # }
 /// ```
+///
+/// hyper-util's `GracefulShutdown` is used the same way: trigger the signal, then wait
+/// for `graceful.shutdown()` (`tests/shutdown.rs`).
 #[derive(Clone, Debug, Default)]
 pub struct Shutdown {
     inner: Arc<Inner>,

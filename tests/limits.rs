@@ -7,6 +7,7 @@ mod driver;
 mod support;
 
 use std::convert::Infallible;
+use std::future::IntoFuture;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -16,9 +17,6 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use support::*;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
@@ -134,7 +132,7 @@ async fn the_server_cap_answers_503_with_retry_after_until_a_stream_ends() {
 }
 
 /// A server that puts each connection's peer address in the request extensions, as
-/// [`StreamLimit`] reads it by default.
+/// [`StreamLimit`] reads it by default: `tower_sse::serve` does.
 async fn serve_with_peer<S, B>(service: S) -> (SocketAddr, tokio::task::JoinHandle<()>)
 where
     S: tower::Service<Request<Incoming>, Response = http::Response<B>, Error = Infallible>
@@ -148,24 +146,7 @@ where
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let accept = tokio::spawn(async move {
-        loop {
-            let Ok((socket, peer)) = listener.accept().await else {
-                continue;
-            };
-            let service = ServiceBuilder::new()
-                .map_request(move |mut request: Request<Incoming>| {
-                    request.extensions_mut().insert(peer);
-                    request
-                })
-                .service(service.clone());
-            tokio::spawn(async move {
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(socket), TowerToHyperService::new(service))
-                    .await;
-            });
-        }
-    });
+    let accept = tokio::spawn(tower_sse::serve(listener, service).into_future());
     (addr, accept)
 }
 
