@@ -51,14 +51,17 @@ const EACH: usize = 20;
 /// accept at once uses a whole core for as long as they are held.
 const CPU_TICKS_BOUND: u64 = 150;
 
+/// The server's log lines for a connection closed by the first-request deadline, one
+/// closed by hyper's header read timeout, a pause after an accept error, and the cap
+/// reached.
 const DEADLINE_LINE: &str = "no request before the deadline";
-/// The tests with a server process run one at a time: their figures stay their own, and
-/// this process needs sockets for one attack at a time.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 const HEADER_TIMEOUT_LINE: &str = "read header from client timeout";
 const PAUSE_LINE: &str = "accept failed: pausing";
 const CAP_LINE: &str = "connection limit reached";
+
+/// The tests with a server process run one at a time: their figures stay their own, and
+/// this process needs sockets for one attack at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 // ---- The server process ---------------------------------------------------------------
 
