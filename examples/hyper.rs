@@ -1,6 +1,7 @@
-//! Plain hyper 1 + hyper-util: HTTP/1.1 and HTTP/2 (h2c) on one port, with hyper-util's
-//! auto builder; a hub that publishes the time every second; CORS, a cap on open
-//! streams, and a graceful shutdown that does not wait forever.
+//! hyper 1, served by `tower_sse::serve`: HTTP/1.1 and HTTP/2 (h2c) on one port, with
+//! the deadlines and caps a server of long-lived connections needs; a hub that publishes
+//! the time every second; CORS, a cap on open streams, and a graceful shutdown that does
+//! not wait forever.
 //!
 //! ```text
 //! cargo run --example hyper
@@ -18,15 +19,10 @@
 //! reconnect after half a second (to another instance, or to this one once it is back),
 //! and the process exits once every connection is closed.
 
-use std::net::SocketAddr;
+use std::future::IntoFuture;
 use std::time::Duration;
 
-use http::{Method, Request};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
+use http::Method;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
@@ -35,6 +31,10 @@ use tower_sse::{Event, Hub, LastEventId, SseLayer, StreamEnd, StreamLimit};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    // The server's warnings (its connection cap reached, accept errors) on stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let port: u16 = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())
@@ -82,41 +82,26 @@ async fn main() -> std::io::Result<()> {
         "listening on http://{}/events?topic=clock",
         listener.local_addr()?
     );
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http2().max_concurrent_streams(1000);
 
-    let graceful = GracefulShutdown::new();
-    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (socket, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        eprintln!("accept failed: {error}");
-                        continue;
-                    }
-                };
-                // The peer address, which the per-client cap reads from the extensions.
-                let service = ServiceBuilder::new()
-                    .map_request(move |mut request: Request<Incoming>| {
-                        request.extensions_mut().insert::<SocketAddr>(peer);
-                        request
-                    })
-                    .service(service.clone());
-                let connection = builder
-                    .serve_connection(TokioIo::new(socket), TowerToHyperService::new(service))
-                    .into_owned();
-                tokio::spawn(graceful.watch(connection));
-            }
-            _ = &mut ctrl_c => break,
-        }
+    // Deadlines for a connection's first request and for each request head, a cap on
+    // open connections, a pause after accept errors, a write timeout for clients that
+    // stop reading, and the peer address in each request (the per-client cap reads it).
+    // One token ends both: the streams (the layer's) and the server (its connections).
+    let server = tower_sse::serve(listener, service)
+        .max_concurrent_streams(1000)
+        .graceful_shutdown(shutdown.clone())
+        .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        () = &mut server => return Ok(()),
+        _ = tokio::signal::ctrl_c() => {}
     }
 
-    drop(listener);
+    // The listener closes, the streams end (with the final frame above), and the server
+    // waits for every connection to close.
     eprintln!("shutting down {} open streams", limit.open_streams());
     shutdown.cancel();
-    match tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await {
+    match tokio::time::timeout(Duration::from_secs(10), server).await {
         Ok(()) => eprintln!("all connections closed"),
         Err(_) => eprintln!("gave up waiting for connections"),
     }

@@ -53,14 +53,15 @@ pin_project! {
     /// burst; much longer only keeps dead connections' buffers around. A stream
     /// without heartbeats gets no such guarantee for half-open peers: keep them on.
     ///
+    /// [`serve`](crate::serve()) wraps every connection it accepts
+    /// ([`write_timeout`](crate::Serve::write_timeout), 30 seconds by default); a server
+    /// with an accept loop of its own wraps each socket with [`WriteTimeout::tcp`].
+    ///
     /// ```no_run
     /// use std::time::Duration;
     ///
-    /// use hyper_util::rt::{TokioExecutor, TokioIo};
-    /// use hyper_util::server::conn::auto;
-    /// use hyper_util::service::TowerToHyperService;
     /// use tower::ServiceBuilder;
-    /// use tower_sse::{Hub, SseLayer, WriteTimeout};
+    /// use tower_sse::{Hub, SseLayer};
     ///
     /// #[tokio::main]
     /// async fn main() -> std::io::Result<()> {
@@ -71,17 +72,11 @@ pin_project! {
     ///         .service(hub);
     ///
     ///     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    ///     loop {
-    ///         let Ok((socket, _)) = listener.accept().await else { continue };
-    ///         // A client that reads nothing for two heartbeats is closed.
-    ///         let socket = WriteTimeout::tcp(socket, 2 * heartbeat)?;
-    ///         let service = TowerToHyperService::new(service.clone());
-    ///         tokio::spawn(async move {
-    ///             auto::Builder::new(TokioExecutor::new())
-    ///                 .serve_connection(TokioIo::new(socket), service)
-    ///                 .await
-    ///         });
-    ///     }
+    ///     // A client that reads nothing for two heartbeats is closed.
+    ///     tower_sse::serve(listener, service)
+    ///         .write_timeout(2 * heartbeat)
+    ///         .await;
+    ///     Ok(())
     /// }
     /// ```
     #[derive(Debug)]

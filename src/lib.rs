@@ -30,14 +30,22 @@
 //! | `json` | [`Event::json`] and [`EventBuilder::json_data`] (serde) |
 //! | `axum` | [`axum`]: `IntoResponse` for [`Sse`] and [`Refusal`], extractors (axum 0.8) |
 //! | `warp` | [`warp`](mod@warp): `warp::Reply` for [`Sse`] and [`Refusal`], a `Last-Event-ID` filter (warp 0.4) |
+//! | `serve` (default) | [`serve`]: the accept loop, guarded, for HTTP/1.1 and h2c (hyper, hyper-util) |
 //! | `redis` | `hub::RedisStorage`: the [`Hub`] on Redis Streams, several instances on one feed |
 //! | `compression-gzip`, `-deflate`, `-br`, `-zstd`, `-full` | the codecs of [`Compression`]: event streams compressed and flushed at every frame |
 //!
-//! Examples: `examples/hyper.rs` (hyper 1 + hyper-util, HTTP/1.1 and HTTP/2 on one
+//! Examples: `examples/hyper.rs` (hyper 1 with [`serve`], HTTP/1.1 and HTTP/2 on one
 //! port), `examples/axum.rs`, `examples/warp.rs`, `examples/aircraft`,
 //! `examples/sensors`.
 //!
 //! # Serving in production
+//!
+//! **Connections that never become streams.** [`serve`] accepts and serves connections
+//! with a deadline for the first request, hyper's header read timeout, a cap on open
+//! connections taken before accepting, a growing pause after accept errors (`EMFILE`),
+//! and [`WriteTimeout`] on every connection; an axum `Router` or `warp::service(filter)`
+//! is served the same way. A hand-written accept loop, like `axum::serve`, holds a
+//! connection that sends nothing forever (`tests/serve.rs`).
 //!
 //! **Graceful shutdown.** An SSE response never ends by itself, so a server's graceful
 //! shutdown waits for it forever. Give a `tokio_util::sync::CancellationToken` to
@@ -49,16 +57,18 @@
 //! a second (`tests/shutdown.rs`).
 //!
 //! **HTTP/2.** Browsers allow six HTTP/1.1 connections per origin, and each
-//! `EventSource` holds one. Over HTTP/2 every stream shares one connection; serve both
-//! with hyper-util's `auto::Builder`, and raise `http2().max_concurrent_streams` above
-//! hyper's default of 200 if a page opens more (`tests/http2.rs` runs 200 streams over
+//! `EventSource` holds one. Over HTTP/2 every stream shares one connection; [`serve`]
+//! serves both (with hyper-util's `auto::Builder`); raise
+//! [`max_concurrent_streams`](Serve::max_concurrent_streams) above hyper's default of 200
+//! if a page opens more (`tests/http2.rs` runs 200 streams over
 //! one connection). Browsers speak HTTP/2 only over TLS.
 //!
 //! **Stalled and vanished clients.** A client that stops reading fills its connection's
-//! buffers; hyper then stops polling the response, so nothing in the stream can act. Wrap
-//! each accepted connection in [`WriteTimeout`] (twice the heartbeat interval is a good
-//! timeout): a write that cannot make progress for that long fails, hyper closes the
-//! connection, and the stream's end is reported as [`EndReason::ClientGone`]. On Linux,
+//! buffers; hyper then stops polling the response, so nothing in the stream can act.
+//! [`serve`] wraps each accepted connection in [`WriteTimeout`] (twice the heartbeat
+//! interval is a good timeout, 30 s by default): a write that cannot make progress for
+//! that long fails, hyper closes the connection, and the stream's end is reported as
+//! [`EndReason::ClientGone`]. On Linux,
 //! [`WriteTimeout::tcp`] also sets `TCP_USER_TIMEOUT`, which closes a client that
 //! vanished without closing even on a quiet stream (`tests/reliability_stalled.rs`).
 //!
@@ -101,9 +111,6 @@
 //! use std::time::Duration;
 //!
 //! use futures_util::StreamExt;
-//! use hyper_util::rt::{TokioExecutor, TokioIo};
-//! use hyper_util::server::conn::auto;
-//! use hyper_util::service::TowerToHyperService;
 //! use tokio_stream::wrappers::IntervalStream;
 //! use tower::{ServiceBuilder, service_fn};
 //! use tower_sse::{Event, Sse, SseLayer};
@@ -119,15 +126,8 @@
 //!         }));
 //!
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//!     loop {
-//!         let Ok((socket, _)) = listener.accept().await else { continue };
-//!         let service = TowerToHyperService::new(service.clone());
-//!         tokio::spawn(async move {
-//!             auto::Builder::new(TokioExecutor::new())
-//!                 .serve_connection(TokioIo::new(socket), service)
-//!                 .await
-//!         });
-//!     }
+//!     tower_sse::serve(listener, service).await;
+//!     Ok(())
 //! }
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -150,6 +150,8 @@ pub mod limit;
 mod query;
 mod refusal;
 mod report;
+#[cfg(feature = "serve")]
+mod serve;
 mod service;
 mod shutdown;
 mod sse;
@@ -169,6 +171,9 @@ pub use layer::SseLayer;
 pub use limit::StreamLimit;
 pub use refusal::Refusal;
 pub use report::{EndReason, StreamEnd};
+#[cfg(feature = "serve")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
+pub use serve::{Serve, serve};
 pub use service::{ResponseFuture, SseService};
 pub use sse::{IntoEvent, Sse};
 

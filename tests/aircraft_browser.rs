@@ -78,7 +78,7 @@ impl Server {
         let service = app.service(shutdown.clone(), page.clone());
         let listener = listener.clone();
         let task = tokio::spawn(async move {
-            app::serve(&listener, service, shutdown, async {
+            app::serve(listener, service, shutdown, async {
                 let _ = stopped.await;
             })
             .await;

@@ -68,7 +68,7 @@ fn child_instance() {
         let shutdown = CancellationToken::new();
         let service = app.service(shutdown.clone(), app::page::Page::new(None, Vec::new()));
         tokio::spawn(async move {
-            app::serve(&listener, service, shutdown, std::future::pending()).await;
+            app::serve(listener, service, shutdown, std::future::pending()).await;
         });
 
         // As `Simulator::run`: the fleet is published at once, then on every tick.

@@ -2,13 +2,16 @@
 //! `Hub` in its own process (this test binary run again as a child). Clients close
 //! cleanly, reset, abort before the answer, or reset HTTP/2 streams. Afterwards every
 //! subscriber is gone, the end report fired exactly once per stream, every place under
-//! the limit is free, and the server's RSS is back within 10% of its value before the
-//! run.
+//! the limit is free, and the server's live heap is back where it was.
 //!
-//! "Before" is measured after the same load has run twice over (RSS grows from idle to
-//! a working size for the load, and stays there): a leak shows as growth after that.
-//! The server also counts its live heap bytes (a counting global allocator), which must
-//! come back to within 128 KiB: a leak of 16 bytes a stream would show.
+//! "Before" is measured after the same load has run twice over (memory grows from idle
+//! to a working size for the load, and stays there): a leak shows as growth after that.
+//! The verdict rests on what is exact: the counts above, and the server's live heap
+//! bytes (a counting global allocator, the least of ten readings), which must come back
+//! to within 128 KiB, where a leak of 16 bytes a stream would show. RSS is reported, not
+//! judged closely: the allocator keeps freed pages as it sees fit (+14% in RSS was seen
+//! with the live heap 3 KB apart), so RSS is only held under twice its peak during the
+//! warm-up, which no retention reaches and a gross leak does.
 //!
 //! `cargo test --all-features --test reliability` runs 10,000 cycles; the full run of
 //! 100,000 is `cargo test --release --all-features --test reliability -- --ignored`
@@ -404,6 +407,17 @@ async fn settle(server: &ServerProcess) -> Stats {
     .unwrap_or_else(|_| panic!("hang guard: the server did not settle"))
 }
 
+/// The live heap of a settled server, as the least of a few readings: what is allocated
+/// for a moment (an event being published, the `/stats` request itself) is not counted.
+async fn heap_floor(server: &ServerProcess) -> u64 {
+    let mut floor = u64::MAX;
+    for _ in 0..10 {
+        floor = floor.min(server.stats().await.heap);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    floor
+}
+
 async fn churn(cycles: usize, concurrency: usize) {
     let server = ServerProcess::spawn();
     let rss_cold = server.rss_kib();
@@ -423,15 +437,17 @@ async fn churn(cycles: usize, concurrency: usize) {
     // The same load first, twice over: a server's memory grows from idle to its working
     // size for a load (runtime and allocator structures sized to the peak concurrency,
     // the hub's slots), and the allocator keeps the pages of its high-water mark. The
-    // run must then add nothing: the live heap must come back to where it was, and RSS
-    // to within 10% of its value before the run.
+    // run must then add nothing: the live heap must come back to where it was. RSS is
+    // reported, and only bounded by twice the warm-up's peak.
     run_cycles(&server, concurrency, size("CHURN_WARMUP", 2 * cycles)).await;
     let warm = settle(&server).await;
+    let heap_before = heap_floor(&server).await;
     let rss_before = server.rss_kib();
     let warm_peak = peak.swap(rss_before, Ordering::SeqCst).max(rss_before);
 
     let read = run_cycles(&server, concurrency, cycles).await;
     let after = settle(&server).await;
+    let heap_after = heap_floor(&server).await;
     let rss_after = server.rss_kib();
     running.store(false, Ordering::SeqCst);
     sampler.join().unwrap();
@@ -448,8 +464,8 @@ async fn churn(cycles: usize, concurrency: usize) {
         after.subscribers,
         after.open_streams,
         after.connections,
-        warm.heap,
-        after.heap,
+        heap_before,
+        heap_after,
         (rss_after as f64 / rss_before as f64 - 1.0) * 100.0,
     );
     // Every stream that was opened reported its end once: never twice (the counts would
@@ -467,14 +483,16 @@ async fn churn(cycles: usize, concurrency: usize) {
     // streams (the topics' slot tables): at most 128 KiB, where a leak of 16 bytes a
     // stream would show as 160 KiB at the CI size.
     assert!(
-        after.heap <= warm.heap + 128 * 1024,
+        heap_after <= heap_before + 128 * 1024,
         "live heap after {} bytes grew by more than 128 KiB from {}",
-        after.heap,
-        warm.heap
+        heap_after,
+        heap_before
     );
+    // What the allocator keeps is bounded by what the same load touched before; only a
+    // gross leak doubles it.
     assert!(
-        rss_after * 10 <= rss_before * 11,
-        "RSS after {rss_after} KiB is not within 10% of {rss_before} KiB before the run"
+        rss_after <= 2 * warm_peak,
+        "RSS after {rss_after} KiB is more than twice the warm-up's peak of {warm_peak} KiB"
     );
 }
 

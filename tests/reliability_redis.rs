@@ -15,16 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use support::redis::RedisServer;
 use support::*;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 use tower::ServiceBuilder;
 use tower_sse::hub::RedisStorage;
-use tower_sse::{Event, Hub, SseLayer, WriteTimeout};
+use tower_sse::{Event, Hub, SseLayer};
 
 const PREFIX: &str = "loss";
 /// Hang guard; never a time the test asserts.
@@ -57,16 +54,7 @@ fn loss_instance() {
                 .service(hub);
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             println!("LISTENING {}", listener.local_addr().unwrap());
-            loop {
-                let (socket, _) = listener.accept().await.unwrap();
-                let socket = WriteTimeout::tcp(socket, Duration::from_secs(30)).unwrap();
-                let service = TowerToHyperService::new(service.clone());
-                tokio::spawn(async move {
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(socket), service)
-                        .await;
-                });
-            }
+            tower_sse::serve(listener, service).await;
         });
 }
 

@@ -62,9 +62,9 @@ impl Server {
             let service = ServiceBuilder::new()
                 .layer(CompressionLayer::new().compress_when(SizeAbove::new(0)))
                 .service(service);
-            tokio::spawn(async move { app::serve(&listener, service, shutdown, stopped).await })
+            tokio::spawn(async move { app::serve(listener, service, shutdown, stopped).await })
         } else {
-            tokio::spawn(async move { app::serve(&listener, service, shutdown, stopped).await })
+            tokio::spawn(async move { app::serve(listener, service, shutdown, stopped).await })
         };
         Server { addr, stop, task }
     }

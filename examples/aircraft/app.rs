@@ -28,7 +28,7 @@ pub(crate) mod page;
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -39,10 +39,6 @@ use futures_util::StreamExt;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -677,11 +673,12 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     )
 }
 
-/// Serves `service` on `listener` until `stop` completes, then shuts down gracefully:
-/// `shutdown` ends the event streams, and the server waits (up to 5 s) for every
-/// connection to finish. The listener stays open, so the caller may serve again on it.
+/// Serves `service` on `listener` (with `tower_sse::serve`'s guards) until `stop`
+/// completes, then shuts down gracefully: `shutdown` ends the event streams, and the
+/// server waits (up to 5 s) for every connection to finish. A caller that keeps a clone of the listener keeps
+/// the port open, and may serve again on it.
 pub(crate) async fn serve<S, B>(
-    listener: &TcpListener,
+    listener: impl Into<Arc<TcpListener>>,
     service: S,
     shutdown: CancellationToken,
     stop: impl Future<Output = ()>,
@@ -695,26 +692,17 @@ pub(crate) async fn serve<S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((socket, _)) = accepted else { continue };
-                let service = TowerToHyperService::new(service.clone());
-                let connection = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(socket), service)
-                    .into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-            }
-            () = &mut stop => break,
-        }
+    // One token ends both the streams (the app's layer) and the server's connections.
+    let server = tower_sse::serve(listener, service)
+        .graceful_shutdown(shutdown.clone())
+        .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        () = &mut server => return,
+        () = stop => {}
     }
     shutdown.cancel();
-    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+    if tokio::time::timeout(Duration::from_secs(5), server)
         .await
         .is_err()
     {

@@ -118,7 +118,7 @@ async fn main() -> std::io::Result<()> {
         println!("aircraft: shutting down");
     };
     app::serve(
-        &listener,
+        listener,
         app.service(shutdown.clone(), page),
         shutdown,
         ctrl_c,

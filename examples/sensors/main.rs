@@ -66,7 +66,7 @@ async fn main() -> std::io::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         println!("sensors: shutting down");
     };
-    app::serve(&listener, app.service(shutdown.clone()), shutdown, ctrl_c).await;
+    app::serve(listener, app.service(shutdown.clone()), shutdown, ctrl_c).await;
     println!(
         "sensors: stopped after serving {} event streams",
         app.opened_streams()

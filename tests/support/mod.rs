@@ -1,11 +1,12 @@
-//! Shared by the integration tests: a real hyper server on a free loopback port
-//! (HTTP/1.1 and h2c on one port), real HTTP/1.1 and HTTP/2 clients, and an SSE reader
+//! Shared by the integration tests: a real server (`tower_sse::serve`) on a free loopback
+//! port (HTTP/1.1 and h2c on one port), real HTTP/1.1 and HTTP/2 clients, and an SSE reader
 //! built on an independent spec parser (`eventsource-stream`).
 #![allow(dead_code, unreachable_pub)]
 
 pub mod redis;
 
 use std::convert::Infallible;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -15,14 +16,13 @@ use http::{Request, Response};
 use http_body_util::{BodyDataStream, BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-/// A hyper server on `127.0.0.1:<free port>` serving HTTP/1.1 and HTTP/2 (prior
-/// knowledge) on the same port, with each connection's peer address in the request
-/// extensions (where `StreamLimit` finds it). Stops accepting when dropped.
+/// `tower_sse::serve` on `127.0.0.1:<free port>`: HTTP/1.1 and HTTP/2 (prior knowledge)
+/// on the same port, with the crate's default guards and each connection's peer address
+/// in the request extensions (where `StreamLimit` finds it). Stops accepting when
+/// dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
     accept: JoinHandle<()>,
@@ -47,25 +47,7 @@ where
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let accept = tokio::spawn(async move {
-        loop {
-            let Ok((socket, peer)) = listener.accept().await else {
-                continue;
-            };
-            let service = tower::ServiceBuilder::new()
-                .map_request(move |mut request: Request<Incoming>| {
-                    request.extensions_mut().insert(peer);
-                    request
-                })
-                .service(service.clone());
-            let service = TowerToHyperService::new(service);
-            tokio::spawn(async move {
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(socket), service)
-                    .await;
-            });
-        }
-    });
+    let accept = tokio::spawn(tower_sse::serve(listener, service).into_future());
     TestServer { addr, accept }
 }
 

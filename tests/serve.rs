@@ -1,0 +1,627 @@
+//! `tower_sse::serve` against connections that never become streams, with the server
+//! (`examples/hostile_server.rs`) in its own process under an open-file limit of 1,024,
+//! its first-request deadline and header read timeout set to one second:
+//!
+//! - 1,100 connections that send nothing, more than the server has file descriptors for:
+//!   once with the default cap (below the open-file limit: the cap is reached and said
+//!   so), once with a cap above it (accept fails with `EMFILE` and pauses). Every one of
+//!   them is closed by the server's deadline, fresh clients are served, the server's CPU
+//!   stays low and its accept-error lines few, and its file descriptors come back to
+//!   where they were.
+//! - A header dripped a byte at a time and an unfinished 300 KiB header, on a new
+//!   connection and on a kept-alive one, and HTTP/2 connections that open no stream: all
+//!   closed, by the deadline or by hyper's header read timeout, each counted in the log.
+//!
+//! Next to each attack a healthy client reads an event stream and must receive every
+//! event, in order, throughout. No duration is asserted: only counts and states, with
+//! generous hang guards. Each run prints one `SERVE ...` line with its figures.
+//!
+//! A last test runs `serve` in this process to check its graceful shutdown.
+
+mod support;
+
+use std::future::IntoFuture;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+/// Hang guard for each wait; never a time the test asserts.
+const GUARD: Duration = Duration::from_secs(90);
+/// The open-file limit the server runs under.
+const OPEN_FILES: usize = 1024;
+/// More silent connections than the server has file descriptors.
+const SILENT: usize = 1100;
+const FRESH: usize = 10;
+/// Attackers of each other kind.
+const EACH: usize = 20;
+/// CPU time (in clock ticks, a hundredth of a second on Linux) the server may use while
+/// the 1,100 silent connections are held and closed. A server that retries a failing
+/// accept at once uses a whole core for as long as they are held.
+const CPU_TICKS_BOUND: u64 = 150;
+
+/// The server's log lines for a connection closed by the first-request deadline, one
+/// closed by hyper's header read timeout, a pause after an accept error, and the cap
+/// reached.
+const DEADLINE_LINE: &str = "no request before the deadline";
+const HEADER_TIMEOUT_LINE: &str = "read header from client timeout";
+const PAUSE_LINE: &str = "accept failed: pausing";
+const CAP_LINE: &str = "connection limit reached";
+
+/// The tests with a server process run one at a time: their figures stay their own, and
+/// this process needs sockets for one attack at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+// ---- The server process ---------------------------------------------------------------
+
+/// `examples/hostile_server.rs`, built with the features this test was built with (a
+/// no-op when `cargo test` has built it already).
+fn server_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // <target>/<profile>/deps/serve-<hash>
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let binary = profile_dir.join("examples").join("hostile_server");
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let features: Vec<&str> = [
+            ("serve", cfg!(feature = "serve")),
+            ("json", cfg!(feature = "json")),
+            ("redis", cfg!(feature = "redis")),
+            ("axum", cfg!(feature = "axum")),
+            ("warp", cfg!(feature = "warp")),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect();
+        let mut command = Command::new(cargo);
+        command
+            .args(["build", "--quiet", "--example", "hostile_server"])
+            .args(["--no-default-features", "--features", &features.join(",")])
+            .arg("--manifest-path")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(profile_dir.parent().unwrap());
+        if !cfg!(debug_assertions) {
+            command.arg("--release");
+        }
+        let status = command.status().unwrap();
+        assert!(status.success(), "cargo build --example hostile_server");
+    }
+    assert!(
+        binary.exists(),
+        "{} is missing: cargo build --example hostile_server",
+        binary.display()
+    );
+    binary
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    /// Its log (stderr), line by line, as it comes.
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts the server under an open-file limit of 1,024 with `envs` set.
+    fn start(envs: &[(&str, &str)]) -> Server {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -n {OPEN_FILES} && exec \"$0\""))
+            .arg(server_binary())
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn({
+            let log = log.clone();
+            move || {
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    log.lock().unwrap().push(line);
+                }
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let lines = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok);
+        let addr = listening_address(lines);
+        let server = Server { child, addr, log };
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+        assert!(
+            limits.lines().any(|line| line.starts_with("Max open files")
+                && line.split_whitespace().nth(3) == Some(&OPEN_FILES.to_string())),
+            "the server runs under an open-file limit of {OPEN_FILES}:\n{limits}"
+        );
+        server
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// User and system CPU time so far, in clock ticks.
+    fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // The fields after the command name, which is in parentheses: utime and stime
+        // are the 14th and 15th fields of the line, the 12th and 13th after it.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after.split(' ').collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Log lines that contain `needle`.
+    fn lines(&self, needle: &str) -> usize {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|line| line.contains(needle)).count()
+    }
+
+    /// Waits until the log has `count` lines with `needle`, and checks it has no more.
+    async fn expect_lines(&self, needle: &str, count: usize) {
+        let enough = timeout(GUARD, async {
+            while self.lines(needle) < count {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        if enough.await.is_err() {
+            let log = self.log.lock().unwrap();
+            let closes: Vec<&String> = log.iter().filter(|l| l.contains("closed")).collect();
+            panic!(
+                "hang guard: {} of {count} log lines with {needle:?}; lines about closes:\n{}",
+                self.lines(needle),
+                closes
+                    .iter()
+                    .map(|l| l.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        assert_eq!(self.lines(needle), count, "log lines with {needle:?}");
+    }
+
+    /// Waits until the server holds `fds` file descriptors again.
+    async fn expect_fds(&self, fds: usize) {
+        until(&format!("the server back to {fds} open files"), || {
+            self.open_fds() == fds
+        })
+        .await;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `done` until it holds; panics after the hang guard.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    timeout(GUARD, async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("hang guard: {what}"));
+}
+
+/// This process must be able to open the attackers' sockets.
+fn check_own_open_file_limit() {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let soft = limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap();
+    if let Ok(soft) = soft.parse::<usize>() {
+        assert!(
+            soft >= SILENT + 500,
+            "this test opens {SILENT} sockets: raise the open-file limit (ulimit -n) above {}",
+            SILENT + 500
+        );
+    }
+}
+
+// ---- The healthy client -----------------------------------------------------------------
+
+/// A client that reads `ticks` throughout, checking that it misses no event.
+struct Healthy {
+    received: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Healthy {
+    async fn start(addr: SocketAddr) -> Healthy {
+        let mut client = h1_connect(addr).await;
+        let response = client
+            .send(get("/events?topic=ticks").body(empty()).unwrap())
+            .await;
+        assert_eq!(response.status(), 200);
+        let received = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn({
+            let received = received.clone();
+            async move {
+                let _client = client;
+                let mut events = events(response);
+                let mut last: Option<u64> = None;
+                while let Some(event) = events.next().await {
+                    let n: u64 = event.data.parse().expect("a number");
+                    if let Some(last) = last {
+                        assert_eq!(n, last + 1, "the healthy client missed an event");
+                    }
+                    last = Some(n);
+                    received.fetch_add(1, Ordering::SeqCst);
+                }
+                panic!("the healthy client's stream ended");
+            }
+        });
+        let healthy = Healthy { received, task };
+        healthy.expect_more(10).await;
+        healthy
+    }
+
+    fn received(&self) -> u64 {
+        self.received.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `more` events have come in, so the stream is still served.
+    async fn expect_more(&self, more: u64) {
+        let from = self.received();
+        until("the healthy client receives events", || {
+            assert!(!self.task.is_finished(), "the healthy client stopped");
+            self.received() >= from + more
+        })
+        .await;
+    }
+
+    /// Checks that every event came, in order, and that events still come.
+    async fn check(self) -> u64 {
+        self.expect_more(50).await;
+        assert!(!self.task.is_finished());
+        self.task.abort();
+        match self.task.await {
+            Err(error) if error.is_cancelled() => {}
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+            Ok(()) => unreachable!(),
+        }
+        self.received.load(Ordering::SeqCst)
+    }
+}
+
+// ---- The attackers ----------------------------------------------------------------------
+
+/// Reads until the server closes the connection (EOF or a reset); what it sends is
+/// discarded.
+async fn until_closed(mut socket: TcpStream) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Writes `head` and then one more header byte every 100 ms, until the server closes the
+/// connection.
+async fn drip(socket: TcpStream, head: &[u8]) {
+    let (mut reader, mut writer) = socket.into_split();
+    writer.write_all(head).await.unwrap();
+    let mut buf = [0u8; 4096];
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            read = reader.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+            _ = tick.tick() => {
+                if writer.write_all(b"x").await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Writes `head` and a header of 300 KiB that never ends, then waits for the close.
+async fn huge(socket: TcpStream, head: &[u8]) {
+    let (mut reader, mut writer) = socket.into_split();
+    let mut buf = [0u8; 4096];
+    let bytes = [head, b"x-huge: ".as_slice(), &vec![b'a'; 300 << 10]].concat();
+    tokio::select! {
+        written = writer.write_all(&bytes) => {
+            if written.is_err() {
+                return;
+            }
+        }
+        _ = reader.read(&mut buf) => return,
+    }
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// A connection that asks for `/hello`, reads the answer, and stays open: the next
+/// request on it is the attack.
+async fn kept_alive(addr: SocketAddr) -> TcpStream {
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !seen.ends_with(b"hello") {
+        let read = socket.read(&mut buf).await.unwrap();
+        assert!(
+            read > 0,
+            "the server closed a kept-alive connection at once"
+        );
+        seen.extend_from_slice(&buf[..read]);
+    }
+    assert!(seen.starts_with(b"HTTP/1.1 200"));
+    socket
+}
+
+/// A request to `/hello` on a new connection, which must be answered.
+async fn fresh_client(addr: SocketAddr) {
+    let mut client = h1_connect(addr).await;
+    let response = client
+        .send(http::Request::get("/hello").body(empty()).unwrap())
+        .await;
+    assert_eq!(response.status(), 200);
+    client.close();
+}
+
+/// Waits for every attacker, each under the hang guard, and checks that the server
+/// closed each one.
+async fn all_closed(what: &str, attackers: Vec<JoinHandle<()>>) {
+    let count = attackers.len();
+    let finished = || attackers.iter().filter(|a| a.is_finished()).count();
+    let all = timeout(GUARD, async {
+        while finished() < count {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    if all.await.is_err() {
+        panic!(
+            "hang guard: {} of {count} {what} still open",
+            count - finished()
+        );
+    }
+    for attacker in attackers {
+        attacker.await.unwrap();
+    }
+    println!("{what}: {count} closed by the server");
+}
+
+// ---- The tests --------------------------------------------------------------------------
+
+/// 1,100 silent connections; `max_connections` unset (the default, under the open-file
+/// limit) or set above the open-file limit.
+async fn silent_connections(max_connections: Option<&str>) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    check_own_open_file_limit();
+    // Three seconds: long enough that a server spinning on accept meanwhile would show
+    // in its CPU time.
+    let mut envs = vec![("FIRST_REQUEST_TIMEOUT_MS", "3000")];
+    if let Some(max) = max_connections {
+        envs.push(("MAX_CONNECTIONS", max));
+    }
+    let server = Server::start(&envs);
+    let addr = server.addr;
+    let healthy = Healthy::start(addr).await;
+    let fds_before = server.open_fds();
+    let rss_before = server.rss_kib();
+    let cpu_before = server.cpu_ticks();
+
+    // They connect one after the other (those the server does not accept wait in its
+    // listen backlog), and wait for the server to close them.
+    let mut silent = Vec::new();
+    for _ in 0..SILENT {
+        let socket = timeout(GUARD, TcpStream::connect(addr))
+            .await
+            .expect("hang guard: connect")
+            .unwrap();
+        silent.push(tokio::spawn(until_closed(socket)));
+    }
+    // Fresh clients come while they sit there, and are served.
+    let fresh: Vec<_> = (0..FRESH)
+        .map(|_| tokio::spawn(fresh_client(addr)))
+        .collect();
+    for client in fresh {
+        timeout(GUARD, client)
+            .await
+            .expect("hang guard: a fresh client")
+            .unwrap();
+    }
+    all_closed("silent connections", silent).await;
+    // Each was closed by the deadline, one log line each.
+    server.expect_lines(DEADLINE_LINE, SILENT).await;
+    server.expect_fds(fds_before).await;
+    let cpu = server.cpu_ticks() - cpu_before;
+    let rss_after = server.rss_kib();
+    let received = healthy.check().await;
+
+    let pauses = server.lines(PAUSE_LINE);
+    let caps = server.lines(CAP_LINE);
+    println!(
+        "SERVE silent={SILENT} max_connections={} cpu_ticks={cpu} accept_pauses={pauses} \
+         cap_reached_lines={caps} fds_before={fds_before} rss_before_kib={rss_before} \
+         rss_after_kib={rss_after} healthy_events={received}",
+        max_connections.unwrap_or("default"),
+    );
+    assert!(
+        cpu < CPU_TICKS_BOUND,
+        "the server used {cpu} CPU ticks while the silent connections were held"
+    );
+    match max_connections {
+        // The cap (7/8 of 1,024) is reached, and said so; accept never fails.
+        None => {
+            assert!((1..=5).contains(&caps), "cap lines: {caps}");
+            assert_eq!(pauses, 0);
+        }
+        // Accept fails for want of file descriptors: a few pauses, not a busy loop.
+        Some(_) => {
+            assert!((1..=100).contains(&pauses), "accept pauses: {pauses}");
+            assert_eq!(caps, 0);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_beyond_the_cap_are_closed_at_the_deadline_and_fresh_clients_served() {
+    silent_connections(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_beyond_the_open_file_limit_pause_accept_instead_of_spinning() {
+    silent_connections(Some("5000")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dripped_and_unfinished_headers_and_idle_http2_connections_are_closed() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // The header read timeout longer than the deadline, so that each guard is seen to
+    // close the connections it is for.
+    let server = Server::start(&[
+        ("FIRST_REQUEST_TIMEOUT_MS", "1000"),
+        ("HEADER_READ_TIMEOUT_MS", "1500"),
+    ]);
+    let addr = server.addr;
+    let healthy = Healthy::start(addr).await;
+    let fds_before = server.open_fds();
+    let rss_before = server.rss_kib();
+    const HEAD: &[u8] = b"GET /events?topic=ticks HTTP/1.1\r\nhost: x\r\n";
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    // An empty SETTINGS frame.
+    const SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+
+    let mut first = Vec::new();
+    let mut next = Vec::new();
+    for _ in 0..EACH {
+        // On a new connection: the first-request deadline closes them.
+        first.push(tokio::spawn(async move {
+            drip(TcpStream::connect(addr).await.unwrap(), HEAD).await
+        }));
+        first.push(tokio::spawn(async move {
+            huge(TcpStream::connect(addr).await.unwrap(), HEAD).await
+        }));
+        first.push(tokio::spawn(async move {
+            let mut socket = TcpStream::connect(addr).await.unwrap();
+            socket
+                .write_all(&[PREFACE, SETTINGS].concat())
+                .await
+                .unwrap();
+            until_closed(socket).await
+        }));
+        // On a kept-alive connection, after a request: hyper's header read timeout.
+        next.push(tokio::spawn(async move {
+            drip(kept_alive(addr).await, HEAD).await
+        }));
+        next.push(tokio::spawn(async move {
+            huge(kept_alive(addr).await, HEAD).await
+        }));
+    }
+    let (first_count, next_count) = (first.len(), next.len());
+    all_closed("new connections with no complete request", first).await;
+    all_closed("kept-alive connections with no complete next request", next).await;
+    server.expect_lines(DEADLINE_LINE, first_count).await;
+    server.expect_lines(HEADER_TIMEOUT_LINE, next_count).await;
+    server.expect_fds(fds_before).await;
+    let rss_after = server.rss_kib();
+    let received = healthy.check().await;
+    println!(
+        "SERVE dripped_and_huge first_request={first_count} next_request={next_count} \
+         fds_before={fds_before} rss_before_kib={rss_before} rss_after_kib={rss_after} \
+         healthy_events={received}"
+    );
+}
+
+/// Graceful shutdown, in this process: once the token is cancelled the listener closes,
+/// an idle connection is closed, a stream ends through the SSE layer's shutdown, and
+/// the server's future completes.
+#[tokio::test]
+async fn graceful_shutdown_closes_the_listener_and_completes_once_every_connection_is_closed() {
+    use tokio_util::sync::CancellationToken;
+    use tower::ServiceBuilder;
+    use tower_sse::{Hub, SseLayer};
+
+    // One token for the streams (the layer's) and the server.
+    let hub = Hub::new();
+    let stop = CancellationToken::new();
+    let service = ServiceBuilder::new()
+        .layer(SseLayer::new().graceful_shutdown(stop.clone()))
+        .service(hub.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(
+        tower_sse::serve(listener, service)
+            .graceful_shutdown(stop.clone())
+            .into_future(),
+    );
+
+    let mut client = h1_connect(addr).await;
+    let response = client
+        .send(get("/events?topic=news").body(empty()).unwrap())
+        .await;
+    let mut body = response.into_body();
+    hub.publish("news", tower_sse::Event::data("one")).unwrap();
+    assert!(next_data(&mut body).await.is_some());
+    // Accepted or still in the backlog, it is closed either way.
+    let idle = TcpStream::connect(addr).await.unwrap();
+
+    stop.cancel();
+    timeout(GUARD, server)
+        .await
+        .expect("hang guard: the server completes")
+        .unwrap();
+    timeout(GUARD, until_closed(idle))
+        .await
+        .expect("hang guard: the idle connection is closed");
+    // The stream ended: what is left of the body ends.
+    timeout(GUARD, async {
+        while next_data(&mut body).await.is_some() {}
+    })
+    .await
+    .expect("hang guard: the stream ends");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
+}
