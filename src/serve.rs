@@ -80,21 +80,14 @@ const HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// # Example
 ///
 /// ```no_run
-/// use std::convert::Infallible;
 /// use std::time::Duration;
 ///
-/// use tower::{ServiceBuilder, service_fn};
+/// use tower::ServiceBuilder;
 /// use tower_sse::{Hub, SseLayer};
 ///
 /// #[tokio::main]
 /// async fn main() -> std::io::Result<()> {
-///     let hub = Hub::new();
-///     let service = ServiceBuilder::new()
-///         .layer(SseLayer::new())
-///         .service(service_fn(move |_request: http::Request<_>| {
-///             let subscription = hub.subscribe(["news"], None);
-///             async move { Ok::<_, Infallible>(subscription) }
-///         }));
+///     let service = ServiceBuilder::new().layer(SseLayer::new()).service(Hub::new());
 ///     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 ///     tower_sse::serve(listener, service)
 ///         .max_connections(50_000)
@@ -296,31 +289,23 @@ impl<S> Serve<S> {
     /// connection is told to finish (idle ones close at once, HTTP/2 ones get a GOAWAY),
     /// and the server's future completes when every connection is closed.
     ///
-    /// An event stream never ends by itself: give a [`Shutdown`](crate::Shutdown) to the
-    /// SSE layer and trigger it from the same token, or the wait lasts as long as the
+    /// An event stream never ends by itself: give the same token to
+    /// [`SseLayer::graceful_shutdown`](crate::SseLayer::graceful_shutdown), so that the
+    /// streams end when the server starts to drain, or the wait lasts as long as the
     /// streams. Bound the wait with `tokio::time::timeout` if it must end.
     ///
     /// ```no_run
     /// # async fn run(listener: tokio::net::TcpListener) {
-    /// use std::convert::Infallible;
     /// use std::time::Duration;
     ///
     /// use tokio_util::sync::CancellationToken;
-    /// use tower::{ServiceBuilder, service_fn};
-    /// use tower_sse::{Hub, Shutdown, SseLayer};
-    ///
-    /// let hub = Hub::new();
-    /// let shutdown = Shutdown::new();
-    /// let service = ServiceBuilder::new()
-    ///     .layer(SseLayer::new().graceful_shutdown(shutdown.clone()))
-    ///     .service(service_fn(move |_request: http::Request<_>| {
-    ///         let subscription = hub.subscribe(["news"], None);
-    ///         async move { Ok::<_, Infallible>(subscription) }
-    ///     }));
+    /// use tower::ServiceBuilder;
+    /// use tower_sse::{Hub, SseLayer};
     ///
     /// let stop = CancellationToken::new();
-    /// // Ending the streams when the server starts to drain lets the drain complete.
-    /// tokio::spawn(shutdown.trigger_on(stop.clone().cancelled_owned()));
+    /// let service = ServiceBuilder::new()
+    ///     .layer(SseLayer::new().graceful_shutdown(stop.clone()))
+    ///     .service(Hub::new());
     /// tokio::spawn({
     ///     let stop = stop.clone();
     ///     async move {
