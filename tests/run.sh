@@ -23,20 +23,21 @@ step() {
 # `--no-install-recommends` leaves out, so that screenshots show text), Debian's Leaflet
 # (libjs-leaflet), which the aircraft example serves to its map page and its browser
 # test loads from there, Redis for the tests that need a server, iproute2 (`ip netns`)
-# for the half-open client test, and Node.js when the machine has none. Skipped when
-# all are installed, to keep reruns fast.
+# for the half-open client test, nginx (/usr/sbin/nginx) for the compressed streams
+# through a proxy, and Node.js when the machine has none. Skipped when all are
+# installed, to keep reruns fast.
 if [ -x /usr/bin/chromium ] && command -v redis-server >/dev/null 2>&1 &&
     [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] &&
-    [ -f /usr/share/javascript/leaflet/leaflet.js ] &&
+    [ -f /usr/share/javascript/leaflet/leaflet.js ] && [ -x /usr/sbin/nginx ] &&
     command -v ip >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then
-    step "chromium, fonts-dejavu-core, libjs-leaflet, redis-server, iproute2 and node are installed; skipping apt-get"
+    step "chromium, fonts-dejavu-core, libjs-leaflet, redis-server, iproute2, nginx and node are installed; skipping apt-get"
 else
     if [ "$(id -u)" -ne 0 ]; then
         SUDO=sudo
     else
         SUDO=
     fi
-    PACKAGES="chromium fonts-dejavu-core libjs-leaflet redis-server iproute2"
+    PACKAGES="chromium fonts-dejavu-core libjs-leaflet redis-server iproute2 nginx"
     command -v node >/dev/null 2>&1 || PACKAGES="$PACKAGES nodejs npm"
     step "apt-get install $PACKAGES"
     $SUDO apt-get update
