@@ -194,7 +194,7 @@ impl Compression {
                 let token = parts.next().unwrap_or("").trim();
                 let q = parts
                     .find_map(|p| {
-                        let (name, value) = p.split_once('=')?;
+                        let (name, value) = p.split_once('=').unwrap_or((p, ""));
                         name.trim()
                             .eq_ignore_ascii_case("q")
                             .then(|| parse_q(value.trim()))
@@ -444,6 +444,11 @@ mod tests {
             pick(&all, "gzip;q=2, br;q=abc"),
             None,
             "bad q values are ignored"
+        );
+        assert_eq!(
+            pick(&all, "gzip;q=2, br;q"),
+            None,
+            "a q without a value is bad"
         );
         let no_zstd = all.clone().zstd(false);
         assert_eq!(pick(&no_zstd, "zstd, gzip"), Some("gzip"));

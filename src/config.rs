@@ -54,6 +54,10 @@ enum Stall {
 /// How many heartbeat intervals a stream may go unpolled by default.
 const STALL_HEARTBEATS: u32 = 3;
 
+/// The least default stall timeout: with a very short heartbeat, a busy server may
+/// leave a healthy stream unpolled for longer than three intervals.
+const MIN_STALL: Duration = Duration::from_secs(5);
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -194,7 +198,7 @@ impl Config {
                 let timeout = match (self.stall, self.heartbeat) {
                     (Stall::Never, _) | (Stall::Auto, None) => return None,
                     (Stall::After(timeout), _) => timeout,
-                    (Stall::Auto, Some(interval)) => interval * STALL_HEARTBEATS,
+                    (Stall::Auto, Some(interval)) => (interval * STALL_HEARTBEATS).max(MIN_STALL),
                 };
                 Some(StallWatch::new(timeout))
             })

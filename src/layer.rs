@@ -172,8 +172,8 @@ impl SseLayer {
     }
 
     /// Ends a stream whose connection takes nothing from it for `timeout` (default:
-    /// three heartbeat intervals, 45 seconds), frees its place under the
-    /// [`limit`](SseLayer::limit) at once, and reports it as
+    /// three heartbeat intervals, 45 seconds, and never less than 5 seconds), frees its
+    /// place under the [`limit`](SseLayer::limit) at once, and reports it as
     /// [`EndReason::Stalled`](crate::EndReason::Stalled).
     ///
     /// A connection stops taking frames when its client stops reading, or, over HTTP/2,
