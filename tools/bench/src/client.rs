@@ -1,9 +1,12 @@
 //! The one HTTP client of the tools: hyper's HTTP/1 client connection, driven by the
-//! task that reads the body (no second task per connection).
+//! task that reads the body (no second task per connection), optionally counting every
+//! byte it reads from the socket.
 
 use std::future::{Future, poll_fn};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 
 use bytes::Bytes;
@@ -66,7 +69,54 @@ impl Failure {
     }
 }
 
-type Connection = http1::Connection<TokioIo<TcpStream>, Empty<Bytes>>;
+/// A socket that adds the bytes it reads to a counter: the bytes on the wire, HTTP
+/// framing included (TCP/IP headers not).
+#[derive(Debug)]
+pub struct Counted {
+    socket: TcpStream,
+    read: Option<Arc<AtomicU64>>,
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.socket).poll_read(cx, buf);
+        if let Some(read) = &self.read {
+            read.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.socket).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.socket).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.socket).poll_shutdown(cx)
+    }
+}
+
+type Connection = http1::Connection<TokioIo<Counted>, Empty<Bytes>>;
 
 /// A response being read: its head, and its body with the connection that feeds it.
 pub struct Response {
@@ -101,23 +151,49 @@ fn drive(
 /// Connects to `target` and sends `GET` with `accept`; returns once the response head
 /// is in, whatever its status.
 pub async fn get(target: &Target, accept: &'static str) -> Result<Response, Failure> {
+    get_with(target, accept, &Extra::default()).await
+}
+
+/// What a request may add to a plain `GET`.
+#[derive(Clone, Debug, Default)]
+pub struct Extra {
+    /// Sent as `Accept-Encoding`.
+    pub accept_encoding: Option<&'static str>,
+    /// Counts every byte read from the socket, response head included.
+    pub read: Option<Arc<AtomicU64>>,
+}
+
+/// [`get`], with `extra`.
+pub async fn get_with(
+    target: &Target,
+    accept: &'static str,
+    extra: &Extra,
+) -> Result<Response, Failure> {
     let io_kind = |what: &str, e: &std::io::Error| format!("{what} {:?}", e.kind());
     let socket = TcpStream::connect(target.addr)
         .await
         .map_err(|e| Failure::new(io_kind("connect", &e), e))?;
     let _ = socket.set_nodelay(true);
+    let socket = Counted {
+        socket,
+        read: extra.read.clone(),
+    };
     let (mut sender, connection) = http1::handshake(TokioIo::new(socket))
         .await
         .map_err(|e| Failure::new("handshake", e))?;
     let mut connection = Some(Box::pin(connection));
     let path = target.uri.path_and_query().map_or("/", |p| p.as_str());
-    let request = Request::get(path)
+    let mut request = Request::get(path)
         .header(
             header::HOST,
             target.uri.authority().map_or("", |a| a.as_str()),
         )
         .header(header::ACCEPT, accept)
-        .header(header::CACHE_CONTROL, "no-cache")
+        .header(header::CACHE_CONTROL, "no-cache");
+    if let Some(coding) = extra.accept_encoding {
+        request = request.header(header::ACCEPT_ENCODING, coding);
+    }
+    let request = request
         .body(Empty::new())
         .map_err(|e| Failure::new("request", e))?;
     let mut sent = std::pin::pin!(sender.send_request(request));
@@ -138,7 +214,13 @@ pub async fn get(target: &Target, accept: &'static str) -> Result<Response, Fail
 
 /// Like [`get`], but fails unless the answer is `200 text/event-stream`.
 pub async fn event_stream(target: &Target) -> Result<Response, Failure> {
-    let response = get(target, "text/event-stream").await?;
+    event_stream_with(target, &Extra::default()).await
+}
+
+/// [`event_stream`] with `extra`; with an `accept_encoding`, also fails unless the
+/// answer has that `Content-Encoding`.
+pub async fn event_stream_with(target: &Target, extra: &Extra) -> Result<Response, Failure> {
+    let response = get_with(target, "text/event-stream", extra).await?;
     if response.head.status != http::StatusCode::OK {
         return Err(Failure::new(
             format!("status {}", response.head.status.as_u16()),
@@ -151,6 +233,15 @@ pub async fn event_stream(target: &Target) -> Result<Response, Failure> {
             "not text/event-stream",
             format!("{content_type:?}"),
         ));
+    }
+    if let Some(coding) = extra.accept_encoding {
+        let got = response.head.headers.get(header::CONTENT_ENCODING);
+        if got.is_none_or(|g| g.as_bytes() != coding.as_bytes()) {
+            return Err(Failure::new(
+                "content-encoding",
+                format!("asked for {coding}, got {got:?}"),
+            ));
+        }
     }
     Ok(response)
 }

@@ -4,16 +4,20 @@
 //! - `fanout-server`: one topic or many, events published at a fixed rate, served by
 //!   tower-sse, axum, warp or one of two floors ([`server`]);
 //! - `burst`: ready events streamed to one client, per stack ([`burst`]);
-//! - `bench-suite`: all of it side by side, written to `benches/results/` ([`suite`]).
+//! - `bench-suite`: all of it side by side, written to `benches/results/` ([`suite`],
+//!   with the write batching and compression sections in [`scenarios`]).
 //!
 //! One HTTP client ([`client`], hyper's), one SSE parser ([`sse`]), one reader of
-//! `/proc` ([`sys`]).
+//! `/proc` ([`sys`]); the payloads ([`feed`]) and the content codings ([`codec`]).
 
 pub mod burst;
 pub mod chart;
 pub mod client;
+pub mod codec;
+pub mod feed;
 pub mod loadgen;
 pub mod report;
+pub mod scenarios;
 pub mod server;
 pub mod sse;
 pub mod suite;

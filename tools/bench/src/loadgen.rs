@@ -17,6 +17,10 @@
 //! - `--churn C`: C workers each loop connect, GET, read the response head, close.
 //! - `--until-seq K`: each connection ends once it has event K; the report counts the
 //!   connections that received exactly 1..=K in order.
+//! - `--accept-encoding <codec>`: asks for a compressed stream (and fails a connection
+//!   answered otherwise), and decodes it as it arrives before parsing. Every run counts
+//!   the bytes read from the sockets (HTTP framing included) and the body bytes before
+//!   and after decoding: bytes on the wire per delivered event.
 //!
 //! Per-connection errors are counted by kind and the first few printed; the binary then
 //! exits with status 3.
@@ -35,6 +39,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{self, Failure, Target};
+use crate::codec::{Codec, Decoder};
 use crate::{now_micros, sse, sys};
 
 /// What the generator does.
@@ -77,6 +82,9 @@ pub struct Options {
     /// Seconds to wait for a step's connections to answer.
     #[arg(long, value_parser = crate::seconds, default_value = "60")]
     pub connect_timeout: Duration,
+    /// Ask for streams compressed with this codec, and decode them.
+    #[arg(long, value_enum)]
+    pub accept_encoding: Option<Codec>,
 }
 
 impl Default for Options {
@@ -170,6 +178,18 @@ pub struct Step {
     pub server_rss_after_kib: Option<u64>,
     /// Subscribers the server counted at the end (churn: `settle` seconds after).
     pub server_subscribers: Option<u64>,
+    /// Bytes read from the sockets in the window: HTTP framing included, TCP/IP not.
+    #[serde(default)]
+    pub wire_bytes: u64,
+    /// `wire_bytes` per event received.
+    #[serde(default)]
+    pub wire_bytes_per_event: Option<f64>,
+    /// Body bytes (content-coded, after HTTP/1.1's chunked framing) per event received.
+    #[serde(default)]
+    pub body_bytes_per_event: Option<f64>,
+    /// Decoded body bytes (the event stream itself) per event received.
+    #[serde(default)]
+    pub decoded_bytes_per_event: Option<f64>,
 }
 
 /// What a run measured.
@@ -196,6 +216,14 @@ struct Shared {
     lost: AtomicU64,
     reordered: AtomicU64,
     cycles: AtomicU64,
+    /// Bytes read from the sockets.
+    wire: Arc<AtomicU64>,
+    /// Body bytes, as received and as decoded.
+    body: AtomicU64,
+    decoded: AtomicU64,
+    /// What each connection asks for.
+    extra: client::Extra,
+    accept_encoding: Option<Codec>,
     latency: Mutex<Histogram<u64>>,
     /// Told whenever a connection has answered or failed.
     answered: Notify,
@@ -243,7 +271,7 @@ async fn stream_events(
     shared: &Shared,
     until_seq: Option<u64>,
 ) -> Result<(), Failure> {
-    let mut response = client::event_stream(target).await?;
+    let mut response = client::event_stream_with(target, &shared.extra).await?;
     shared.connected.fetch_add(1, Relaxed);
     shared.answered.notify_waiters();
     shared.open.fetch_add(1, Relaxed);
@@ -254,6 +282,9 @@ async fn stream_events(
     let mut last_seq: Vec<u64> = Vec::new();
     let (mut in_order, mut finished) = (true, false);
     let mut latencies = Vec::new();
+    // Made at the first compressed byte: an idle stream holds no decoder.
+    let mut decoder: Option<Decoder> = None;
+    let mut decoded = Vec::new();
     while !finished {
         let chunk = tokio::select! {
             biased;
@@ -264,9 +295,27 @@ async fn stream_events(
             Some(chunk) => chunk?,
             None => return Err(Failure::new("body ended", "")),
         };
+        shared.body.fetch_add(chunk.len() as u64, Relaxed);
+        let input: &[u8] = match shared.accept_encoding {
+            None => &chunk,
+            Some(codec) => {
+                let decoder = match &mut decoder {
+                    Some(decoder) => decoder,
+                    None => {
+                        decoder.insert(Decoder::new(codec).map_err(|e| Failure::new("decoder", e))?)
+                    }
+                };
+                decoded.clear();
+                decoder
+                    .decode(&chunk, &mut decoded)
+                    .map_err(|e| Failure::new(format!("decode {codec}"), e))?;
+                &decoded
+            }
+        };
+        shared.decoded.fetch_add(input.len() as u64, Relaxed);
         let (events, comments) = (parser.events, parser.comments);
         let now = now_micros();
-        parser.feed(&chunk, &mut |data| {
+        parser.feed(input, &mut |data| {
             if let Some(t) = sse::field(data, b"\"t\":") {
                 latencies.push(now.saturating_sub(t));
             }
@@ -386,6 +435,7 @@ pub fn run(options: &Options) -> Result<Report, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    let wire = Arc::new(AtomicU64::new(0));
     let shared = Arc::new(Shared {
         connected: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
@@ -396,6 +446,14 @@ pub fn run(options: &Options) -> Result<Report, String> {
         lost: AtomicU64::new(0),
         reordered: AtomicU64::new(0),
         cycles: AtomicU64::new(0),
+        wire: wire.clone(),
+        body: AtomicU64::new(0),
+        decoded: AtomicU64::new(0),
+        extra: client::Extra {
+            accept_encoding: options.accept_encoding.map(Codec::token),
+            read: Some(wire),
+        },
+        accept_encoding: options.accept_encoding,
         latency: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("bounds")),
         answered: Notify::new(),
         stop: CancellationToken::new(),
@@ -595,6 +653,9 @@ async fn drive(
             &shared.lost,
             &shared.reordered,
             &shared.comments,
+            &*shared.wire,
+            &shared.body,
+            &shared.decoded,
         ];
         let before = counters.map(|counter| counter.load(Relaxed));
         let client_before = sys::usage().cpu_ns;
@@ -602,8 +663,9 @@ async fn drive(
         tokio::time::sleep(options.duration).await;
         let window = started.elapsed().as_secs_f64();
         let after = counters.map(|counter| counter.load(Relaxed));
-        let [events, lost, reordered, comments]: [u64; 4] =
+        let [events, lost, reordered, comments, wire, body, decoded]: [u64; 7] =
             std::array::from_fn(|i| after[i] - before[i]);
+        let bytes_per_event = |bytes: u64| (events > 0).then(|| bytes as f64 / events as f64);
         let latency = Latency::of(&lock(&shared.latency));
         let client_cpu_ns = sys::usage().cpu_ns.saturating_sub(client_before);
         let end = server_stats(&options.stats).await?;
@@ -631,6 +693,10 @@ async fn drive(
                 (e.usage.rss_kib as f64 - b.usage.rss_kib as f64) / count.max(1) as f64
             }),
             client_cpu_ns,
+            wire_bytes: wire,
+            wire_bytes_per_event: bytes_per_event(wire),
+            body_bytes_per_event: bytes_per_event(body),
+            decoded_bytes_per_event: bytes_per_event(decoded),
             ..counts(count)
         };
         if !options.quiet {
@@ -649,7 +715,8 @@ pub fn step_line(step: &Step) -> String {
     let ms = |us: u64| us as f64 / 1e3;
     format!(
         "{} conns ({} failed): {:.0} events/s, latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms, \
-         lost {}, server cpu {}/event, {} write syscalls/event, rss {}/conn",
+         lost {}, server cpu {}/event, {} write syscalls/event, rss {}/conn, \
+         {} on the wire/event ({} decoded)",
         step.connections,
         step.failed,
         step.events_per_sec,
@@ -660,5 +727,7 @@ pub fn step_line(step: &Step) -> String {
         opt(step.server_cpu_us_per_event, "us"),
         opt(step.server_syscw_per_event, ""),
         opt(step.server_rss_per_conn_kib, "KiB"),
+        opt(step.wire_bytes_per_event, "B"),
+        opt(step.decoded_bytes_per_event, "B"),
     )
 }

@@ -19,8 +19,13 @@
 //! default settings, `TCP_NODELAY`, a task per connection; `--conn auto`: hyper-util's
 //! `auto::Builder`, as `axum::serve` does) on tokio with `--workers` workers.
 //!
-//! Every payload is JSON of exactly `--size` bytes: `{"t":<unix microseconds at
-//! publish>,"k":<topic>,"seq":<n on that topic>,"pad":"xx.."}`. A second listener serves
+//! Every payload is JSON carrying `{"t":<unix microseconds at publish>,"k":<topic>,
+//! "seq":<n on that topic>,..}`: by default padded to exactly `--size` bytes; `--feed
+//! aircraft` or `sensors`: the examples' position reports and readings, with their event
+//! types ([`crate::feed`]). Topics are published to in turn, spread evenly over each
+//! second; `--burst`: all at once, `--rate` times a second (the aircraft example's tick).
+//! `--compression <codec>` (tower-sse): `SseLayer::compression` with that codec alone,
+//! `--compression-level` and `--compression-window` its settings. A second listener serves
 //! `GET /stats`: `{"cpu_ns","rss_kib","syscw","published","subscribers"}` of this
 //! process ([`crate::sys`]; `syscw` counts every `write` and `writev` call: socket
 //! writes, and the runtime's wake-ups of sleeping workers (an `eventfd` write); not
@@ -46,6 +51,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, watch};
 use tokio_stream::wrappers::BroadcastStream;
 
+use crate::codec::{Codec, Setting};
+use crate::feed::{Feed, Generator};
 use crate::tower_sse_stack::{self as tower_sse, Hub};
 
 /// The server side.
@@ -131,16 +138,33 @@ pub struct Options {
     /// crate has that setting (`tower_sse_stack::WRITE_DELAY_SUPPORTED`).
     #[arg(long)]
     pub write_delay_ms: Option<u64>,
+    /// What the events carry.
+    #[arg(long, value_enum, default_value = "padded")]
+    pub feed: Feed,
+    /// Publish every topic at once, `--rate` times a second, rather than spread evenly.
+    #[arg(long)]
+    pub burst: bool,
+    /// tower-sse: compress streams with this codec (alone), for clients that accept it.
+    #[arg(long, value_enum)]
+    pub compression: Option<Codec>,
+    /// tower-sse: the compression level, 1 to 9 (default: the crate's, 3).
+    #[arg(long, requires = "compression")]
+    pub compression_level: Option<u8>,
+    /// tower-sse: the compression window, bytes (default: the crate's, 8 KiB).
+    #[arg(long, requires = "compression", value_parser = crate::number::<usize>)]
+    pub compression_window: Option<usize>,
 }
 
-/// The payload of event `seq` of `topic`, published at `t`: `size` bytes of JSON when
-/// `size` leaves room for the padding.
-pub fn payload(t: u64, topic: u64, seq: u64, size: usize) -> String {
-    let mut s = format!("{{\"t\":{t},\"k\":{topic},\"seq\":{seq},\"pad\":\"");
-    let pad = size.saturating_sub(s.len() + 2);
-    s.extend(std::iter::repeat_n('x', pad));
-    s.push_str("\"}");
-    s
+impl Options {
+    /// The compression setting asked for, the crate's defaults filling the gaps.
+    pub fn compression_setting(&self) -> Option<(Codec, Setting)> {
+        let codec = self.compression?;
+        let setting = Setting {
+            level: self.compression_level.unwrap_or(Setting::DEFAULT.level),
+            window: self.compression_window.unwrap_or(Setting::DEFAULT.window),
+        };
+        Some((codec, setting))
+    }
 }
 
 /// Accepts connections on `listener` forever, serving each with `service`.
@@ -278,19 +302,22 @@ enum Publisher {
 }
 
 impl Publisher {
-    fn publish(&self, topic: usize, payload: String) {
+    fn publish(&self, topic: usize, event_type: Option<&str>, payload: String) {
         match self {
-            Publisher::Hub(hub, topics) => tower_sse::publish(hub, &topics[topic], &payload),
+            Publisher::Hub(hub, topics) => {
+                tower_sse::publish(hub, &topics[topic], event_type, &payload)
+            }
             Publisher::Broadcast(senders) => {
                 // No subscriber is not an error here.
                 let _ = senders[topic].send(payload);
             }
             Publisher::Frames(tx, chunked) => {
+                let event = event_type.map_or(String::new(), |t| format!("event: {t}\n"));
                 let frame = if *chunked {
-                    let len = payload.len() + "data: \n\n".len();
-                    format!("{len:x}\r\ndata: {payload}\n\n\r\n")
+                    let len = event.len() + payload.len() + "data: \n\n".len();
+                    format!("{len:x}\r\n{event}data: {payload}\n\n\r\n")
                 } else {
-                    format!("data: {payload}\n\n")
+                    format!("{event}data: {payload}\n\n")
                 };
                 let _ = tx.send(Bytes::from(frame));
             }
@@ -317,6 +344,10 @@ pub async fn start(options: &Options) -> Result<(SocketAddr, SocketAddr), String
     if options.write_delay_ms.is_some() && !tower_sse::WRITE_DELAY_SUPPORTED {
         return Err("--write-delay-ms: tower-sse has no write batching setting yet".into());
     }
+    if options.compression.is_some() && options.stack != Stack::TowerSse {
+        return Err("--compression is for --stack tower-sse".into());
+    }
+    let event_type = options.feed.event_type();
     let listener = TcpListener::bind(options.listen)
         .await
         .map_err(|e| format!("bind {}: {e}", options.listen))?;
@@ -331,12 +362,16 @@ pub async fn start(options: &Options) -> Result<(SocketAddr, SocketAddr), String
     let publisher = match options.stack {
         Stack::TowerSse => {
             let hub = tower_sse::hub(options.redis.as_deref())?;
+            let settings = tower_sse::Settings {
+                write_delay,
+                compression: options.compression_setting(),
+            };
             tower_sse::serve(
                 listener,
                 http,
                 hub.clone(),
                 topics.clone(),
-                write_delay,
+                settings,
                 subscribed,
             );
             Publisher::Hub(hub, topics.clone())
@@ -345,10 +380,22 @@ pub async fn start(options: &Options) -> Result<(SocketAddr, SocketAddr), String
             use axum::extract::State;
             use axum::response::sse::{Event, KeepAlive, Sse};
             type Senders = Arc<[broadcast::Sender<String>]>;
+            type Subscribed = Arc<dyn Fn() + Send + Sync>;
             async fn events(
-                State((senders, subscribed)): State<(Senders, Arc<dyn Fn() + Send + Sync>)>,
+                State((senders, subscribed, event_type)): State<(
+                    Senders,
+                    Subscribed,
+                    Option<&'static str>,
+                )>,
             ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-                let stream = merged(&senders).map(|payload| Ok(Event::default().data(payload)));
+                let stream = merged(&senders).map(move |payload| {
+                    let event = Event::default();
+                    let event = match event_type {
+                        Some(t) => event.event(t),
+                        None => event,
+                    };
+                    Ok(event.data(payload))
+                });
                 subscribed();
                 Sse::new(stream).keep_alive(KeepAlive::default())
             }
@@ -358,7 +405,8 @@ pub async fn start(options: &Options) -> Result<(SocketAddr, SocketAddr), String
                 .route("/", axum::routing::get(events))
                 .with_state((
                     senders.clone(),
-                    Arc::new(subscribed) as Arc<dyn Fn() + Send + Sync>,
+                    Arc::new(subscribed) as Subscribed,
+                    event_type,
                 ));
             tokio::spawn(accept_loop(listener, http, router));
             Publisher::Broadcast(senders)
@@ -369,8 +417,13 @@ pub async fn start(options: &Options) -> Result<(SocketAddr, SocketAddr), String
             let filter = warp::get().map({
                 let senders = senders.clone();
                 move || {
-                    let stream = merged(&senders).map(|payload| {
-                        Ok::<_, Infallible>(warp::sse::Event::default().data(payload))
+                    let stream = merged(&senders).map(move |payload| {
+                        let event = warp::sse::Event::default();
+                        let event = match event_type {
+                            Some(t) => event.event(t),
+                            None => event,
+                        };
+                        Ok::<_, Infallible>(event.data(payload))
                     });
                     subscribed();
                     warp::sse::reply(warp::sse::keep_alive().stream(stream))
@@ -430,27 +483,31 @@ pub async fn start(options: &Options) -> Result<(SocketAddr, SocketAddr), String
     tokio::spawn(accept_loop(stats_listener, Http::Http1, stats));
 
     if options.rate > 0.0 {
-        let (topics, size, events, start_after) = (
-            options.topics,
-            options.size,
-            options.events,
-            options.start_after,
-        );
-        let period = Duration::from_secs_f64(1.0 / (options.rate * topics as f64));
+        let (topics, events, start_after) = (options.topics, options.events, options.start_after);
+        let mut generator = Generator::new(options.feed, topics, options.size, 1.0 / options.rate);
+        // Spread: one topic per tick; burst: every topic at each tick.
+        let (period, per_tick) = if options.burst {
+            (Duration::from_secs_f64(1.0 / options.rate), topics)
+        } else {
+            let period = Duration::from_secs_f64(1.0 / (options.rate * topics as f64));
+            (period, 1)
+        };
         tokio::spawn(async move {
             let _ = counted.wait_for(|n| *n >= start_after).await;
             // Missed ticks are caught up: the rate holds on average.
             let mut ticks = tokio::time::interval(period);
-            for n in 0.. {
+            let mut n = 0;
+            loop {
                 ticks.tick().await;
-                let (topic, seq) = (n % topics, n / topics + 1);
-                publisher.publish(
-                    topic as usize,
-                    payload(crate::now_micros(), topic, seq, size),
-                );
-                published.store(n + 1, Ordering::Relaxed);
-                if events.is_some_and(|k| n + 1 >= k) {
-                    break;
+                for _ in 0..per_tick {
+                    let (topic, seq) = (n % topics, n / topics + 1);
+                    let payload = generator.next(crate::now_micros(), topic, seq);
+                    publisher.publish(topic as usize, event_type, payload);
+                    n += 1;
+                    published.store(n, Ordering::Relaxed);
+                    if events.is_some_and(|k| n >= k) {
+                        return;
+                    }
                 }
             }
         });

@@ -1,6 +1,11 @@
 //! The benchmark suite: delivery check, fan-out, idle memory, churn, cross-instance
-//! (Redis), high rate, burst and encode, tower-sse side by side with axum, warp and two
-//! floors, written to `benches/results/` (`results.md`, `results.json`, `fanout.svg`).
+//! (Redis), high rate, batching's cost with idle streams, burst and encode, tower-sse
+//! side by side with axum, warp and two floors, written to `benches/results/`
+//! (`results.md`, `results.json`, `fanout.svg`). Three sections run only when asked
+//! for (`--only`, [`OPT_IN`]): compression on the wire, memory per compressed stream,
+//! and the offline comparison of a compressor per stream with each event compressed
+//! alone ([`crate::scenarios`]); a run with `--only` writes `results-<sections>.md` and
+//! `.json` instead, so it leaves the whole suite's files alone.
 //!
 //! `benches/run.sh` runs it all (encode first: criterion's estimates are read back from
 //! `target/criterion`). Every server is a child process (the `fanout-server` binary next
@@ -17,20 +22,44 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::client::Target;
+use crate::codec::{Codec, Setting};
+use crate::feed::Feed;
 use crate::loadgen::{self, Report};
+use crate::scenarios::{self, BatchIdleRun, Blocks, CompressionRun, FeedShape, MemoryRun};
 use crate::server::{Stack, parse_listening};
 use crate::{burst, number, report, seconds, sys, tower_sse_stack};
 
-/// The sections, as `--skip` names them.
-pub const SECTIONS: [&str; 8] = [
+/// The sections a run has unless told otherwise, as `--skip` and `--only` name them.
+pub const SECTIONS: [&str; 9] = [
     "check",
     "fanout",
     "idle",
     "churn",
     "redis",
     "high-rate",
+    "batch-idle",
     "burst",
     "encode",
+];
+
+/// The sections that run only when `--only` names them: compression on the wire, memory
+/// per compressed stream, and each event compressed alone (offline).
+pub const OPT_IN: [&str; 3] = ["compression", "memory", "blocks"];
+
+/// Every section.
+pub const ALL_SECTIONS: [&str; 12] = [
+    "check",
+    "fanout",
+    "idle",
+    "churn",
+    "redis",
+    "high-rate",
+    "batch-idle",
+    "burst",
+    "encode",
+    "compression",
+    "memory",
+    "blocks",
 ];
 
 /// The command line of `bench-suite`: a size (full, or `--smoke`), then overrides.
@@ -69,8 +98,27 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     pub write_delays: Vec<u64>,
     /// Sections to leave out.
-    #[arg(long, value_delimiter = ',', value_parser = SECTIONS)]
+    #[arg(long, value_delimiter = ',', value_parser = ALL_SECTIONS)]
     pub skip: Vec<String>,
+    /// Run these sections alone (the only way to run compression, memory and blocks);
+    /// the files are then `results-<sections>.md` and `.json`.
+    #[arg(long, value_delimiter = ',', value_parser = ALL_SECTIONS)]
+    pub only: Option<Vec<String>>,
+    /// Batching's cost: idle streams (and active ones next to them, at the high rate).
+    #[arg(long, value_parser = number::<usize>)]
+    pub batch_idle: Option<usize>,
+    /// Compression: subscribers.
+    #[arg(long, value_parser = number::<usize>)]
+    pub compression_subscribers: Option<usize>,
+    /// Compression: write delays, milliseconds (default 0,20).
+    #[arg(long, value_delimiter = ',')]
+    pub compression_delays: Option<Vec<u64>>,
+    /// Compression: the feeds (default aircraft,sensors).
+    #[arg(long, value_delimiter = ',', value_parser = COMPRESSION_FEEDS)]
+    pub compression_feeds: Option<Vec<String>>,
+    /// Memory: streams at each step (default 1000,5000).
+    #[arg(long, value_delimiter = ',', value_parser = number::<usize>)]
+    pub memory_steps: Option<Vec<usize>>,
     /// The fan-out server binary (default: `fanout-server` next to this one).
     #[arg(long)]
     pub server: Option<PathBuf>,
@@ -136,6 +184,19 @@ pub struct Config {
     pub command: String,
     /// The fan-out server binary.
     pub server: PathBuf,
+    /// With `--only`: just these sections.
+    pub only: Option<Vec<String>>,
+    /// The name of the files written (`results`, or `results-<sections>` with `--only`).
+    pub stem: String,
+    /// Batching's cost: idle streams, active streams next to them, their events/s.
+    pub batch_idle: (usize, usize, f64),
+    /// Compression: subscribers, write delays, feeds.
+    pub compression: (usize, Vec<u64>, Vec<FeedShape>),
+    /// Memory: streams at each step, the settings, and the events/s in all of the
+    /// active streams' aircraft feed.
+    pub memory: (Vec<usize>, Vec<Setting>, f64),
+    /// Blocks: seconds of the aircraft feed (320 events each), least time per figure.
+    pub blocks: (u64, Duration),
 }
 
 /// The repository's root.
@@ -146,6 +207,42 @@ fn root() -> PathBuf {
 /// `full`, or `tiny` at smoke size.
 fn pick<T>(smoke: bool, full: T, tiny: T) -> T {
     if smoke { tiny } else { full }
+}
+
+/// The feeds the compression runs can use, as `--compression-feeds` names them.
+pub const COMPRESSION_FEEDS: [&str; 3] = ["aircraft", "aircraft-spread", "sensors"];
+
+/// The compression runs' feeds: `aircraft`, the aircraft example's (320 aircraft, a
+/// report each per second, published together as the example's tick does);
+/// `aircraft-spread`, the same spread evenly over the second (the high-rate shape);
+/// `sensors`, the sensors example's (6 sensors, spread evenly). At smoke size: 32
+/// aircraft, 5 ticks a second.
+fn feed_shapes(smoke: bool, names: &[String]) -> Vec<FeedShape> {
+    let (aircraft, rate) = pick(smoke, (320, 1.0), (32, 5.0));
+    let shape = |name: &str| match name {
+        "aircraft" => FeedShape {
+            name: format!("aircraft: {aircraft} topics x {rate} event/s, published together"),
+            feed: Feed::Aircraft,
+            topics: aircraft,
+            rate,
+            burst: true,
+        },
+        "aircraft-spread" => FeedShape {
+            name: format!("aircraft: {aircraft} topics x {rate} event/s, spread"),
+            feed: Feed::Aircraft,
+            topics: aircraft,
+            rate,
+            burst: false,
+        },
+        _ => FeedShape {
+            name: "sensors: 6 topics x 1 event/s, spread".into(),
+            feed: Feed::Sensors,
+            topics: 6,
+            rate: 1.0,
+            burst: false,
+        },
+    };
+    names.iter().map(|n| shape(n)).collect()
 }
 
 fn shapes(rate: f64) -> Vec<Shape> {
@@ -181,7 +278,7 @@ impl Config {
                 return Err("--write-delays: tower-sse has no write batching setting yet".into());
             }
             delays if !delays.is_empty() || !tower_sse_stack::WRITE_DELAY_SUPPORTED => delays,
-            _ => pick(smoke, vec![0, 5, 20, 50], vec![5]),
+            _ => vec![0, 5, 20, 50],
         };
         let mut skip = args.skip;
         if smoke {
@@ -215,14 +312,49 @@ impl Config {
             verbose: !smoke,
             command: args.command.unwrap_or_else(|| "benches/run.sh".into()),
             server,
+            stem: args.only.as_ref().map_or("results".into(), |only| {
+                format!("results-{}", only.join("-"))
+            }),
+            only: args.only,
+            batch_idle: (
+                args.batch_idle.unwrap_or(pick(smoke, 5_000, 20)),
+                pick(smoke, 200, 5),
+                high_rate,
+            ),
+            compression: (
+                args.compression_subscribers
+                    .unwrap_or(pick(smoke, 1_000, 10)),
+                args.compression_delays.unwrap_or(vec![0, 20]),
+                feed_shapes(
+                    smoke,
+                    &args
+                        .compression_feeds
+                        .unwrap_or_else(|| vec!["aircraft".into(), "sensors".into()]),
+                ),
+            ),
+            memory: (
+                args.memory_steps
+                    .unwrap_or(pick(smoke, vec![1_000, 5_000], vec![10, 20])),
+                vec![Setting::SMALL, Setting::DEFAULT],
+                2.0,
+            ),
+            blocks: (
+                pick(smoke, 6, 1),
+                Duration::from_millis(pick(smoke, 300, 0)),
+            ),
         })
     }
 
-    fn runs(&self, section: &str) -> bool {
-        !self.skip.iter().any(|s| s == section)
+    /// Whether `section` runs: named by `--only`, or else not skipped and not opt-in.
+    pub fn runs(&self, section: &str) -> bool {
+        match &self.only {
+            Some(only) => only.iter().any(|s| s == section),
+            None => !self.skip.iter().any(|s| s == section) && !OPT_IN.contains(&section),
+        }
     }
 
-    fn say(&self, text: &str) {
+    /// Progress on stderr, unless at smoke size.
+    pub fn say(&self, text: &str) {
         if self.verbose {
             eprintln!("suite: {text}");
         }
@@ -252,14 +384,14 @@ impl Drop for Process {
 }
 
 /// A fan-out server in a child process, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     _process: Process,
     sse: SocketAddr,
     stats: SocketAddr,
 }
 
 impl Server {
-    fn start(config: &Config, args: &[String]) -> Result<Server, String> {
+    pub(crate) fn start(config: &Config, args: &[String]) -> Result<Server, String> {
         let mut child = Command::new(&config.server)
             .args(args)
             .stdin(Stdio::null())
@@ -277,16 +409,21 @@ impl Server {
         })
     }
 
-    fn url(&self) -> Target {
-        Target::parse(&format!("http://{}/events", self.sse)).expect("url")
+    pub(crate) fn url(&self) -> Target {
+        self.url_at("/events")
     }
 
-    fn stats_url(&self) -> Target {
+    /// The URL of `path` on the event stream listener.
+    pub(crate) fn url_at(&self, path: &str) -> Target {
+        Target::parse(&format!("http://{}{path}", self.sse)).expect("url")
+    }
+
+    pub(crate) fn stats_url(&self) -> Target {
         Target::parse(&format!("http://{}/stats", self.stats)).expect("url")
     }
 }
 
-fn server_args(stack: &str, rate: f64, extra: &[&str]) -> Vec<String> {
+pub(crate) fn server_args(stack: &str, rate: f64, extra: &[&str]) -> Vec<String> {
     let args = ["--stack", stack, "--rate", &rate.to_string()].map(String::from);
     args.into_iter()
         .chain(extra.iter().map(|s| s.to_string()))
@@ -361,6 +498,18 @@ pub struct Results {
     /// High rate: shape -> stack -> the median of the rounds.
     #[serde(default)]
     pub high_rate: BTreeMap<String, BTreeMap<String, Report>>,
+    /// Batching's cost with idle streams.
+    #[serde(default)]
+    pub batch_idle: Vec<BatchIdleRun>,
+    /// Compression on the wire.
+    #[serde(default)]
+    pub compression: Vec<CompressionRun>,
+    /// Memory per compressed stream.
+    #[serde(default)]
+    pub memory: Vec<MemoryRun>,
+    /// Each event compressed alone vs a compressor per stream, offline.
+    #[serde(default)]
+    pub blocks: Option<Blocks>,
     /// Burst medians: stack, events/s, MB/s.
     pub burst: Vec<(String, f64, f64)>,
     /// Encode: case -> bench -> events/s.
@@ -375,14 +524,24 @@ fn every_stack() -> impl Iterator<Item = Stack> {
 }
 
 /// Starts a server with `server` and runs the load generator against it.
-fn measure(
+pub(crate) fn measure(
     config: &Config,
     server: &[String],
     options: loadgen::Options,
 ) -> Result<Report, String> {
+    measure_at(config, server, &["/events"], options)
+}
+
+/// [`measure`], the connections spread round-robin over `paths` of the server.
+pub(crate) fn measure_at(
+    config: &Config,
+    server: &[String],
+    paths: &[&str],
+    options: loadgen::Options,
+) -> Result<Report, String> {
     let server = Server::start(config, server)?;
     loadgen::run(&loadgen::Options {
-        targets: vec![server.url()],
+        targets: paths.iter().map(|p| server.url_at(p)).collect(),
         stats: vec![server.stats_url()],
         connect_rate: config.connect_rate,
         settle: config.settle,
@@ -393,28 +552,76 @@ fn measure(
     })
 }
 
-fn steps(steps: &[usize]) -> loadgen::Options {
+pub(crate) fn steps(steps: &[usize]) -> loadgen::Options {
     loadgen::Options {
         steps: steps.to_vec(),
         ..loadgen::Options::default()
     }
 }
 
-fn check_delivery(config: &Config, stack: Stack) -> Result<Check, String> {
+/// What a delivery check runs: a stack, its label, more server arguments, and the
+/// coding its subscribers ask for.
+struct CheckCase {
+    label: String,
+    stack: Stack,
+    extra: Vec<String>,
+    coding: Option<Codec>,
+}
+
+/// Every stack; then tower-sse with a write delay of 20 ms, and with each codec, without
+/// and with that delay.
+fn check_cases() -> Vec<CheckCase> {
+    let mut cases: Vec<CheckCase> = Stack::ALL
+        .into_iter()
+        .map(|stack| CheckCase {
+            label: stack.name().into(),
+            stack,
+            extra: Vec::new(),
+            coding: None,
+        })
+        .collect();
+    for codec in [None].into_iter().chain(Codec::ALL.map(Some)) {
+        for delay in [None, Some(20)] {
+            if codec.is_none() && delay.is_none() {
+                continue;
+            }
+            let (mut label, mut extra) = (String::from("tower-sse"), Vec::new());
+            if let Some(codec) = codec {
+                label.push_str(&format!(", {codec}"));
+                extra.extend(["--compression".into(), codec.token().into()]);
+            }
+            if let Some(delay) = delay {
+                label.push_str(&format!(", write delay {delay} ms"));
+                extra.extend(["--write-delay-ms".into(), delay.to_string()]);
+            }
+            cases.push(CheckCase {
+                label,
+                stack: Stack::TowerSse,
+                extra,
+                coding: codec,
+            });
+        }
+    }
+    cases
+}
+
+fn check_delivery(config: &Config, case: &CheckCase) -> Result<Check, String> {
     let (subscribers, events) = config.check;
     let (k, n) = (events.to_string(), subscribers.to_string());
-    let extra = ["--events", &k, "--start-after", &n];
+    let mut extra = vec!["--events", &k, "--start-after", &n];
+    extra.extend(case.extra.iter().map(String::as_str));
     let report = measure(
         config,
-        &server_args(stack.name(), config.rate, &extra),
+        &server_args(case.stack.name(), config.rate, &extra),
         loadgen::Options {
             duration: Duration::from_secs(3),
             until_seq: Some(events),
+            accept_encoding: case.coding,
             ..steps(&[subscribers])
         },
     )?;
     Ok(Check {
-        stack: stack.name().into(),
+        stack: case.label.clone(),
         subscribers,
         events,
         complete: report.complete.unwrap_or(0),
@@ -618,9 +825,9 @@ pub fn run(config: &Config) -> Result<Results, String> {
     ]);
 
     if config.runs("check") {
-        for stack in Stack::ALL {
-            config.say(&format!("delivery check: {}", stack.name()));
-            results.check.push(check_delivery(config, stack)?);
+        for case in check_cases() {
+            config.say(&format!("delivery check: {}", case.label));
+            results.check.push(check_delivery(config, &case)?);
         }
     }
     if config.runs("fanout") {
@@ -687,6 +894,19 @@ pub fn run(config: &Config) -> Result<Results, String> {
                 .insert(shape.name.clone(), high_rate(config, shape)?);
         }
     }
+    if config.runs("batch-idle") {
+        results.batch_idle = scenarios::batch_idle(config)?;
+    }
+    if config.runs("compression") {
+        results.compression = scenarios::compression(config)?;
+    }
+    if config.runs("memory") {
+        results.memory = scenarios::memory(config)?;
+    }
+    if config.runs("blocks") {
+        config.say("blocks: each event compressed alone vs a compressor per stream");
+        results.blocks = Some(scenarios::blocks(config)?);
+    }
     if config.runs("burst") {
         config.say("burst");
         let rt = burst::runtime();
@@ -718,12 +938,15 @@ pub fn run(config: &Config) -> Result<Results, String> {
 
     std::fs::create_dir_all(&config.out).map_err(|e| e.to_string())?;
     let json = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
-    write(&config.out.join("results.json"), &json)?;
+    let stem = &config.stem;
+    write(&config.out.join(format!("{stem}.json")), &json)?;
     write(
-        &config.out.join("results.md"),
+        &config.out.join(format!("{stem}.md")),
         &report::markdown(&results, config),
     )?;
-    write(&config.out.join("fanout.svg"), &report::svg(&results)?)?;
+    if !results.fanout.is_empty() {
+        write(&config.out.join("fanout.svg"), &report::svg(&results)?)?;
+    }
     Ok(results)
 }
 

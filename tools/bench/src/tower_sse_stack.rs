@@ -1,6 +1,7 @@
 //! The tower-sse side of the benchmarks: the only code of the tools that names
-//! tower-sse: [`serve`] (fan-out, `SseLayer` over services answering `Sse::new(..)`)
-//! and [`serve_burst`] (burst).
+//! tower-sse: [`serve`] (fan-out, `SseLayer` over services answering `Sse::new(..)`),
+//! [`serve_burst`] (burst) and [`hub_frames`] (the bytes a subscriber's stream carries,
+//! for the offline compression figures).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 pub use tower_sse::Hub;
 
+use crate::codec::{Codec, Setting};
 use crate::server::{Http, accept_loop};
 
 /// Whether [`serve`] applies its `write_delay` (`SseLayer::batch_delay`): the suite runs
@@ -36,12 +38,47 @@ pub fn hub(redis: Option<&str>) -> Result<Hub, String> {
     }
 }
 
-/// Publishes `payload` as one event's data: encoded once, every subscriber writes the
-/// same bytes. With Redis the store's acknowledgement is not awaited.
-pub fn publish(hub: &Hub, topic: &str, payload: &str) {
-    if let Err(err) = hub.publish(topic, tower_sse::Event::data(payload)) {
+/// The event of `payload`, with `event_type` if any.
+fn event(event_type: Option<&str>, payload: &str) -> tower_sse::Event {
+    match event_type {
+        None => tower_sse::Event::data(payload),
+        Some(event_type) => tower_sse::Event::builder()
+            .event(event_type)
+            .data(payload)
+            .build()
+            .expect("the feeds' event types are valid"),
+    }
+}
+
+/// Publishes `payload` as one event's data (of type `event_type`, if any): encoded once,
+/// every subscriber writes the same bytes. With Redis the store's acknowledgement is not
+/// awaited.
+pub fn publish(hub: &Hub, topic: &str, event_type: Option<&str>, payload: &str) {
+    if let Err(err) = hub.publish(topic, event(event_type, payload)) {
         eprintln!("publish: {err}");
     }
+}
+
+/// The frames a subscriber of every topic receives when `events` (topic, payload) are
+/// published on a hub with default settings, in order: each as tower-sse encodes it,
+/// with the hub's `id:` line.
+pub fn hub_frames(
+    topics: &[String],
+    event_type: Option<&str>,
+    events: impl IntoIterator<Item = (usize, String)>,
+) -> Vec<bytes::Bytes> {
+    use futures_util::FutureExt;
+    let hub = Hub::new();
+    let mut subscription = hub.subscribe(topics.iter(), None);
+    let mut frames = Vec::new();
+    for (topic, payload) in events {
+        publish(&hub, &topics[topic], event_type, &payload);
+        // In memory the event is there at once; taken one by one, it never lags.
+        if let Some(Some(Ok(event))) = subscription.next().now_or_never() {
+            frames.push(event.into_bytes());
+        }
+    }
+    frames
 }
 
 /// Subscribers of `topic` now.
@@ -49,22 +86,55 @@ pub fn subscribers(hub: &Hub, topic: &str) -> usize {
     hub.stats(topic).map_or(0, |s| s.subscribers)
 }
 
+/// The layer's settings of a fan-out server.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Settings {
+    /// `SseLayer::batch_delay` (zero: off).
+    pub write_delay: Duration,
+    /// `SseLayer::compression` with this codec alone, at this level and window.
+    pub compression: Option<(Codec, Setting)>,
+}
+
+/// `Compression` with `codec` alone, at `setting`.
+fn compression(codec: Codec, setting: Setting) -> tower_sse::Compression {
+    let only = tower_sse::Compression::new()
+        .gzip(codec == Codec::Gzip)
+        .deflate(codec == Codec::Deflate)
+        .br(codec == Codec::Br)
+        .zstd(codec == Codec::Zstd);
+    only.level(setting.level).window(setting.window)
+}
+
+/// The topic of `GET /idle`, on which nothing is ever published.
+pub const IDLE_TOPIC: &str = "idle";
+
 /// The fan-out route: every request subscribes to all of `topics` (resumed from its
-/// `Last-Event-ID`), answered through `SseLayer::new()` (heartbeat every 15 idle
-/// seconds) with `batch_delay(write_delay)` (zero: off); `subscribed` is called once
-/// per subscription.
+/// `Last-Event-ID`; `GET /idle`: to [`IDLE_TOPIC`] alone), answered through
+/// `SseLayer::new()` (heartbeat every 15 idle seconds) with
+/// `batch_delay(settings.write_delay)` (zero: off) and, if set, `compression(..)` with
+/// that one codec; `subscribed` is called once per subscription.
 pub fn serve(
     listener: TcpListener,
     http: Http,
     hub: Hub,
     topics: Arc<[String]>,
-    write_delay: Duration,
+    settings: Settings,
     subscribed: impl Fn() + Clone + Send + 'static,
 ) {
+    let mut layer = tower_sse::SseLayer::new().batch_delay(settings.write_delay);
+    if let Some((codec, setting)) = settings.compression {
+        layer = layer.compression(compression(codec, setting));
+    }
+    let idle: Arc<[String]> = Arc::new([IDLE_TOPIC.to_string()]);
     let service = tower::ServiceBuilder::new()
-        .layer(tower_sse::SseLayer::new().batch_delay(write_delay))
+        .layer(layer)
         .service(tower::service_fn(move |request: Request<Incoming>| {
             let last_event_id = request.extensions().get::<tower_sse::LastEventId>();
+            let topics = if request.uri().path() == "/idle" {
+                &idle
+            } else {
+                &topics
+            };
             let subscription = hub.subscribe(topics.iter(), last_event_id);
             subscribed();
             let response = tower_sse::Sse::new(subscription).into_response();

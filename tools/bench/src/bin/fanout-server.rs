@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! cargo run --release -p tower-sse-bench --bin fanout-server -- --stack axum --rate 200 [--topics 320]
+//! cargo run --release -p tower-sse-bench --bin fanout-server -- --feed aircraft --topics 320 \
+//!     --rate 1 --burst --write-delay-ms 20 --compression gzip [--compression-level 1 --compression-window 1024]
 //! ```
 
 use clap::Parser;

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --release -p tower-sse-bench --bin loadgen -- --url http://127.0.0.1:3000/events \
-//!     -n 1000,5000 --connect-rate 2000 --settle 2 --duration 10 [--stats http://127.0.0.1:3001/stats]
+//!     -n 1000,5000 --connect-rate 2000 --settle 2 --duration 10 [--stats http://127.0.0.1:3001/stats] \
+//!     [--accept-encoding gzip]
 //! ```
 
 use clap::Parser;
