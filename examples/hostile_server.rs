@@ -7,10 +7,12 @@
 //! curl -N 'http://127.0.0.1:<port>/events?topic=ticks'
 //! ```
 //!
-//! Settings from the environment (milliseconds; unset means the crate's default):
-//! `FIRST_REQUEST_TIMEOUT_MS`, `HEADER_READ_TIMEOUT_MS`, and `MAX_CONNECTIONS`. It
-//! prints `LISTENING <address>` on stdout, logs `tower_sse` at debug level on stderr
-//! (each connection a guard closes is one line), and serves until it is killed.
+//! Settings from the environment (unset means the crate's default):
+//! `FIRST_REQUEST_TIMEOUT_MS`, `HEADER_READ_TIMEOUT_MS`, `MAX_CONNECTIONS`,
+//! `STREAM_LIMIT`, `HEARTBEAT_MS` and `STALL_TIMEOUT_MS`. It prints `LISTENING <address>`
+//! on stdout, logs `tower_sse` at debug level on stderr (each connection a guard closes
+//! is one line, each stream's end is a `stream ended: <reason>` line), and serves until
+//! it is killed.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -20,7 +22,7 @@ use http::{Request, Response};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
-use tower_sse::{Event, Hub, SseLayer};
+use tower_sse::{Event, Hub, SseLayer, StreamLimit};
 
 fn setting(name: &str) -> Option<u64> {
     let value = std::env::var(name).ok()?;
@@ -61,10 +63,20 @@ async fn main() -> std::io::Result<()> {
     });
 
     // The layer over one service: `/hello` answers a page, any other path is the hub's
-    // (`?topic=ticks`); the layer leaves the page alone.
-    let app = ServiceBuilder::new()
-        .layer(SseLayer::new())
-        .service(service_fn(move |request: Request<Incoming>| {
+    // (`?topic=ticks`); the layer leaves the page alone. Each stream's end is one line
+    // on stderr.
+    let mut layer = SseLayer::new().on_end(|end| eprintln!("stream ended: {}", end.reason));
+    if let Some(max) = setting("STREAM_LIMIT") {
+        layer = layer.limit(StreamLimit::new(max as usize));
+    }
+    if let Some(ms) = setting("HEARTBEAT_MS") {
+        layer = layer.heartbeat(Duration::from_millis(ms));
+    }
+    if let Some(ms) = setting("STALL_TIMEOUT_MS") {
+        layer = layer.stall_timeout(Duration::from_millis(ms));
+    }
+    let app = ServiceBuilder::new().layer(layer).service(service_fn(
+        move |request: Request<Incoming>| {
             let hub = hub.clone();
             async move {
                 if request.uri().path() == "/hello" {
@@ -74,7 +86,8 @@ async fn main() -> std::io::Result<()> {
                 let response = hub.oneshot(request).await?;
                 Ok(response.map(Either::Left))
             }
-        }));
+        },
+    ));
 
     // A listen backlog above the attack's burst of connections, so that the kernel
     // queues the connections over the cap instead of dropping them.

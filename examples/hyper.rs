@@ -7,8 +7,15 @@
 //! cargo run --example hyper
 //! curl -N 'http://127.0.0.1:3000/events?topic=clock'                  # HTTP/1.1
 //! curl -N --http2-prior-knowledge 'http://127.0.0.1:3000/events?topic=clock'
-//! curl -N -H 'Last-Event-ID: 3' 'http://127.0.0.1:3000/events?topic=clock'
+//! # Resuming: the hub's ids start at the time it started, in microseconds, and go up by
+//! # one per event. Copy an `id:` line the first command printed, for instance
+//! # `id: 1795965935513408`, and ask for what followed it:
+//! curl -N -H 'Last-Event-ID: 1795965935513408' 'http://127.0.0.1:3000/events?topic=clock'
 //! ```
+//!
+//! The resumed stream replays the events after that id from the hub's history (the last
+//! 1,000) and goes on live; an id the hub does not know (a made-up one, or one from
+//! before a restart) gets a `stream-reset` event first.
 //!
 //! Browsers open one HTTP/1.1 connection per `EventSource` and at most six per origin;
 //! over HTTP/2 (which browsers speak only over TLS: put a TLS terminator or
@@ -18,37 +25,48 @@
 //! Ctrl-C: the listener closes, every stream gets a final frame that makes browsers
 //! reconnect after half a second (to another instance, or to this one once it is back),
 //! and the process exits once every connection is closed.
+//!
+//! Environment (a value that cannot be used ends the example with one line saying why,
+//! and status 2):
+//!
+//! - `ADDR`: where to listen, `host:port` (default `127.0.0.1:3000`; `localhost:3000`
+//!   works, port 0 picks a free port).
+//! - `MAX_STREAMS`: event streams open at once (default 10,000); over it, 503 with
+//!   `Retry-After: 10`.
+//! - `TRUST_PROXY`: your reverse proxies' IP addresses, comma-separated. Streams that
+//!   come through them count per client under the address they forward
+//!   (`X-Forwarded-For`'s last entry, else `X-Real-IP`). Unset: no header is trusted.
+//! - `PER_CLIENT`: event streams one client may hold open (default 32 with
+//!   `TRUST_PROXY`; without it none, since every browser behind one proxy or NAT has the
+//!   same address).
+//! - `RUST_LOG`: what to log on stderr (default `info`; `tower_sse=debug` shows every
+//!   refusal).
 
-use std::future::IntoFuture;
+#[path = "common/mod.rs"]
+mod common;
+
 use std::time::Duration;
 
 use http::Method;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::cors::{Any, CorsLayer};
-use tower_sse::{Event, Hub, LastEventId, SseLayer, StreamEnd, StreamLimit};
+use tower_sse::{Event, Hub, LastEventId, SseLayer, StreamEnd};
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
-    // The server's warnings (its connection cap reached, accept errors) on stderr.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .init();
-    let port: u16 = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(3000);
+async fn main() {
+    common::init_tracing();
+    let addr = common::or_exit(common::addr());
+    let limits = common::or_exit(common::limits());
+
     let hub = Hub::builder().history_events(1000).build();
     tokio::spawn(publish_the_time(hub.clone()));
 
     let shutdown = CancellationToken::new();
-    let limit = StreamLimit::new(10_000)
-        .per_client(64)
-        .retry_after(Duration::from_secs(10));
+    let limit = limits.stream_limit(Duration::from_secs(10));
     let sse = SseLayer::new()
         .retry(Duration::from_secs(2))
-        .limit(limit.clone())
+        .limit(limit)
         .graceful_shutdown(shutdown.clone())
         .shutdown_event(
             Event::builder()
@@ -57,9 +75,12 @@ async fn main() -> std::io::Result<()> {
                 .expect("a retry-only event"),
         )
         .on_end(|end: &StreamEnd| {
-            eprintln!(
+            tracing::info!(
                 "stream ended: {} after {} events, {} bytes, {:?}",
-                end.reason, end.events, end.bytes, end.duration
+                end.reason,
+                end.events,
+                end.bytes,
+                end.duration
             );
         });
 
@@ -77,35 +98,21 @@ async fn main() -> std::io::Result<()> {
         .max_age(Duration::from_secs(3600));
     let service = ServiceBuilder::new().layer(cors).layer(sse).service(hub);
 
-    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
-    eprintln!(
-        "listening on http://{}/events?topic=clock",
-        listener.local_addr()?
-    );
+    let listener = common::bind(&addr).await;
+    let local = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    tracing::info!("listening on http://{local}/events?topic=clock");
+    tracing::info!("{}", limits.describe());
 
     // Deadlines for a connection's first request and for each request head, a cap on
     // open connections, a pause after accept errors, a write timeout for clients that
     // stop reading, and the peer address in each request (the per-client cap reads it).
     // One token ends both: the streams (the layer's) and the server (its connections).
-    let server = tower_sse::serve(listener, service)
-        .max_concurrent_streams(1000)
-        .graceful_shutdown(shutdown.clone())
-        .into_future();
-    tokio::pin!(server);
-    tokio::select! {
-        () = &mut server => return Ok(()),
-        _ = tokio::signal::ctrl_c() => {}
-    }
-
-    // The listener closes, the streams end (with the final frame above), and the server
-    // waits for every connection to close.
-    eprintln!("shutting down {} open streams", limit.open_streams());
-    shutdown.cancel();
-    match tokio::time::timeout(Duration::from_secs(10), server).await {
-        Ok(()) => eprintln!("all connections closed"),
-        Err(_) => eprintln!("gave up waiting for connections"),
-    }
-    Ok(())
+    common::serve_until_ctrl_c(listener, service, shutdown, |server| {
+        server.max_concurrent_streams(1000)
+    })
+    .await;
 }
 
 async fn publish_the_time(hub: Hub) {
@@ -121,7 +128,7 @@ async fn publish_the_time(hub: Hub) {
             .build()
             .expect("a valid event");
         if let Err(error) = hub.publish("clock", event) {
-            eprintln!("publish failed: {error}");
+            tracing::warn!("publish failed: {error}");
         }
     }
 }

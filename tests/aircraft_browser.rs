@@ -553,6 +553,46 @@ async fn map_moves_live_and_resumes_after_restarts() {
         screenshot.display()
     );
 
+    // 3b. The panel's events/s is a true rate: with the fleet reporting once a second on
+    //    a real clock, as `main.rs` runs it, it reads 320 ± 32. The page counts the events
+    //    it received in the last 10 s of its own clock and divides by 10 s; each tick's
+    //    320 reports arrive together, and 10 s of the page's clock hold 10 ticks, or 9 or
+    //    11 when one lands on the window's edge (their spacing jitters with the
+    //    scheduling of two processes; the ticker bursts to catch up after a late tick, so
+    //    it keeps 1 a second on average), hence ± 32. The old counter, which divided by
+    //    a window of 2.5 to 3 s, read 384 at times. Ten readings in a row are checked,
+    //    each over a window that holds only real-clock ticks. Nothing here asserts a
+    //    duration on the server.
+    {
+        let start: f64 = browser.eval(map, "performance.now()").await;
+        let first = start + 11_000.0;
+        let readings =
+            format!("aircraftMap.rates.filter((r) => r.at >= {first}).map((r) => r.rate)");
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        let ticking = async {
+            loop {
+                ticker.tick().await;
+                let sent = simulator.tick(1.0);
+                assert_eq!(sent.len(), fleet_size, "every report published");
+            }
+        };
+        let ten = format!("{readings}.length >= 10");
+        let read = browser.wait(map, &ten, Duration::from_secs(90));
+        let done = tokio::select! {
+            done = read => done,
+            _ = ticking => unreachable!(),
+        };
+        assert!(done.is_some(), "the panel showed no 10 rates in 90 s");
+        let rates: Vec<f64> = browser.eval(map, &readings).await;
+        assert!(
+            rates[..10]
+                .iter()
+                .all(|rate| (288.0..=352.0).contains(rate)),
+            "events/s for a feed of {fleet_size} reports a second: {rates:?}"
+        );
+        eprintln!("aircraft: events/s read {:?}", &rates[..10]);
+    }
+
     // 4. A real restart: a new app with a new hub and another fleet. The page's
     //    Last-Event-ID means nothing to the new hub, which says so with `stream-reset`;
     //    the page must drop the old fleet and show exactly the new one.

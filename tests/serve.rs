@@ -12,6 +12,9 @@
 //!   connection and on a kept-alive one, and HTTP/2 connections that open no stream: all
 //!   closed, by the deadline or by hyper's header read timeout, each counted in the log.
 //!
+//! - Five HTTP/2 connections of 200 streams each that grant no flow-control window,
+//!   under a stream limit of 1,000: the layer's stall timeout gives their places back.
+//!
 //! Next to each attack a healthy client reads an event stream and must receive every
 //! event, in order, throughout. No duration is asserted: only counts and states, with
 //! generous hang guards. Each run prints one `SERVE ...` line with its figures.
@@ -571,6 +574,75 @@ async fn dripped_and_unfinished_headers_and_idle_http2_connections_are_closed() 
          fds_before={fds_before} rss_before_kib={rss_before} rss_after_kib={rss_after} \
          healthy_events={received}"
     );
+}
+
+/// HTTP/2 streams whose client grants them no flow-control window: the connection never
+/// takes a frame from them, their writes never block, and without the layer's stall
+/// timeout they would hold their places under the stream limit for the connection's
+/// whole life. Five connections of 200 such streams fill a limit of 1,000 (with the
+/// healthy client's stream); once the stall timeout has passed every one of them is
+/// reported stalled, its place free, and fresh clients are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_that_never_drain_give_back_their_places() {
+    const CONNECTIONS: usize = 5;
+    const STREAMS_EACH: usize = 200;
+    const LIMIT: usize = CONNECTIONS * STREAMS_EACH;
+    const STALLED_LINE: &str = "stream ended: stalled";
+    let _one = ONE_AT_A_TIME.lock().await;
+    let limit = LIMIT.to_string();
+    let server = Server::start(&[
+        ("STREAM_LIMIT", &limit),
+        // Long enough that a busy machine never keeps the healthy client's stream from
+        // being taken for that long; nothing waits on it but the hang guard.
+        ("HEARTBEAT_MS", "1000"),
+        ("STALL_TIMEOUT_MS", "5000"),
+    ]);
+    let addr = server.addr;
+    let healthy = Healthy::start(addr).await;
+
+    let mut stuck = Vec::new();
+    let mut bodies = Vec::new();
+    let mut refused = 0;
+    for _ in 0..CONNECTIONS {
+        let mut connection = ZeroWindow::connect(addr).await;
+        for _ in 0..STREAMS_EACH {
+            let response = connection.get("/events?topic=ticks").await;
+            match response.status().as_u16() {
+                200 => bodies.push(response.into_body()),
+                503 => refused += 1,
+                other => panic!("status {other}"),
+            }
+        }
+        stuck.push(connection);
+    }
+    // The healthy client holds one place: the last attacking stream found none.
+    assert_eq!((bodies.len(), refused), (LIMIT - 1, 1));
+    let full = h1_connect(addr)
+        .await
+        .send(get("/events?topic=ticks").body(empty()).unwrap())
+        .await;
+    assert_eq!(full.status(), 503, "every place is taken");
+
+    server.expect_lines(STALLED_LINE, LIMIT - 1).await;
+    for _ in 0..FRESH {
+        let mut client = h1_connect(addr).await;
+        let response = client
+            .send(get("/events?topic=ticks").body(empty()).unwrap())
+            .await;
+        assert_eq!(response.status(), 200, "a fresh client is served again");
+    }
+    server
+        .expect_lines("stream ended: client gone", FRESH)
+        .await;
+    let received = healthy.check().await;
+    println!(
+        "SERVE zero_window_http2 connections={CONNECTIONS} streams={} stalled={} \
+         healthy_events={received}",
+        bodies.len(),
+        server.lines(STALLED_LINE)
+    );
+    drop(bodies);
+    drop(stuck);
 }
 
 /// Graceful shutdown, in this process: once the token is cancelled the listener closes,

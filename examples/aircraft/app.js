@@ -41,6 +41,7 @@
     opens: 0, // EventSource `open` events
     errors: 0, // EventSource `error` events
     events: 0, // position events received
+    rates: [], // the events/s the panel showed: { at: performance.now(), rate } (last 1,000)
     stale: 0, // stream events older than what the page already had (never expected)
     resets: [], // stream-reset events received: { id, reason }
     snapshots: [], // lastId of every snapshot loaded
@@ -698,6 +699,7 @@
     const id = Number(event.lastEventId);
     lastId = id;
     debug.events++;
+    countArrival();
     if (RECORD) debug.ids.push(id);
     const data = JSON.parse(event.data);
     const known = aircraft.get(data.icao24);
@@ -733,6 +735,7 @@
     source = new EventSource(`/events?${query}`);
     source.addEventListener('open', () => {
       debug.opens++;
+      countingSince ??= performance.now();
       if (debug.opens > 1) reconnects++;
       setBadge('live');
     });
@@ -782,18 +785,46 @@
     badge.textContent = state;
   }
 
-  const samples = [];
+  // events/s: the position events received in the last 10 s of the page's own clock,
+  // divided by 10 s. The feed comes in bursts (every aircraft reports once a second, all
+  // at once), and a window of whole seconds holds as many bursts as it lasts seconds,
+  // give or take one at its edge; a window whose length drifts with the timer does not
+  // (three bursts counted over 2.5 s read 384 for a feed of 320/s). Until the stream has
+  // been open for a whole window, the panel shows '–'.
+  const RATE_WINDOW_MS = 10000;
+  /** [time, events]: the position events received, in buckets of 50 ms */
+  const arrivals = [];
+  /** when the stream first opened */
+  let countingSince = null;
+
+  function countArrival() {
+    const now = performance.now();
+    const last = arrivals.at(-1);
+    if (last && now - last[0] < 50) last[1]++;
+    else arrivals.push([now, 1]);
+  }
+
+  /** events per second over the window that ends `now`, or null before a whole one */
+  function eventRate(now) {
+    while (arrivals.length && arrivals[0][0] <= now - RATE_WINDOW_MS) arrivals.shift();
+    if (countingSince === null || now - countingSince < RATE_WINDOW_MS) return null;
+    let events = 0;
+    for (const [, n] of arrivals) events += n;
+    return (events * 1000) / RATE_WINDOW_MS;
+  }
+
   setInterval(() => {
     const now = performance.now();
-    samples.push([now, debug.events]);
-    while (samples.length > 2 && now - samples[0][0] > 3000) samples.shift();
-    const [t0, n0] = samples[0];
-    const rate = now > t0 ? ((debug.events - n0) * 1000) / (now - t0) : 0;
+    const rate = eventRate(now);
+    if (rate !== null) {
+      debug.rates.push({ at: now, rate });
+      if (debug.rates.length > 1000) debug.rates.shift();
+    }
     let airborne = 0;
     for (const entry of aircraft.values()) if (entry.data.phase !== 'ground') airborne++;
     text('count-aircraft', aircraft.size);
     text('count-airborne', airborne);
-    text('count-rate', Math.round(rate));
+    text('count-rate', rate === null ? '–' : Math.round(rate));
     text('count-reconnects', reconnects);
     text('last-id', lastId ?? '–');
   }, 500);

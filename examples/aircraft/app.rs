@@ -21,6 +21,8 @@
 
 #[path = "airports.rs"]
 pub(crate) mod airports;
+#[path = "../common/mod.rs"]
+pub(crate) mod common;
 #[path = "fleet.rs"]
 pub(crate) mod fleet;
 #[path = "page.rs"]
@@ -94,8 +96,12 @@ impl Settings {
 /// How one instance runs, from its environment (see `main.rs`).
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
-    /// `ADDR`, default `127.0.0.1:3000`.
+    /// `ADDR` (default `127.0.0.1:3000`): the first address it resolves to.
+    #[allow(dead_code)] // bound by tests/aircraft_redis.rs
     pub(crate) addr: SocketAddr,
+    /// `ADDR` as given, and every address it resolves to: `main.rs` listens on the
+    /// first one it can bind.
+    pub(crate) listen: common::Addr,
     /// `AIRCRAFT` (default 320); the rest as [`Settings::default`].
     pub(crate) settings: Settings,
     /// `SPEED`: simulated seconds per real second (default 1).
@@ -109,24 +115,20 @@ pub(crate) struct Config {
 }
 
 impl Config {
-    /// Reads `ADDR`, `AIRCRAFT`, `SPEED`, `REDIS_URL` and `SIMULATE`.
+    /// Reads `ADDR`, `AIRCRAFT`, `SPEED`, `REDIS_URL` and `SIMULATE`; an error is one
+    /// line naming the variable, its value and what is expected.
     pub(crate) fn from_env() -> Result<Config, String> {
-        let redis_url = std::env::var("REDIS_URL")
-            .ok()
-            .filter(|url| !url.is_empty());
-        let simulate = match std::env::var("SIMULATE").as_deref() {
-            Err(_) | Ok("") => redis_url.is_none(),
-            Ok("1" | "true" | "yes") => true,
-            Ok("0" | "false" | "no") => false,
-            Ok(other) => return Err(format!("SIMULATE={other:?} is not 1 or 0")),
-        };
+        let redis_url = common::var("REDIS_URL")?;
+        let simulate = common::flag("SIMULATE", redis_url.is_none())?;
+        let listen = common::addr()?;
         Ok(Config {
-            addr: env_or("ADDR", "127.0.0.1:3000".parse().expect("an address"))?,
+            addr: listen.first(),
+            listen,
             settings: Settings {
-                aircraft: env_or("AIRCRAFT", 320)?,
+                aircraft: common::number("AIRCRAFT", 320, 1, 100_000)?,
                 ..Settings::default()
             },
-            speed: env_or("SPEED", 1.0)?,
+            speed: common::number("SPEED", 1.0, 0.0, 10_000.0)?,
             redis_url,
             simulate,
         })
@@ -149,7 +151,10 @@ impl Config {
 fn redis_hub(builder: HubBuilder, url: &str, settings: &Settings) -> Result<Hub, String> {
     use tower_sse::hub::RedisStorage;
     let storage = RedisStorage::new(url)
-        .map_err(|error| format!("REDIS_URL: {error}"))?
+        .map_err(|error| {
+            let url = common::shown("REDIS_URL", url);
+            format!("{url} is not a Redis URL (for instance redis://127.0.0.1:6379/): {error}")
+        })?
         .prefix("aircraft")
         .max_len(settings.history);
     Ok(builder.storage(storage).build())
@@ -160,15 +165,6 @@ fn redis_hub(_: HubBuilder, _: &str, _: &Settings) -> Result<Hub, String> {
     Err("REDIS_URL is set but this build has no Redis support; run \
          `cargo run --release --features redis --example aircraft`"
         .to_owned())
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
-    match std::env::var(name) {
-        Ok(value) => value
-            .parse()
-            .map_err(|_| format!("{name}={value:?} is not valid")),
-        Err(_) => Ok(default),
-    }
 }
 
 /// The app; cheap to clone. It serves whatever its hub carries and publishes nothing.
@@ -327,9 +323,9 @@ async fn keep_snapshot(
         };
         match &ended {
             Some(error) => {
-                eprintln!("aircraft: the snapshot's subscription ended ({error}); resubscribing");
+                tracing::warn!("the snapshot's subscription ended ({error}); resubscribing");
             }
-            None => eprintln!("aircraft: the snapshot's subscription ended; resubscribing"),
+            None => tracing::warn!("the snapshot's subscription ended; resubscribing"),
         }
         if !matches!(ended, Some(SubscriptionError::Lagged)) {
             // Redis failed while replaying: give it a moment.
@@ -605,8 +601,8 @@ impl Simulator {
             }
         }
         if let Some(error) = failed {
-            eprintln!(
-                "aircraft: could not publish {} of {} reports: {error}",
+            tracing::warn!(
+                "could not publish {} of {} reports: {error}",
                 self.topics.len() - sent.len(),
                 self.topics.len()
             );
@@ -706,6 +702,6 @@ pub(crate) async fn serve<S, B>(
         .await
         .is_err()
     {
-        eprintln!("aircraft: some connections did not close within 5 s");
+        tracing::warn!("some connections did not close within 5 s");
     }
 }

@@ -22,8 +22,18 @@
 //! - `GET /events`: the event stream; `?icao24=<address>` follows one aircraft.
 //! - `GET /snapshot`: every aircraft's latest report and the id it is current as of.
 //!
-//! Environment: `ADDR` (default `127.0.0.1:3000`), `AIRCRAFT` (fleet size, default 320),
-//! `SPEED` (simulated seconds per real second, default 1), `LEAFLET_DIR` (see below).
+//! Environment (a value that cannot be used ends the example with one line saying why,
+//! and status 2):
+//!
+//! - `ADDR`: where to listen, `host:port` (default `127.0.0.1:3000`; `localhost:3000`
+//!   works, port 0 picks a free port).
+//! - `AIRCRAFT`: the fleet's size, from 1 to 100,000 (default 320).
+//! - `SPEED`: simulated seconds per real second, from 0 to 10,000 (default 1).
+//! - `LEAFLET_DIR`: where Leaflet is (see below).
+//! - `REDIS_URL`, `SIMULATE`: several instances on one feed (see below).
+//! - `RUST_LOG`: what to log on stderr (default `info`): the start-up (the address, where
+//!   the feed comes from, which Redis), and the hub's warnings, such as a Redis it cannot
+//!   reach.
 //!
 //! # Leaflet, offline
 //!
@@ -60,26 +70,28 @@
 //! # http://127.0.0.1:3000/ and http://127.0.0.1:3001/ show the same aircraft
 //! ```
 //!
-//! `SIMULATE` defaults to 1 without `REDIS_URL` and to 0 with it.
+//! `SIMULATE` defaults to 1 without `REDIS_URL` and to 0 with it. The log names the
+//! Redis an instance uses (without its password); an instance that serves the feed and
+//! has received no report 10 seconds after its start says so once, and again when the
+//! first report arrives.
 
 mod app;
 
 use std::time::Duration;
 
+use app::common;
 use app::page::Page;
 use app::{App, Config, Simulator};
 use tokio_util::sync::CancellationToken;
 
+/// How long a serving instance waits for the feed's first report before it warns.
+const FEED_PATIENCE: Duration = Duration::from_secs(10);
+
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
-    let config = Config::from_env().unwrap_or_else(|error| {
-        eprintln!("aircraft: {error}");
-        std::process::exit(2);
-    });
-    let hub = config.hub().unwrap_or_else(|error| {
-        eprintln!("aircraft: {error}");
-        std::process::exit(2);
-    });
+async fn main() {
+    common::init_tracing();
+    let config = common::or_exit(Config::from_env());
+    let hub = common::or_exit(config.hub());
 
     let page = Page::locate(std::env::var_os("LEAFLET_DIR").as_deref());
 
@@ -90,32 +102,40 @@ async fn main() -> std::io::Result<()> {
         tokio::spawn(simulator.run(Duration::from_secs(1), config.speed));
     }
 
-    let listener = tokio::net::TcpListener::bind(config.addr).await?;
-    let addr = listener.local_addr()?;
-    let example = app.icao24s().into_iter().next().unwrap_or_default();
-    println!(
-        "aircraft: {} aircraft over Southeast Asia, {} {}",
-        app.icao24s().len(),
-        if config.simulate {
-            "simulated here"
-        } else {
-            "served from the feed"
-        },
-        if config.redis_url.is_some() {
-            "on Redis (REDIS_URL)"
-        } else {
-            "in memory"
-        }
+    let listener = common::bind(&config.listen).await;
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    let aircraft = app.icao24s().len();
+    let redis = config.redis_url.as_deref().map(without_password);
+    tracing::info!("listening on http://{addr}/");
+    match (&redis, config.simulate) {
+        (None, _) => tracing::info!(
+            "{aircraft} aircraft over Southeast Asia, simulated here, on a hub in memory"
+        ),
+        (Some(url), true) => tracing::info!(
+            "{aircraft} aircraft over Southeast Asia, simulated here (SIMULATE=1) and \
+             published to the feed on Redis at {url} (REDIS_URL)"
+        ),
+        (Some(url), false) => tracing::info!(
+            "{aircraft} aircraft over Southeast Asia, served from the feed on Redis at {url} \
+             (REDIS_URL), which an instance with SIMULATE=1 publishes"
+        ),
+    }
+    tracing::info!("map:    http://{addr}/ with {}", page.describe());
+    tracing::info!(
+        "events: http://{addr}/events  (one aircraft: /events?icao24={})",
+        app.icao24s().into_iter().next().unwrap_or_default()
     );
-    println!("  map:    http://{addr}/");
-    println!("          with {}", page.describe());
-    println!("  events: http://{addr}/events  (one aircraft: /events?icao24={example})");
-    println!("  Ctrl-C to stop");
+    tracing::info!("Ctrl-C to stop");
+    if let (Some(url), false) = (redis, config.simulate) {
+        tokio::spawn(watch_the_feed(app.clone(), url));
+    }
 
     let shutdown = CancellationToken::new();
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
-        println!("aircraft: shutting down");
+        tracing::info!("shutting down");
     };
     app::serve(
         listener,
@@ -124,9 +144,47 @@ async fn main() -> std::io::Result<()> {
         ctrl_c,
     )
     .await;
-    println!(
-        "aircraft: stopped after serving {} event streams",
+    tracing::info!(
+        "stopped after serving {} event streams",
         app.opened_streams()
     );
-    Ok(())
+}
+
+/// On an instance that only serves: says so when no report has arrived from the feed
+/// `FEED_PATIENCE` after the start (Redis unreachable, or no instance simulating), and
+/// again once one does. An empty map is then explained in the log.
+async fn watch_the_feed(app: App, redis: String) {
+    let first = app.snapshot_id() + 1;
+    if tokio::time::timeout(FEED_PATIENCE, app.snapshot_reaches(first))
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    tracing::warn!(
+        "no aircraft report from the feed on Redis at {redis} in {} s: the map stays empty \
+         until Redis is reachable (the hub's warnings say if it is not) and an instance \
+         with SIMULATE=1 publishes",
+        FEED_PATIENCE.as_secs()
+    );
+    app.snapshot_reaches(first).await;
+    tracing::info!("the first aircraft reports arrived from Redis at {redis}");
+}
+
+/// `url` with the password of its user part, if any, replaced by `***`, for the log.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((user, host)) => {
+            let user = match user.split_once(':') {
+                Some((name, _password)) => format!("{name}:***"),
+                None => user.to_owned(),
+            };
+            format!("{scheme}://{user}@{host}{}", &rest[authority_end..])
+        }
+        None => url.to_owned(),
+    }
 }

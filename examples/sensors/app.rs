@@ -181,7 +181,7 @@ impl App {
                 history.push_back((id, json));
                 plant.last_id = id;
             }
-            Err(error) => eprintln!("sensors: could not publish: {error}"),
+            Err(error) => tracing::warn!("could not publish a reading: {error}"),
         }
     }
 
@@ -408,6 +408,6 @@ pub(crate) async fn serve<S, B>(
         .await
         .is_err()
     {
-        eprintln!("sensors: some connections did not close within 5 s");
+        tracing::warn!("some connections did not close within 5 s");
     }
 }

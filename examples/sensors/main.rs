@@ -21,55 +21,59 @@
 //! - `GET /history`: the recent readings and the event id they are current as of; a page
 //!   loads it, then opens `/events?lastEventId=<that id>` and misses nothing.
 //!
-//! Environment: `ADDR` (default `127.0.0.1:3000`), `INTERVAL_MS` (time between two
-//! readings of one sensor, default 2000).
+//! Environment (a value that cannot be used ends the example with one line saying why,
+//! and status 2):
+//!
+//! - `ADDR`: where to listen, `host:port` (default `127.0.0.1:3000`; `localhost:3000`
+//!   works, port 0 picks a free port).
+//! - `INTERVAL_MS`: milliseconds between two readings of one sensor, from 10 to
+//!   3,600,000 (default 2000).
+//! - `RUST_LOG`: what to log on stderr (default `info`).
 
 mod app;
+#[path = "../common/mod.rs"]
+mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use app::{App, Settings};
 use tokio_util::sync::CancellationToken;
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(value) => value
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={value:?} is not valid")),
-        Err(_) => default,
-    }
-}
-
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
-    let addr: SocketAddr = env_or("ADDR", "127.0.0.1:3000".parse().unwrap());
-    let interval = Duration::from_millis(env_or("INTERVAL_MS", 2000u64).max(10));
+async fn main() {
+    common::init_tracing();
+    let addr = common::or_exit(common::addr());
+    let interval_ms = common::or_exit(common::number("INTERVAL_MS", 2000u64, 10, 3_600_000));
+    let interval = Duration::from_millis(interval_ms);
     let app = App::new(Settings {
         interval,
         ..Settings::default()
     });
     tokio::spawn(app.clone().simulate());
 
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let addr = listener.local_addr()?;
-    println!(
-        "sensors: {} sensors, a reading each every {interval:?}",
+    let listener = common::bind(&addr).await;
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    tracing::info!("listening on http://{addr}/");
+    tracing::info!(
+        "{} sensors, a reading each every {interval:?}",
         app::sensor::SENSORS.len()
     );
-    println!("  dashboard: http://{addr}/  (one connection for all tabs: http://{addr}/?shared=1)");
-    println!("  events:    http://{addr}/events  (one sensor: /events?topic=greenhouse)");
-    println!("  Ctrl-C to stop");
+    tracing::info!(
+        "dashboard: http://{addr}/  (one connection for all tabs: http://{addr}/?shared=1)"
+    );
+    tracing::info!("events:    http://{addr}/events  (one sensor: /events?topic=greenhouse)");
+    tracing::info!("Ctrl-C to stop");
 
     let shutdown = CancellationToken::new();
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
-        println!("sensors: shutting down");
+        tracing::info!("shutting down");
     };
     app::serve(listener, app.service(shutdown.clone()), shutdown, ctrl_c).await;
-    println!(
-        "sensors: stopped after serving {} event streams",
+    tracing::info!(
+        "stopped after serving {} event streams",
         app.opened_streams()
     );
-    Ok(())
 }

@@ -187,3 +187,53 @@ pub fn spawn_self(name: &str, envs: &[(&str, &str)]) -> (std::process::Child, So
         .map_while(Result::ok);
     (child, listening_address(lines))
 }
+
+/// An HTTP/2 connection (the `h2` crate's client, which hyper builds on) whose client
+/// grants its streams no flow-control window: the server can send headers, never data,
+/// until the test opens the window.
+pub struct ZeroWindow {
+    client: h2::client::SendRequest<Bytes>,
+    addr: std::net::SocketAddr,
+    open_window: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ZeroWindow {
+    pub async fn connect(addr: std::net::SocketAddr) -> Self {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, mut connection) = h2::client::Builder::new()
+            .initial_window_size(0)
+            .handshake::<_, Bytes>(tcp)
+            .await
+            .unwrap();
+        let (open_window, opened) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = &mut connection => return,
+                _ = opened => {}
+            }
+            // A new initial window applies to every open stream at once.
+            connection.set_initial_window_size(1 << 20).unwrap();
+            let _ = connection.await;
+        });
+        ZeroWindow {
+            client,
+            addr,
+            open_window: Some(open_window),
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> http::Response<h2::RecvStream> {
+        let request = http::Request::get(format!("http://{}{path}", self.addr))
+            .header("accept", "text/event-stream")
+            .body(())
+            .unwrap();
+        let client = self.client.clone().ready().await.unwrap();
+        self.client = client;
+        let (response, _) = self.client.send_request(request, true).unwrap();
+        response.await.unwrap()
+    }
+
+    pub fn open_window(&mut self) {
+        self.open_window.take().unwrap().send(()).unwrap();
+    }
+}
