@@ -417,7 +417,7 @@ fn build_hub(redis: Option<&str>) -> Result<tower_sse::Hub, String> {
             let storage = tower_sse::hub::RedisStorage::new(url)
                 .map_err(|e| format!("redis: {e}"))?
                 .prefix("bench");
-            Ok(tower_sse::Hub::builder().storage(storage).build())
+            Ok(tower_sse::Hub::builder().redis(storage).build())
         }
         #[cfg(not(feature = "redis"))]
         Some(_) => Err("--redis needs the `redis` feature".to_string()),

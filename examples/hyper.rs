@@ -75,10 +75,7 @@ async fn main() -> std::io::Result<()> {
         .allow_methods([Method::GET])
         .allow_headers([LastEventId::HEADER])
         .max_age(Duration::from_secs(3600));
-    let service = ServiceBuilder::new()
-        .layer(cors)
-        .layer(sse)
-        .service(hub);
+    let service = ServiceBuilder::new().layer(cors).layer(sse).service(hub);
 
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     eprintln!(

@@ -26,7 +26,7 @@ fn redis_hub(url: &str, prefix: &str, max_len: usize) -> Hub {
         .unwrap()
         .prefix(prefix)
         .max_len(max_len);
-    Hub::builder().storage(storage).build()
+    Hub::builder().redis(storage).build()
 }
 
 /// An SSE endpoint on `hub`; `POST`-free: publishing happens through `hub` directly, or
