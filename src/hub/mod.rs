@@ -75,9 +75,10 @@ pub(crate) struct HubInner {
     topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
     /// The last id handed out by a local publish.
     next: AtomicU64,
-    /// Every id up to this one is appended to its topic. It moves in id order: a
-    /// publisher stores its id only once its predecessor has stored its own.
+    /// Every id up to this one is appended to its topic (see `complete`).
     pub(crate) watermark: AtomicU64,
+    /// Which ids are appended, by id modulo `COMPLETIONS`.
+    completed: Box<[AtomicU64]>,
     /// Ids of this hub start above this value; an older id comes from another run.
     pub(crate) first: u64,
     /// The shared log events are numbered and kept in, if any.
@@ -348,6 +349,7 @@ impl HubBuilder {
             topics: RwLock::new(HashMap::new()),
             next: AtomicU64::new(first),
             watermark: AtomicU64::new(first),
+            completed: (0..COMPLETIONS).map(|_| AtomicU64::new(0)).collect(),
             first,
             log: self.log,
             next_sweep: AtomicU64::new(0),
@@ -369,6 +371,16 @@ impl HubBuilder {
         }
         Hub { inner }
     }
+}
+
+/// Ids whose completion the watermark can track ahead of itself (see `complete`).
+const COMPLETIONS: usize = 1024;
+
+/// Where the completion mark of `id` goes: consecutive ids, which concurrent publishers
+/// hold, fall in different cache lines (eight marks to a line).
+fn completion_slot(id: u64) -> usize {
+    let index = (id % COMPLETIONS as u64) as usize;
+    (index % (COMPLETIONS / 8)) * 8 + index / (COMPLETIONS / 8)
 }
 
 /// Batches of deliveries a shared log may have in flight to the hub.
@@ -622,12 +634,11 @@ impl HubInner {
     /// Numbers `event` with the hub's next id, appends it, and wakes the subscribers
     /// parked on its topic.
     ///
-    /// The id is taken under the topic's lock, so each topic's history is in id order.
-    /// The watermark then moves to the id once it stands just below it: a subscriber on
-    /// several topics reads only ids up to the watermark, so it never sees id N + 1
-    /// before id N, of whatever topic, is appended. The wait for the predecessor lasts
-    /// while another publisher is between taking its id and storing it (an append under
-    /// a lock, no more).
+    /// The id is taken under the topic's lock, so each topic's history is in id order;
+    /// publishers on other topics take theirs at the same time. The watermark covers an
+    /// id once it and every smaller id are appended: a subscriber on several topics reads
+    /// only up to the watermark, so it never sees id N + 1 before id N, of whatever
+    /// topic, is appended.
     fn publish_local(&self, name: &str, event: Event) -> u64 {
         self.sweep_if_due();
         let now = Instant::now();
@@ -649,18 +660,34 @@ impl HubInner {
         }
     }
 
-    /// Moves the watermark to `id`, after `id - 1`.
+    /// Marks `id` appended and moves the watermark over every appended id that follows
+    /// it without a hole. Never waits for another publisher: whichever publisher
+    /// completes the id the watermark stands just below moves it on, over the ids
+    /// completed meanwhile. (Each publisher stores its mark before it reads the
+    /// watermark, and moves the watermark before it reads the next mark, all
+    /// sequentially consistent: of two publishers with consecutive ids, at least one
+    /// sees the other's work, so no completed id is left behind.)
     fn complete(&self, id: u64) {
-        let mut spins = 0u32;
-        while self.watermark.load(Ordering::Acquire) != id - 1 {
-            if spins < 64 {
-                std::hint::spin_loop();
-                spins += 1;
-            } else {
-                std::thread::yield_now();
+        // A mark's slot is reused `COMPLETIONS` ids later: wait until the watermark left
+        // it (only with thousands of publishes in flight at once).
+        while id - self.watermark.load(Ordering::SeqCst) > COMPLETIONS as u64 {
+            std::thread::yield_now();
+        }
+        self.completed[completion_slot(id)].store(id, Ordering::SeqCst);
+        let mut at = self.watermark.load(Ordering::SeqCst);
+        loop {
+            let next = at + 1;
+            if self.completed[completion_slot(next)].load(Ordering::SeqCst) != next {
+                return;
+            }
+            match self
+                .watermark
+                .compare_exchange(at, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => at = next,
+                Err(actual) => at = actual,
             }
         }
-        self.watermark.store(id, Ordering::Release);
     }
 
     /// Appends an event the shared log numbered; ignores an id that is not newer than
