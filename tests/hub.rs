@@ -530,3 +530,47 @@ async fn many_topics_read_live_while_publishers_run() {
         hub.stats("t0").unwrap().published
     );
 }
+
+/// Issue 12: a topic nobody reads whose history aged out past `history_age` is dropped
+/// (checked at most once per `history_age`, on the hub's next publish, subscribe or
+/// stats); one with a subscriber, or with history still young, stays.
+#[tokio::test(start_paused = true)]
+async fn idle_topics_are_dropped_once_their_history_aged_out() {
+    let age = Duration::from_secs(60);
+    let hub = Hub::builder().history_age(age).build();
+    hub.publish("old", Event::data("x")).unwrap();
+    let mut kept = hub.subscribe(["kept"], None);
+    hub.publish("kept", Event::data("x")).unwrap();
+    kept.next().await.unwrap().unwrap();
+    {
+        let _left = hub.subscribe(["left"], None);
+        hub.publish("left", Event::data("x")).unwrap();
+    }
+    // History that is still young keeps a topic nobody reads: a client may resume.
+    assert!(hub.stats("left").is_some());
+
+    tokio::time::advance(Duration::from_secs(30)).await;
+    hub.publish("young", Event::data("x")).unwrap();
+    assert!(hub.stats("old").is_some());
+
+    tokio::time::advance(Duration::from_secs(31)).await;
+    let names =
+        |hub: &Hub| -> Vec<String> { hub.all_stats().into_iter().map(|s| s.topic).collect() };
+    assert_eq!(names(&hub), ["kept", "young"]);
+    assert_eq!(hub.stats("kept").unwrap().subscribers, 1);
+
+    // The subscriber on `kept` still reads it; `old` starts afresh when published again.
+    let live = hub
+        .publish("kept", Event::data("live"))
+        .unwrap()
+        .id()
+        .unwrap();
+    let event = kept.next().await.unwrap().unwrap();
+    let text = String::from_utf8(event.as_bytes().to_vec()).unwrap();
+    assert!(text.ends_with(&format!("id: {live}\n\n")), "{text}");
+    hub.publish("old", Event::data("again")).unwrap();
+    assert_eq!(hub.stats("old").unwrap().history, 1);
+
+    tokio::time::advance(Duration::from_secs(61)).await;
+    assert_eq!(names(&hub), ["kept"]);
+}

@@ -160,7 +160,7 @@ impl Subscription {
             Some(Err(_)) => Resume::Malformed,
         };
         let count = topics.len();
-        Subscription {
+        let mut subscription = Subscription {
             hub,
             members: topics
                 .into_iter()
@@ -180,7 +180,11 @@ impl Subscription {
             revisit: vec![true; count],
             ended: None,
             finished: false,
-        }
+        };
+        // In memory, and on a shared log whose topics are covered already, the
+        // subscriber's place is fixed here: whatever is published from now on reaches it.
+        subscription.resolve();
+        subscription
     }
 
     /// The topics this subscription reads.
