@@ -23,6 +23,11 @@
 //!
 //! Handlers that choose the topics themselves call [`Hub::subscribe`] and answer with
 //! `Sse::new(subscription)`.
+//!
+//! A publish holds only its topic's lock, for constant work, and wakes the subscribers
+//! parked on the topic after releasing it; each subscriber finds out from its own
+//! position whether it fell too far behind ([`LagPolicy`]). Several instances serve one
+//! feed on Redis Streams with `HubBuilder::redis` (feature `redis`).
 
 mod log;
 #[cfg(feature = "redis")]
@@ -182,6 +187,8 @@ impl HubBuilder {
     }
 
     /// How long an event stays in history, at most (default: no bound but the count).
+    /// A topic nobody reads whose history has aged out is then dropped (checked at most
+    /// once per `age`, on the hub's next publish, subscribe or stats).
     ///
     /// ```
     /// let hub = tower_sse::Hub::builder().history_age(std::time::Duration::from_secs(60)).build();
@@ -192,7 +199,8 @@ impl HubBuilder {
     }
 
     /// Events a subscriber may fall behind the newest before the [`LagPolicy`] applies
-    /// (default 1024). Events replayed when it subscribed do not count.
+    /// (default 1024). Events replayed when it subscribed do not count. The subscriber
+    /// checks this itself each time it reads a topic, so publishing never waits on it.
     ///
     /// ```
     /// let hub = tower_sse::Hub::builder().queue_events(256).build();

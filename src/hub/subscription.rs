@@ -520,54 +520,28 @@ impl Replay {
     }
 
     /// Moves up to [`BATCH`] replayed events into `ready`, numbered. `Ready(Ok(upto))`
-    /// once everything is replayed; `Ready(Err(reason))` on a gap.
+    /// once everything is replayed; `Ready(Err(reason))` on a gap; `Pending` otherwise
+    /// (with events in `ready`, or waiting for a page).
     fn poll(
         &mut self,
         log: &dyn super::log::SharedLog,
         cx: &mut Context<'_>,
         ready: &mut VecDeque<Event>,
     ) -> Poll<Result<u64, GapReason>> {
-        let mut waiting = false;
-        for source in &mut self.sources {
-            if source.done || !source.buffer.is_empty() {
-                continue;
-            }
-            let fetch = source
-                .fetch
-                .get_mut()
-                .unwrap_or_else(PoisonError::into_inner);
-            let future =
-                fetch.get_or_insert_with(|| log.page(&source.topic, source.after, self.upto, PAGE));
-            match future.as_mut().poll(cx) {
-                Poll::Pending => waiting = true,
-                Poll::Ready(page) => {
-                    *fetch = None;
-                    match page {
-                        Page::Gap(reason) => return Poll::Ready(Err(reason)),
-                        Page::Events { events, next } => {
-                            match next {
-                                Some(next) => source.after = next,
-                                None => source.done = true,
-                            }
-                            source.buffer.extend(events);
-                        }
-                    }
-                }
-            }
+        if let Some(reason) = self.read_ahead(log, cx) {
+            return Poll::Ready(Err(reason));
         }
-        if waiting {
-            return Poll::Pending;
-        }
-        // Every source that may hold more has some: merge until one runs dry.
+        // Merge while every topic that may hold more has some in hand.
         let mut moved = 0;
         while moved < BATCH {
             let mut next: Option<usize> = None;
             for (index, source) in self.sources.iter().enumerate() {
                 match source.buffer.front() {
+                    // Its next page may hold smaller ids: wait for it.
                     None if !source.done => {
-                        // Its next page may hold smaller ids: fetch it first.
-                        cx.waker().wake_by_ref();
-                        return Poll::Pending;
+                        next = None;
+                        moved = BATCH;
+                        break;
                     }
                     None => {}
                     Some(&(id, _)) if next.is_none_or(|n| id < self.sources[n].buffer[0].0) => {
@@ -577,13 +551,56 @@ impl Replay {
                 }
             }
             let Some(index) = next else {
+                if moved == BATCH {
+                    break;
+                }
                 return Poll::Ready(Ok(self.upto));
             };
             let (id, event) = self.sources[index].buffer.pop_front().expect("a front");
             ready.push_back(event.with_trusted_id(itoa::Buffer::new().format(id)));
             moved += 1;
         }
-        cx.waker().wake_by_ref();
-        Poll::Pending
+        // Ask for the pages the merge made due before yielding what it took.
+        match self.read_ahead(log, cx) {
+            Some(reason) => Poll::Ready(Err(reason)),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Asks for a topic's next page once fewer than half a page of it is left, so that
+    /// the pages of all topics are read ahead together (a topic holds at most one and a
+    /// half pages at once), and takes in the pages that arrived. Returns a gap.
+    fn read_ahead(
+        &mut self,
+        log: &dyn super::log::SharedLog,
+        cx: &mut Context<'_>,
+    ) -> Option<GapReason> {
+        for source in &mut self.sources {
+            let fetch = source
+                .fetch
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner);
+            loop {
+                if fetch.is_none() && !source.done && source.buffer.len() < PAGE / 2 {
+                    *fetch = Some(log.page(&source.topic, source.after, self.upto, PAGE));
+                }
+                let Some(future) = fetch else { break };
+                let Poll::Ready(page) = future.as_mut().poll(cx) else {
+                    break;
+                };
+                *fetch = None;
+                match page {
+                    Page::Gap(reason) => return Some(reason),
+                    Page::Events { events, next } => {
+                        match next {
+                            Some(next) => source.after = next,
+                            None => source.done = true,
+                        }
+                        source.buffer.extend(events);
+                    }
+                }
+            }
+        }
+        None
     }
 }
