@@ -24,8 +24,8 @@
 //! Handlers that choose the topics themselves call [`Hub::subscribe`] and answer with
 //! `Sse::new(subscription)`.
 //!
-//! A publish holds only its topic's lock, for constant work, and wakes the subscribers
-//! parked on the topic after releasing it; each subscriber finds out from its own
+//! A publish holds its locks for constant work only, and wakes the subscribers parked
+//! on the topic after releasing them; each subscriber finds out from its own
 //! position whether it fell too far behind ([`LagPolicy`]). Several instances serve one
 //! feed on Redis Streams with `HubBuilder::redis` (feature `redis`).
 
@@ -41,7 +41,7 @@ use std::collections::HashMap;
 use std::error::Error;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::request::Parts;
@@ -80,10 +80,11 @@ pub(crate) struct HubInner {
     topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
     /// The last id handed out by a local publish.
     next: AtomicU64,
-    /// Every id up to this one is appended to its topic (see `complete`).
+    /// Every id up to this one is appended to its topic.
     pub(crate) watermark: AtomicU64,
-    /// Which ids are appended, by id modulo `COMPLETIONS`.
-    completed: Box<[AtomicU64]>,
+    /// Held by a local publish while it takes the next id, appends the event and moves
+    /// the watermark: constant work, so ids are appended in order.
+    order: Mutex<()>,
     /// Ids of this hub start above this value; an older id comes from another run.
     pub(crate) first: u64,
     /// The shared log events are numbered and kept in, if any.
@@ -357,7 +358,7 @@ impl HubBuilder {
             topics: RwLock::new(HashMap::new()),
             next: AtomicU64::new(first),
             watermark: AtomicU64::new(first),
-            completed: (0..COMPLETIONS).map(|_| AtomicU64::new(0)).collect(),
+            order: Mutex::new(()),
             first,
             log: self.log,
             next_sweep: AtomicU64::new(0),
@@ -379,16 +380,6 @@ impl HubBuilder {
         }
         Hub { inner }
     }
-}
-
-/// Ids whose completion the watermark can track ahead of itself (see `complete`).
-const COMPLETIONS: usize = 1024;
-
-/// Where the completion mark of `id` goes: consecutive ids, which concurrent publishers
-/// hold, fall in different cache lines (eight marks to a line).
-fn completion_slot(id: u64) -> usize {
-    let index = (id % COMPLETIONS as u64) as usize;
-    (index % (COMPLETIONS / 8)) * 8 + index / (COMPLETIONS / 8)
 }
 
 /// Batches of deliveries a shared log may have in flight to the hub.
@@ -520,9 +511,9 @@ impl Hub {
     /// Publishes `event` on `topic`, giving it the hub's next id (which replaces any id
     /// the event had).
     ///
-    /// Never waits on subscribers: the event is appended to the topic's history under
-    /// the topic's lock (constant work, however many read it), and the subscribers
-    /// parked on the topic are woken after every lock is released. A subscriber that
+    /// Never waits on subscribers: the event is appended to the topic's history
+    /// (constant work under a lock, however many read it), and the subscribers parked on
+    /// the topic are woken after every lock is released. A subscriber that
     /// fell too far behind finds out itself when it reads, so a client that stops
     /// reading never holds anyone up.
     ///
@@ -642,59 +633,36 @@ impl HubInner {
     /// Numbers `event` with the hub's next id, appends it, and wakes the subscribers
     /// parked on its topic.
     ///
-    /// The id is taken under the topic's lock, so each topic's history is in id order;
-    /// publishers on other topics take theirs at the same time. The watermark covers an
-    /// id once it and every smaller id are appended: a subscriber on several topics reads
-    /// only up to the watermark, so it never sees id N + 1 before id N, of whatever
-    /// topic, is appended.
+    /// Ids form one order across topics: under the hub's `order` lock the publish takes
+    /// the next id, appends the event under its topic's lock and moves the watermark to
+    /// the id. That is constant work, whatever the number of subscribers or topics, so
+    /// publishers on other topics wait at most for one append; waking the subscribers
+    /// happens after every lock is released. A subscription on several topics reads only
+    /// up to the watermark, so it never sees id N + 1 before id N is appended. (A
+    /// lock-free alternative, ids taken under the topic's lock and the watermark moved
+    /// over a ring of completion marks, made 4 publishers on 4 topics about three times
+    /// slower on 2 cores: `benches/publish.rs`.)
     fn publish_local(&self, name: &str, event: Event) -> u64 {
         self.sweep_if_due();
         let now = Instant::now();
         loop {
             let topic = self.topic(name);
+            let order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
             let mut state = topic.lock();
             if state.removed {
                 continue;
             }
-            let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+            let id = self.next.load(Ordering::Relaxed) + 1;
+            self.next.store(id, Ordering::Relaxed);
             let event = event.with_trusted_id(itoa::Buffer::new().format(id));
             state.push(id, event, &self.config, now);
             let waiters = state.take_waiters();
             drop(state);
+            self.watermark.store(id, Ordering::Release);
+            drop(order);
             topic.published.fetch_add(1, Ordering::Relaxed);
-            self.complete(id);
             waiters.wake();
             return id;
-        }
-    }
-
-    /// Marks `id` appended and moves the watermark over every appended id that follows
-    /// it without a hole. Never waits for another publisher: whichever publisher
-    /// completes the id the watermark stands just below moves it on, over the ids
-    /// completed meanwhile. (Each publisher stores its mark before it reads the
-    /// watermark, and moves the watermark before it reads the next mark, all
-    /// sequentially consistent: of two publishers with consecutive ids, at least one
-    /// sees the other's work, so no completed id is left behind.)
-    fn complete(&self, id: u64) {
-        // A mark's slot is reused `COMPLETIONS` ids later: wait until the watermark left
-        // it (only with thousands of publishes in flight at once).
-        while id - self.watermark.load(Ordering::SeqCst) > COMPLETIONS as u64 {
-            std::thread::yield_now();
-        }
-        self.completed[completion_slot(id)].store(id, Ordering::SeqCst);
-        let mut at = self.watermark.load(Ordering::SeqCst);
-        loop {
-            let next = at + 1;
-            if self.completed[completion_slot(next)].load(Ordering::SeqCst) != next {
-                return;
-            }
-            match self
-                .watermark
-                .compare_exchange(at, next, Ordering::SeqCst, Ordering::SeqCst)
-            {
-                Ok(_) => at = next,
-                Err(actual) => at = actual,
-            }
         }
     }
 
