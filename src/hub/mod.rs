@@ -40,6 +40,7 @@ mod topic;
 use std::collections::HashMap;
 use std::error::Error;
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -89,6 +90,8 @@ pub(crate) struct HubInner {
     pub(crate) first: u64,
     /// The shared log events are numbered and kept in, if any.
     pub(crate) log: Option<Arc<dyn SharedLog>>,
+    /// Dropped with the hub: stops the task that applies the shared log's deliveries.
+    _stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// When the next sweep of idle topics is due, in milliseconds since `epoch`.
     next_sweep: AtomicU64,
     epoch: Instant,
@@ -353,6 +356,15 @@ impl HubBuilder {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as u64),
         };
+        let runtime = match (&self.log, tokio::runtime::Handle::try_current()) {
+            (Some(_), Err(_)) => {
+                tracing::error!("a hub on a shared log needs a tokio runtime: build it inside one");
+                None
+            }
+            (Some(_), Ok(runtime)) => Some(runtime),
+            (None, _) => None,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel();
         let inner = Arc::new(HubInner {
             config: self.config,
             topics: RwLock::new(HashMap::new()),
@@ -361,22 +373,14 @@ impl HubBuilder {
             order: Mutex::new(()),
             first,
             log: self.log,
+            _stop: Some(stop),
             next_sweep: AtomicU64::new(0),
             epoch: Instant::now(),
         });
-        if let Some(log) = &inner.log {
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => {
-                    let (deliveries, received) = mpsc::channel(DELIVERIES);
-                    runtime.spawn(apply_deliveries(Arc::downgrade(&inner), received));
-                    log.start(deliveries);
-                }
-                Err(_) => {
-                    tracing::error!(
-                        "a hub on a shared log needs a tokio runtime: build it inside one"
-                    );
-                }
-            }
+        if let (Some(log), Some(runtime)) = (&inner.log, runtime) {
+            let (deliveries, received) = mpsc::channel(DELIVERIES);
+            runtime.spawn(apply_deliveries(Arc::downgrade(&inner), received, stopped));
+            log.start(deliveries);
         }
         Hub { inner }
     }
@@ -385,10 +389,24 @@ impl HubBuilder {
 /// Batches of deliveries a shared log may have in flight to the hub.
 const DELIVERIES: usize = 64;
 
-/// Applies what the shared log reads back, in order, while the hub exists.
-async fn apply_deliveries(hub: Weak<HubInner>, mut deliveries: mpsc::Receiver<Delivery>) {
-    while let Some(delivery) = deliveries.recv().await {
-        let Some(hub) = hub.upgrade() else { return };
+/// Applies what the shared log reads back, in order, until the hub is dropped (which
+/// closes the channel, and so stops the log's reader).
+async fn apply_deliveries(
+    hub: Weak<HubInner>,
+    mut deliveries: mpsc::Receiver<Delivery>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    loop {
+        let delivery = std::future::poll_fn(|cx| {
+            if std::pin::Pin::new(&mut stopped).poll(cx).is_ready() {
+                return std::task::Poll::Ready(None);
+            }
+            deliveries.poll_recv(cx)
+        })
+        .await;
+        let (Some(delivery), Some(hub)) = (delivery, hub.upgrade()) else {
+            return;
+        };
         match delivery {
             Delivery::Events(events) => {
                 for (id, topic, event) in events {

@@ -623,6 +623,9 @@ impl Reader {
     ) -> Result<std::convert::Infallible, Stop> {
         let mut synced = false;
         loop {
+            if self.deliveries.is_closed() {
+                return Err(Stop::Closed);
+            }
             let added = self.update_watches();
             if !synced || !added.is_empty() {
                 self.sync(conn).await?;
