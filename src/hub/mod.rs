@@ -674,7 +674,7 @@ impl HubInner {
             self.next.store(id, Ordering::Relaxed);
             let event = event.with_trusted_id(itoa::Buffer::new().format(id));
             state.push(id, event, &self.config, now);
-            let waiters = state.take_waiters();
+            let waiters = topic.take_waiters(&mut state);
             drop(state);
             self.watermark.store(id, Ordering::Release);
             drop(order);
@@ -704,7 +704,7 @@ impl HubInner {
             if !state.removed {
                 let event = event.with_trusted_id(itoa::Buffer::new().format(id));
                 state.push(id, event, &self.config, Instant::now());
-                waiters = Some(state.take_waiters());
+                waiters = Some(topic.take_waiters(&mut state));
                 drop(state);
                 topic.published.fetch_add(1, Ordering::Relaxed);
             }
@@ -734,7 +734,7 @@ impl HubInner {
                 return;
             }
             state.covered_after = Some(after);
-            state.take_waiters()
+            topic.take_waiters(&mut state)
         };
         tracing::debug!(topic = name, after, "hub topic covered by its shared log");
         waiters.wake();

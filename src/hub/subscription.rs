@@ -347,7 +347,13 @@ impl Subscription {
             let mut ordering = false;
             for index in 0..self.members.len() {
                 let flagged = self.signal.take(index);
-                if !(std::mem::take(&mut self.revisit[index]) || flagged) {
+                // A publish sets the flag only after it released its locks, so the
+                // watermark may already cover its entry: a taken registration counts.
+                let woken = merge && {
+                    let member = &self.members[index];
+                    member.topic.was_taken(member.waiting)
+                };
+                if !(std::mem::take(&mut self.revisit[index]) || flagged || woken) {
                     continue;
                 }
                 let config = &self.hub.config;

@@ -112,8 +112,9 @@ impl TopicState {
         self.evict_expired(config.history_age, now);
     }
 
-    /// Takes the parked subscriptions, to be woken once every lock is released.
-    pub(crate) fn take_waiters(&mut self) -> Waiters {
+    /// Takes the parked subscriptions, to be woken once every lock is released. Call it
+    /// through [`Topic::take_waiters`].
+    fn take_waiters(&mut self) -> Waiters {
         if self.waiters.is_empty() {
             return Waiters(None);
         }
@@ -235,6 +236,9 @@ impl Waiters {
 pub(crate) struct Topic {
     pub(crate) name: Arc<str>,
     state: Mutex<TopicState>,
+    /// The round of the waiters (`TopicState::round`), readable without the lock: it
+    /// moves, under the lock, before the watermark moves past the entry that took them.
+    round: AtomicU64,
     pub(crate) published: AtomicU64,
     pub(crate) delivered: AtomicU64,
     pub(crate) dropped: AtomicU64,
@@ -246,6 +250,7 @@ impl Topic {
         Topic {
             name,
             state: Mutex::new(TopicState::new(covered_after)),
+            round: AtomicU64::new(0),
             published: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -256,6 +261,21 @@ impl Topic {
     pub(crate) fn lock(&self) -> MutexGuard<'_, TopicState> {
         // A panic elsewhere never leaves the state half-written: keep serving.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the parked subscriptions (see [`TopicState::take_waiters`]), and publishes
+    /// the new round for [`was_taken`](Topic::was_taken).
+    pub(crate) fn take_waiters(&self, state: &mut TopicState) -> Waiters {
+        let waiters = state.take_waiters();
+        self.round.store(state.round, Ordering::Release);
+        waiters
+    }
+
+    /// Whether the registration `key` was taken by a publish: the subscription parked
+    /// there has something new to read even before its flag is set. Read after the
+    /// watermark, it covers every entry up to it.
+    pub(crate) fn was_taken(&self, key: Option<WaiterKey>) -> bool {
+        key.is_some_and(|(round, _)| self.round.load(Ordering::Acquire) != round)
     }
 
     pub(crate) fn stats(&self) -> TopicStats {
