@@ -574,3 +574,48 @@ async fn idle_topics_are_dropped_once_their_history_aged_out() {
     tokio::time::advance(Duration::from_secs(61)).await;
     assert_eq!(names(&hub), ["kept"]);
 }
+
+/// Ids across topics stay in order for a subscription reading while publishers run,
+/// though publishers wake subscribers only after releasing their locks: many short
+/// rounds, so that the moment between a publish moving the watermark and setting its
+/// flags is hit often.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_across_topics_stay_in_order_while_wake_ups_lag_behind_the_watermark() {
+    const TOPICS: usize = 8;
+    for round in 0..20 {
+        let hub = Hub::builder().history_events(10_000).build();
+        let names: Vec<String> = (0..TOPICS).map(|t| format!("t{t}")).collect();
+        let mut subscription = hub.subscribe(&names, None);
+        let publishers: Vec<_> = (0..4)
+            .map(|p| {
+                let (hub, names) = (hub.clone(), names.clone());
+                std::thread::spawn(move || {
+                    for n in 0..500usize {
+                        hub.publish(&names[(n + p) % TOPICS], Event::data("z"))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut last = 0;
+        for _ in 0..2_000 {
+            let event = timeout(Duration::from_secs(10), subscription.next())
+                .await
+                .expect("no lost wake-up")
+                .unwrap()
+                .unwrap();
+            let text = std::str::from_utf8(event.as_bytes()).unwrap();
+            let id: u64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(id > last, "round {round}: {id} after {last}");
+            last = id;
+        }
+        for p in publishers {
+            p.join().unwrap();
+        }
+    }
+}
