@@ -26,7 +26,7 @@ fn redis_hub(url: &str, prefix: &str, max_len: usize) -> Hub {
         .unwrap()
         .prefix(prefix)
         .max_len(max_len);
-    Hub::builder().storage(storage).build()
+    Hub::builder().redis(storage).build()
 }
 
 /// An SSE endpoint on `hub`; `POST`-free: publishing happens through `hub` directly, or
@@ -368,4 +368,183 @@ async fn redis_going_away_keeps_streams_up_fails_publishes_and_loses_no_acknowle
         all.push_str(std::str::from_utf8(&data).unwrap());
     };
     assert_eq!(ids, acknowledged);
+}
+
+/// An event stream read raw: heartbeats (`:\n\n`) are counted, events' ids collected.
+struct Raw {
+    body: Incoming,
+    text: String,
+}
+
+impl Raw {
+    async fn connect(addr: SocketAddr, uri: &str, last_event_id: Option<u64>) -> Raw {
+        let mut request = get(uri);
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = h1_connect(addr)
+            .await
+            .send(request.body(empty()).unwrap())
+            .await;
+        assert_eq!(response.status(), 200);
+        Raw {
+            body: response.into_body(),
+            text: String::new(),
+        }
+    }
+
+    async fn read(&mut self) {
+        let data = timeout(Duration::from_secs(30), next_data(&mut self.body))
+            .await
+            .expect("something within 30 s: an event or a heartbeat")
+            .expect("the stream goes on");
+        self.text.push_str(std::str::from_utf8(&data).unwrap());
+    }
+
+    async fn heartbeats(&mut self, count: usize) {
+        while self.text.matches(":\n\n").count() < count {
+            self.read().await;
+        }
+    }
+
+    /// The ids of the first `count` events, once that many arrived.
+    async fn ids(&mut self, count: usize) -> Vec<u64> {
+        loop {
+            assert!(!self.text.contains("stream-reset"), "{}", self.text);
+            let complete = &self.text[..self.text.rfind("\n\n").map_or(0, |i| i + 2)];
+            let ids: Vec<u64> = complete
+                .lines()
+                .filter_map(|line| line.strip_prefix("id: "))
+                .map(|id| id.parse().unwrap())
+                .collect();
+            if ids.len() >= count {
+                return ids;
+            }
+            self.read().await;
+        }
+    }
+}
+
+async fn acknowledged(hub: &Hub, topic: &str, data: &str) -> u64 {
+    hub.publish(topic, Event::data(data))
+        .unwrap()
+        .acknowledged()
+        .await
+        .unwrap()
+}
+
+/// Issue 12: the history connection never reconnected, so after Redis restarted every
+/// new subscriber got an error and an ended stream. Here new subscribers, resuming
+/// (history from Redis) or live, work after a restart, and those that arrive while
+/// Redis is down get heartbeats, then their events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_redis_restart_new_subscribers_resume_and_go_live_even_during_the_outage() {
+    let mut redis = RedisServer::start();
+    let hub = redis_hub(&redis.url(), "restart", 10_000);
+    let layer = SseLayer::new().heartbeat(Duration::from_millis(100));
+    let server = instance(hub.clone(), layer).await;
+
+    // A subscriber on `t` throughout; nobody reads `u` here before the outage, so its
+    // history can only come from Redis.
+    let mut watcher = Raw::connect(server.addr, "/events?topic=t", None).await;
+    let mut before = Vec::new();
+    for n in 0..10 {
+        let topic = if n % 2 == 0 { "u" } else { "t" };
+        before.push((
+            acknowledged(&hub, topic, &format!("before {n}")).await,
+            topic,
+        ));
+    }
+    let before_t: Vec<u64> = before.iter().filter(|b| b.1 == "t").map(|b| b.0).collect();
+    assert_eq!(watcher.ids(5).await, before_t);
+
+    redis.stop();
+    let mut queued = Vec::new();
+    timeout(Duration::from_secs(10), async {
+        loop {
+            match hub.publish("u", Event::data("during")) {
+                Err(err) => {
+                    // The error says why, with the connection error as its source.
+                    assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+                    break;
+                }
+                Ok(published) => queued.push(published),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("publishing reports the outage");
+
+    // New subscribers while Redis is down: one resumes from before the outage, one
+    // reads `u` live. Their streams stay up.
+    let mut resumed_down =
+        Raw::connect(server.addr, "/events?topic=t&topic=u", Some(before[2].0)).await;
+    let mut live_down = Raw::connect(server.addr, "/events?topic=u", None).await;
+    resumed_down.heartbeats(3).await;
+    live_down.heartbeats(3).await;
+
+    redis.spawn();
+    let mut after = Vec::new();
+    for published in queued {
+        let id = timeout(Duration::from_secs(30), published.acknowledged())
+            .await
+            .expect("a queued event is written once Redis is back")
+            .unwrap();
+        after.push((id, "u"));
+    }
+    let first = timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(published) = hub.publish("t", Event::data("back"))
+                && let Ok(id) = published.acknowledged().await
+            {
+                break id;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("publishing works again once Redis is back");
+    after.push((first, "t"));
+    for n in 0..10 {
+        let topic = if n % 2 == 0 { "t" } else { "u" };
+        after.push((
+            acknowledged(&hub, topic, &format!("after {n}")).await,
+            topic,
+        ));
+    }
+    after.sort_unstable();
+
+    // New subscribers after the restart: one resumes from before the outage (its
+    // history is read from Redis over the reconnected connection), one goes live.
+    let mut resumed_up =
+        Raw::connect(server.addr, "/events?topic=u&topic=t", Some(before[5].0)).await;
+
+    let all: Vec<u64> = before.iter().chain(&after).map(|e| e.0).collect();
+    let after_u: Vec<u64> = after.iter().filter(|a| a.1 == "u").map(|a| a.0).collect();
+    let expected_down: Vec<u64> = all[3..].to_vec();
+    let expected_up: Vec<u64> = all[6..].to_vec();
+    assert_eq!(
+        resumed_down.ids(expected_down.len()).await,
+        expected_down,
+        "no gap, no duplicate"
+    );
+    assert_eq!(live_down.ids(after_u.len()).await, after_u);
+    assert_eq!(
+        resumed_up.ids(expected_up.len()).await,
+        expected_up,
+        "no gap, no duplicate"
+    );
+    let after_t: Vec<u64> = after.iter().filter(|a| a.1 == "t").map(|a| a.0).collect();
+    let watched: Vec<u64> = before_t.iter().chain(&after_t).copied().collect();
+    assert_eq!(watcher.ids(watched.len()).await, watched);
+
+    let mut live_up = Raw::connect(server.addr, "/events?topic=u", None).await;
+    live_up.heartbeats(1).await;
+    let live = acknowledged(&hub, "u", "live").await;
+    assert_eq!(live_up.ids(1).await, [live]);
+    assert_eq!(
+        *live_down.ids(after_u.len() + 1).await.last().unwrap(),
+        live
+    );
 }

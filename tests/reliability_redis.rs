@@ -32,7 +32,7 @@ fn redis_hub(url: &str) -> Hub {
         .unwrap()
         .prefix(PREFIX)
         .max_len(100_000);
-    Hub::builder().storage(storage).build()
+    Hub::builder().redis(storage).build()
 }
 
 // ---- An instance, in its own process --------------------------------------------------

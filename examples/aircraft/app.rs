@@ -157,7 +157,7 @@ fn redis_hub(builder: HubBuilder, url: &str, settings: &Settings) -> Result<Hub,
         })?
         .prefix("aircraft")
         .max_len(settings.history);
-    Ok(builder.storage(storage).build())
+    Ok(builder.redis(storage).build())
 }
 
 #[cfg(not(feature = "redis"))]
@@ -327,8 +327,8 @@ async fn keep_snapshot(
             }
             None => tracing::warn!("the snapshot's subscription ended; resubscribing"),
         }
-        if !matches!(ended, Some(SubscriptionError::Lagged)) {
-            // Redis failed while replaying: give it a moment.
+        if !matches!(ended, Some(SubscriptionError::Lagged { .. })) {
+            // Not a lag (the hub went away, or a future kind of end): give it a moment.
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         let after = LastEventId::new(snapshot.last_id().to_string());

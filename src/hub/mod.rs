@@ -23,32 +23,41 @@
 //!
 //! Handlers that choose the topics themselves call [`Hub::subscribe`] and answer with
 //! `Sse::new(subscription)`.
+//!
+//! A publish holds its locks for constant work only, and wakes the subscribers parked
+//! on the topic after releasing them; each subscriber finds out from its own
+//! position whether it fell too far behind ([`LagPolicy`]). Several instances serve one
+//! feed on Redis Streams with `HubBuilder::redis` (feature `redis`).
 
+mod log;
 #[cfg(feature = "redis")]
 mod redis;
 mod request;
 mod signal;
-mod storage;
 mod subscription;
 mod topic;
 
 use std::collections::HashMap;
+use std::error::Error;
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::request::Parts;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
+pub use log::Published;
 pub use request::SubscribeError;
-pub use storage::{Feed, GapReason, History, HistoryFuture, MemoryStorage, Published, Storage};
 pub use subscription::{Subscription, SubscriptionError};
 
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStorage;
 
 use crate::{Event, LastEventId};
-use subscription::{Member, Pending};
+use log::{Delivery, GapReason, SharedLog};
 use topic::Topic;
 
 /// A publish-subscribe hub for server-sent events. Cheap to clone; share it freely.
@@ -64,19 +73,28 @@ use topic::Topic;
 /// ```
 #[derive(Clone)]
 pub struct Hub {
-    inner: Arc<HubInner>,
+    pub(crate) inner: Arc<HubInner>,
 }
 
 pub(crate) struct HubInner {
     pub(crate) config: HubConfig,
     topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
-    /// Taken by every publish: ids are handed out and appended in one order.
-    publish: Mutex<u64>,
-    /// The newest id appended; every smaller id is already in its topic.
+    /// The last id handed out by a local publish.
+    next: AtomicU64,
+    /// Every id up to this one is appended to its topic.
     pub(crate) watermark: AtomicU64,
+    /// Held by a local publish while it takes the next id, appends the event and moves
+    /// the watermark: constant work, so ids are appended in order.
+    order: Mutex<()>,
     /// Ids of this hub start above this value; an older id comes from another run.
-    first: u64,
-    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) first: u64,
+    /// The shared log events are numbered and kept in, if any.
+    pub(crate) log: Option<Arc<dyn SharedLog>>,
+    /// Dropped with the hub: stops the task that applies the shared log's deliveries.
+    _stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// When the next sweep of idle topics is due, in milliseconds since `epoch`.
+    next_sweep: AtomicU64,
+    epoch: Instant,
 }
 
 impl fmt::Debug for HubInner {
@@ -84,6 +102,7 @@ impl fmt::Debug for HubInner {
         f.debug_struct("Hub")
             .field("config", &self.config)
             .field("watermark", &self.watermark)
+            .field("log", &self.log)
             .finish_non_exhaustive()
     }
 }
@@ -147,13 +166,7 @@ pub enum LagPolicy {
 #[must_use = "a HubBuilder does nothing until `build` is called"]
 pub struct HubBuilder {
     config: HubConfig,
-    storage: Option<Arc<dyn Storage>>,
-}
-
-impl fmt::Debug for dyn Storage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Storage")
-    }
+    log: Option<Arc<dyn SharedLog>>,
 }
 
 impl HubBuilder {
@@ -178,6 +191,8 @@ impl HubBuilder {
     }
 
     /// How long an event stays in history, at most (default: no bound but the count).
+    /// A topic nobody reads whose history has aged out is then dropped (checked at most
+    /// once per `age`, on the hub's next publish, subscribe or stats).
     ///
     /// ```
     /// let hub = tower_sse::Hub::builder().history_age(std::time::Duration::from_secs(60)).build();
@@ -188,7 +203,8 @@ impl HubBuilder {
     }
 
     /// Events a subscriber may fall behind the newest before the [`LagPolicy`] applies
-    /// (default 1024). Events replayed when it subscribed do not count.
+    /// (default 1024). Events replayed when it subscribed do not count. The subscriber
+    /// checks this itself each time it reads a topic, so publishing never waits on it.
     ///
     /// ```
     /// let hub = tower_sse::Hub::builder().queue_events(256).build();
@@ -303,13 +319,25 @@ impl HubBuilder {
         self
     }
 
-    /// Where events are stored and numbered (default [`MemoryStorage`]).
+    /// Numbers and keeps events in Redis Streams, so that several instances serve one
+    /// feed and a browser resumes on any of them (feature `redis`; see
+    /// [`RedisStorage`]). Build the hub inside a tokio runtime: the storage's tasks start
+    /// with it.
     ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tower_sse::hub::RedisStorage;
+    ///
+    /// let storage = RedisStorage::new("redis://127.0.0.1:6379/")?.prefix("flights");
+    /// let hub = tower_sse::Hub::builder().redis(storage).build();
+    /// # Ok(())
+    /// # }
     /// ```
-    /// let hub = tower_sse::Hub::builder().storage(tower_sse::hub::MemoryStorage).build();
-    /// ```
-    pub fn storage(mut self, storage: impl Storage) -> Self {
-        self.storage = Some(Arc::new(storage));
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis(mut self, storage: RedisStorage) -> Self {
+        self.log = Some(Arc::new(storage));
         self
     }
 
@@ -319,31 +347,79 @@ impl HubBuilder {
     /// let hub = tower_sse::Hub::builder().build();
     /// ```
     pub fn build(self) -> Hub {
-        let config = self.config;
-        let storage = self.storage.unwrap_or_else(|| Arc::new(MemoryStorage));
         // Ids of an in-memory hub start at the current time in microseconds, so that an
-        // id from an earlier run is recognised as unknown. A shared storage numbers
-        // events itself, and the hub starts below all of its ids.
-        let first = if storage.is_shared() {
-            0
-        } else {
-            SystemTime::now()
+        // id from an earlier run is recognised as unknown. A shared log numbers events
+        // itself, and the hub starts below all of its ids.
+        let first = match self.log {
+            Some(_) => 0,
+            None => SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as u64)
+                .map_or(0, |d| d.as_micros() as u64),
         };
+        let runtime = match (&self.log, tokio::runtime::Handle::try_current()) {
+            (Some(_), Err(_)) => {
+                tracing::error!("a hub on a shared log needs a tokio runtime: build it inside one");
+                None
+            }
+            (Some(_), Ok(runtime)) => Some(runtime),
+            (None, _) => None,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel();
         let inner = Arc::new(HubInner {
-            config,
+            config: self.config,
             topics: RwLock::new(HashMap::new()),
-            publish: Mutex::new(first),
+            next: AtomicU64::new(first),
             watermark: AtomicU64::new(first),
+            order: Mutex::new(()),
             first,
-            storage,
+            log: self.log,
+            _stop: Some(stop),
+            next_sweep: AtomicU64::new(0),
+            epoch: Instant::now(),
         });
-        let hub = Hub { inner };
-        hub.inner.storage.attach(Feed {
-            hub: Arc::downgrade(&hub.inner),
-        });
-        hub
+        if let (Some(log), Some(runtime)) = (&inner.log, runtime) {
+            let (deliveries, received) = mpsc::channel(DELIVERIES);
+            runtime.spawn(apply_deliveries(Arc::downgrade(&inner), received, stopped));
+            log.start(deliveries);
+        }
+        Hub { inner }
+    }
+}
+
+/// Batches of deliveries a shared log may have in flight to the hub.
+const DELIVERIES: usize = 64;
+
+/// Applies what the shared log reads back, in order, until the hub is dropped (which
+/// closes the channel, and so stops the log's reader).
+async fn apply_deliveries(
+    hub: Weak<HubInner>,
+    mut deliveries: mpsc::Receiver<Delivery>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    loop {
+        let delivery = std::future::poll_fn(|cx| {
+            if std::pin::Pin::new(&mut stopped).poll(cx).is_ready() {
+                return std::task::Poll::Ready(None);
+            }
+            deliveries.poll_recv(cx)
+        })
+        .await;
+        let (Some(delivery), Some(hub)) = (delivery, hub.upgrade()) else {
+            return;
+        };
+        match delivery {
+            Delivery::Events(events) => {
+                for (id, topic, event) in events {
+                    hub.deliver(&topic, id, event);
+                }
+            }
+            Delivery::Covered {
+                topic,
+                generation,
+                after,
+            } => hub.covered(&topic, generation, after),
+            Delivery::Advance(id) => hub.advance(id),
+        }
     }
 }
 
@@ -377,25 +453,39 @@ pub struct TopicStats {
 /// Why an event could not be published.
 ///
 /// ```
-/// let err = tower_sse::hub::PublishError::Unavailable("redis is down".into());
-/// assert!(err.to_string().contains("redis is down"));
+/// let err = tower_sse::hub::PublishError::QueueFull;
+/// assert!(err.to_string().contains("full"));
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum PublishError {
-    /// The storage cannot take events now.
-    Unavailable(String),
+    /// The shared log cannot be reached now; the error of the last attempt is the
+    /// [`source`](Error::source).
+    Unreachable(Arc<dyn Error + Send + Sync>),
+    /// Too many published events wait to be written to the shared log.
+    QueueFull,
+    /// The hub stopped before the event was stored.
+    Stopped,
 }
 
 impl fmt::Display for PublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PublishError::Unavailable(why) => write!(f, "hub storage unavailable: {why}"),
+            PublishError::Unreachable(_) => f.write_str("the hub's shared log is unreachable"),
+            PublishError::QueueFull => f.write_str("the hub's queue of events to write is full"),
+            PublishError::Stopped => f.write_str("the hub stopped before the event was stored"),
         }
     }
 }
 
-impl std::error::Error for PublishError {}
+impl Error for PublishError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            PublishError::Unreachable(source) => Some(&**source as &(dyn Error + 'static)),
+            PublishError::QueueFull | PublishError::Stopped => None,
+        }
+    }
+}
 
 impl Default for Hub {
     fn default() -> Self {
@@ -432,16 +522,22 @@ impl Hub {
                 max_topics: 64,
                 authorize: None,
             },
-            storage: None,
+            log: None,
         }
     }
 
     /// Publishes `event` on `topic`, giving it the hub's next id (which replaces any id
     /// the event had).
     ///
-    /// Never waits on subscribers: the event is appended to the topic's history and the
-    /// subscribers waiting for it are woken. Subscribers that have fallen too far behind
-    /// are cut off here, so a client that stops reading never holds anyone up.
+    /// Never waits on subscribers: the event is appended to the topic's history
+    /// (constant work under a lock, however many read it), and the subscribers parked on
+    /// the topic are woken after every lock is released. A subscriber that
+    /// fell too far behind finds out itself when it reads, so a client that stops
+    /// reading never holds anyone up.
+    ///
+    /// On a shared log (`HubBuilder::redis`) the event is queued to be written, and
+    /// publishing fails at once with [`PublishError::Unreachable`] while the log cannot
+    /// be reached.
     ///
     /// ```
     /// let hub = tower_sse::Hub::new();
@@ -451,14 +547,10 @@ impl Hub {
     /// # Ok::<(), tower_sse::hub::PublishError>(())
     /// ```
     pub fn publish(&self, topic: &str, event: Event) -> Result<Published, PublishError> {
-        let storage = self.inner.storage.clone();
-        storage.publish(
-            topic,
-            event,
-            &Feed {
-                hub: Arc::downgrade(&self.inner),
-            },
-        )
+        match &self.inner.log {
+            None => Ok(Published::stored(self.inner.publish_local(topic, event))),
+            Some(log) => log.publish(topic, event),
+        }
     }
 
     /// Subscribes to `topics`, resuming after `last_event_id` when given.
@@ -496,12 +588,8 @@ impl Hub {
     /// assert!(tower_sse::Hub::new().stats("nothing").is_none());
     /// ```
     pub fn stats(&self, topic: &str) -> Option<TopicStats> {
-        let topics = self
-            .inner
-            .topics
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        topics.get(topic).map(|t| t.stats())
+        self.inner.sweep_if_due();
+        self.inner.find(topic).map(|t| t.stats())
     }
 
     /// The counters of every topic.
@@ -513,6 +601,7 @@ impl Hub {
     /// # Ok::<(), tower_sse::hub::PublishError>(())
     /// ```
     pub fn all_stats(&self) -> Vec<TopicStats> {
+        self.inner.sweep_if_due();
         let topics: Vec<Arc<Topic>> = {
             let map = self
                 .inner
@@ -540,103 +629,115 @@ impl Hub {
 }
 
 impl HubInner {
-    fn topic(&self, name: &str) -> Arc<Topic> {
-        if let Some(topic) = self
-            .topics
+    fn find(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(name)
-        {
-            return topic.clone();
+            .cloned()
+    }
+
+    fn topic(&self, name: &str) -> Arc<Topic> {
+        if let Some(topic) = self.find(name) {
+            return topic;
         }
-        let covered = (!self.storage.is_shared()).then_some(self.first);
         let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
         topics
             .entry(Arc::from(name))
-            .or_insert_with_key(|name| Arc::new(Topic::new(name.clone(), covered)))
+            .or_insert_with_key(|name| Arc::new(Topic::new(name.clone(), self.first)))
             .clone()
     }
 
-    /// Appends an event under the hub's next id and wakes its subscribers.
-    pub(crate) fn append_next(&self, topic: &str, event: Event) -> u64 {
-        let mut wake = Vec::new();
-        let id = {
-            let mut last = self.publish.lock().unwrap_or_else(PoisonError::into_inner);
-            let id = *last + 1;
-            *last = id;
-            self.append(topic, id, event, &mut wake);
-            id
-        };
-        for waker in wake {
-            waker.wake();
-        }
-        id
-    }
-
-    /// Appends an event a shared storage numbered; refuses an id that is not newer
-    /// than every id already delivered.
-    pub(crate) fn deliver(&self, topic: &str, id: u64, event: Event) -> bool {
-        let mut wake = Vec::new();
-        {
-            let mut last = self.publish.lock().unwrap_or_else(PoisonError::into_inner);
-            if id <= *last {
-                tracing::warn!(
-                    topic,
-                    id,
-                    last = *last,
-                    "hub dropped an event delivered out of order"
-                );
-                return false;
+    /// Numbers `event` with the hub's next id, appends it, and wakes the subscribers
+    /// parked on its topic.
+    ///
+    /// Ids form one order across topics: under the hub's `order` lock the publish takes
+    /// the next id, appends the event under its topic's lock and moves the watermark to
+    /// the id. That is constant work, whatever the number of subscribers or topics, so
+    /// publishers on other topics wait at most for one append; waking the subscribers
+    /// happens after every lock is released. A subscription on several topics reads only
+    /// up to the watermark, so it never sees id N + 1 before id N is appended. (A
+    /// lock-free alternative, ids taken under the topic's lock and the watermark moved
+    /// over a ring of completion marks, made 4 publishers on 4 topics about three times
+    /// slower on 2 cores: `benches/publish.rs`.)
+    fn publish_local(&self, name: &str, event: Event) -> u64 {
+        self.sweep_if_due();
+        let now = Instant::now();
+        loop {
+            let topic = self.topic(name);
+            let order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut state = topic.lock();
+            if state.removed {
+                continue;
             }
-            *last = id;
-            self.append(topic, id, event, &mut wake);
+            let id = self.next.load(Ordering::Relaxed) + 1;
+            self.next.store(id, Ordering::Relaxed);
+            let event = event.with_trusted_id(itoa::Buffer::new().format(id));
+            state.push(id, event, &self.config, now);
+            let waiters = topic.take_waiters(&mut state);
+            drop(state);
+            self.watermark.store(id, Ordering::Release);
+            drop(order);
+            topic.published.fetch_add(1, Ordering::Relaxed);
+            waiters.wake();
+            return id;
         }
-        for waker in wake {
-            waker.wake();
-        }
-        true
     }
 
-    /// Moves the hub's newest id up to `id` without an event: a shared storage tells a
-    /// new hub where the shared log stands, so that its first subscribers start there.
-    pub(crate) fn advance(&self, id: u64) {
-        let mut last = self.publish.lock().unwrap_or_else(PoisonError::into_inner);
-        if id > *last {
-            *last = id;
+    /// Appends an event the shared log numbered; ignores an id that is not newer than
+    /// every id already delivered.
+    fn deliver(&self, name: &str, id: u64, event: Event) {
+        let last = self.watermark.load(Ordering::Acquire);
+        if id <= last {
+            tracing::warn!(
+                topic = name,
+                id,
+                last,
+                "hub dropped an event delivered out of order"
+            );
+            return;
+        }
+        let mut waiters = None;
+        // A topic nobody here reads is not kept.
+        if let Some(topic) = self.find(name) {
+            let mut state = topic.lock();
+            if !state.removed {
+                let event = event.with_trusted_id(itoa::Buffer::new().format(id));
+                state.push(id, event, &self.config, Instant::now());
+                waiters = Some(topic.take_waiters(&mut state));
+                drop(state);
+                topic.published.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.next.store(id, Ordering::Relaxed);
+        self.watermark.store(id, Ordering::Release);
+        if let Some(waiters) = waiters {
+            waiters.wake();
+        }
+    }
+
+    /// The shared log stands at `id`: subscribers without a `Last-Event-ID` start there.
+    fn advance(&self, id: u64) {
+        if id > self.watermark.load(Ordering::Acquire) {
+            self.next.store(id, Ordering::Relaxed);
             self.watermark.store(id, Ordering::Release);
         }
     }
 
-    fn append(&self, topic: &str, id: u64, event: Event, wake: &mut Vec<std::task::Waker>) {
-        let topic = self.topic(topic);
-        let event = event.with_trusted_id(itoa::Buffer::new().format(id));
-        topic.append(id, event, &self.config, &self.watermark, wake);
-    }
-
-    /// A shared storage confirms it delivers every event of `topic` after `after`.
-    pub(crate) fn covered(&self, topic: &str, generation: u64, after: u64) {
-        let Some(topic) = self
-            .topics
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(topic)
-            .cloned()
-        else {
-            return;
-        };
-        let mut wake = Vec::new();
-        {
+    /// The shared log delivers every event of `topic` after `after`, for the watch of
+    /// `generation`.
+    fn covered(&self, name: &str, generation: u64, after: u64) {
+        let Some(topic) = self.find(name) else { return };
+        let waiters = {
             let mut state = topic.lock();
             if state.generation != generation {
                 return;
             }
             state.covered_after = Some(after);
-            state.take_wakers(&mut wake);
-        }
-        tracing::debug!(topic = %topic.name, after, "hub topic covered by its storage");
-        for waker in wake {
-            waker.wake();
-        }
+            topic.take_waiters(&mut state)
+        };
+        tracing::debug!(topic = name, after, "hub topic covered by its shared log");
+        waiters.wake();
     }
 
     /// The reset event: the reason as data, and `id` (the point the subscriber resumes
@@ -656,137 +757,108 @@ impl HubInner {
         names: Vec<Arc<str>>,
         last_event_id: Option<&LastEventId>,
     ) -> Subscription {
-        let shared = self.storage.is_shared();
-        // Hold the publish lock: no id is appended while the start point is chosen.
-        let last = self.publish.lock().unwrap_or_else(PoisonError::into_inner);
-        let newest = *last;
-        let topics: Vec<Arc<Topic>> = names.iter().map(|name| self.topic(name)).collect();
-        let mut reset = None;
-        let after = match last_event_id.map(|id| id.parse::<u64>()) {
-            None => newest,
-            Some(Err(_)) => {
-                reset = Some(GapReason::Malformed);
-                newest
-            }
-            Some(Ok(id)) if shared => id,
-            Some(Ok(id)) if id > newest || id < self.first => {
-                reset = Some(GapReason::Unknown);
-                newest
-            }
-            Some(Ok(id)) => {
-                let now = tokio::time::Instant::now();
-                let evicted = topics.iter().any(|topic| {
-                    let mut state = topic.lock();
-                    state.evict_expired(self.config.history_age, now);
-                    state.max_evicted_id > id
-                });
-                if evicted {
-                    reset = Some(GapReason::Evicted);
-                    newest
-                } else {
-                    id
+        self.sweep_if_due();
+        // Where a subscriber without a usable id starts: after the newest event.
+        let start = self.watermark.load(Ordering::Acquire);
+        let mut topics = Vec::with_capacity(names.len());
+        for name in &names {
+            let (topic, head, watch) = loop {
+                let topic = self.topic(name);
+                let mut state = topic.lock();
+                if state.removed {
+                    continue;
                 }
-            }
-        };
-        let mut watch = Vec::new();
-        let signal = Arc::new(signal::Signal::new(topics.len()));
-        let members = topics
-            .into_iter()
-            .enumerate()
-            .map(|(index, topic)| {
-                let (slot, cursor, covered) = {
-                    let mut state = topic.lock();
-                    if shared && state.slots.is_empty() {
-                        state.generation += 1;
-                        state.covered_after = None;
-                        watch.push((topic.name.clone(), state.generation));
-                    }
-                    let covered = if shared { None } else { state.covered_after };
-                    let cursor = state.position_after(after);
-                    (
-                        state.add_slot(cursor, signal.clone(), index),
-                        cursor,
-                        covered,
-                    )
-                };
-                topic.subscribers.fetch_add(1, Ordering::Relaxed);
-                Member {
-                    topic,
-                    slot,
-                    cursor,
-                    covered,
+                state.subscribers += 1;
+                let mut watch = None;
+                if self.log.is_some() && state.subscribers == 1 {
+                    state.generation += 1;
+                    state.covered_after = None;
+                    watch = Some(state.generation);
                 }
-            })
-            .collect::<Vec<_>>();
-        drop(last);
-        for (name, generation) in watch {
-            self.storage.watch(&name, generation);
-        }
-
-        let mut ready = std::collections::VecDeque::new();
-        if let Some(reason) = reset {
-            tracing::debug!(
-                reason = reason.as_str(),
-                ?last_event_id,
-                "hub subscriber gets the reset event"
-            );
-            ready.push_back(self.reset_event(reason, Some(newest)));
-        } else if after < newest {
-            tracing::debug!(after, newest, "hub subscriber replays history");
+                let head = state.head();
+                drop(state);
+                break (topic, head, watch);
+            };
+            if let (Some(log), Some(generation)) = (&self.log, watch) {
+                log.watch(&topic.name, generation);
+            }
+            topics.push((topic, head));
         }
         tracing::debug!(topics = ?names, "hub subscriber joined");
-        Subscription {
-            hub: self.clone(),
-            members,
-            ready,
-            after,
-            replay: std::collections::VecDeque::new(),
-            pending: if shared {
-                Pending::Coverage
-            } else {
-                Pending::Nothing
-            },
-            revisit: vec![false; names.len()],
-            signal,
-            ended: None,
-            finished: false,
+        Subscription::new(self.clone(), topics, start, last_event_id)
+    }
+
+    /// A subscription leaves `topic`: unwatches it when it was the last one here, and
+    /// drops it when its history can serve nobody.
+    pub(crate) fn leave(&self, topic: &Arc<Topic>, waiting: Option<topic::WaiterKey>) {
+        let (unwatch, idle) = {
+            let mut state = topic.lock();
+            state.unpark(waiting);
+            state.subscribers -= 1;
+            let unwatch = self.log.is_some() && state.subscribers == 0;
+            if unwatch {
+                state.generation += 1;
+                state.covered_after = None;
+            }
+            (unwatch, state.is_idle())
+        };
+        if let (Some(log), true) = (&self.log, unwatch) {
+            log.unwatch(&topic.name);
+        }
+        if idle {
+            self.remove_if_idle(topic);
         }
     }
 
-    /// Removes a subscription's slots; unwatches topics left without subscribers and
-    /// forgets those that have no history either.
-    pub(crate) fn leave(&self, members: &[Member]) {
-        let shared = self.storage.is_shared();
-        let mut unwatch = Vec::new();
-        let mut idle = false;
-        for member in members {
-            let mut state = member.topic.lock();
-            let removed = state.slots.try_remove(member.slot);
-            if removed.is_some_and(|slot| slot.cut != Some(topic::Cut::Ended)) {
-                member.topic.subscribers.fetch_sub(1, Ordering::Relaxed);
-            }
-            if state.slots.is_empty() {
-                if shared {
-                    state.generation += 1;
-                    state.covered_after = None;
-                    unwatch.push((member.topic.name.clone(), state.generation));
-                }
-                idle |= state.entries.is_empty();
+    fn remove_if_idle(&self, topic: &Arc<Topic>) {
+        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+        let mut state = topic.lock();
+        if state.is_idle() && !state.removed {
+            state.removed = true;
+            if topics
+                .get(&topic.name)
+                .is_some_and(|t| Arc::ptr_eq(t, topic))
+            {
+                topics.remove(&topic.name);
             }
         }
-        for (name, generation) in unwatch {
-            self.storage.unwatch(&name, generation);
+    }
+
+    /// With a `history_age`, drops topics nobody reads whose history has aged out; runs
+    /// at most once per `history_age`, from the hub's publishes, subscribes and stats.
+    fn sweep_if_due(&self) {
+        let Some(age) = self.config.history_age else {
+            return;
+        };
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.epoch).as_millis() as u64;
+        let due = self.next_sweep.load(Ordering::Relaxed);
+        let next = elapsed.saturating_add((age.as_millis() as u64).max(1));
+        if elapsed < due
+            || self
+                .next_sweep
+                .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
         }
-        tracing::debug!(topics = members.len(), "hub subscriber left");
-        if idle {
-            let _publishing = self.publish.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
-            for member in members {
-                let state = member.topic.lock();
-                if state.slots.is_empty() && state.entries.is_empty() {
-                    topics.remove(&member.topic.name);
-                }
-            }
+        let idle: Vec<Arc<Topic>> = {
+            let topics = self.topics.read().unwrap_or_else(PoisonError::into_inner);
+            topics
+                .values()
+                .filter(|topic| {
+                    let mut state = topic.lock();
+                    state.evict_expired(Some(age), now);
+                    state.is_idle()
+                })
+                .cloned()
+                .collect()
+        };
+        for topic in &idle {
+            self.remove_if_idle(topic);
+        }
+        if !idle.is_empty() {
+            tracing::debug!(topics = idle.len(), "hub dropped idle topics");
         }
     }
 }

@@ -6,10 +6,10 @@ use std::task::Waker;
 
 /// One subscription's flags, one per topic it reads, and its waker.
 ///
-/// A publish marks the topic's flag for every subscriber *before* it moves the hub's
-/// newest id, and wakes them after: a subscriber that reads the newest id and then the
-/// flags finds every topic holding an event up to that id flagged, so it visits only
-/// those topics, however many it subscribed to.
+/// A subscription that has read everything of a topic parks on it; the next publish on
+/// that topic takes the parked subscriptions, and, once it has released every lock, sets
+/// the topic's flag for each and wakes it. The subscription then visits only the flagged
+/// topics (and those it left unfinished), however many it subscribed to.
 #[derive(Debug)]
 pub(crate) struct Signal {
     dirty: Box<[AtomicBool]>,

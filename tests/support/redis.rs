@@ -11,6 +11,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Settings given after the defaults (a later one wins).
+    extra: Vec<String>,
 }
 
 /// A loopback port nobody listens on now.
@@ -24,6 +26,12 @@ pub fn free_port() -> u16 {
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A server with `args` after the defaults, e.g. `["--appendfsync", "everysec"]`
+    /// for a test that writes much and never restarts the server.
+    pub fn start_with(args: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "tower-sse-redis-{}-{}",
             std::process::id(),
@@ -34,6 +42,7 @@ impl RedisServer {
             port: free_port(),
             dir,
             child: None,
+            extra: args.iter().map(|a| a.to_string()).collect(),
         };
         // A port found free may be taken before redis-server binds it (tests and
         // benchmarks start servers concurrently): then take another one.
@@ -74,6 +83,7 @@ impl RedisServer {
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             // Small stream nodes, so that `MAXLEN ~` trims in small steps.
             .args(["--stream-node-max-entries", "10"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())

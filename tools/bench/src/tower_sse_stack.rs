@@ -31,7 +31,7 @@ pub fn hub(redis: Option<&str>) -> Result<Hub, String> {
             let storage = tower_sse::hub::RedisStorage::new(url)
                 .map_err(|e| format!("redis: {e}"))?
                 .prefix("bench");
-            Ok(Hub::builder().storage(storage).build())
+            Ok(Hub::builder().redis(storage).build())
         }
         #[cfg(not(feature = "redis"))]
         Some(_) => Err("--redis needs the `redis` feature".into()),
