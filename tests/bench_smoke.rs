@@ -225,8 +225,9 @@ fn suite_smoke_compression_sections() {
     let results = read_json(&out.join("results-compression-memory-blocks.json"));
 
     let runs = results["compression"].as_array().unwrap();
-    // Two feeds, two write delays, identity and four codecs.
-    assert_eq!(runs.len(), 2 * 2 * 5);
+    // Three feeds (aircraft together and spread, sensors), two write delays, identity
+    // and four codecs.
+    assert_eq!(runs.len(), 3 * 2 * 5);
     for run in runs {
         let step = &run["report"]["steps"][0];
         let counts = [

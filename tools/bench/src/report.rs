@@ -794,6 +794,8 @@ fn compression(md: &mut String, results: &Results, config: &Config) {
                 .filter(|r| r.feed == shape.name && r.delay_ms == delay)
             {
                 let Some(s) = run.report.steps.first() else {
+                    let cells = "| - ".repeat(12);
+                    let _ = writeln!(md, "| {} {cells}| {:?} |", run.coding, run.report.errors);
                     continue;
                 };
                 let vs = |f: fn(&Step) -> Option<f64>| opt(ratio(f(s), identity.and_then(f)), 3);
@@ -855,6 +857,15 @@ fn memory(md: &mut String, results: &Results) {
     for state in ["idle", "active"] {
         for run in results.memory.iter().filter(|r| r.state == state) {
             let setting = run.setting.map_or("-".into(), |s| s.label());
+            if run.report.steps.is_empty() {
+                let cells = "| - ".repeat(7);
+                let errors = &run.report.errors;
+                let _ = writeln!(
+                    md,
+                    "| {} | {setting} | {state} {cells}| {errors:?} |",
+                    run.coding
+                );
+            }
             for s in &run.report.steps {
                 let over = s
                     .server_rss_per_conn_kib
@@ -896,8 +907,8 @@ fn blocks_section(md: &mut String, blocks: &crate::scenarios::Blocks) {
          (or group of 4) compressed once, alone, into bytes any subscriber's stream can \
          carry (gzip and deflate: raw deflate blocks; zstd: a frame each; brotli: a whole \
          stream each, which brotli cannot concatenate: shown for comparison only); its CPU \
-         is shared by all {} subscribers. CPU: one thread's time, the mean over passes of \
-         at least 0.3 s (noisy on a shared machine).\n",
+         is shared by all {} subscribers. CPU: the thread's own CPU time \
+         (`CLOCK_THREAD_CPUTIME_ID`), the mean over passes lasting at least 0.3 s in all.\n",
         blocks.events,
         blocks.events / 320,
         blocks.subscribers,

@@ -24,6 +24,7 @@ use crate::codec::{Codec, Compressor, EventCompressor, Setting};
 use crate::feed::{Feed, Generator};
 use crate::loadgen::{self, Report};
 use crate::suite::{Config, measure, measure_at, server_args, steps};
+use crate::sys::thread_cpu_ns;
 use crate::tower_sse_stack::hub_frames;
 
 /// Batching's cost: one run.
@@ -140,6 +141,18 @@ pub struct CompressionRun {
     pub report: Report,
 }
 
+/// A run that failed as a whole (a server overwhelmed past the load generator's
+/// timeouts, say) is reported with its error, and the section goes on.
+fn tolerate(result: Result<Report, String>) -> Report {
+    result.unwrap_or_else(|error| {
+        eprintln!("suite: run failed: {error}");
+        Report {
+            errors: [(format!("run failed: {error}"), 1)].into(),
+            ..Report::default()
+        }
+    })
+}
+
 /// `identity`, or the codec's token.
 fn coding_name(codec: Option<Codec>) -> String {
     codec.map_or("identity".into(), |c| c.token().into())
@@ -165,14 +178,14 @@ pub fn compression(config: &Config) -> Result<Vec<CompressionRun>, String> {
                     extra.extend(["--compression".into(), codec.token().into()]);
                 }
                 let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-                let report = measure(
+                let report = tolerate(measure(
                     config,
                     &server_args("tower-sse", shape.rate, &extra),
                     loadgen::Options {
                         accept_encoding: codec,
                         ..steps(&[*subscribers])
                     },
-                )?;
+                ));
                 runs.push(CompressionRun {
                     feed: shape.name.clone(),
                     delay_ms: delay,
@@ -231,7 +244,7 @@ pub fn memory(config: &Config) -> Result<Vec<MemoryRun>, String> {
                 0.0
             };
             let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-            let report = measure(
+            let report = tolerate(measure(
                 config,
                 &server_args("tower-sse", rate, &extra),
                 loadgen::Options {
@@ -239,7 +252,7 @@ pub fn memory(config: &Config) -> Result<Vec<MemoryRun>, String> {
                     accept_encoding: codec,
                     ..steps(steps_at)
                 },
-            )?;
+            ));
             runs.push(MemoryRun {
                 coding,
                 setting,
@@ -278,7 +291,7 @@ pub struct BlockRow {
     pub per_subscriber: bool,
     /// Bytes out, all events.
     pub bytes: u64,
-    /// CPU (wall time of one thread) per event, nanoseconds.
+    /// CPU time per event, nanoseconds (the suite thread's own).
     pub ns_per_event: f64,
 }
 
@@ -362,13 +375,16 @@ pub fn blocks(config: &Config) -> Result<Blocks, String> {
         for &setting in &config.memory.1 {
             for (approach, per_subscriber, group) in APPROACHES {
                 let bytes = pass(codec, setting, per_subscriber, group, &frames)?;
-                let started = Instant::now();
+                let (started, cpu) = (Instant::now(), thread_cpu_ns());
                 let mut passes = 0u32;
                 while passes == 0 || started.elapsed() < least {
                     pass(codec, setting, per_subscriber, group, &frames)?;
                     passes += 1;
                 }
-                let ns = started.elapsed().as_nanos() as f64;
+                // This thread's CPU time, or wall time where /proc cannot tell.
+                let ns = cpu
+                    .zip(thread_cpu_ns())
+                    .map_or(started.elapsed().as_nanos() as f64, |(a, b)| (b - a) as f64);
                 result.rows.push(BlockRow {
                     codec: codec.token().into(),
                     setting,

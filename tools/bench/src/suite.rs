@@ -113,7 +113,7 @@ pub struct Args {
     /// Compression: write delays, milliseconds (default 0,20).
     #[arg(long, value_delimiter = ',')]
     pub compression_delays: Option<Vec<u64>>,
-    /// Compression: the feeds (default aircraft,sensors).
+    /// Compression: the feeds (default aircraft,aircraft-spread,sensors).
     #[arg(long, value_delimiter = ',', value_parser = COMPRESSION_FEEDS)]
     pub compression_feeds: Option<Vec<String>>,
     /// Memory: streams at each step (default 1000,5000).
@@ -214,9 +214,9 @@ pub const COMPRESSION_FEEDS: [&str; 3] = ["aircraft", "aircraft-spread", "sensor
 
 /// The compression runs' feeds: `aircraft`, the aircraft example's (320 aircraft, a
 /// report each per second, published together as the example's tick does);
-/// `aircraft-spread`, the same spread evenly over the second (the high-rate shape);
-/// `sensors`, the sensors example's (6 sensors, spread evenly). At smoke size: 32
-/// aircraft, 5 ticks a second.
+/// `aircraft-spread`, the same spread evenly over the second (the high-rate shape: each
+/// event its own write unless batched); `sensors`, the sensors example's (6 sensors,
+/// spread evenly). At smoke size: 32 aircraft, 5 ticks a second.
 fn feed_shapes(smoke: bool, names: &[String]) -> Vec<FeedShape> {
     let (aircraft, rate) = pick(smoke, (320, 1.0), (32, 5.0));
     let shape = |name: &str| match name {
@@ -329,7 +329,7 @@ impl Config {
                     smoke,
                     &args
                         .compression_feeds
-                        .unwrap_or_else(|| vec!["aircraft".into(), "sensors".into()]),
+                        .unwrap_or_else(|| COMPRESSION_FEEDS.map(String::from).to_vec()),
                 ),
             ),
             memory: (
