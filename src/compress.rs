@@ -308,6 +308,14 @@ impl Encoder {
             Codec::Zstd => {
                 let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), i32::from(level))?;
                 encoder.window_log(u32::from(window_bits))?;
+                // Tables sized from the window, not from the level: what a stream holds
+                // follows the window chosen (level 3 alone keeps tables for a large input).
+                encoder.set_parameter(zstd::zstd_safe::CParameter::HashLog(
+                    u32::from(window_bits) + 1,
+                ))?;
+                encoder.set_parameter(zstd::zstd_safe::CParameter::ChainLog(u32::from(
+                    window_bits,
+                )))?;
                 Inner::Zstd(Box::new(encoder))
             }
             #[allow(unreachable_patterns)]

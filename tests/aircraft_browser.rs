@@ -1031,7 +1031,7 @@ async fn events_follow_one_aircraft() {
 
 /// On a single-threaded runtime the snapshot's task cannot run while the test publishes:
 /// more ticks in a row than a topic's history holds (120) leave its subscription behind
-/// what the hub can replay, and the hub cuts it off. The task subscribes again after the
+/// what the hub can replay, and it is cut off when it reads again. The task subscribes again after the
 /// last id it took in, receives `stream-reset` (what it missed is gone), and goes on: the
 /// snapshot reaches the hub's newest id, and after the next tick it is exactly that tick.
 #[tokio::test]
@@ -1044,13 +1044,12 @@ async fn the_snapshot_survives_falling_behind() {
     for _ in 0..settings.history + 10 {
         simulator.tick(10.0);
     }
-    let lagged: u64 = app.hub().all_stats().iter().map(|s| s.lagged).sum();
-    assert_eq!(
-        lagged, 5,
-        "the snapshot's subscription was cut off on every topic"
-    );
     let newest = app.hub().last_id();
     let reached = tokio::time::timeout(Duration::from_secs(30), app.snapshot_reaches(newest)).await;
     assert!(reached.is_ok(), "the snapshot is at {}", app.snapshot_id());
+    // A subscriber finds its own lag when it reads again, and is cut off at the first
+    // topic it finds it on: counted once, once the task ran.
+    let lagged: u64 = app.hub().all_stats().iter().map(|s| s.lagged).sum();
+    assert_eq!(lagged, 1, "the snapshot's subscription was cut off");
     tick(&app, &mut simulator, 60.0).await;
 }
