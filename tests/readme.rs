@@ -202,6 +202,7 @@ fn readme_programs_build_and_run_in_a_fresh_crate_with_the_readme_dependencies()
         .args(["build", "--bins", "--quiet"])
         .current_dir(&crate_dir)
         .env("CARGO_TARGET_DIR", &target)
+        .env("CARGO_PROFILE_DEV_DEBUG", "false")
         .env_remove("RUSTFLAGS")
         .status()
         .unwrap();
