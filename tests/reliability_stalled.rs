@@ -440,7 +440,8 @@ async fn a_client_that_vanishes_without_closing_is_closed_after_the_heartbeat_go
         .unwrap();
     let ids = timeout(GUARD, reader).await.unwrap().unwrap();
     assert_eq!(ids, [id]);
-    assert_eq!(server.ends(), 1);
+    // (No count of ends here: the healthy client has left once it read `last`, and its
+    // end may be reported at any moment; it was still subscribed above.)
     drop(child);
 }
 
