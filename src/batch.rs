@@ -1,21 +1,27 @@
 //! One cadence for every stream of a layer that batches its writes.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::task::{Context, Waker};
+use std::task::{Wake, Waker};
 use std::time::Duration;
+
+use tokio::runtime::Handle;
 
 /// Longest write delay a layer accepts.
 pub(crate) const MAX_DELAY: Duration = Duration::from_secs(1);
+
+/// `Slot::since` when no event has woken the stream since it last wrote.
+const NONE: u64 = u64::MAX;
 
 /// A clock that ticks every `delay` while some stream waits for it, and wakes the
 /// streams that wait at each tick.
 ///
 /// A stream that has a frame ready notes the current tick and waits for the next one,
 /// so no frame waits longer than `delay`. The cost is one timer for the whole layer,
-/// running only while some stream holds a frame, and one waker per holding stream per
+/// running only while some stream holds a frame, and one wake-up per holding stream per
 /// tick: idle streams cost nothing, and a stream that receives many events between two
-/// ticks is woken once, not once per event.
+/// ticks is woken once, not once per event (see [`Slot`]).
 pub(crate) struct Ticker {
     delay: Duration,
     state: Mutex<State>,
@@ -24,7 +30,7 @@ pub(crate) struct Ticker {
 #[derive(Default)]
 struct State {
     tick: u64,
-    waiting: Vec<Waker>,
+    waiting: Vec<Arc<Slot>>,
     running: bool,
 }
 
@@ -40,33 +46,119 @@ impl Ticker {
         self.delay
     }
 
-    /// The current tick: a frame held now goes out once the tick has moved past it.
-    pub(crate) fn now(&self) -> u64 {
-        self.lock().tick
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One batching stream's place at its layer's [`Ticker`].
+///
+/// The stream polls its inner body with [`Slot::waker`]: an event that arrives then
+/// does not wake the stream's task, it puts the stream on the ticker's list, and the
+/// task runs at the next tick to write everything that arrived meanwhile. So a stream
+/// costs one wake-up per write, not one per event plus one per write.
+pub(crate) struct Slot {
+    ticker: Arc<Ticker>,
+    /// The runtime that runs the ticker; none outside tokio, where nothing is deferred.
+    runtime: Option<Handle>,
+    /// The task of the stream, to wake at the tick.
+    task: Mutex<Option<Waker>>,
+    /// On the ticker's list already.
+    queued: AtomicBool,
+    /// The tick at which an event first woke the stream since it last wrote.
+    since: AtomicU64,
+}
+
+impl Slot {
+    pub(crate) fn new(ticker: Arc<Ticker>) -> Arc<Self> {
+        Arc::new(Slot {
+            ticker,
+            runtime: Handle::try_current().ok(),
+            task: Mutex::new(None),
+            queued: AtomicBool::new(false),
+            since: AtomicU64::new(NONE),
+        })
+    }
+
+    /// The waker to poll the inner body with; `task` is the waker woken at the tick.
+    pub(crate) fn waker(self: &Arc<Self>, task: &Waker) -> Waker {
+        let mut slot_task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+        if !slot_task.as_ref().is_some_and(|t| t.will_wake(task)) {
+            *slot_task = Some(task.clone());
+        }
+        Waker::from(self.clone())
+    }
+
+    /// The tick a frame taken now has waited since: the one at which an event woke the
+    /// stream, or the current one.
+    pub(crate) fn held_since(&self) -> u64 {
+        match self.since.swap(NONE, Ordering::AcqRel) {
+            NONE => self.ticker.lock().tick,
+            tick => tick,
+        }
+    }
+
+    /// The stream writes what it has: events that wake it from now on wait anew.
+    pub(crate) fn writing(&self) {
+        self.since.store(NONE, Ordering::Release);
     }
 
     /// Whether the clock has ticked since `held`; if not, the task is woken when it does.
     /// Outside a tokio runtime there is no clock, and the answer is always yes.
-    pub(crate) fn poll_ticked(self: &Arc<Self>, held: u64, cx: &mut Context<'_>) -> bool {
-        let mut state = self.lock();
+    /// (The slot already knows the task from [`Slot::waker`].)
+    pub(crate) fn poll_ticked(self: &Arc<Self>, held: u64) -> bool {
+        if self.runtime.is_none() {
+            return true;
+        }
+        let mut state = self.ticker.lock();
         if state.tick != held {
             return true;
         }
-        if !state.running {
-            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                return true;
-            };
-            state.running = true;
-            runtime.spawn(run(Arc::downgrade(self), self.delay));
-        }
-        if !state.waiting.iter().any(|w| w.will_wake(cx.waker())) {
-            state.waiting.push(cx.waker().clone());
-        }
+        self.queue(&mut state);
         false
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Puts the stream on the ticker's list (once) and starts the clock if it stopped.
+    fn queue(self: &Arc<Self>, state: &mut State) {
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            state.waiting.push(self.clone());
+        }
+        if !state.running
+            && let Some(runtime) = &self.runtime
+        {
+            state.running = true;
+            runtime.spawn(run(Arc::downgrade(&self.ticker), self.ticker.delay));
+        }
+    }
+
+    fn wake_task(&self) {
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
+}
+
+impl Wake for Slot {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    /// An event arrived: the stream's task runs at the next tick.
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.runtime.is_none() {
+            self.wake_task();
+            return;
+        }
+        let mut state = self.ticker.lock();
+        let _ = self
+            .since
+            .compare_exchange(NONE, state.tick, Ordering::AcqRel, Ordering::Acquire);
+        self.queue(&mut state);
     }
 }
 
@@ -88,8 +180,9 @@ async fn run(ticker: Weak<Ticker>, delay: Duration) {
             }
             std::mem::take(&mut state.waiting)
         };
-        for waker in waiting {
-            waker.wake();
+        for slot in waiting {
+            slot.queued.store(false, Ordering::Release);
+            slot.wake_task();
         }
     }
 }
@@ -98,6 +191,14 @@ impl fmt::Debug for Ticker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ticker")
             .field("delay", &self.delay)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slot")
+            .field("queued", &self.queued.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }

@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 
 use crate::EndReason;
+use crate::batch::Slot;
 use crate::compress::Encoder;
 use crate::config::Config;
 use crate::heartbeat::Heartbeat;
@@ -37,7 +38,9 @@ pub(crate) struct StreamState {
     prelude: Option<Bytes>,
     /// A frame taken from the inner body and not written yet.
     carry: Option<Bytes>,
-    /// With batching: the tick at which `carry` started to wait.
+    /// With batching: the stream's place at the layer's clock, and the tick at which
+    /// `carry` started to wait.
+    slot: Option<Arc<Slot>>,
     held_since: Option<u64>,
     /// The last frame was cut at the size bound: `carry` goes out without waiting.
     flush_now: bool,
@@ -71,6 +74,7 @@ impl StreamState {
             phase: Phase::Streaming,
             prelude: config.retry().cloned(),
             carry: None,
+            slot: config.batch().map(|ticker| Slot::new(ticker.clone())),
             held_since: None,
             flush_now: false,
             tail: None,
@@ -107,37 +111,54 @@ impl StreamState {
             self.tracker.touch(watch.now_ms());
         }
 
-        if matches!(self.phase, Phase::Streaming)
-            && self.shutdown.as_mut().is_some_and(|s| s.poll_cancelled(cx))
-        {
-            inner.set(None);
-            self.phase = Phase::Ending(EndReason::Shutdown, None);
-            self.tail = self.config.shutdown_event().cloned();
+        // Shutdown ends the stream at an event boundary. A batching stream first takes
+        // what is ready in its inner body (up to a frame): events wait there, not in the
+        // stream, until the tick.
+        let shutting_down = matches!(self.phase, Phase::Streaming)
+            && self.shutdown.as_mut().is_some_and(|s| s.poll_cancelled(cx));
+        if shutting_down {
+            if self.slot.is_some() {
+                self.flush_now = true;
+            } else {
+                end_for_shutdown(
+                    &mut self.phase,
+                    &mut self.tail,
+                    &self.config,
+                    inner.as_mut(),
+                );
+            }
         }
 
-        let config = self.config.clone();
-        if let Some(ticker) = config.batch()
+        // With batching, the inner body is polled with the slot's waker: an event that
+        // arrives wakes this task at the layer's next tick, not at once.
+        let slot = self.slot.clone();
+        let slot_waker = slot.as_ref().map(|slot| slot.waker(cx.waker()));
+        let mut inner_cx = Context::from_waker(slot_waker.as_ref().unwrap_or(cx.waker()));
+        if let Some(slot) = &slot
             && matches!(self.phase, Phase::Streaming)
             && self.prelude.is_none()
             && !self.flush_now
         {
             if self.carry.is_none() {
-                match next_frame(&mut self.phase, inner.as_mut(), cx) {
+                match next_frame(&mut self.phase, inner.as_mut(), &mut inner_cx) {
                     Poll::Ready(Some(data)) => {
                         self.carry = Some(data);
-                        self.held_since = Some(ticker.now());
+                        self.held_since = Some(slot.held_since());
                     }
                     Poll::Ready(None) | Poll::Pending => {}
                 }
             }
             if let (Some(_), Some(held), Phase::Streaming) =
                 (&self.carry, self.held_since, &self.phase)
-                && !ticker.poll_ticked(held, cx)
+                && !slot.poll_ticked(held)
             {
-                // Wait for the tick with the frame in hand; the inner body is not
-                // polled meanwhile, so events that arrive now wake nobody.
+                // Wait for the tick with the frame in hand; events that arrive
+                // meanwhile only mark the slot.
                 return Poll::Pending;
             }
+        }
+        if let Some(slot) = &slot {
+            slot.writing();
         }
 
         let max = self.config.max_frame();
@@ -154,7 +175,8 @@ impl StreamState {
         self.flush_now = false;
         if matches!(self.phase, Phase::Streaming) {
             while out.len() < max {
-                let Poll::Ready(Some(data)) = next_frame(&mut self.phase, inner.as_mut(), cx)
+                let Poll::Ready(Some(data)) =
+                    next_frame(&mut self.phase, inner.as_mut(), &mut inner_cx)
                 else {
                     break;
                 };
@@ -166,6 +188,14 @@ impl StreamState {
                 out.push(data);
                 events += 1;
             }
+        }
+        if shutting_down && matches!(self.phase, Phase::Streaming) {
+            end_for_shutdown(
+                &mut self.phase,
+                &mut self.tail,
+                &self.config,
+                inner.as_mut(),
+            );
         }
         if let Some(tail) = self.tail.take() {
             out.push(tail);
@@ -260,6 +290,19 @@ impl StreamState {
             && self.tail.is_none()
             && self.encoder.is_none()
     }
+}
+
+/// Ends the stream for a graceful shutdown: the inner body goes, and the shutdown event
+/// is the last frame.
+fn end_for_shutdown<B>(
+    phase: &mut Phase,
+    tail: &mut Option<Bytes>,
+    config: &Config,
+    mut inner: Pin<&mut Option<B>>,
+) {
+    inner.set(None);
+    *phase = Phase::Ending(EndReason::Shutdown, None);
+    *tail = config.shutdown_event().cloned();
 }
 
 /// The next data frame of the inner body; at its end, or at its error, the stream moves
