@@ -106,50 +106,9 @@ fn capped_examples() -> Vec<(&'static str, &'static str)> {
 /// test was built with; a no-op when `cargo test` has built them already.
 fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        // <target>/<profile>/deps/examples-<hash>
-        let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
-        if let Some(cargo) = std::env::var_os("CARGO") {
-            let features: Vec<&str> = [
-                ("serve", cfg!(feature = "serve")),
-                ("json", cfg!(feature = "json")),
-                ("redis", cfg!(feature = "redis")),
-                ("axum", cfg!(feature = "axum")),
-                ("warp", cfg!(feature = "warp")),
-                ("compression-gzip", cfg!(feature = "compression-gzip")),
-                ("compression-deflate", cfg!(feature = "compression-deflate")),
-                ("compression-br", cfg!(feature = "compression-br")),
-                ("compression-zstd", cfg!(feature = "compression-zstd")),
-            ]
-            .into_iter()
-            .filter_map(|(name, on)| on.then_some(name))
-            .collect();
-            let mut command = std::process::Command::new(cargo);
-            command.args(["build", "--quiet"]);
-            for example in examples() {
-                command.args(["--example", example]);
-            }
-            command
-                .args(["--no-default-features", "--features", &features.join(",")])
-                .arg("--manifest-path")
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-                .arg("--target-dir")
-                .arg(profile_dir.parent().unwrap());
-            if !cfg!(debug_assertions) {
-                command.arg("--release");
-            }
-            let status = command.status().unwrap();
-            assert!(status.success(), "cargo build of the examples");
-        }
-        profile_dir.join("examples")
-    });
+    let dir = BUILT.get_or_init(|| support::build_examples(&examples()));
     let binary = dir.join(name);
-    assert!(
-        binary.exists(),
-        "{} is missing: cargo build --example {name}",
-        binary.display()
-    );
+    assert!(binary.exists(), "{} is missing", binary.display());
     binary
 }
 

@@ -70,41 +70,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// `examples/hostile_server.rs`, built with the features this test was built with (a
 /// no-op when `cargo test` has built it already).
 fn server_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // <target>/<profile>/deps/serve-<hash>
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let binary = profile_dir.join("examples").join("hostile_server");
-    if let Some(cargo) = std::env::var_os("CARGO") {
-        let features: Vec<&str> = [
-            ("serve", cfg!(feature = "serve")),
-            ("json", cfg!(feature = "json")),
-            ("redis", cfg!(feature = "redis")),
-            ("axum", cfg!(feature = "axum")),
-            ("warp", cfg!(feature = "warp")),
-        ]
-        .into_iter()
-        .filter_map(|(name, on)| on.then_some(name))
-        .collect();
-        let mut command = Command::new(cargo);
-        command
-            .args(["build", "--quiet", "--example", "hostile_server"])
-            .args(["--no-default-features", "--features", &features.join(",")])
-            .arg("--manifest-path")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-            .arg("--target-dir")
-            .arg(profile_dir.parent().unwrap());
-        if !cfg!(debug_assertions) {
-            command.arg("--release");
-        }
-        let status = command.status().unwrap();
-        assert!(status.success(), "cargo build --example hostile_server");
-    }
-    assert!(
-        binary.exists(),
-        "{} is missing: cargo build --example hostile_server",
-        binary.display()
-    );
-    binary
+    support::build_examples(&["hostile_server"]).join("hostile_server")
 }
 
 struct Server {

@@ -188,6 +188,55 @@ pub fn spawn_self(name: &str, envs: &[(&str, &str)]) -> (std::process::Child, So
     (child, listening_address(lines))
 }
 
+/// Builds the examples `names` with the features this test was built with (a no-op
+/// when `cargo test` has built them already), and gives the folder of their binaries.
+pub fn build_examples(names: &[&str]) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // <target>/<profile>/deps/<test>-<hash>
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_owned();
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let features: Vec<&str> = [
+            ("serve", cfg!(feature = "serve")),
+            ("json", cfg!(feature = "json")),
+            ("redis", cfg!(feature = "redis")),
+            ("axum", cfg!(feature = "axum")),
+            ("warp", cfg!(feature = "warp")),
+            ("compression-gzip", cfg!(feature = "compression-gzip")),
+            ("compression-deflate", cfg!(feature = "compression-deflate")),
+            ("compression-br", cfg!(feature = "compression-br")),
+            ("compression-zstd", cfg!(feature = "compression-zstd")),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect();
+        let mut command = std::process::Command::new(cargo);
+        command.args(["build", "--quiet"]);
+        for name in names {
+            command.args(["--example", name]);
+        }
+        command
+            .args(["--no-default-features", "--features", &features.join(",")])
+            .arg("--manifest-path")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(profile_dir.parent().unwrap());
+        if !cfg!(debug_assertions) {
+            command.arg("--release");
+        }
+        let status = command.status().unwrap();
+        assert!(status.success(), "cargo build of the examples {names:?}");
+    }
+    let dir = profile_dir.join("examples");
+    for name in names {
+        assert!(
+            dir.join(name).exists(),
+            "{} is missing: cargo build --example {name}",
+            dir.join(name).display()
+        );
+    }
+    dir
+}
+
 /// An HTTP/2 connection (the `h2` crate's client, which hyper builds on) whose client
 /// grants its streams no flow-control window: the server can send headers, never data,
 /// until the test opens the window.
