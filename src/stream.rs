@@ -131,10 +131,10 @@ impl StreamState {
 
         // With batching, the inner body is polled with the slot's waker: an event that
         // arrives wakes this task at the layer's next tick, not at once.
-        let slot = self.slot.clone();
+        let slot = self.slot.as_ref();
         let slot_waker = slot.as_ref().map(|slot| slot.waker(cx.waker()));
         let mut inner_cx = Context::from_waker(slot_waker.as_ref().unwrap_or(cx.waker()));
-        if let Some(slot) = &slot
+        if let Some(slot) = slot
             && matches!(self.phase, Phase::Streaming)
             && self.prelude.is_none()
             && !self.flush_now
@@ -157,7 +157,7 @@ impl StreamState {
                 return Poll::Pending;
             }
         }
-        if let Some(slot) = &slot {
+        if let Some(slot) = slot {
             slot.writing();
         }
 
