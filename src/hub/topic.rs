@@ -15,8 +15,9 @@ use std::time::Duration;
 use slab::Slab;
 use tokio::time::Instant;
 
+use super::TopicStats;
+use super::builder::HubConfig;
 use super::signal::Signal;
-use super::{HubConfig, TopicStats};
 use crate::Event;
 
 /// A published event as the topic keeps it.
