@@ -2,17 +2,16 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::Subscription;
 use super::builder::HubConfig;
-use super::log::{Delivery, GapReason, SharedLog};
+use super::deliveries;
+use super::log::{GapReason, SharedLog};
 use super::topic::{self, Topic};
 use crate::{Event, LastEventId};
 
@@ -20,7 +19,7 @@ pub(crate) struct HubInner {
     pub(crate) config: HubConfig,
     pub(super) topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
     /// The last id handed out by a local publish.
-    next: AtomicU64,
+    pub(super) next: AtomicU64,
     /// Every id up to this one is appended to its topic.
     pub(crate) watermark: AtomicU64,
     /// Held by a local publish while it takes the next id, appends the event and moves
@@ -47,43 +46,6 @@ impl fmt::Debug for HubInner {
     }
 }
 
-/// Batches of deliveries a shared log may have in flight to the hub.
-const DELIVERIES: usize = 64;
-
-/// Applies what the shared log reads back, in order, until the hub is dropped (which
-/// closes the channel, and so stops the log's reader).
-async fn apply_deliveries(
-    hub: Weak<HubInner>,
-    mut deliveries: mpsc::Receiver<Delivery>,
-    mut stopped: tokio::sync::oneshot::Receiver<()>,
-) {
-    loop {
-        let delivery = std::future::poll_fn(|cx| {
-            if std::pin::Pin::new(&mut stopped).poll(cx).is_ready() {
-                return std::task::Poll::Ready(None);
-            }
-            deliveries.poll_recv(cx)
-        })
-        .await;
-        let (Some(delivery), Some(hub)) = (delivery, hub.upgrade()) else {
-            return;
-        };
-        match delivery {
-            Delivery::Events(events) => {
-                for (id, topic, event) in events {
-                    hub.deliver(&topic, id, event);
-                }
-            }
-            Delivery::Covered {
-                topic,
-                generation,
-                after,
-            } => hub.covered(&topic, generation, after),
-            Delivery::Advance(id) => hub.advance(id),
-        }
-    }
-}
-
 impl HubInner {
     /// A hub's engine with `config`, on `log` if given: starts the task that applies the
     /// log's deliveries.
@@ -96,14 +58,6 @@ impl HubInner {
             None => SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as u64),
-        };
-        let runtime = match (&log, tokio::runtime::Handle::try_current()) {
-            (Some(_), Err(_)) => {
-                tracing::error!("a hub on a shared log needs a tokio runtime: build it inside one");
-                None
-            }
-            (Some(_), Ok(runtime)) => Some(runtime),
-            (None, _) => None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let inner = Arc::new(HubInner {
@@ -118,11 +72,7 @@ impl HubInner {
             next_sweep: AtomicU64::new(0),
             epoch: Instant::now(),
         });
-        if let (Some(log), Some(runtime)) = (&inner.log, runtime) {
-            let (deliveries, received) = mpsc::channel(DELIVERIES);
-            runtime.spawn(apply_deliveries(Arc::downgrade(&inner), received, stopped));
-            log.start(deliveries);
-        }
+        deliveries::start(&inner, stopped);
         inner
     }
 }
@@ -181,62 +131,6 @@ impl HubInner {
             waiters.wake();
             return id;
         }
-    }
-
-    /// Appends an event the shared log numbered; ignores an id that is not newer than
-    /// every id already delivered.
-    pub(super) fn deliver(&self, name: &str, id: u64, event: Event) {
-        let last = self.watermark.load(Ordering::Acquire);
-        if id <= last {
-            tracing::warn!(
-                topic = name,
-                id,
-                last,
-                "hub dropped an event delivered out of order"
-            );
-            return;
-        }
-        let mut waiters = None;
-        // A topic nobody here reads is not kept.
-        if let Some(topic) = self.find(name) {
-            let mut state = topic.lock();
-            if !state.removed {
-                let event = event.with_trusted_id(itoa::Buffer::new().format(id));
-                state.push(id, event, &self.config, Instant::now());
-                waiters = Some(topic.take_waiters(&mut state));
-                drop(state);
-                topic.published.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.next.store(id, Ordering::Relaxed);
-        self.watermark.store(id, Ordering::Release);
-        if let Some(waiters) = waiters {
-            waiters.wake();
-        }
-    }
-
-    /// The shared log stands at `id`: subscribers without a `Last-Event-ID` start there.
-    pub(super) fn advance(&self, id: u64) {
-        if id > self.watermark.load(Ordering::Acquire) {
-            self.next.store(id, Ordering::Relaxed);
-            self.watermark.store(id, Ordering::Release);
-        }
-    }
-
-    /// The shared log delivers every event of `topic` after `after`, for the watch of
-    /// `generation`.
-    pub(super) fn covered(&self, name: &str, generation: u64, after: u64) {
-        let Some(topic) = self.find(name) else { return };
-        let waiters = {
-            let mut state = topic.lock();
-            if state.generation != generation {
-                return;
-            }
-            state.covered_after = Some(after);
-            topic.take_waiters(&mut state)
-        };
-        tracing::debug!(topic = name, after, "hub topic covered by its shared log");
-        waiters.wake();
     }
 
     /// The reset event: the reason as data, and `id` (the point the subscriber resumes

@@ -30,6 +30,7 @@
 //! feed on Redis Streams with `HubBuilder::redis` (feature `redis`).
 
 mod builder;
+mod deliveries;
 mod engine;
 mod error;
 mod handle;
