@@ -138,6 +138,7 @@
 pub mod axum;
 mod batch;
 mod body;
+mod boundary;
 mod compress;
 mod config;
 mod event;
