@@ -14,19 +14,18 @@
 mod support;
 
 use std::convert::Infallible;
-use std::pin::Pin;
 use std::sync::Mutex;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
-use http::{Request, Response};
-use http_body::{Body, Frame};
+use http::Request;
+use http_body::Body;
 use http_body_util::BodyExt;
+use support::upstream::{Feed, event_stream, upstream};
 use support::*;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
@@ -159,121 +158,6 @@ async fn assert_upstream_events(chunks: Vec<Bytes>) {
         "the reference reading of the upstream"
     );
     assert_eq!(parse(chunks).await, expected, "the events read back");
-}
-
-// ---- The upstream body ------------------------------------------------------------
-
-/// What the upstream body has seen of the layer.
-#[derive(Clone, Copy, Debug, Default)]
-struct Seen {
-    /// Chunks taken by the layer.
-    taken: usize,
-    /// When the last one was taken.
-    taken_at: Option<Instant>,
-    /// The last poll that found no chunk ready, and when.
-    pending_polls: usize,
-    pending_at: Option<Instant>,
-    dropped: bool,
-}
-
-/// An upstream body fed chunk by chunk by the test, telling it each time the layer
-/// polls it.
-struct Upstream {
-    chunks: mpsc::UnboundedReceiver<Bytes>,
-    seen: watch::Sender<Seen>,
-}
-
-impl Body for Upstream {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let polled = self.chunks.poll_recv(cx);
-        let now = Instant::now();
-        match polled {
-            Poll::Ready(Some(chunk)) => {
-                self.seen.send_modify(|seen| {
-                    seen.taken += 1;
-                    seen.taken_at = Some(now);
-                });
-                Poll::Ready(Some(Ok(Frame::data(chunk))))
-            }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => {
-                self.seen.send_modify(|seen| {
-                    seen.pending_polls += 1;
-                    seen.pending_at = Some(now);
-                });
-                Poll::Pending
-            }
-        }
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.seen.send_modify(|seen| seen.dropped = true);
-    }
-}
-
-/// The test's end of one upstream body.
-struct Feed {
-    chunks: mpsc::UnboundedSender<Bytes>,
-    seen: watch::Receiver<Seen>,
-}
-
-fn upstream() -> (Upstream, Feed) {
-    let (chunks_tx, chunks) = mpsc::unbounded_channel();
-    let (seen_tx, seen) = watch::channel(Seen::default());
-    let body = Upstream {
-        chunks,
-        seen: seen_tx,
-    };
-    let feed = Feed {
-        chunks: chunks_tx,
-        seen,
-    };
-    (body, feed)
-}
-
-fn event_stream<B>(body: B) -> Response<B> {
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(body)
-        .unwrap()
-}
-
-impl Feed {
-    fn send(&self, chunk: &[u8]) {
-        self.chunks
-            .send(Bytes::copy_from_slice(chunk))
-            .expect("the upstream body is there");
-    }
-
-    /// Waits until the layer has taken `taken` chunks and then polled the body again at
-    /// least `after` later: a heartbeat falling due by then has been dealt with.
-    async fn polled_after(&mut self, taken: usize, after: Duration) {
-        let waited = timeout(
-            Duration::from_secs(30),
-            self.seen.wait_for(|seen| {
-                seen.taken == taken
-                    && matches!(
-                        (seen.taken_at, seen.pending_at),
-                        (Some(taken_at), Some(pending_at)) if pending_at >= taken_at + after
-                    )
-            }),
-        )
-        .await
-        .is_ok_and(|seen| seen.is_ok());
-        let seen = *self.seen.borrow();
-        assert!(
-            waited,
-            "hang guard: the layer did not poll the upstream again after chunk {taken}: {seen:?}"
-        );
-    }
 }
 
 /// The layer of these tests, reporting each stream's end on `ends`.
