@@ -106,16 +106,18 @@ impl Feed {
 
     /// Waits until the layer has taken `taken` chunks and then polled the body again at
     /// least `after` later: a heartbeat that fell due by then has been dealt with (it
-    /// is checked on every poll that finds the upstream with nothing ready).
+    /// is checked on every poll that finds the upstream with nothing ready). Or until
+    /// the body is dropped: its client is gone.
     pub async fn polled_after(&mut self, taken: usize, after: Duration) {
         let waited = timeout(
             Duration::from_secs(30),
             self.seen.wait_for(|seen| {
-                seen.taken == taken
-                    && matches!(
-                        (seen.taken_at, seen.pending_at),
-                        (Some(taken_at), Some(pending_at)) if pending_at >= taken_at + after
-                    )
+                seen.dropped
+                    || seen.taken == taken
+                        && matches!(
+                            (seen.taken_at, seen.pending_at),
+                            (Some(taken_at), Some(pending_at)) if pending_at >= taken_at + after
+                        )
             }),
         )
         .await
