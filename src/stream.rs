@@ -156,7 +156,7 @@ impl StreamState {
         if shutting_down {
             if self.slot.is_some() {
                 self.flush_now = true;
-            } else if self.boundary.at_boundary() && self.carry.is_none() {
+            } else if self.boundary.at_boundary() {
                 end_for_shutdown(
                     &mut self.phase,
                     &mut self.tail,
