@@ -104,6 +104,11 @@ impl Feed {
             .expect("the upstream body is there");
     }
 
+    /// Sends `chunk` if the body is still there (the layer may have dropped it).
+    pub fn send_if_there(&self, chunk: &[u8]) {
+        let _ = self.chunks.send(Bytes::copy_from_slice(chunk));
+    }
+
     /// Waits until the layer has taken `taken` chunks and then polled the body again at
     /// least `after` later: a heartbeat that fell due by then has been dealt with (it
     /// is checked on every poll that finds the upstream with nothing ready). Or until
