@@ -1,6 +1,6 @@
 //! The server that `tests/serve.rs` runs in its own process and attacks: `tower_sse::serve`
 //! with its guards set short, a hub that publishes a numbered event on `ticks` every
-//! 10 ms, and a plain `/hello`.
+//! 10 ms, a plain `/hello`, and `/open`: how many streams hold a place under the limit.
 //!
 //! ```text
 //! FIRST_REQUEST_TIMEOUT_MS=1000 HEADER_READ_TIMEOUT_MS=1000 cargo run --example hostile_server
@@ -62,12 +62,13 @@ async fn main() -> std::io::Result<()> {
         }
     });
 
-    // The layer over one service: `/hello` answers a page, any other path is the hub's
-    // (`?topic=ticks`); the layer leaves the page alone. Each stream's end is one line
+    // The layer over one service: `/hello` answers a page, `/open` the streams open, any
+    // other path is the hub's (`?topic=ticks`); the layer leaves the pages alone. Each stream's end is one line
     // on stderr.
     let mut layer = SseLayer::new().on_end(|end| eprintln!("stream ended: {}", end.reason));
-    if let Some(max) = setting("STREAM_LIMIT") {
-        layer = layer.limit(StreamLimit::new(max as usize));
+    let limit = setting("STREAM_LIMIT").map(|max| StreamLimit::new(max as usize));
+    if let Some(limit) = &limit {
+        layer = layer.limit(limit.clone());
     }
     if let Some(ms) = setting("HEARTBEAT_MS") {
         layer = layer.heartbeat(Duration::from_millis(ms));
@@ -78,10 +79,16 @@ async fn main() -> std::io::Result<()> {
     let app = ServiceBuilder::new().layer(layer).service(service_fn(
         move |request: Request<Incoming>| {
             let hub = hub.clone();
+            let limit = limit.clone();
             async move {
                 if request.uri().path() == "/hello" {
                     let hello = Full::new(Bytes::from_static(b"hello"));
                     return Ok::<_, Infallible>(Response::new(hello).map(Either::Right));
+                }
+                if request.uri().path() == "/open" {
+                    let open = limit.as_ref().map_or(0, StreamLimit::open_streams);
+                    let open = Full::new(Bytes::from(open.to_string()));
+                    return Ok(Response::new(open).map(Either::Right));
                 }
                 let response = hub.oneshot(request).await?;
                 Ok(response.map(Either::Left))

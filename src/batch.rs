@@ -22,6 +22,11 @@ const NONE: u64 = u64::MAX;
 /// running only while some stream holds a frame, and one wake-up per holding stream per
 /// tick: idle streams cost nothing, and a stream that receives many events between two
 /// ticks is woken once, not once per event (see [`Slot`]).
+///
+/// The clock runs on the runtime of a stream that waits for it. When that runtime goes
+/// away (a layer shared between runtimes), the clock's [`Running`] guard says so and
+/// wakes the streams that waited: each queues again, and the first starts a new clock
+/// on its own runtime.
 pub(crate) struct Ticker {
     delay: Duration,
     state: Mutex<State>,
@@ -31,7 +36,9 @@ pub(crate) struct Ticker {
 struct State {
     tick: u64,
     waiting: Vec<Arc<Slot>>,
-    running: bool,
+    /// The clock task that runs, by number, if one does.
+    clock: Option<u64>,
+    started: u64,
 }
 
 impl Ticker {
@@ -110,24 +117,40 @@ impl Slot {
         if self.runtime.is_none() {
             return true;
         }
-        let mut state = self.ticker.lock();
-        if state.tick != held {
-            return true;
-        }
-        self.queue(&mut state);
+        let start = {
+            let mut state = self.ticker.lock();
+            if state.tick != held {
+                return true;
+            }
+            self.queue(&mut state)
+        };
+        self.start_clock(start);
         false
     }
 
-    /// Puts the stream on the ticker's list (once) and starts the clock if it stopped.
-    fn queue(self: &Arc<Self>, state: &mut State) {
+    /// Puts the stream on the ticker's list (once); gives the number of a clock to
+    /// start, if none runs.
+    fn queue(self: &Arc<Self>, state: &mut State) -> Option<u64> {
         if !self.queued.swap(true, Ordering::AcqRel) {
             state.waiting.push(self.clone());
         }
-        if !state.running
-            && let Some(runtime) = &self.runtime
-        {
-            state.running = true;
-            runtime.spawn(run(Arc::downgrade(&self.ticker), self.ticker.delay));
+        if state.clock.is_some() || self.runtime.is_none() {
+            return None;
+        }
+        state.started += 1;
+        state.clock = Some(state.started);
+        Some(state.started)
+    }
+
+    /// Spawns the clock `start` on the stream's runtime, with no lock held: on a runtime
+    /// that is shutting down the task is dropped at once, and its guard takes the lock.
+    fn start_clock(&self, start: Option<u64>) {
+        if let (Some(number), Some(runtime)) = (start, &self.runtime) {
+            let guard = Running {
+                ticker: Arc::downgrade(&self.ticker),
+                number,
+            };
+            runtime.spawn(run(guard, self.ticker.delay));
         }
     }
 
@@ -154,28 +177,59 @@ impl Wake for Slot {
             self.wake_task();
             return;
         }
-        let mut state = self.ticker.lock();
-        let _ = self
-            .since
-            .compare_exchange(NONE, state.tick, Ordering::AcqRel, Ordering::Acquire);
-        self.queue(&mut state);
+        let start = {
+            let mut state = self.ticker.lock();
+            let _ =
+                self.since
+                    .compare_exchange(NONE, state.tick, Ordering::AcqRel, Ordering::Acquire);
+            self.queue(&mut state)
+        };
+        self.start_clock(start);
+    }
+}
+
+/// Owned by a clock task: however the task ends (nobody waiting, or its runtime dropped
+/// with it), the ticker learns that no clock runs, and streams left waiting are woken
+/// to queue again (and start a new clock on their own runtime).
+struct Running {
+    ticker: Weak<Ticker>,
+    number: u64,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Some(ticker) = self.ticker.upgrade() else {
+            return;
+        };
+        let waiting = {
+            let mut state = ticker.lock();
+            if state.clock != Some(self.number) {
+                return;
+            }
+            state.clock = None;
+            std::mem::take(&mut state.waiting)
+        };
+        for slot in waiting {
+            slot.queued.store(false, Ordering::Release);
+            slot.wake_task();
+        }
     }
 }
 
 /// Ticks while some stream waits; stops at the first tick nobody waited for.
-async fn run(ticker: Weak<Ticker>, delay: Duration) {
+async fn run(guard: Running, delay: Duration) {
     let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + delay, delay);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let Some(ticker) = ticker.upgrade() else {
+        let Some(ticker) = guard.ticker.upgrade() else {
             return;
         };
         let waiting = {
             let mut state = ticker.lock();
             state.tick += 1;
             if state.waiting.is_empty() {
-                state.running = false;
+                state.clock = None;
                 return;
             }
             std::mem::take(&mut state.waiting)

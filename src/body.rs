@@ -21,8 +21,9 @@ pin_project! {
     /// An event stream's body is wrapped: frames the inner body already has ready are
     /// coalesced into one, up to a bound (64 KiB by default), so a burst costs one write,
     /// while a frame that arrives alone goes out alone, at once, as the very `Bytes` it
-    /// was made of; a heartbeat is written while it idles; it ends at a frame boundary on
-    /// shutdown; an error of the inner body ends it cleanly after the last complete frame;
+    /// was made of; a heartbeat is written while it idles; it ends at an event boundary on
+    /// shutdown (the layer's own frames go only where an event ended, whatever the inner
+    /// body's chunking); an error of the inner body ends it after the last frame;
     /// and its end is reported, as [`EndReason::ClientGone`](crate::EndReason::ClientGone) if the connection drops it
     /// first, or as [`EndReason::Stalled`](crate::EndReason::Stalled) if the connection
     /// stops taking its frames. Any other response's body passes through untouched, and

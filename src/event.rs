@@ -266,18 +266,27 @@ impl EventBuilder {
     /// Sets the event id (the `id:` field), which the browser sends back as the
     /// `Last-Event-ID` header when it reconnects.
     ///
-    /// An id containing CR, LF or NUL is refused with [`EventError::InvalidId`]. An empty
-    /// id is allowed: it clears the client's last event id.
+    /// An id containing CR, LF or NUL is refused with [`EventError::InvalidId`]. An id
+    /// longer than [`LastEventId::MAX_LEN`](crate::LastEventId::MAX_LEN) bytes (1 KiB)
+    /// is refused with [`EventError::IdTooLong`]: the layer would not read it back from
+    /// a reconnecting client's `Last-Event-ID`, and the client would silently start
+    /// over. An empty id is allowed: it clears the client's last event id.
     ///
     /// ```
-    /// let event = tower_sse::Event::builder().id("17").data("x").build()?;
-    /// assert!(tower_sse::Event::builder().id("1\r").build().is_err());
-    /// assert!(tower_sse::Event::builder().id("1\0").build().is_err());
+    /// use tower_sse::{Event, EventError, LastEventId};
+    ///
+    /// let event = Event::builder().id("17").data("x").build()?;
+    /// assert!(Event::builder().id("1\r").build().is_err());
+    /// assert!(Event::builder().id("1\0").build().is_err());
+    /// let long = "7".repeat(LastEventId::MAX_LEN + 1);
+    /// assert!(matches!(Event::builder().id(&long).build(), Err(EventError::IdTooLong)));
     /// # Ok::<(), tower_sse::EventError>(())
     /// ```
     pub fn id(mut self, id: &str) -> Self {
         if memchr::memchr3(b'\r', b'\n', 0, id.as_bytes()).is_some() {
             self.fail(EventError::InvalidId);
+        } else if id.len() > crate::LastEventId::MAX_LEN {
+            self.fail(EventError::IdTooLong);
         } else {
             write_field(&mut self.buf, b"id", id);
         }
@@ -415,6 +424,9 @@ pub enum EventError {
     /// The id contains CR or LF, which would start another field, or NUL, which makes
     /// clients ignore the id.
     InvalidId,
+    /// The id is longer than [`LastEventId::MAX_LEN`](crate::LastEventId::MAX_LEN)
+    /// bytes, the longest `Last-Event-ID` the layer reads back.
+    IdTooLong,
     /// The data could not be serialized as JSON.
     #[cfg(feature = "json")]
     #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
@@ -426,6 +438,11 @@ impl fmt::Display for EventError {
         match self {
             EventError::InvalidEventType => f.write_str("SSE event type contains CR or LF"),
             EventError::InvalidId => f.write_str("SSE event id contains CR, LF or NUL"),
+            EventError::IdTooLong => write!(
+                f,
+                "SSE event id is longer than {} bytes, the longest Last-Event-ID read back",
+                crate::LastEventId::MAX_LEN
+            ),
             #[cfg(feature = "json")]
             EventError::Json(err) => write!(f, "SSE event data could not be serialized: {err}"),
         }
@@ -537,6 +554,22 @@ mod tests {
         for bad in ["1\n", "1\r", "\0", "a\0b", "1\r\nevent: x"] {
             let err = Event::builder().id(bad).data("x").build().unwrap_err();
             assert!(matches!(err, EventError::InvalidId), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_id_longer_than_a_last_event_id_may_be_is_refused() {
+        let longest = "9".repeat(crate::LastEventId::MAX_LEN);
+        let event = Event::builder().id(&longest).data("x").build().unwrap();
+        assert!(frame(&event).starts_with(format!("id: {longest}\n").as_bytes()));
+        // Counted in bytes: 342 three-byte characters are 1,026 bytes.
+        for long in ["9".repeat(crate::LastEventId::MAX_LEN + 1), "ก".repeat(342)] {
+            let err = Event::builder().id(&long).data("x").build().unwrap_err();
+            assert!(matches!(err, EventError::IdTooLong));
+            assert_eq!(
+                err.to_string(),
+                "SSE event id is longer than 1024 bytes, the longest Last-Event-ID read back"
+            );
         }
     }
 

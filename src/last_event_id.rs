@@ -14,7 +14,8 @@ use crate::query;
 /// request's extensions, where handlers, the axum extractor, the warp filter and the
 /// [`Hub`](crate::Hub) find it. A malformed value (not UTF-8, longer than
 /// [`MAX_LEN`](LastEventId::MAX_LEN) bytes) never fails the request: it counts as
-/// absent and is traced.
+/// absent and is traced at debug level (a client cannot make the server log a line per
+/// request at the default levels).
 ///
 /// ```
 /// use http::Request;
@@ -59,6 +60,9 @@ impl LastEventId {
     pub const HEADER: HeaderName = HeaderName::from_static("last-event-id");
 
     /// Longest accepted id, in bytes; a longer one counts as absent.
+    /// [`EventBuilder::id`](crate::EventBuilder::id) refuses longer ids with
+    /// [`EventError::IdTooLong`](crate::EventError::IdTooLong), so that every id an event
+    /// carries comes back intact when the client reconnects.
     ///
     /// ```
     /// assert_eq!(tower_sse::LastEventId::MAX_LEN, 1024);
@@ -134,7 +138,7 @@ impl LastEventId {
             match Self::from_bytes(value.as_bytes()) {
                 Ok(Some(id)) => return Some(id),
                 Ok(None) => {}
-                Err(error) => tracing::warn!(%error, "ignoring malformed Last-Event-ID header"),
+                Err(error) => tracing::debug!(%error, "ignoring malformed Last-Event-ID header"),
             }
         }
         let (query, param) = (query?, param?);
@@ -144,7 +148,7 @@ impl LastEventId {
             Err(query::NotUtf8) => Err(Malformed::NotUtf8),
         };
         read.unwrap_or_else(|error| {
-            tracing::warn!(%error, parameter = param, "ignoring malformed last event id in query");
+            tracing::debug!(%error, parameter = param, "ignoring malformed last event id in query");
             None
         })
     }

@@ -14,7 +14,9 @@ use crate::{Compression, Event, SseService, StreamEnd, StreamLimit};
 /// It works as tower-http's middleware do: it wraps any service that answers with an
 /// `http::Response`, and it touches only the responses that are event streams (status
 /// 200, `Content-Type: text/event-stream`), whoever built them: [`Sse`](crate::Sse),
-/// axum's own `Sse`, warp's, or a hand-made body that writes whole events per frame.
+/// axum's own `Sse`, warp's, or any other body, such as a proxied upstream stream whose
+/// frames split events anywhere: the layer follows where the stream's events end and
+/// writes its own frames (heartbeats, the shutdown event) only there, never inside one.
 /// Other responses pass through untouched, so the layer can sit on a whole axum
 /// `Router` (`Router::layer`), a warp service (`warp::service`) or a single tower
 /// service alike.
@@ -73,7 +75,9 @@ impl SseLayer {
     /// Writes a heartbeat after `interval` without any write (default 15 seconds), so
     /// proxies keep the connection open and a vanished client is noticed. Every event
     /// pushes it back; a heartbeat missed while the task was busy is written once, never
-    /// as a burst. A zero interval is raised to one millisecond.
+    /// as a burst. A heartbeat that falls due while the stream stands inside an event (a
+    /// body that sent part of one) is skipped. A zero interval is raised to one
+    /// millisecond.
     ///
     /// ```
     /// let layer = tower_sse::SseLayer::new().heartbeat(std::time::Duration::from_secs(10));
@@ -172,18 +176,25 @@ impl SseLayer {
     }
 
     /// Ends a stream whose connection takes nothing from it for `timeout` (default:
-    /// three heartbeat intervals, 45 seconds, and never less than 5 seconds), frees its
-    /// place under the [`limit`](SseLayer::limit) at once, and reports it as
-    /// [`EndReason::Stalled`](crate::EndReason::Stalled).
+    /// three heartbeat intervals, 45 seconds, and never less than 5 seconds), and reports
+    /// it as [`EndReason::Stalled`](crate::EndReason::Stalled).
     ///
     /// A connection stops taking frames when its client stops reading, or, over HTTP/2,
     /// when the client grants the stream no flow-control window: the stream's writes
     /// never block, so [`WriteTimeout`](crate::WriteTimeout) cannot see it, and without
     /// this it would hold its place for the connection's whole life. A healthy stream is
     /// taken from at least once per heartbeat interval, so keep `timeout` at two
-    /// heartbeat intervals or more. The stream itself is reset (HTTP/2: that stream
-    /// alone) the next time the connection polls it. Without heartbeats, streams are not
-    /// watched unless a timeout is set here.
+    /// heartbeat intervals or more. The layer wakes the stream's task, and the stream is
+    /// reset (HTTP/2: that stream alone) the next time the connection polls it.
+    ///
+    /// Its place under the [`limit`](SseLayer::limit) is held until the connection
+    /// drops the stream, because until then the connection still holds its socket and
+    /// buffers: the limit bounds them too. A connection that cannot write polls nothing
+    /// (hyper's HTTP/1.1 stops once its write buffer is full; an HTTP/2 stream without
+    /// window waits for one), so such a stream goes when its client does, or when a
+    /// [`WriteTimeout`](crate::WriteTimeout) closes the connection, as
+    /// [`serve`](crate::serve()) does for every connection. Without heartbeats, streams
+    /// are not watched unless a timeout is set here.
     ///
     /// ```
     /// let layer = tower_sse::SseLayer::new().stall_timeout(std::time::Duration::from_secs(60));
@@ -223,6 +234,10 @@ impl SseLayer {
     /// `with_graceful_shutdown` wait forever. Each stream writes the
     /// [`shutdown_event`](SseLayer::shutdown_event), if any, and ends; its end is
     /// reported as [`EndReason::Shutdown`](crate::EndReason::Shutdown).
+    ///
+    /// A stream that stands inside an event (a body that sent part of one) first waits
+    /// for the rest of it, for at most 5 seconds; if it does not come, the stream ends
+    /// there, without the shutdown event, and the client drops the half event.
     ///
     /// Cancel the token when the server starts to drain, for instance in the future
     /// given to axum's `with_graceful_shutdown`:

@@ -71,6 +71,10 @@
 //! [`EndReason::ClientGone`]. On Linux,
 //! [`WriteTimeout::tcp`] also sets `TCP_USER_TIMEOUT`, which closes a client that
 //! vanished without closing even on a quiet stream (`tests/reliability_stalled.rs`).
+//! Under a server without a write timeout (`axum::serve`), the layer's
+//! [`stall_timeout`](SseLayer::stall_timeout) reports such a stream as
+//! [`EndReason::Stalled`], and the stream keeps its place under a [`StreamLimit`] until
+//! the connection lets go of it: the limit bounds the connections stalled clients hold.
 //!
 //! **Limits.** [`SseLayer::limit`] with a [`StreamLimit`]: see [`limit`] for why tower's
 //! `ConcurrencyLimit` cannot count event streams, and which of tower's layers do fit. A
@@ -138,6 +142,7 @@
 pub mod axum;
 mod batch;
 mod body;
+mod boundary;
 mod compress;
 mod config;
 mod event;

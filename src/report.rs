@@ -3,11 +3,11 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Waker;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::limit::StreamPermit;
 use crate::sse::BoxError;
 
 /// Why a stream ended.
@@ -32,8 +32,11 @@ pub enum EndReason {
     Shutdown,
     /// The connection took nothing from the stream for the layer's
     /// [`stall_timeout`](crate::SseLayer::stall_timeout): a client that stopped reading,
-    /// or an HTTP/2 stream it grants no flow-control window. Its place under the limit
-    /// was freed then; the stream itself is reset the next time the connection polls it.
+    /// or an HTTP/2 stream it grants no flow-control window. The stream is reset the
+    /// next time the connection polls it; its place under the limit is held until the
+    /// connection lets go of it (that reset, the client leaving, or a
+    /// [`WriteTimeout`](crate::WriteTimeout) closing the connection), since until then
+    /// it still holds its connection and memory.
     Stalled,
 }
 
@@ -81,8 +84,8 @@ pub struct StreamEnd {
 /// The callback that receives each [`StreamEnd`].
 pub(crate) type OnEnd = Arc<dyn Fn(&StreamEnd) + Send + Sync>;
 
-/// What one stream has sent and its place under a limit; reports the stream's end
-/// exactly once, whoever ends it: the body, or the layer's stall watch.
+/// What one stream has sent; reports the stream's end exactly once, whoever ends it: the
+/// body, or the layer's stall watch.
 pub(crate) struct Tracker {
     started: Instant,
     events: AtomicU64,
@@ -92,12 +95,12 @@ pub(crate) struct Tracker {
     last_poll: AtomicU64,
     done: AtomicBool,
     on_end: Option<OnEnd>,
-    /// The place this stream takes under a `StreamLimit`, freed when it ends.
-    permit: Mutex<Option<StreamPermit>>,
+    /// The task that last polled the body, woken when the stall watch ends the stream.
+    task: Mutex<Option<Waker>>,
 }
 
 impl Tracker {
-    pub(crate) fn new(on_end: Option<OnEnd>, permit: Option<StreamPermit>) -> Self {
+    pub(crate) fn new(on_end: Option<OnEnd>) -> Self {
         Tracker {
             started: Instant::now(),
             events: AtomicU64::new(0),
@@ -105,7 +108,7 @@ impl Tracker {
             last_poll: AtomicU64::new(0),
             done: AtomicBool::new(false),
             on_end,
-            permit: Mutex::new(permit),
+            task: Mutex::new(None),
         }
     }
 
@@ -129,16 +132,26 @@ impl Tracker {
         self.done.load(Ordering::Acquire)
     }
 
-    /// Frees the stream's place, then reports its end, unless it was reported already.
+    /// Records the task that polls the body (when it changes).
+    pub(crate) fn polled_by(&self, task: &Waker) {
+        *self.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task.clone());
+    }
+
+    /// Wakes the task that last polled the body, so that the body, if the connection
+    /// polls it, sees that it was ended.
+    pub(crate) fn wake(&self) {
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
+
+    /// Reports the stream's end, unless it was reported already.
     pub(crate) fn finish(&self, reason: EndReason, error: Option<BoxError>) {
-        // Free the place before reporting, so that whoever learns of the end can open
-        // the next stream at once.
-        drop(
-            self.permit
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
         if self.done.swap(true, Ordering::AcqRel) {
             return;
         }

@@ -2,10 +2,12 @@
 //! since nothing inside a body runs while the connection does not poll it.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use slab::Slab;
+use tokio::runtime::Handle;
 use tokio::time::Instant;
 
 use crate::EndReason;
@@ -18,17 +20,28 @@ use crate::report::Tracker;
 /// wakes it, and the connection polls it as soon as it can write. When the connection
 /// cannot write (a client that stopped reading, or an HTTP/2 stream whose window the
 /// client never opens), it stops polling the body, and the body cannot act on its own:
-/// only something outside it can free its place under the limit and report its end.
+/// only something outside it can report its end and wake its task, so that the body
+/// ends (with an error, which resets the stream) if the connection polls it again. Its
+/// place under the limit stays taken until the connection drops it: until then the
+/// connection, its socket and buffers are still held.
+///
+/// The sweep runs on the runtime of a stream that needs it. When that runtime goes
+/// away (a layer shared between runtimes), the sweep's [`Sweeping`] guard says so, and
+/// the next stream watched or polled starts a new one on its own runtime.
 pub(crate) struct StallWatch {
     timeout: Duration,
     start: Instant,
     state: Mutex<State>,
+    /// A sweep task is alive: read on every poll of a watched stream, without the lock.
+    sweeping: AtomicBool,
 }
 
 #[derive(Default)]
 struct State {
     streams: Slab<Arc<Tracker>>,
-    running: bool,
+    /// The sweep that runs, by number, if one does.
+    sweep: Option<u64>,
+    started: u64,
 }
 
 impl StallWatch {
@@ -37,6 +50,7 @@ impl StallWatch {
             timeout,
             start: Instant::now(),
             state: Mutex::new(State::default()),
+            sweeping: AtomicBool::new(false),
         })
     }
 
@@ -53,14 +67,66 @@ impl StallWatch {
     /// not running (outside a tokio runtime nothing is watched).
     pub(crate) fn watch(self: &Arc<Self>, tracker: Arc<Tracker>) -> Option<usize> {
         tracker.touch(self.now_ms());
-        let runtime = tokio::runtime::Handle::try_current().ok()?;
-        let mut state = self.lock();
-        let key = state.streams.insert(tracker);
-        if !state.running {
-            state.running = true;
-            runtime.spawn(sweep(Arc::downgrade(self), self.timeout));
+        let runtime = Handle::try_current().ok()?;
+        let (key, start) = {
+            let mut state = self.lock();
+            let key = state.streams.insert(tracker);
+            (key, self.claim(&mut state))
+        };
+        if let Some(number) = start {
+            self.spawn(&runtime, number);
         }
         Some(key)
+    }
+
+    /// Starts a sweep on the current runtime if none is alive (the runtime of the last
+    /// one went away): called on every poll of a watched stream, one atomic load.
+    pub(crate) fn keep_sweeping(self: &Arc<Self>) {
+        if self.sweeping.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(runtime) = Handle::try_current() else {
+            return;
+        };
+        let start = {
+            let mut state = self.lock();
+            if state.streams.is_empty() {
+                return;
+            }
+            self.claim(&mut state)
+        };
+        if let Some(number) = start {
+            self.spawn(&runtime, number);
+        }
+    }
+
+    /// The number of a new sweep to start, unless one is alive.
+    fn claim(&self, state: &mut State) -> Option<u64> {
+        if state.sweep.is_some() {
+            return None;
+        }
+        state.started += 1;
+        state.sweep = Some(state.started);
+        self.sweeping.store(true, Ordering::Release);
+        Some(state.started)
+    }
+
+    /// Spawns the sweep `number`, with no lock held: on a runtime that is shutting down
+    /// the task is dropped at once, and its guard takes the lock.
+    fn spawn(self: &Arc<Self>, runtime: &Handle, number: u64) {
+        let guard = Sweeping {
+            watch: Arc::downgrade(self),
+            number,
+        };
+        runtime.spawn(sweep(guard, self.timeout));
+    }
+
+    /// Marks the sweep `number` as gone, if it is the one that runs.
+    fn stopped(&self, state: &mut State, number: u64) {
+        if state.sweep == Some(number) {
+            state.sweep = None;
+            self.sweeping.store(false, Ordering::Release);
+        }
     }
 
     pub(crate) fn forget(&self, key: usize) {
@@ -72,23 +138,38 @@ impl StallWatch {
     }
 }
 
+/// Owned by a sweep task: however the task ends (its last stream gone, or its runtime
+/// dropped with it), the watch learns that it no longer sweeps.
+struct Sweeping {
+    watch: Weak<StallWatch>,
+    number: u64,
+}
+
+impl Drop for Sweeping {
+    fn drop(&mut self) {
+        if let Some(watch) = self.watch.upgrade() {
+            watch.stopped(&mut watch.lock(), self.number);
+        }
+    }
+}
+
 /// Every quarter of the timeout, ends the streams not polled for the timeout; stops when
 /// no stream is left to watch.
-async fn sweep(watch: Weak<StallWatch>, timeout: Duration) {
+async fn sweep(guard: Sweeping, timeout: Duration) {
     let period = (timeout / 4).max(Duration::from_millis(10));
     let mut interval = tokio::time::interval_at(Instant::now() + period, period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let limit = timeout.as_millis() as u64;
     loop {
         interval.tick().await;
-        let Some(watch) = watch.upgrade() else {
+        let Some(watch) = guard.watch.upgrade() else {
             return;
         };
         let now = watch.now_ms();
         let stalled: Vec<Arc<Tracker>> = {
             let mut state = watch.lock();
             if state.streams.is_empty() {
-                state.running = false;
+                watch.stopped(&mut state, guard.number);
                 return;
             }
             state
@@ -104,6 +185,7 @@ async fn sweep(watch: Weak<StallWatch>, timeout: Duration) {
                 "the connection stopped taking frames from an sse stream"
             );
             tracker.finish(EndReason::Stalled, None);
+            tracker.wake();
         }
     }
 }

@@ -1,16 +1,23 @@
 //! What [`SseBody`](crate::SseBody) does around an event stream: the `retry:` prelude,
 //! coalescing, batching, heartbeats, shutdown, stall detection and the end report.
+//!
+//! The inner body may split events anywhere (a proxied upstream stream does): the
+//! layer's own frames go out only where an event ended ([`Boundary`]).
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
+use tokio::time::Sleep;
 
 use crate::EndReason;
 use crate::batch::Slot;
+use crate::boundary::Boundary;
 use crate::compress::Encoder;
 use crate::config::Config;
 use crate::heartbeat::Heartbeat;
@@ -19,6 +26,10 @@ use crate::report::Tracker;
 use crate::shutdown::ShutdownWatch;
 use crate::sse::BoxError;
 use crate::stall::StallWatch;
+
+/// How long a stream that is shut down in the middle of an event waits for the rest of
+/// it before it ends without it (and without the shutdown event).
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Where an event stream stands.
 #[derive(Debug)]
@@ -46,10 +57,20 @@ pub(crate) struct StreamState {
     flush_now: bool,
     /// The last frame, after the inner body: the shutdown event.
     tail: Option<Bytes>,
+    /// Whether the bytes taken from the inner body so far end where an event ended.
+    boundary: Boundary,
     heartbeat: Option<Heartbeat>,
     shutdown: Option<ShutdownWatch>,
+    /// Once shutdown found the stream inside an event: when it stops waiting for the
+    /// rest of it.
+    shutdown_deadline: Option<Pin<Box<Sleep>>>,
     tracker: Arc<Tracker>,
+    /// The stream's place under the layer's limit: freed when the stream's resources
+    /// are (the body ends, or the connection drops it), never earlier.
+    permit: Option<StreamPermit>,
     stall: Option<(Arc<StallWatch>, usize)>,
+    /// The waker the stall watch has of the task that polls this body.
+    polled_by: Option<Waker>,
     /// The stream's compressor, when the client accepts one: every frame goes out
     /// through it, flushed.
     encoder: Option<Encoder>,
@@ -65,7 +86,7 @@ impl StreamState {
         permit: Option<StreamPermit>,
         encoder: Option<Encoder>,
     ) -> Self {
-        let tracker = Arc::new(Tracker::new(config.on_end().cloned(), permit));
+        let tracker = Arc::new(Tracker::new(config.on_end().cloned()));
         let stall = config.stall_watch().and_then(|watch| {
             let key = watch.watch(tracker.clone())?;
             Some((watch.clone(), key))
@@ -78,10 +99,14 @@ impl StreamState {
             held_since: None,
             flush_now: false,
             tail: None,
+            boundary: Boundary::new(),
             heartbeat: config.heartbeat().map(Heartbeat::new),
             shutdown: config.shutdown().map(ShutdownWatch::new),
+            shutdown_deadline: None,
             tracker,
+            permit,
             stall,
+            polled_by: None,
             encoder,
             scratch: BytesMut::new(),
             config,
@@ -101,25 +126,37 @@ impl StreamState {
             return Poll::Ready(None);
         }
         if let Some((watch, _)) = &self.stall {
+            if !self
+                .polled_by
+                .as_ref()
+                .is_some_and(|waker| waker.will_wake(cx.waker()))
+            {
+                self.tracker.polled_by(cx.waker());
+                self.polled_by = Some(cx.waker().clone());
+            }
             if self.tracker.is_done() && matches!(self.phase, Phase::Streaming) {
                 // The stall watch gave up on this stream: reset it (an HTTP/2 stream
-                // alone, an HTTP/1.1 connection whole).
+                // alone, an HTTP/1.1 connection whole). Its resources go with it.
+                let stalled = Stalled(watch.timeout());
                 self.phase = Phase::Done;
                 inner.set(None);
-                return Poll::Ready(Some(Err(Box::new(Stalled(watch.timeout())))));
+                drop(self.permit.take());
+                return Poll::Ready(Some(Err(Box::new(stalled))));
             }
             self.tracker.touch(watch.now_ms());
+            watch.keep_sweeping();
         }
 
-        // Shutdown ends the stream at an event boundary. A batching stream first takes
-        // what is ready in its inner body (up to a frame): events wait there, not in the
-        // stream, until the tick.
+        // Shutdown ends the stream where an event ended: at once if the stream stands
+        // there, else once the event in progress is over (or at the deadline). A
+        // batching stream first takes what is ready in its inner body (up to a frame):
+        // events wait there, not in the stream, until the tick.
         let shutting_down = matches!(self.phase, Phase::Streaming)
             && self.shutdown.as_mut().is_some_and(|s| s.poll_cancelled(cx));
         if shutting_down {
             if self.slot.is_some() {
                 self.flush_now = true;
-            } else {
+            } else if self.boundary.at_boundary() {
                 end_for_shutdown(
                     &mut self.phase,
                     &mut self.tail,
@@ -140,7 +177,12 @@ impl StreamState {
             && !self.flush_now
         {
             if self.carry.is_none() {
-                match next_frame(&mut self.phase, inner.as_mut(), &mut inner_cx) {
+                match next_frame(
+                    &mut self.phase,
+                    &mut self.boundary,
+                    inner.as_mut(),
+                    &mut inner_cx,
+                ) {
                     Poll::Ready(Some(data)) => {
                         self.carry = Some(data);
                         self.held_since = Some(slot.held_since());
@@ -165,7 +207,9 @@ impl StreamState {
         let mut events = 0;
         let mut out = Chunk::new(&mut self.scratch);
         if let Some(prelude) = self.prelude.take() {
+            // First of all, where the stream stands at a boundary.
             out.push(prelude);
+            self.boundary.wrote_own();
         }
         if let Some(frame) = self.carry.take() {
             out.push(frame);
@@ -175,9 +219,17 @@ impl StreamState {
         self.flush_now = false;
         if matches!(self.phase, Phase::Streaming) {
             while out.len() < max {
-                let Poll::Ready(Some(data)) =
-                    next_frame(&mut self.phase, inner.as_mut(), &mut inner_cx)
-                else {
+                // Shutting down, a stream that does not batch takes no event beyond the
+                // one in progress.
+                if shutting_down && slot.is_none() && self.boundary.at_boundary() {
+                    break;
+                }
+                let Poll::Ready(Some(data)) = next_frame(
+                    &mut self.phase,
+                    &mut self.boundary,
+                    inner.as_mut(),
+                    &mut inner_cx,
+                ) else {
                     break;
                 };
                 if out.len() > 0 && out.len() + data.len() > max {
@@ -190,14 +242,29 @@ impl StreamState {
             }
         }
         if shutting_down && matches!(self.phase, Phase::Streaming) {
-            end_for_shutdown(
-                &mut self.phase,
-                &mut self.tail,
-                &self.config,
-                inner.as_mut(),
-            );
+            if self.boundary.at_boundary() {
+                end_for_shutdown(
+                    &mut self.phase,
+                    &mut self.tail,
+                    &self.config,
+                    inner.as_mut(),
+                );
+            } else if deadline_passed(&mut self.shutdown_deadline, cx) {
+                // The rest of the event did not come in time: the stream ends without
+                // it, and without the shutdown event, which would only be read as part
+                // of it. The client drops the half event, as at any cut.
+                tracing::debug!(
+                    grace = ?SHUTDOWN_GRACE,
+                    "an sse stream shut down in the middle of an event"
+                );
+                inner.set(None);
+                self.phase = Phase::Ending(EndReason::Shutdown, None);
+            }
         }
-        if let Some(tail) = self.tail.take() {
+        // The shutdown event goes out after everything taken before it.
+        if self.carry.is_none()
+            && let Some(tail) = self.tail.take()
+        {
             out.push(tail);
         }
 
@@ -205,7 +272,7 @@ impl StreamState {
             if let Some(heartbeat) = &mut self.heartbeat {
                 heartbeat.wrote();
             }
-            return Poll::Ready(Some(self.send(bytes, events)));
+            return Poll::Ready(Some(self.send(bytes, events, inner)));
         }
 
         if let Phase::Ending(..) = self.phase {
@@ -217,11 +284,11 @@ impl StreamState {
                         self.tracker.wrote(0, end.len());
                         return Poll::Ready(Some(Ok(Frame::data(end))));
                     }
-                    Err(error) => return Poll::Ready(Some(self.fail(Box::new(error)))),
+                    Err(error) => return Poll::Ready(Some(self.fail(Box::new(error), inner))),
                 }
             }
             if let Phase::Ending(reason, error) = std::mem::replace(&mut self.phase, Phase::Done) {
-                self.tracker.finish(reason, error);
+                self.end(reason, error);
             }
             return Poll::Ready(None);
         }
@@ -232,19 +299,31 @@ impl StreamState {
         if let Some(heartbeat) = &mut self.heartbeat
             && heartbeat.poll_due(cx)
         {
-            let frame = self.config.heartbeat_frame().clone();
-            return Poll::Ready(Some(self.send(frame, 0)));
+            if self.boundary.at_boundary() {
+                self.boundary.wrote_own();
+                let frame = self.config.heartbeat_frame().clone();
+                return Poll::Ready(Some(self.send(frame, 0, inner)));
+            }
+            // Inside an event a comment would become part of it: this beat is skipped.
+            // The timer, set one interval on, still wakes the task, so that a stream
+            // whose inner body pauses mid-event is seen polled by the stall watch.
+            let _ = heartbeat.poll_due(cx);
         }
         Poll::Pending
     }
 
     /// The frame to hand to the connection, compressed if the stream is, and counted.
-    fn send(&mut self, bytes: Bytes, events: u64) -> Result<Frame<Bytes>, BoxError> {
+    fn send<B>(
+        &mut self,
+        bytes: Bytes,
+        events: u64,
+        inner: Pin<&mut Option<B>>,
+    ) -> Result<Frame<Bytes>, BoxError> {
         let bytes = match &mut self.encoder {
             None => bytes,
             Some(encoder) => match encoder.compress(&bytes) {
                 Ok(compressed) => compressed,
-                Err(error) => return self.fail(Box::new(error)),
+                Err(error) => return self.fail(Box::new(error), inner),
             },
         };
         self.tracker.wrote(events, bytes.len());
@@ -254,13 +333,25 @@ impl StreamState {
     /// Ends the stream on a failure of its own (a compressor's): reported as an error,
     /// and the connection resets the stream, whose encoded bytes can no longer be
     /// trusted to continue.
-    fn fail<T>(&mut self, error: BoxError) -> Result<T, BoxError> {
+    fn fail<T, B>(
+        &mut self,
+        error: BoxError,
+        mut inner: Pin<&mut Option<B>>,
+    ) -> Result<T, BoxError> {
         tracing::warn!(%error, "an sse stream failed");
         self.phase = Phase::Done;
         self.encoder = None;
-        self.tracker
-            .finish(EndReason::Error, Some(error.to_string().into()));
+        inner.set(None);
+        self.end(EndReason::Error, Some(error.to_string().into()));
         Err(error)
+    }
+
+    /// The stream is over and its inner body dropped: its place under the limit is
+    /// freed, then its end reported (so that whoever learns of it can open the next
+    /// stream at once).
+    fn end(&mut self, reason: EndReason, error: Option<BoxError>) {
+        drop(self.permit.take());
+        self.tracker.finish(reason, error);
     }
 
     /// Nothing is left to write: the inner body is over and so is everything held.
@@ -292,6 +383,17 @@ impl StreamState {
     }
 }
 
+/// Whether a shutdown that found the stream inside an event has waited long enough for
+/// the rest of it (the wait starts now if it has not); if not, the task is woken when it
+/// has.
+fn deadline_passed(deadline: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> bool {
+    deadline
+        .get_or_insert_with(|| Box::pin(tokio::time::sleep(SHUTDOWN_GRACE)))
+        .as_mut()
+        .poll(cx)
+        .is_ready()
+}
+
 /// Ends the stream for a graceful shutdown: the inner body goes, and the shutdown event
 /// is the last frame.
 fn end_for_shutdown<B>(
@@ -305,10 +407,11 @@ fn end_for_shutdown<B>(
     *tail = config.shutdown_event().cloned();
 }
 
-/// The next data frame of the inner body; at its end, or at its error, the stream moves
-/// to its ending and the inner body is dropped.
+/// The next data frame of the inner body, followed by `boundary`; at its end, or at its
+/// error, the stream moves to its ending and the inner body is dropped.
 fn next_frame<B>(
     phase: &mut Phase,
+    boundary: &mut Boundary,
     mut inner: Pin<&mut Option<B>>,
     cx: &mut Context<'_>,
 ) -> Poll<Option<Bytes>>
@@ -324,7 +427,11 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 // An event stream has no trailers; empty frames carry nothing.
                 match frame.into_data() {
-                    Ok(data) if !data.is_empty() => return Poll::Ready(Some(data)),
+                    Ok(data) if !data.is_empty() => match boundary.pass(data) {
+                        Some(data) => return Poll::Ready(Some(data)),
+                        // Held back: the first bytes of a BOM.
+                        None => continue,
+                    },
                     _ => continue,
                 }
             }
@@ -348,6 +455,9 @@ impl Drop for StreamState {
         if let Some((watch, key)) = &self.stall {
             watch.forget(*key);
         }
+        // The connection let go of the stream, and of what it holds: its place goes too
+        // (also when the stall watch reported it earlier).
+        drop(self.permit.take());
         if self.tracker.is_done() {
             return;
         }

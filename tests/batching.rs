@@ -305,7 +305,7 @@ async fn next_event(body: &mut Incoming) -> Bytes {
 // timeout is long enough that setting up the streams never comes near it, and nothing
 // below asserts a duration.
 #[tokio::test]
-async fn http2_streams_given_no_window_lose_their_place_and_are_reset() {
+async fn http2_streams_given_no_window_are_reported_stalled_and_hold_their_place_until_reset() {
     let heartbeat = Duration::from_secs(1);
     let limit = StreamLimit::new(10);
     let layer = SseLayer::new()
@@ -343,8 +343,8 @@ async fn http2_streams_given_no_window_lose_their_place_and_are_reset() {
         assert_eq!(next_event(&mut healthy).await, frame_of(&[numbered(n)]));
     }
 
-    // The stuck streams are found: each reported once, as stalled, its place free; the
-    // healthy one untouched.
+    // The stuck streams are found: each reported once, as stalled; the healthy one
+    // untouched.
     for _ in 0..9 {
         let (reason, _) = timeout(Duration::from_secs(60), reports.recv())
             .await
@@ -352,17 +352,20 @@ async fn http2_streams_given_no_window_lose_their_place_and_are_reset() {
             .unwrap();
         assert_eq!(reason, EndReason::Stalled);
     }
-    assert_eq!(limit.open_streams(), 1);
-    let fresh = h1_connect(server.addr)
+    // The connection does not poll them, so they cannot end: they still hold their
+    // stream state and events on the connection, and so their places.
+    assert_eq!(limit.open_streams(), 10);
+    let still_full = h1_connect(server.addr)
         .await
         .send(get("/events").body(empty()).unwrap())
         .await;
-    assert_eq!(fresh.status(), 200);
+    assert_eq!(still_full.status(), 503, "a stalled stream keeps its place");
     healthy_sender.send(numbered(99)).unwrap();
     assert_eq!(next_event(&mut healthy).await, frame_of(&[numbered(99)]));
 
     // Once the client opens the window, the connection polls the stuck streams again,
-    // and each is reset, alone: its body ends with an error, the connection serves on.
+    // and each is reset, alone: its body ends with an error, the connection serves on,
+    // and the places come back.
     stuck.open_window();
     for mut body in stuck_bodies {
         let end = timeout(Duration::from_secs(30), async {
@@ -379,6 +382,13 @@ async fn http2_streams_given_no_window_lose_their_place_and_are_reset() {
         let error = end.expect("the stream was reset, not ended cleanly");
         assert!(error.is_reset(), "{error}");
     }
+    timeout(Duration::from_secs(30), async {
+        while limit.open_streams() > 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the reset streams give their places back");
     let again = stuck.get("/events").await;
     assert_eq!(
         again.status(),

@@ -9,6 +9,11 @@
 //! - `chromium_gets_each_event_live_through_a_compression_layer`: behind tower-http's
 //!   `CompressionLayer` set to compress everything, each event is sent only after the
 //!   browser acknowledged the previous one, so a stream that a layer buffers fails.
+//! - `chromium_reads_a_proxied_stream_cut_anywhere_with_heartbeats_between_as_the_events_built`:
+//!   the same events as another server would send them (a BOM, CRLF, LF and lone CR line
+//!   ends in turn), passed on by a handler in chunks cut anywhere, with a heartbeat due
+//!   after every chunk: the layer writes heartbeats only where an event ended, and the
+//!   browser dispatches exactly the events built.
 //!
 //! Needs `/usr/bin/chromium`, `node` and `tests/browser/node_modules`: `tests/run.sh`
 //! installs them. When one is missing these tests fail, saying so; they never skip.
@@ -270,19 +275,34 @@ fn app(
     acks: mpsc::UnboundedSender<String>,
     connected: Arc<Notify>,
 ) -> Router {
+    let layer = SseLayer::new().retry(Duration::from_millis(1500));
+    let first = Sse::new(events).into_response().map(Body::new);
+    app_with(specs, layer, first, acks, connected)
+}
+
+/// [`app`], with `first` as the answer to the first request for `/events`, under `layer`.
+fn app_with(
+    specs: &[Spec],
+    layer: SseLayer,
+    first: http::Response<Body>,
+    acks: mpsc::UnboundedSender<String>,
+    connected: Arc<Notify>,
+) -> Router {
     let page = PAGE.replace(
         "/*EVENT_TYPES*/[]",
         &serde_json::to_string(&event_types(specs)).unwrap(),
     );
-    let events = Arc::new(Mutex::new(Some(events)));
-    let stream_service = SseLayer::new()
-        .retry(Duration::from_millis(1500))
-        .layer(service_fn(move |_request: Request<Body>| {
-            let events = events.lock().unwrap().take();
-            connected.notify_one();
-            let events = events.unwrap_or_else(|| stream::pending().boxed());
-            async move { Ok::<_, Infallible>(Sse::new(events).into_response()) }
-        }));
+    let first = Arc::new(Mutex::new(Some(first)));
+    let stream_service = layer.layer(service_fn(move |_request: Request<Body>| {
+        let response = first.lock().unwrap().take();
+        connected.notify_one();
+        let response = response.unwrap_or_else(|| {
+            Sse::new(stream::pending::<Event>())
+                .into_response()
+                .map(Body::new)
+        });
+        async move { Ok::<_, Infallible>(response) }
+    }));
     Router::new()
         .route("/", get(move || async move { Html(page) }))
         .route_service("/events", stream_service)
@@ -555,4 +575,91 @@ async fn chromium_gets_each_event_live_through_a_compression_layer() {
         latencies[latencies.len() / 2],
         latencies.last().unwrap()
     );
+}
+
+/// The bytes of `events` as another server might send them: a BOM first, and each line
+/// ended by CRLF, LF or a lone CR in turn (never an LF right after a CR that ended a
+/// line, which would join the two into one CRLF).
+fn proxied_bytes(events: &[Event]) -> Vec<u8> {
+    let mut out = b"\xEF\xBB\xBF".to_vec();
+    let mut turn = 0;
+    for event in events {
+        for &byte in event.as_bytes().iter() {
+            if byte != b'\n' {
+                out.push(byte);
+                continue;
+            }
+            turn += 1;
+            match (turn % 3, out.last()) {
+                (0, Some(b'\r')) | (1, _) => out.extend_from_slice(b"\r\n"),
+                (0, _) => out.push(b'\n'),
+                _ => out.push(b'\r'),
+            }
+        }
+    }
+    out
+}
+
+/// `bytes` cut into chunks of 1, 2, 3, 5, 8, ... 4,181 bytes, and again: cuts inside
+/// lines, inside line ends, inside UTF-8 characters and the BOM, and between events.
+fn cut_anywhere(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut sizes = (1usize, 2usize);
+    let mut chunks = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(sizes.0.min(rest.len()));
+        chunks.push(chunk);
+        rest = tail;
+        sizes = if sizes.1 > 4181 {
+            (1, 2)
+        } else {
+            (sizes.1, sizes.0 + sizes.1)
+        };
+    }
+    chunks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_reads_a_proxied_stream_cut_anywhere_with_heartbeats_between_as_the_events_built()
+{
+    require_browser_tools();
+    let specs = tricky_events();
+    let built: Vec<Event> = specs.iter().map(Spec::build).collect();
+    let bytes = proxied_bytes(&built);
+    let chunks = cut_anywhere(&bytes);
+    // A heartbeat falls due in every gap between two chunks: the layer must write it
+    // only where an event ended.
+    let heartbeat = Duration::from_millis(2);
+    let (upstream, mut feed) = support::upstream::upstream();
+    let layer = SseLayer::new()
+        .retry(Duration::from_millis(1500))
+        .heartbeat(heartbeat);
+    let first = support::upstream::event_stream(Body::new(upstream));
+    let (acks, _ack_rx) = mpsc::unbounded_channel();
+    let connected = Arc::new(Notify::new());
+    let server = support::serve(app_with(&specs, layer, first, acks, connected.clone())).await;
+
+    let browser = tokio::spawn(run_browser(
+        format!("http://{}/", server.addr),
+        "proxied-cut-anywhere",
+    ));
+    if tokio::time::timeout(PAGE_TIMEOUT, connected.notified())
+        .await
+        .is_err()
+    {
+        let report = browser.await.expect("the browser task");
+        panic!("the page never requested /events: {report:#?}");
+    }
+    for (n, chunk) in chunks.iter().enumerate() {
+        feed.send(chunk);
+        feed.polled_after(n + 1, heartbeat * 2).await;
+    }
+    let report = browser.await.expect("the browser task");
+    check_report(&report, &specs);
+    eprintln!(
+        "proxied-cut-anywhere: {} bytes in {} chunks, a heartbeat due after each",
+        bytes.len(),
+        chunks.len()
+    );
+    drop(feed);
 }

@@ -674,6 +674,112 @@ async fn last_event_id_from_header_and_query_and_malformed_values() {
 }
 
 #[tokio::test]
+async fn every_id_the_builder_accepts_comes_back_as_the_last_event_id() {
+    use tower_sse::EventError;
+
+    let longest = "7".repeat(LastEventId::MAX_LEN);
+    let event = Event::builder().id(&longest).data("x").build().unwrap();
+    let server = fixed_server(SseLayer::new(), vec![event]).await;
+    let response = h1_connect(server.addr)
+        .await
+        .send(get("/").body(empty()).unwrap())
+        .await;
+    let held = events(response).collect::<Vec<_>>().await[0].id.clone();
+    assert_eq!(held, longest, "the client holds the id");
+
+    // It reconnects with it, over HTTP/1.1 and HTTP/2: the layer reads it back.
+    let echo = echo_id_server(SseLayer::new()).await;
+    for http2 in [false, true] {
+        let request = get("/").header("last-event-id", held.as_str());
+        let got = echoed(&echo, request.body(empty()).unwrap(), http2).await;
+        assert_eq!(got, format!("[{longest}]"), "http2={http2}");
+    }
+
+    // One byte more would be ignored when it came back: the builder refuses it.
+    let longer = "7".repeat(LastEventId::MAX_LEN + 1);
+    let refused = Event::builder().id(&longer).data("x").build();
+    assert!(
+        matches!(refused, Err(EventError::IdTooLong)),
+        "a 1,025-byte id: {:?}",
+        refused.map(|_| "built")
+    );
+}
+
+/// Collects what a `tracing` subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn lines(&self) -> Vec<String> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+}
+
+/// Sends `count` requests with a malformed last event id (in the header or the query,
+/// not UTF-8 or too long) over one connection, while `level` and above are written to
+/// what it returns. (A current-thread runtime: the server's tasks run on this thread,
+/// under this thread's subscriber.)
+async fn log_of_malformed_requests(level: tracing::Level, count: usize) -> Vec<String> {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_writer(captured.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let server = echo_id_server(SseLayer::new()).await;
+    let mut client = h1_connect(server.addr).await;
+    let too_long = "7".repeat(LastEventId::MAX_LEN + 1);
+    for n in 0..count {
+        let request = match n % 3 {
+            0 => get("/e").header(
+                "last-event-id",
+                http::HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+            ),
+            1 => get("/e").header("last-event-id", too_long.as_str()),
+            _ => get("/e?lastEventId=%FF"),
+        };
+        let response = client.send(request.body(empty()).unwrap()).await;
+        let parsed: Vec<_> = events(response).collect().await;
+        assert_eq!(parsed[0].data, "<none>");
+    }
+    captured.lines()
+}
+
+#[tokio::test]
+async fn malformed_last_event_ids_write_no_line_at_info_level() {
+    let lines = log_of_malformed_requests(tracing::Level::INFO, 1000).await;
+    assert!(
+        lines.is_empty(),
+        "1,000 malformed requests wrote {} lines at INFO and above, such as {:?}",
+        lines.len(),
+        lines.first()
+    );
+    // At debug level each is traced: the capture does see the layer's lines.
+    let lines = log_of_malformed_requests(tracing::Level::DEBUG, 30).await;
+    let malformed = lines.iter().filter(|l| l.contains("malformed")).count();
+    assert_eq!(malformed, 30, "{lines:#?}");
+}
+
+#[tokio::test]
 async fn sse_alone_serves_one_stream_with_its_headers() {
     // Without the layer: the headers of an event stream, one frame per event, and no
     // connection header (the layer adds it for HTTP/1.x only).

@@ -454,3 +454,276 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+// ---- Clients that stop reading, under a stream limit, in a server process -------------
+
+/// The server is an axum `Router`, served by `axum::serve` or `tower_sse::serve`.
+#[cfg(feature = "axum")]
+mod stop_reading {
+    use super::*;
+
+    /// `examples/flood_server.rs` in its own process: streams that send as fast as the
+    /// client reads, under a limit of 50, with `/open` saying how many hold a place.
+    struct FloodServer {
+        child: std::process::Child,
+        addr: SocketAddr,
+        /// Its stderr, line by line, as it comes.
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    const FLOOD_LIMIT: usize = 50;
+    const FLOOD_CLIENTS: usize = 200;
+
+    impl FloodServer {
+        fn start(envs: &[(&str, &str)]) -> FloodServer {
+            use std::io::BufRead;
+            let binary = build_examples(&["flood_server"]).join("flood_server");
+            let mut child = Command::new(binary)
+                .env("STREAM_LIMIT", FLOOD_LIMIT.to_string())
+                .envs(envs.iter().copied())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let stderr = child.stderr.take().unwrap();
+            std::thread::spawn({
+                let log = log.clone();
+                move || {
+                    for line in std::io::BufReader::new(stderr)
+                        .lines()
+                        .map_while(Result::ok)
+                    {
+                        log.lock().unwrap().push(line);
+                    }
+                }
+            });
+            let stdout = child.stdout.take().unwrap();
+            let addr = listening_address(
+                std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok),
+            );
+            FloodServer { child, addr, log }
+        }
+
+        fn open_fds(&self) -> usize {
+            std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+                .unwrap()
+                .count()
+        }
+
+        /// Log lines that contain `needle`.
+        fn lines(&self, needle: &str) -> usize {
+            let log = self.log.lock().unwrap();
+            log.iter().filter(|line| line.contains(needle)).count()
+        }
+
+        fn ends(&self) -> usize {
+            self.lines("stream ended: ")
+        }
+    }
+
+    impl Drop for FloodServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Asks the server how many streams hold a place, on the test's own connection.
+    async fn open_streams(stats: &mut H1) -> usize {
+        use http_body_util::BodyExt;
+        let response = stats
+            .send(http::Request::get("/open").body(empty()).unwrap())
+            .await;
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        std::str::from_utf8(&body).unwrap().parse().unwrap()
+    }
+
+    /// A client that asks for a stream with a small receive buffer, reads the response's
+    /// head (and whatever came with it), and then never reads again. Gives the status and
+    /// the socket, which it holds open.
+    async fn stop_reading_client(addr: SocketAddr) -> (u16, TcpStream) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(addr).await.unwrap();
+        stream.write_all(&request_bytes("flood")).await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let read = stream.read(&mut buf).await.unwrap();
+            assert!(read > 0, "the server closed before answering");
+            head.extend_from_slice(&buf[..read]);
+        }
+        let status = std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap();
+        (status, stream)
+    }
+
+    /// `count` clients that connect at once and stop reading: how many were served (200),
+    /// how many refused (503), and the sockets of those served.
+    async fn stop_reading_clients(addr: SocketAddr, count: usize) -> (Vec<TcpStream>, usize) {
+        let clients: Vec<_> = (0..count)
+            .map(|_| tokio::spawn(stop_reading_client(addr)))
+            .collect();
+        let mut served = Vec::new();
+        let mut refused = 0;
+        for client in clients {
+            let (status, socket) = timeout(GUARD, client)
+                .await
+                .expect("hang guard: a client got no answer")
+                .unwrap();
+            match status {
+                200 => served.push(socket),
+                503 => refused += 1,
+                other => panic!("status {other}"),
+            }
+        }
+        (served, refused)
+    }
+
+    /// Checks that every connection the server holds for a stream also holds its place
+    /// under the limit, and gives how many such connections there are: the server's file
+    /// descriptors beyond `baseline`, less the `idle` connections of refused clients (at
+    /// most: the server may have closed some). The count of places is read first; a
+    /// connection that lets go of its stream closes before the place is given back (hyper
+    /// drops a connection's socket before its response body), so a connection seen open
+    /// after the count held its place when it was read.
+    async fn check_places_held(
+        server: &FloodServer,
+        stats: &mut H1,
+        baseline: usize,
+        idle: usize,
+    ) -> usize {
+        let places = open_streams(stats).await;
+        let connections = server.open_fds().saturating_sub(baseline + idle);
+        assert!(
+            connections <= places,
+            "{connections} connections are open for streams, but only {places} places are held"
+        );
+        assert!(places <= FLOOD_LIMIT);
+        connections
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn under_axum_serve_stalled_streams_hold_their_places_until_their_connections_go() {
+        let server = FloodServer::start(&[
+            ("SERVER", "axum"),
+            ("HEARTBEAT_MS", "250"),
+            ("STALL_TIMEOUT_MS", "1000"),
+        ]);
+        let mut stats = h1_connect(server.addr).await;
+        assert_eq!(open_streams(&mut stats).await, 0);
+        let fds_before = server.open_fds();
+
+        // 200 clients at once, each holding its connection: the limit serves 50 (more only
+        // if places came back meanwhile), and refuses the others.
+        let clients: Vec<_> = (0..FLOOD_CLIENTS)
+            .map(|_| tokio::spawn(stop_reading_client(server.addr)))
+            .collect();
+        let (mut served, mut refused) = (Vec::new(), Vec::new());
+        for client in clients {
+            let (status, socket) = timeout(GUARD, client)
+                .await
+                .expect("hang guard: a client got no answer")
+                .unwrap();
+            match status {
+                200 => served.push(socket),
+                503 => refused.push(socket),
+                other => panic!("status {other}"),
+            }
+        }
+        assert!(served.len() >= FLOOD_LIMIT, "{} served", served.len());
+        assert_eq!(served.len() + refused.len(), FLOOD_CLIENTS);
+        let idle = refused.len();
+
+        // Every stream served is found stalled and reported once. From then on, a stalled
+        // stream either goes with its connection (the layer wakes its task, and if hyper
+        // polls it, it fails the connection) or keeps its place for as long as the
+        // connection is held: axum::serve has no write timeout, and hyper polls no body
+        // whose connection cannot write.
+        until("every stream served reported stalled", || {
+            server.lines("stream ended: stalled") == served.len()
+        })
+        .await;
+        let mut samples = 0;
+        let mut held = usize::MAX;
+        while held > 0 && samples < 100 {
+            held = check_places_held(&server, &mut stats, fds_before, idle).await;
+            samples += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        println!(
+            "axum::serve: {} served, {} refused; {held} stalled connections still held after \
+             {samples} looks",
+            served.len(),
+            refused.len()
+        );
+        // Clients that come now are served only as places come back.
+        let (late, late_refused) = stop_reading_clients(server.addr, FLOOD_LIMIT).await;
+        check_places_held(&server, &mut stats, fds_before, idle + late_refused).await;
+        assert_eq!(
+            server.lines("stream ended: stalled"),
+            served.len(),
+            "each stream's end reported once"
+        );
+
+        // The clients go: their connections, places and file descriptors come back.
+        drop((served, refused, late));
+        until(
+            "the server's file descriptors back to where they were",
+            || server.open_fds() == fds_before,
+        )
+        .await;
+        assert_eq!(open_streams(&mut stats).await, 0);
+        let (fresh, refused) = stop_reading_clients(server.addr, FLOOD_LIMIT).await;
+        assert_eq!(
+            (fresh.len(), refused),
+            (FLOOD_LIMIT, 0),
+            "fresh clients are served"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn under_tower_sse_serve_stalled_streams_hold_their_places_until_the_write_timeout_closes_them()
+     {
+        let server = FloodServer::start(&[
+            ("SERVER", "tower-sse"),
+            ("HEARTBEAT_MS", "250"),
+            ("STALL_TIMEOUT_MS", "1000"),
+            ("WRITE_TIMEOUT_MS", "4000"),
+        ]);
+        let mut stats = h1_connect(server.addr).await;
+        assert_eq!(open_streams(&mut stats).await, 0);
+        let fds_before = server.open_fds();
+
+        let (stalled, refused) = stop_reading_clients(server.addr, FLOOD_LIMIT).await;
+        assert_eq!((stalled.len(), refused), (FLOOD_LIMIT, 0));
+        // Found stalled (the stall timeout is the shorter), then gone with their
+        // connections, at the latest when the write timeout closes them; until then each
+        // holds its place.
+        until("the 50 streams reported stalled", || {
+            server.lines("stream ended: stalled") == FLOOD_LIMIT
+        })
+        .await;
+        timeout(GUARD, async {
+            while check_places_held(&server, &mut stats, fds_before, 0).await > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("hang guard: the stalled connections are closed");
+        assert_eq!(open_streams(&mut stats).await, 0, "every place came back");
+        assert_eq!(
+            server.ends(),
+            FLOOD_LIMIT,
+            "each stream's end reported once"
+        );
+
+        // Fresh clients are served: as many as the limit.
+        let (fresh, refused) = stop_reading_clients(server.addr, FLOOD_LIMIT).await;
+        assert_eq!((fresh.len(), refused), (FLOOD_LIMIT, 0));
+        drop((fresh, stalled));
+    }
+}

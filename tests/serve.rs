@@ -194,6 +194,17 @@ impl Drop for Server {
     }
 }
 
+/// Asks the server how many streams hold a place, on the test's own connection.
+async fn open_streams(stats: &mut H1) -> usize {
+    use http_body_util::BodyExt;
+    let response = stats
+        .send(http::Request::get("/open").body(empty()).unwrap())
+        .await;
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    std::str::from_utf8(&body).unwrap().parse().unwrap()
+}
+
 /// Polls `done` until it holds; panics after the hang guard.
 async fn until(what: &str, mut done: impl FnMut() -> bool) {
     timeout(GUARD, async {
@@ -543,11 +554,15 @@ async fn dripped_and_unfinished_headers_and_idle_http2_connections_are_closed() 
 }
 
 /// HTTP/2 streams whose client grants them no flow-control window: the connection never
-/// takes a frame from them, their writes never block, and without the layer's stall
-/// timeout they would hold their places under the stream limit for the connection's
-/// whole life. Five connections of 200 such streams fill a limit of 1,000 (with the
-/// healthy client's stream); once the stall timeout has passed every one of them is
-/// reported stalled, its place free, and fresh clients are served again.
+/// takes a frame from them and their writes never block, so no write timeout sees them.
+/// Five connections of 200 such streams fill a limit of 1,000 (with the healthy
+/// client's stream); once the stall timeout has passed every one of them is reported
+/// stalled. hyper polls no stream without window, so they cannot end: each keeps its
+/// place (and fresh clients are refused) for as long as its client keeps it, which
+/// bounds what they hold. They give their places back when the client lets the
+/// connection poll them again (it opens the window: the layer resets each stream) or
+/// closes the connection, and fresh clients are served again; the server's file
+/// descriptors come back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_streams_that_never_drain_give_back_their_places() {
     const CONNECTIONS: usize = 5;
@@ -565,6 +580,9 @@ async fn http2_streams_that_never_drain_give_back_their_places() {
     ]);
     let addr = server.addr;
     let healthy = Healthy::start(addr).await;
+    let mut stats = h1_connect(addr).await;
+    assert_eq!(open_streams(&mut stats).await, 1);
+    let fds_before = server.open_fds();
 
     let mut stuck = Vec::new();
     let mut bodies = Vec::new();
@@ -589,7 +607,29 @@ async fn http2_streams_that_never_drain_give_back_their_places() {
         .await;
     assert_eq!(full.status(), 503, "every place is taken");
 
+    // Reported stalled, each once; their places stay taken while the client keeps them.
     server.expect_lines(STALLED_LINE, LIMIT - 1).await;
+    assert_eq!(open_streams(&mut stats).await, LIMIT);
+    let full = h1_connect(addr)
+        .await
+        .send(get("/events?topic=ticks").body(empty()).unwrap())
+        .await;
+    assert_eq!(full.status(), 503, "a stalled stream keeps its place");
+
+    // Two connections open their windows: the connection polls their streams again, and
+    // the layer resets each one. The other three are closed.
+    let closed = stuck.split_off(2);
+    for connection in &mut stuck {
+        connection.open_window();
+    }
+    drop(closed);
+    timeout(GUARD, async {
+        while open_streams(&mut stats).await > 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("hang guard: the stalled streams give their places back");
     for _ in 0..FRESH {
         let mut client = h1_connect(addr).await;
         let response = client
@@ -600,15 +640,21 @@ async fn http2_streams_that_never_drain_give_back_their_places() {
     server
         .expect_lines("stream ended: client gone", FRESH)
         .await;
+    assert_eq!(
+        server.lines(STALLED_LINE),
+        LIMIT - 1,
+        "each stalled stream reported once"
+    );
+    drop(bodies);
+    drop(stuck);
+    server.expect_fds(fds_before).await;
     let received = healthy.check().await;
     println!(
         "SERVE zero_window_http2 connections={CONNECTIONS} streams={} stalled={} \
          healthy_events={received}",
-        bodies.len(),
+        LIMIT - 1,
         server.lines(STALLED_LINE)
     );
-    drop(bodies);
-    drop(stuck);
 }
 
 /// Graceful shutdown, in this process: once the token is cancelled the listener closes,

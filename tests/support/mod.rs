@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod redis;
+pub mod upstream;
 
 use std::convert::Infallible;
 use std::future::IntoFuture;
