@@ -10,8 +10,8 @@ use futures_util::StreamExt;
 use support::*;
 use tokio::time::timeout;
 use tower::ServiceBuilder;
-use tower_sse::hub::LagPolicy;
-use tower_sse::{EndReason, Event, Hub, SseLayer};
+use tower_sse::hub::{LagPolicy, SubscriptionError};
+use tower_sse::{EndReason, Event, Hub, LastEventId, SseLayer};
 
 /// A server whose `/events?topic=..` subscribes to `hub`, resuming from Last-Event-ID:
 /// the hub itself is the service.
@@ -618,4 +618,287 @@ async fn ids_across_topics_stay_in_order_while_wake_ups_lag_behind_the_watermark
             p.join().unwrap();
         }
     }
+}
+
+/// Waits until `ready` holds, polling the hub's counters; fails with `what` after 10 s.
+async fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let waited = timeout(Duration::from_secs(10), async {
+        while !ready() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out waiting for {what}");
+}
+
+/// The id of an event as the hub encoded it.
+fn id_of(event: &Event) -> u64 {
+    std::str::from_utf8(event.as_bytes())
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .expect("an id line")
+        .parse()
+        .unwrap()
+}
+
+/// Issue 19, item 3: history is what a resumer can replay, not the live queue. With no
+/// history, a history of one event, or a history of 64 bytes, a client that keeps up
+/// (over a real connection) receives all 100 events, published in pairs, and no reset.
+#[tokio::test]
+async fn a_live_subscriber_that_keeps_up_receives_every_event_whatever_history_keeps() {
+    let cases = [
+        (
+            "history_events(0)",
+            Hub::builder().history_events(0).build(),
+        ),
+        (
+            "history_events(1)",
+            Hub::builder().history_events(1).build(),
+        ),
+        (
+            "history_bytes(64)",
+            Hub::builder().history_bytes(64).build(),
+        ),
+    ];
+    for (case, hub) in cases {
+        let server = hub_server(hub.clone(), SseLayer::new()).await;
+        let mut stream = connect(server.addr, "/events?topic=t", None).await;
+        wait_for("the subscriber", || {
+            hub.stats("t").is_some_and(|s| s.subscribers == 1)
+        })
+        .await;
+        let mut published = Vec::new();
+        let mut received = Vec::new();
+        for pair in 0..50 {
+            for n in [2 * pair, 2 * pair + 1] {
+                let event = Event::data(&format!("{n} {}", "p".repeat(60)));
+                published.push(hub.publish("t", event).unwrap().id().unwrap().to_string());
+            }
+            // It keeps up: reads the pair before the next one comes.
+            for _ in 0..2 {
+                let event = timeout(Duration::from_secs(10), stream.next())
+                    .await
+                    .unwrap_or_else(|_| panic!("{case}: stalled after {}", received.len()))
+                    .unwrap_or_else(|| panic!("{case}: ended after {}", received.len()));
+                assert_eq!(event.event, "message", "{case}: {event:?}");
+                received.push(event.id);
+            }
+        }
+        assert_eq!(received, published, "{case}");
+        let stats = hub.stats("t").unwrap();
+        assert_eq!((stats.lagged, stats.dropped), (0, 0), "{case}: {stats:?}");
+    }
+}
+
+/// Issue 19, item 3: the live window (`queue_events`, `queue_bytes`) alone decides lag.
+/// Without history, a subscriber 10 events behind with `queue_events(10)` still reads
+/// them all; one 11 behind lags; an event larger than `queue_bytes` still reaches a
+/// subscriber that has nothing else to read.
+#[tokio::test]
+async fn lag_is_decided_by_the_live_window_alone() {
+    let hub = Hub::builder()
+        .history_events(0)
+        .queue_events(10)
+        .queue_bytes(1024)
+        .build();
+    let mut behind = hub.subscribe(["t"], None);
+    let mut lagging = hub.subscribe(["t"], None);
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        ids.push(
+            hub.publish("t", Event::data(&n.to_string()))
+                .unwrap()
+                .id()
+                .unwrap(),
+        );
+    }
+    for id in &ids {
+        let event = behind.next().await.unwrap().expect("within its queue");
+        assert_eq!(id_of(&event), *id);
+    }
+    ids.push(hub.publish("t", Event::data("10")).unwrap().id().unwrap());
+    let event = behind.next().await.unwrap().expect("within its queue");
+    assert_eq!(id_of(&event), ids[10]);
+    // The other one read nothing: 11 behind, more than its queue.
+    let lagged = lagging.next().await.unwrap().unwrap_err();
+    assert_eq!(lagged, SubscriptionError::Lagged { skipped: 11 });
+
+    // One event of 4 KiB, above `queue_bytes`: the newest event is always within it.
+    let big = hub
+        .publish("t", Event::data(&"b".repeat(4096)))
+        .unwrap()
+        .id()
+        .unwrap();
+    let event = behind
+        .next()
+        .await
+        .unwrap()
+        .expect("the newest event is never a lag");
+    assert_eq!(id_of(&event), big);
+    assert_eq!(hub.stats("t").unwrap().history, 0, "no replay wanted");
+}
+
+/// Issue 19, item 4: an empty topic name is not a topic. `?topic=` is refused (400);
+/// publishing on "" fails; `Hub::subscribe` ignores it.
+#[tokio::test]
+async fn an_empty_topic_name_is_not_a_topic() {
+    let hub = Hub::new();
+    let server = hub_server(hub.clone(), SseLayer::new()).await;
+    for uri in ["/events?topic=", "/events?topic=a&topic="] {
+        let response = h1_connect(server.addr)
+            .await
+            .send(get(uri).body(empty()).unwrap())
+            .await;
+        assert_eq!(response.status(), 400, "{uri}");
+    }
+    assert!(hub.publish("", Event::data("x")).is_err());
+    assert!(hub.stats("").is_none());
+    let subscription = hub.subscribe(["", "a", ""], None);
+    assert_eq!(subscription.topics().collect::<Vec<_>>(), ["a"]);
+    assert!(hub.subscribe([""], None).topics().next().is_none());
+    assert!(hub.stats("").is_none());
+}
+
+/// Issue 19, item 2: with the default budget (64 MiB), a topic someone reads is never
+/// evicted, though it is the least recently published; the topics nobody reads are,
+/// oldest first, once the hub holds too much.
+#[tokio::test]
+async fn a_read_topic_is_never_evicted_while_unread_ones_are() {
+    let hub = Hub::new();
+    let server = hub_server(hub.clone(), SseLayer::new()).await;
+    let mut watched = connect(server.addr, "/events?topic=watched", None).await;
+    wait_for("the subscriber", || hub.stats("watched").is_some()).await;
+    let first = hub
+        .publish("watched", Event::data("first"))
+        .unwrap()
+        .id()
+        .unwrap();
+    assert_eq!(watched.next().await.unwrap().id, first.to_string());
+
+    // About 100 MiB of 1 KiB events on 100,000 topics nobody reads.
+    let payload = "u".repeat(1000);
+    for n in 0..100_000 {
+        hub.publish(&format!("unread-{n}"), Event::data(&payload))
+            .unwrap();
+    }
+    assert!(
+        hub.stats("unread-0").is_none(),
+        "the oldest unread topic was evicted"
+    );
+    assert!(hub.stats("unread-99999").is_some(), "the newest is kept");
+    let stats = hub.stats("watched").expect("the read topic stays");
+    assert_eq!((stats.subscribers, stats.history), (1, 1), "{stats:?}");
+
+    // Its subscriber reads on, and a resumer replays its history.
+    let next = hub
+        .publish("watched", Event::data("next"))
+        .unwrap()
+        .id()
+        .unwrap();
+    assert_eq!(watched.next().await.unwrap().id, next.to_string());
+    let mut resumed = connect(
+        server.addr,
+        "/events?topic=watched",
+        Some(&(first - 1).to_string()),
+    )
+    .await;
+    assert_eq!(resumed.next().await.unwrap().data, "first");
+    assert_eq!(resumed.next().await.unwrap().data, "next");
+}
+
+/// Issue 19, item 2: no silent loss after eviction. A client that resumes into a topic
+/// the budget evicted (and that was published to again since) receives the reset
+/// event (`evicted`), then live events; it does not silently start after the events it
+/// missed.
+#[tokio::test]
+async fn a_resumer_into_an_evicted_topic_gets_the_reset_event() {
+    let hub = Hub::new();
+    let server = hub_server(hub.clone(), SseLayer::new()).await;
+    let seen = hub.publish("t", Event::data("seen")).unwrap().id().unwrap();
+    hub.publish("t", Event::data("missed")).unwrap();
+    let payload = "u".repeat(1000);
+    for n in 0..100_000 {
+        hub.publish(&format!("unread-{n}"), Event::data(&payload))
+            .unwrap();
+    }
+    assert!(hub.stats("t").is_none(), "`t` was evicted");
+    // Made again by a new publish: it knows its older events are gone.
+    hub.publish("t", Event::data("after")).unwrap();
+
+    let newest = hub.last_id();
+    let mut stream = connect(server.addr, "/events?topic=t", Some(&seen.to_string())).await;
+    let reset = stream.next().await.unwrap();
+    assert_eq!(
+        (reset.event.as_str(), reset.data.as_str(), reset.id),
+        ("stream-reset", "evicted", newest.to_string())
+    );
+    let live = hub.publish("t", Event::data("live")).unwrap().id().unwrap();
+    let next = stream.next().await.unwrap();
+    assert_eq!((next.data.as_str(), next.id), ("live", live.to_string()));
+}
+
+/// Issue 19, item 2: a topic dropped because its history aged out, then published to
+/// again, still tells a resumer from before that events are gone (it used to start
+/// afresh and skip them silently).
+#[tokio::test(start_paused = true)]
+async fn a_topic_dropped_and_made_again_tells_resumers_what_they_missed() {
+    let hub = Hub::builder().history_age(Duration::from_secs(60)).build();
+    let seen = hub.publish("t", Event::data("seen")).unwrap().id().unwrap();
+    hub.publish("t", Event::data("missed")).unwrap();
+    tokio::time::advance(Duration::from_secs(61)).await;
+    assert!(hub.all_stats().is_empty(), "`t` aged out and was dropped");
+    hub.publish("t", Event::data("after")).unwrap();
+
+    let mut resumed = hub.subscribe(["t"], Some(&LastEventId::new(seen.to_string())));
+    let first = resumed.next().await.unwrap().unwrap();
+    let text = std::str::from_utf8(first.as_bytes()).unwrap();
+    assert!(
+        text.starts_with("event: stream-reset\ndata: evicted\n"),
+        "{text}"
+    );
+}
+
+/// Issue 19, item 2: when only read topics hold the hub's history and it is over its
+/// budget, their history is taken down to their live window, never below: live
+/// subscribers receive everything, and a resumer from before gets the reset event.
+#[tokio::test]
+async fn over_budget_read_topics_keep_their_live_window_and_resumers_are_told() {
+    const TOPICS: usize = 24;
+    const PER_TOPIC: usize = 4096;
+    // 24 topics of 4096 events of 1 KiB: about 100 MiB of history, all of it read.
+    let hub = Hub::new();
+    let names: Vec<String> = (0..TOPICS).map(|t| format!("t{t}")).collect();
+    let mut subscriptions: Vec<_> = names.iter().map(|n| hub.subscribe([n], None)).collect();
+    let payload = "r".repeat(1000);
+    let mut first = 0;
+    for n in 0..PER_TOPIC {
+        for (topic, subscription) in names.iter().zip(&mut subscriptions) {
+            let id = hub
+                .publish(topic, Event::data(&payload))
+                .unwrap()
+                .id()
+                .unwrap();
+            if first == 0 {
+                first = id;
+            }
+            let event = subscription.next().await.unwrap().expect("no lag");
+            assert_eq!(id_of(&event), id, "{topic} event {n}");
+        }
+    }
+    // Within the budget (64 MiB, counting more than the frames alone), and every topic
+    // still holds at least its live window (1024 events).
+    let histories: Vec<usize> = hub.all_stats().iter().map(|s| s.history).collect();
+    let held: usize = histories.iter().sum();
+    assert!(held * payload.len() < 64 << 20, "{histories:?}");
+    assert!(histories.iter().all(|h| *h >= 1024), "{histories:?}");
+    // A resumer from the first event: some of what followed is gone.
+    let mut resumed = hub.subscribe(&names, Some(&LastEventId::new(first.to_string())));
+    let reset = resumed.next().await.unwrap().unwrap();
+    assert!(
+        reset
+            .as_bytes()
+            .starts_with(b"event: stream-reset\ndata: evicted\n"),
+        "{reset:?}"
+    );
 }

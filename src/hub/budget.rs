@@ -169,9 +169,9 @@ impl HubInner {
         } else {
             AGING
         };
-        for _ in 0..steps {
+        for step in 1..=steps {
             self.step(&mut clock, now);
-            if !budget.over() && budget.sweep.load(Ordering::Relaxed) == 0 && !created {
+            if step >= AGING && !budget.over() && budget.sweep.load(Ordering::Relaxed) == 0 {
                 break;
             }
         }
