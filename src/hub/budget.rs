@@ -23,7 +23,7 @@
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 
 use tokio::time::Instant;
 
@@ -49,18 +49,23 @@ pub(crate) enum Why {
     Evict,
 }
 
+/// On cache lines of its own: read by every publish, written by few.
 #[derive(Debug)]
+#[repr(align(128))]
 pub(crate) struct Budget {
     max_bytes: usize,
     max_topics: usize,
     /// What the budget counts now: every topic's cost and its entries'. Shared with
     /// every topic, which counts its own entries in.
-    pub(crate) held: Arc<AtomicUsize>,
+    pub(crate) held: Arc<Held>,
     /// Topics in the hub's map.
     topics: AtomicUsize,
     /// Events evicted from history for the budget.
     evicted: AtomicU64,
     clock: Mutex<Clock>,
+    /// New topics, put on the clock by the next one to move the hand: a publish never
+    /// waits for the hand.
+    arrivals: Mutex<Vec<Arc<Topic>>>,
     /// Visits left in the current sweep for aged history; read without the lock.
     sweep: AtomicUsize,
     /// When the next sweep is due, in milliseconds since `epoch`.
@@ -68,6 +73,12 @@ pub(crate) struct Budget {
     epoch: Instant,
     tombstones: Tombstones,
 }
+
+/// What the budget counts now, shared with every topic (which counts its own entries
+/// in), on a cache line of its own.
+#[derive(Debug)]
+#[repr(align(128))]
+pub(crate) struct Held(pub(crate) AtomicUsize);
 
 #[derive(Debug, Default)]
 struct Clock {
@@ -81,10 +92,11 @@ impl Budget {
         Budget {
             max_bytes,
             max_topics,
-            held: Arc::new(AtomicUsize::new(0)),
+            held: Arc::new(Held(AtomicUsize::new(0))),
             topics: AtomicUsize::new(0),
             evicted: AtomicU64::new(0),
             clock: Mutex::new(Clock::default()),
+            arrivals: Mutex::new(Vec::new()),
             sweep: AtomicUsize::new(0),
             next_sweep: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -93,7 +105,7 @@ impl Budget {
     }
 
     fn bytes_over(&self) -> bool {
-        self.held.load(Ordering::Relaxed) > self.max_bytes
+        self.held.0.load(Ordering::Relaxed) > self.max_bytes
     }
 
     fn over(&self) -> bool {
@@ -113,29 +125,60 @@ impl Budget {
     /// Counts a topic just put in the map (under the map's lock).
     pub(crate) fn count_in(&self, topic: &Topic) {
         self.held
+            .0
             .fetch_add(TOPIC_COST + topic.name.len(), Ordering::Relaxed);
         self.topics.fetch_add(1, Ordering::Relaxed);
     }
 
     fn count_out(&self, topic: &Topic) {
         self.held
+            .0
             .fetch_sub(TOPIC_COST + topic.name.len(), Ordering::Relaxed);
         self.topics.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Puts a new topic on the clock, behind the hand. Call it without other locks.
+    /// Puts a new topic on the clock, behind the hand (once the hand next moves).
     pub(crate) fn enter(&self, topic: Arc<Topic>) {
-        self.lock_clock().ring.push_back(topic);
+        self.arrivals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(topic);
     }
 
-    fn lock_clock(&self) -> std::sync::MutexGuard<'_, Clock> {
-        self.clock.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The clock, with the topics that arrived since it last moved.
+    fn lock_clock(&self, wait: bool) -> Option<MutexGuard<'_, Clock>> {
+        let mut clock = match self.clock.try_lock() {
+            Ok(clock) => clock,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) if wait => {
+                self.clock.lock().unwrap_or_else(PoisonError::into_inner)
+            }
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        let mut arrivals = self.arrivals.lock().unwrap_or_else(PoisonError::into_inner);
+        clock.ring.extend(arrivals.drain(..));
+        if arrivals.capacity() > 1024 {
+            arrivals.shrink_to_fit();
+        }
+        drop(arrivals);
+        Some(clock)
     }
 
-    /// Whether a sweep for aged history is due now (true once per `period`).
-    fn sweep_due(&self, period: Option<std::time::Duration>, now: Instant) -> bool {
+    /// Milliseconds from the budget's epoch to `now`.
+    fn elapsed(&self, now: Instant) -> u64 {
+        u64::try_from(now.duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether a sweep for aged history may be due (a load; no claim).
+    fn sweep_may_be_due(&self, period: Option<std::time::Duration>, now: Instant) -> bool {
+        period.is_some() && self.elapsed(now) >= self.next_sweep.load(Ordering::Relaxed)
+    }
+
+    /// Claims the sweep for aged history if it is due (true once per `period`): call it
+    /// with the clock locked, and start the sweep.
+    fn claim_sweep(&self, period: Option<std::time::Duration>, now: Instant) -> bool {
         let Some(period) = period else { return false };
-        let elapsed = now.duration_since(self.epoch).as_millis() as u64;
+        let elapsed = self.elapsed(now);
         let due = self.next_sweep.load(Ordering::Relaxed);
         let period = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
         let next = elapsed.saturating_add(period.max(1));
@@ -152,16 +195,20 @@ impl HubInner {
     /// topic), with no lock held: a few steps, and only when there is work.
     pub(super) fn tend(&self, now: Instant, created: bool) {
         let budget = &self.budget;
-        let due = budget.sweep_due(self.config.history_age, now);
+        let age = self.config.history_age;
         let over = budget.over();
-        if !(created || over || due || budget.sweep.load(Ordering::Relaxed) > 0) {
+        if !(created
+            || over
+            || budget.sweep.load(Ordering::Relaxed) > 0
+            || budget.sweep_may_be_due(age, now))
+        {
             return;
         }
-        let Ok(mut clock) = budget.clock.try_lock() else {
+        let Some(mut clock) = budget.lock_clock(false) else {
             // Another thread moves the hand now.
             return;
         };
-        if due {
+        if budget.claim_sweep(age, now) {
             budget.sweep.store(clock.ring.len(), Ordering::Relaxed);
         }
         let steps = if over || budget.sweep.load(Ordering::Relaxed) > 0 {
@@ -181,12 +228,14 @@ impl HubInner {
     /// every topic anyway.
     pub(super) fn sweep(&self, now: Instant) {
         let budget = &self.budget;
-        let due = budget.sweep_due(self.config.history_age, now);
-        if !due && budget.sweep.load(Ordering::Relaxed) == 0 {
+        let age = self.config.history_age;
+        if budget.sweep.load(Ordering::Relaxed) == 0 && !budget.sweep_may_be_due(age, now) {
             return;
         }
-        let mut clock = budget.lock_clock();
-        if due {
+        let Some(mut clock) = budget.lock_clock(true) else {
+            return;
+        };
+        if budget.claim_sweep(age, now) {
             budget.sweep.store(clock.ring.len(), Ordering::Relaxed);
         }
         while budget.sweep.load(Ordering::Relaxed) > 0 {

@@ -15,7 +15,7 @@
 //! every lock. A subscriber judges its own lag from its position when it reads.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ use slab::Slab;
 use tokio::time::Instant;
 
 use super::TopicStats;
+use super::budget::Held;
 use super::builder::HubConfig;
 use super::signal::Signal;
 use crate::Event;
@@ -96,14 +97,14 @@ pub(crate) struct TopicState {
     /// What the hub's budget counts for the entries held, and the hub-wide sum it is
     /// part of.
     charged: usize,
-    held: Arc<AtomicUsize>,
+    held: Arc<Held>,
 }
 
 /// A registration in a topic's waiters: the round it was made in and its key.
 pub(crate) type WaiterKey = (u64, usize);
 
 impl TopicState {
-    fn new(covered_after: u64, max_evicted_id: u64, held: Arc<AtomicUsize>) -> Self {
+    fn new(covered_after: u64, max_evicted_id: u64, held: Arc<Held>) -> Self {
         TopicState {
             // Most topics hold one event or few: start small.
             entries: VecDeque::with_capacity(1),
@@ -207,9 +208,11 @@ impl TopicState {
     fn settle(&mut self, before: usize) {
         if self.charged > before {
             self.held
+                .0
                 .fetch_add(self.charged - before, Ordering::Relaxed);
         } else if self.charged < before {
             self.held
+                .0
                 .fetch_sub(before - self.charged, Ordering::Relaxed);
         }
     }
@@ -371,7 +374,7 @@ impl Topic {
         name: Arc<str>,
         covered_after: u64,
         max_evicted_id: u64,
-        held: Arc<AtomicUsize>,
+        held: Arc<Held>,
     ) -> Self {
         Topic {
             name,
