@@ -737,6 +737,33 @@ async fn lag_is_decided_by_the_live_window_alone() {
         .expect("the newest event is never a lag");
     assert_eq!(id_of(&event), big);
     assert_eq!(hub.stats("t").unwrap().history, 0, "no replay wanted");
+
+    // What only the live window holds is not replayed: a resumer is told it is gone.
+    let mut resumer = hub.subscribe(["t"], Some(&LastEventId::new(ids[5].to_string())));
+    let reset = resumer.next().await.unwrap().unwrap();
+    assert!(
+        reset
+            .as_bytes()
+            .starts_with(b"event: stream-reset\ndata: evicted\n"),
+        "{reset:?}"
+    );
+
+    // `queue_events(0)` is taken as 1: a subscriber that reads each event still gets it.
+    let hub = Hub::builder().queue_events(0).build();
+    let mut subscription = hub.subscribe(["t"], None);
+    for n in 0..10 {
+        let id = hub
+            .publish("t", Event::data(&n.to_string()))
+            .unwrap()
+            .id()
+            .unwrap();
+        let event = subscription
+            .next()
+            .await
+            .unwrap()
+            .expect("one event is never a lag");
+        assert_eq!(id_of(&event), id);
+    }
 }
 
 /// Issue 19, item 4: an empty topic name is not a topic. `?topic=` is refused (400);
