@@ -180,8 +180,10 @@ impl Budget {
         let Some(period) = period else { return false };
         let elapsed = self.elapsed(now);
         let due = self.next_sweep.load(Ordering::Relaxed);
+        // At most once a second, however short the age: aged entries also go as their
+        // topic is published to or read, the sweep only finds the topics left alone.
         let period = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
-        let next = elapsed.saturating_add(period.max(1));
+        let next = elapsed.saturating_add(period.max(1000));
         elapsed >= due
             && self
                 .next_sweep

@@ -117,8 +117,8 @@ impl HubBuilder {
 
     /// How long an event stays in history, at most (default one hour). A topic nobody
     /// reads whose history has aged out is then dropped: checked at most once per
-    /// `age`, on the hub's publishes, subscribes and stats, so such a topic goes between
-    /// one and two `age`s after its last event. `Duration::MAX` keeps events (and
+    /// `age` (and at most once a second), on the hub's publishes, subscribes and stats,
+    /// so such a topic goes between one and two `age`s after its last event. `Duration::MAX` keeps events (and
     /// topics nobody reads) until the count or the budget drops them. Live subscribers
     /// are not bound by it.
     ///
