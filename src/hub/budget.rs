@@ -194,15 +194,16 @@ impl Budget {
 
 impl HubInner {
     /// Moves the clock's hand after a publish or subscribe (`created`: it made a
-    /// topic), with no lock held: a few steps, and only when there is work.
-    pub(super) fn tend(&self, now: Instant, created: bool) {
+    /// topic), with no lock held: a few steps, and only when there is work. Whether a
+    /// sweep is due is looked at when `timed` (publishes look every 64th time).
+    pub(super) fn tend(&self, now: Instant, created: bool, timed: bool) {
         let budget = &self.budget;
         let age = self.config.history_age;
         let over = budget.over();
         if !(created
             || over
             || budget.sweep.load(Ordering::Relaxed) > 0
-            || budget.sweep_may_be_due(age, now))
+            || (timed && budget.sweep_may_be_due(age, now)))
         {
             return;
         }

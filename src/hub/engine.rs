@@ -142,7 +142,8 @@ impl HubInner {
             drop(order);
             topic.published.fetch_add(1, Ordering::Relaxed);
             waiters.wake();
-            self.tend(now, created);
+            // Whether a sweep of aged history is due: looked at every 64th id only.
+            self.tend(now, created, id % 64 == 0);
             return id;
         }
     }
@@ -194,7 +195,7 @@ impl HubInner {
             topics.push((topic, head));
         }
         tracing::debug!(topics = ?names, "hub subscriber joined");
-        self.tend(Instant::now(), created);
+        self.tend(Instant::now(), created, true);
         Subscription::new(self.clone(), topics, start, last_event_id)
     }
 

@@ -131,7 +131,7 @@ impl Hub {
     /// assert!(tower_sse::Hub::new().stats("nothing").is_none());
     /// ```
     pub fn stats(&self, topic: &str) -> Option<TopicStats> {
-        self.inner.tend(Instant::now(), false);
+        self.inner.tend(Instant::now(), false, true);
         self.inner.find(topic).map(|t| t.stats())
     }
 
