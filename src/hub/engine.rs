@@ -143,7 +143,7 @@ impl HubInner {
             topic.published.fetch_add(1, Ordering::Relaxed);
             waiters.wake();
             // Whether a sweep of aged history is due: looked at every 64th id only.
-            self.tend(now, created, id % 64 == 0);
+            self.tend(now, created, id.is_multiple_of(64));
             return id;
         }
     }
