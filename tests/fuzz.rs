@@ -351,7 +351,7 @@ const MAX_TOPICS: usize = 4;
 
 /// What `subscribe_request` must answer for `query`, read independently: the distinct
 /// decoded values of the parameters whose decoded name is `topic`, in order, or the
-/// first error met. Topics containing `deny`
+/// first error met (an empty or non-UTF-8 value is one). Topics containing `deny`
 /// are refused by the test's authorization hook, once all are read.
 fn topics_in_query(query: &str) -> Result<Vec<String>, SubscribeError> {
     let mut names: Vec<String> = Vec::new();
@@ -363,6 +363,10 @@ fn topics_in_query(query: &str) -> Result<Vec<String>, SubscribeError> {
         let Ok(name) = String::from_utf8(decode(value.as_bytes())) else {
             return Err(SubscribeError::InvalidTopic);
         };
+        // An empty name is not a topic (issue 19).
+        if name.is_empty() {
+            return Err(SubscribeError::InvalidTopic);
+        }
         if !names.contains(&name) {
             if names.len() == MAX_TOPICS {
                 return Err(SubscribeError::TooManyTopics { max: MAX_TOPICS });

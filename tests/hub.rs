@@ -10,8 +10,8 @@ use futures_util::StreamExt;
 use support::*;
 use tokio::time::timeout;
 use tower::ServiceBuilder;
-use tower_sse::hub::LagPolicy;
-use tower_sse::{EndReason, Event, Hub, SseLayer};
+use tower_sse::hub::{LagPolicy, SubscriptionError};
+use tower_sse::{EndReason, Event, Hub, LastEventId, SseLayer};
 
 /// A server whose `/events?topic=..` subscribes to `hub`, resuming from Last-Event-ID:
 /// the hub itself is the service.
@@ -120,8 +120,10 @@ async fn reconnects_replay_exactly_what_was_missed_under_concurrent_publishers()
     while received.len() < total {
         let burst = 700 + reconnects * 37;
         for _ in 0..burst {
-            let Ok(Some(event)) = timeout(Duration::from_secs(10), stream.next()).await else {
-                panic!("stalled after {} events", received.len());
+            let event = match timeout(Duration::from_secs(10), stream.next()).await {
+                Ok(Some(event)) => event,
+                Ok(None) => panic!("the stream ended after {} events", received.len()),
+                Err(_) => panic!("stalled after {} events", received.len()),
             };
             received.push(event.id.parse().unwrap());
             datas.push(event.data);
@@ -618,4 +620,171 @@ async fn ids_across_topics_stay_in_order_while_wake_ups_lag_behind_the_watermark
             p.join().unwrap();
         }
     }
+}
+
+/// Waits until `ready` holds, polling the hub's counters; fails with `what` after 10 s.
+async fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let waited = timeout(Duration::from_secs(10), async {
+        while !ready() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out waiting for {what}");
+}
+
+/// The id of an event as the hub encoded it.
+fn id_of(event: &Event) -> u64 {
+    std::str::from_utf8(event.as_bytes())
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .expect("an id line")
+        .parse()
+        .unwrap()
+}
+
+/// Issue 19, item 3: history is what a resumer can replay, not the live queue. With no
+/// history, a history of one event, or a history of 64 bytes, a client that keeps up
+/// (over a real connection) receives all 100 events, published in pairs, and no reset.
+#[tokio::test]
+async fn a_live_subscriber_that_keeps_up_receives_every_event_whatever_history_keeps() {
+    let cases = [
+        (
+            "history_events(0)",
+            Hub::builder().history_events(0).build(),
+        ),
+        (
+            "history_events(1)",
+            Hub::builder().history_events(1).build(),
+        ),
+        (
+            "history_bytes(64)",
+            Hub::builder().history_bytes(64).build(),
+        ),
+    ];
+    for (case, hub) in cases {
+        let server = hub_server(hub.clone(), SseLayer::new()).await;
+        let mut stream = connect(server.addr, "/events?topic=t", None).await;
+        wait_for("the subscriber", || {
+            hub.stats("t").is_some_and(|s| s.subscribers == 1)
+        })
+        .await;
+        let mut published = Vec::new();
+        let mut received = Vec::new();
+        for pair in 0..50 {
+            for n in [2 * pair, 2 * pair + 1] {
+                let event = Event::data(&format!("{n} {}", "p".repeat(60)));
+                published.push(hub.publish("t", event).unwrap().id().unwrap().to_string());
+            }
+            // It keeps up: reads the pair before the next one comes.
+            for _ in 0..2 {
+                let event = timeout(Duration::from_secs(10), stream.next())
+                    .await
+                    .unwrap_or_else(|_| panic!("{case}: stalled after {}", received.len()))
+                    .unwrap_or_else(|| panic!("{case}: ended after {}", received.len()));
+                assert_eq!(event.event, "message", "{case}: {event:?}");
+                received.push(event.id);
+            }
+        }
+        assert_eq!(received, published, "{case}");
+        let stats = hub.stats("t").unwrap();
+        assert_eq!((stats.lagged, stats.dropped), (0, 0), "{case}: {stats:?}");
+    }
+}
+
+/// Issue 19, item 3: the live window (`queue_events`, `queue_bytes`) alone decides lag.
+/// Without history, a subscriber 10 events behind with `queue_events(10)` still reads
+/// them all; one 11 behind lags; an event larger than `queue_bytes` still reaches a
+/// subscriber that has nothing else to read.
+#[tokio::test]
+async fn lag_is_decided_by_the_live_window_alone() {
+    let hub = Hub::builder()
+        .history_events(0)
+        .queue_events(10)
+        .queue_bytes(1024)
+        .build();
+    let mut behind = hub.subscribe(["t"], None);
+    let mut lagging = hub.subscribe(["t"], None);
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        ids.push(
+            hub.publish("t", Event::data(&n.to_string()))
+                .unwrap()
+                .id()
+                .unwrap(),
+        );
+    }
+    for id in &ids {
+        let event = behind.next().await.unwrap().expect("within its queue");
+        assert_eq!(id_of(&event), *id);
+    }
+    ids.push(hub.publish("t", Event::data("10")).unwrap().id().unwrap());
+    let event = behind.next().await.unwrap().expect("within its queue");
+    assert_eq!(id_of(&event), ids[10]);
+    // The other one read nothing: 11 behind, more than its queue.
+    let lagged = lagging.next().await.unwrap().unwrap_err();
+    assert_eq!(lagged, SubscriptionError::Lagged { skipped: 11 });
+
+    // One event of 4 KiB, above `queue_bytes`: the newest event is always within it.
+    let big = hub
+        .publish("t", Event::data(&"b".repeat(4096)))
+        .unwrap()
+        .id()
+        .unwrap();
+    let event = behind
+        .next()
+        .await
+        .unwrap()
+        .expect("the newest event is never a lag");
+    assert_eq!(id_of(&event), big);
+    assert_eq!(hub.stats("t").unwrap().history, 0, "no replay wanted");
+
+    // What only the live window holds is not replayed: a resumer is told it is gone.
+    let mut resumer = hub.subscribe(["t"], Some(&LastEventId::new(ids[5].to_string())));
+    let reset = resumer.next().await.unwrap().unwrap();
+    assert!(
+        reset
+            .as_bytes()
+            .starts_with(b"event: stream-reset\ndata: evicted\n"),
+        "{reset:?}"
+    );
+
+    // `queue_events(0)` is taken as 1: a subscriber that reads each event still gets it.
+    let hub = Hub::builder().queue_events(0).build();
+    let mut subscription = hub.subscribe(["t"], None);
+    for n in 0..10 {
+        let id = hub
+            .publish("t", Event::data(&n.to_string()))
+            .unwrap()
+            .id()
+            .unwrap();
+        let event = subscription
+            .next()
+            .await
+            .unwrap()
+            .expect("one event is never a lag");
+        assert_eq!(id_of(&event), id);
+    }
+}
+
+/// Issue 19, item 4: an empty topic name is not a topic. `?topic=` is refused (400);
+/// publishing on "" fails; `Hub::subscribe` ignores it.
+#[tokio::test]
+async fn an_empty_topic_name_is_not_a_topic() {
+    let hub = Hub::new();
+    let server = hub_server(hub.clone(), SseLayer::new()).await;
+    for uri in ["/events?topic=", "/events?topic=a&topic="] {
+        let response = h1_connect(server.addr)
+            .await
+            .send(get(uri).body(empty()).unwrap())
+            .await;
+        assert_eq!(response.status(), 400, "{uri}");
+    }
+    assert!(hub.publish("", Event::data("x")).is_err());
+    assert!(hub.stats("").is_none());
+    let subscription = hub.subscribe(["", "a", ""], None);
+    assert_eq!(subscription.topics().collect::<Vec<_>>(), ["a"]);
+    assert!(hub.subscribe([""], None).topics().next().is_none());
+    assert!(hub.stats("").is_none());
 }

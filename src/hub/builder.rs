@@ -19,6 +19,8 @@ pub(crate) struct HubConfig {
     pub(crate) history_age: Option<Duration>,
     pub(crate) queue_events: usize,
     pub(crate) queue_bytes: usize,
+    pub(crate) budget_bytes: usize,
+    pub(crate) budget_topics: usize,
     pub(crate) lag_policy: LagPolicy,
     pub(crate) reset_event_type: Arc<str>,
     pub(crate) topic_param: Arc<str>,
@@ -57,9 +59,31 @@ pub enum LagPolicy {
 ///     .history_bytes(8 << 20)
 ///     .history_age(Duration::from_secs(300))
 ///     .queue_events(1000)
+///     .budget(256 << 20, 1_000_000)
 ///     .reset_event_type("resync")
 ///     .build();
 /// ```
+///
+/// # History and the live window
+///
+/// Each topic keeps two things apart. Its **history** (`history_events`,
+/// `history_bytes`, `history_age`) is what a subscriber that comes back with a
+/// `Last-Event-ID` can replay; 0 means no replay. Its **live window** (`queue_events`,
+/// `queue_bytes`) is how far a subscriber may fall behind before the [`LagPolicy`]
+/// applies, and alone decides it, as the capacity of tokio's `broadcast` does: while a
+/// topic has subscribers it keeps its newest events within the window for them,
+/// whatever history keeps. A subscriber that keeps up receives every event whatever the
+/// history settings are.
+///
+/// Replay is served from history only: events kept only for the live window are not
+/// replayed, so what a resumer gets does not depend on who else is reading. A
+/// resumer from before the oldest event history keeps receives the reset event
+/// (`evicted`), never a silent gap.
+///
+/// # The budget
+///
+/// The hub as a whole holds at most [`budget`](HubBuilder::budget) bytes and topics;
+/// when over, it evicts what nobody reads first. See there.
 #[derive(Debug)]
 #[must_use = "a HubBuilder does nothing until `build` is called"]
 pub struct HubBuilder {
@@ -68,7 +92,8 @@ pub struct HubBuilder {
 }
 
 impl HubBuilder {
-    /// Events each topic keeps for replay (default 4096).
+    /// Events each topic keeps for replay (default 4096); 0 means no replay. Live
+    /// subscribers are not bound by it (see [`queue_events`](HubBuilder::queue_events)).
     ///
     /// ```
     /// let hub = tower_sse::Hub::builder().history_events(100).build();
@@ -78,7 +103,9 @@ impl HubBuilder {
         self
     }
 
-    /// Bytes each topic keeps for replay, at most (default: no bound but the count).
+    /// Bytes of frames each topic keeps for replay, at most (default: no bound but the
+    /// count and the hub's [`budget`](HubBuilder::budget)); 0 means no replay. Live
+    /// subscribers are not bound by it.
     ///
     /// ```
     /// let hub = tower_sse::Hub::builder().history_bytes(1 << 20).build();
@@ -88,9 +115,12 @@ impl HubBuilder {
         self
     }
 
-    /// How long an event stays in history, at most (default: no bound but the count).
-    /// A topic nobody reads whose history has aged out is then dropped (checked at most
-    /// once per `age`, on the hub's next publish, subscribe or stats).
+    /// How long an event stays in history, at most (default one hour). A topic nobody
+    /// reads whose history has aged out is then dropped: checked at most once per
+    /// `age` (and at most once a second), on the hub's publishes, subscribes and stats,
+    /// so such a topic goes between one and two `age`s after its last event. `Duration::MAX` keeps events (and
+    /// topics nobody reads) until the count or the budget drops them. Live subscribers
+    /// are not bound by it.
     ///
     /// ```
     /// let hub = tower_sse::Hub::builder().history_age(std::time::Duration::from_secs(60)).build();
@@ -101,24 +131,54 @@ impl HubBuilder {
     }
 
     /// Events a subscriber may fall behind the newest before the [`LagPolicy`] applies
-    /// (default 1024). Events replayed when it subscribed do not count. The subscriber
-    /// checks this itself each time it reads a topic, so publishing never waits on it.
+    /// (default 1024), whatever history keeps: while a topic has subscribers it keeps
+    /// this many of its newest events for them. Events replayed when it subscribed do
+    /// not count. The subscriber checks this itself each time it reads a topic, so
+    /// publishing never waits on it. 0 is taken as 1 (the newest event).
     ///
     /// ```
     /// let hub = tower_sse::Hub::builder().queue_events(256).build();
     /// ```
     pub fn queue_events(mut self, events: usize) -> Self {
-        self.config.queue_events = events;
+        self.config.queue_events = events.max(1);
         self
     }
 
-    /// Bytes a subscriber may fall behind before the [`LagPolicy`] applies (default 4 MiB).
+    /// Bytes of frames a subscriber may fall behind before the [`LagPolicy`] applies
+    /// (default 4 MiB). The newest event is always within it, however large: a
+    /// subscriber with one event to read never lags.
     ///
     /// ```
     /// let hub = tower_sse::Hub::builder().queue_bytes(1 << 20).build();
     /// ```
     pub fn queue_bytes(mut self, bytes: usize) -> Self {
         self.config.queue_bytes = bytes;
+        self
+    }
+
+    /// The most the hub holds across all its topics: `bytes` of history and `topics`
+    /// topics (default 64 MiB and 100,000). Bytes count each event's frame and about
+    /// 100 bytes of bookkeeping beside it, and about 450 bytes per topic beside its
+    /// name, so that the budget bounds the heap the hub takes.
+    ///
+    /// When over, the hub first evicts topics nobody reads, least recently published to
+    /// or subscribed first (an approximation: a clock with a second chance, moved a few
+    /// steps after each publish and subscribe, so publishing stays constant work); then,
+    /// if it is still over, it takes the history of read topics down to their live
+    /// window. It never drops what a subscriber has yet to read within its live window:
+    /// read topics can take the hub over its budget by their live windows, which
+    /// [`queue_bytes`](HubBuilder::queue_bytes) bounds.
+    ///
+    /// Nothing is lost silently: a subscriber that resumes from before an evicted event
+    /// (of a topic still held, or evicted and published to again) receives the reset
+    /// event with data `evicted`. [`Hub::evicted`] counts the events evicted.
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::builder().budget(16 << 20, 10_000).build();
+    /// ```
+    pub fn budget(mut self, bytes: usize, topics: usize) -> Self {
+        self.config.budget_bytes = bytes;
+        self.config.budget_topics = topics;
         self
     }
 
@@ -258,9 +318,11 @@ impl HubBuilder {
             config: HubConfig {
                 history_events: 4096,
                 history_bytes: None,
-                history_age: None,
+                history_age: Some(Duration::from_secs(3600)),
                 queue_events: 1024,
                 queue_bytes: 4 << 20,
+                budget_bytes: 64 << 20,
+                budget_topics: 100_000,
                 lag_policy: LagPolicy::Disconnect,
                 reset_event_type: Arc::from("stream-reset"),
                 topic_param: Arc::from("topic"),

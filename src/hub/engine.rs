@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 use super::Subscription;
+use super::budget::{Budget, Why};
 use super::builder::HubConfig;
 use super::deliveries;
 use super::log::{GapReason, SharedLog};
@@ -31,9 +32,8 @@ pub(crate) struct HubInner {
     pub(crate) log: Option<Arc<dyn SharedLog>>,
     /// Dropped with the hub: stops the task that applies the shared log's deliveries.
     _stop: Option<tokio::sync::oneshot::Sender<()>>,
-    /// When the next sweep of idle topics is due, in milliseconds since `epoch`.
-    next_sweep: AtomicU64,
-    epoch: Instant,
+    /// Bytes and topics held, and what goes when they are too many.
+    pub(super) budget: Budget,
 }
 
 impl fmt::Debug for HubInner {
@@ -60,6 +60,7 @@ impl HubInner {
                 .map_or(0, |d| d.as_micros() as u64),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel();
+        let budget = Budget::new(config.budget_bytes, config.budget_topics);
         let inner = Arc::new(HubInner {
             config,
             topics: RwLock::new(HashMap::new()),
@@ -69,8 +70,7 @@ impl HubInner {
             first,
             log,
             _stop: Some(stop),
-            next_sweep: AtomicU64::new(0),
-            epoch: Instant::now(),
+            budget,
         });
         deliveries::start(&inner, stopped);
         inner
@@ -86,15 +86,27 @@ impl HubInner {
             .cloned()
     }
 
-    pub(super) fn topic(&self, name: &str) -> Arc<Topic> {
+    /// The topic `name`, made if it does not exist (then `true`).
+    pub(super) fn topic(&self, name: &str) -> (Arc<Topic>, bool) {
         if let Some(topic) = self.find(name) {
-            return topic;
+            return (topic, false);
         }
-        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
-        topics
-            .entry(Arc::from(name))
-            .or_insert_with_key(|name| Arc::new(Topic::new(name.clone(), self.first)))
-            .clone()
+        let topic = {
+            let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+            if let Some(topic) = topics.get(name) {
+                return (topic.clone(), false);
+            }
+            let name: Arc<str> = Arc::from(name);
+            // A topic of this name dropped before: its events up to there are gone.
+            let gone = self.budget.dropped_upto(&name);
+            let held = self.budget.held.clone();
+            let topic = Arc::new(Topic::new(name.clone(), self.first, gone, held));
+            topics.insert(name, topic.clone());
+            self.budget.count_in(&topic);
+            topic
+        };
+        self.budget.enter(topic.clone());
+        (topic, true)
     }
 
     /// Numbers `event` with the hub's next id, appends it, and wakes the subscribers
@@ -110,10 +122,11 @@ impl HubInner {
     /// over a ring of completion marks, made 4 publishers on 4 topics about three times
     /// slower on 2 cores: `benches/publish.rs`.)
     pub(super) fn publish_local(&self, name: &str, event: Event) -> u64 {
-        self.sweep_if_due();
         let now = Instant::now();
+        let mut created = false;
         loop {
-            let topic = self.topic(name);
+            let (topic, new) = self.topic(name);
+            created |= new;
             let order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
             let mut state = topic.lock();
             if state.removed {
@@ -129,6 +142,8 @@ impl HubInner {
             drop(order);
             topic.published.fetch_add(1, Ordering::Relaxed);
             waiters.wake();
+            // Whether a sweep of aged history is due: looked at every 64th id only.
+            self.tend(now, created, id.is_multiple_of(64));
             return id;
         }
     }
@@ -150,18 +165,20 @@ impl HubInner {
         names: Vec<Arc<str>>,
         last_event_id: Option<&LastEventId>,
     ) -> Subscription {
-        self.sweep_if_due();
         // Where a subscriber without a usable id starts: after the newest event.
         let start = self.watermark.load(Ordering::Acquire);
         let mut topics = Vec::with_capacity(names.len());
+        let mut created = false;
         for name in &names {
             let (topic, head, watch) = loop {
-                let topic = self.topic(name);
+                let (topic, new) = self.topic(name);
+                created |= new;
                 let mut state = topic.lock();
                 if state.removed {
                     continue;
                 }
                 state.subscribers += 1;
+                state.referenced = true;
                 let mut watch = None;
                 if self.log.is_some() && state.subscribers == 1 {
                     state.generation += 1;
@@ -178,6 +195,7 @@ impl HubInner {
             topics.push((topic, head));
         }
         tracing::debug!(topics = ?names, "hub subscriber joined");
+        self.tend(Instant::now(), created, true);
         Subscription::new(self.clone(), topics, start, last_event_id)
     }
 
@@ -188,10 +206,15 @@ impl HubInner {
             let mut state = topic.lock();
             state.unpark(waiting);
             state.subscribers -= 1;
-            let unwatch = self.log.is_some() && state.subscribers == 0;
+            let last = state.subscribers == 0;
+            let unwatch = self.log.is_some() && last;
             if unwatch {
                 state.generation += 1;
                 state.covered_after = None;
+            }
+            if last {
+                // What only the live window kept goes now.
+                state.tidy(&self.config, Instant::now());
             }
             (unwatch, state.is_idle())
         };
@@ -199,59 +222,7 @@ impl HubInner {
             log.unwatch(&topic.name);
         }
         if idle {
-            self.remove_if_idle(topic);
-        }
-    }
-
-    pub(super) fn remove_if_idle(&self, topic: &Arc<Topic>) {
-        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
-        let mut state = topic.lock();
-        if state.is_idle() && !state.removed {
-            state.removed = true;
-            if topics
-                .get(&topic.name)
-                .is_some_and(|t| Arc::ptr_eq(t, topic))
-            {
-                topics.remove(&topic.name);
-            }
-        }
-    }
-
-    /// With a `history_age`, drops topics nobody reads whose history has aged out; runs
-    /// at most once per `history_age`, from the hub's publishes, subscribes and stats.
-    pub(super) fn sweep_if_due(&self) {
-        let Some(age) = self.config.history_age else {
-            return;
-        };
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.epoch).as_millis() as u64;
-        let due = self.next_sweep.load(Ordering::Relaxed);
-        let next = elapsed.saturating_add((age.as_millis() as u64).max(1));
-        if elapsed < due
-            || self
-                .next_sweep
-                .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
-        }
-        let idle: Vec<Arc<Topic>> = {
-            let topics = self.topics.read().unwrap_or_else(PoisonError::into_inner);
-            topics
-                .values()
-                .filter(|topic| {
-                    let mut state = topic.lock();
-                    state.evict_expired(Some(age), now);
-                    state.is_idle()
-                })
-                .cloned()
-                .collect()
-        };
-        for topic in &idle {
-            self.remove_if_idle(topic);
-        }
-        if !idle.is_empty() {
-            tracing::debug!(topics = idle.len(), "hub dropped idle topics");
+            self.drop_topic(topic, Why::Idle);
         }
     }
 }

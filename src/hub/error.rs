@@ -20,6 +20,8 @@ pub enum PublishError {
     QueueFull,
     /// The hub stopped before the event was stored.
     Stopped,
+    /// The topic name is empty: an empty name is not a topic.
+    EmptyTopic,
 }
 
 impl fmt::Display for PublishError {
@@ -28,6 +30,7 @@ impl fmt::Display for PublishError {
             PublishError::Unreachable(_) => f.write_str("the hub's shared log is unreachable"),
             PublishError::QueueFull => f.write_str("the hub's queue of events to write is full"),
             PublishError::Stopped => f.write_str("the hub stopped before the event was stored"),
+            PublishError::EmptyTopic => f.write_str("an empty topic name is not a topic"),
         }
     }
 }
@@ -36,7 +39,7 @@ impl Error for PublishError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
             PublishError::Unreachable(source) => Some(&**source as &(dyn Error + 'static)),
-            PublishError::QueueFull | PublishError::Stopped => None,
+            PublishError::QueueFull | PublishError::Stopped | PublishError::EmptyTopic => None,
         }
     }
 }

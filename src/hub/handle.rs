@@ -4,6 +4,8 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
+use tokio::time::Instant;
+
 use super::builder::HubBuilder;
 use super::engine::HubInner;
 use super::topic::Topic;
@@ -70,6 +72,9 @@ impl Hub {
     /// publishing fails at once with [`PublishError::Unreachable`] while the log cannot
     /// be reached.
     ///
+    /// An empty topic name is not a topic: publishing on it fails with
+    /// [`PublishError::EmptyTopic`].
+    ///
     /// ```
     /// let hub = tower_sse::Hub::new();
     /// let first = hub.publish("t", tower_sse::Event::data("1"))?.id().unwrap();
@@ -78,6 +83,9 @@ impl Hub {
     /// # Ok::<(), tower_sse::hub::PublishError>(())
     /// ```
     pub fn publish(&self, topic: &str, event: Event) -> Result<Published, PublishError> {
+        if topic.is_empty() {
+            return Err(PublishError::EmptyTopic);
+        }
         match &self.inner.log {
             None => Ok(Published::stored(self.inner.publish_local(topic, event))),
             Some(log) => log.publish(topic, event),
@@ -89,6 +97,10 @@ impl Hub {
     /// With an id that history still covers, the subscriber first receives every event
     /// of these topics it missed. With an id that is older than history, unknown, or not
     /// an id of this hub, it first receives the reset event, then live events.
+    ///
+    /// Repeated names count once. An empty name is not a topic and is ignored; with no
+    /// topic left, the subscription reads nothing: it yields no event and stays open
+    /// until dropped. No input makes it panic.
     ///
     /// ```
     /// use tower_sse::{Hub, LastEventId};
@@ -106,7 +118,7 @@ impl Hub {
         let mut names: Vec<Arc<str>> = Vec::new();
         for topic in topics {
             let topic = topic.as_ref();
-            if !names.iter().any(|n| &**n == topic) {
+            if !topic.is_empty() && !names.iter().any(|n| &**n == topic) {
                 names.push(Arc::from(topic));
             }
         }
@@ -119,7 +131,7 @@ impl Hub {
     /// assert!(tower_sse::Hub::new().stats("nothing").is_none());
     /// ```
     pub fn stats(&self, topic: &str) -> Option<TopicStats> {
-        self.inner.sweep_if_due();
+        self.inner.tend(Instant::now(), false, true);
         self.inner.find(topic).map(|t| t.stats())
     }
 
@@ -132,7 +144,7 @@ impl Hub {
     /// # Ok::<(), tower_sse::hub::PublishError>(())
     /// ```
     pub fn all_stats(&self) -> Vec<TopicStats> {
-        self.inner.sweep_if_due();
+        self.inner.sweep(Instant::now());
         let topics: Vec<Arc<Topic>> = {
             let map = self
                 .inner
@@ -156,5 +168,23 @@ impl Hub {
     /// ```
     pub fn last_id(&self) -> u64 {
         self.inner.watermark.load(Ordering::Acquire)
+    }
+
+    /// Events the hub evicted from history to stay within its
+    /// [`budget`](HubBuilder::budget), so far: those of the topics nobody read that it
+    /// dropped, and those it took from the history of read topics. (Events that left
+    /// history by its own bounds, `history_events`, `history_bytes` and `history_age`,
+    /// do not count.) A subscriber that resumes from before an evicted event receives
+    /// the reset event.
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::builder().budget(0, 0).build();
+    /// hub.publish("nobody-reads-this", tower_sse::Event::data("x"))?;
+    /// assert_eq!(hub.evicted(), 1);
+    /// assert!(hub.stats("nobody-reads-this").is_none());
+    /// # Ok::<(), tower_sse::hub::PublishError>(())
+    /// ```
+    pub fn evicted(&self) -> u64 {
+        self.inner.budget.evicted()
     }
 }

@@ -1,11 +1,18 @@
 //! Fan-out to many subscribers: topics, history and `Last-Event-ID` replay.
 //!
 //! A [`Hub`] gives every published event its id and encodes it once; every subscriber
-//! receives the same `Bytes`. Each topic keeps a bounded history, which is also the
-//! queue its subscribers read from, each at its own position: a subscriber that comes
-//! back with a `Last-Event-ID` simply starts reading further back, so the events it
-//! missed and the live ones that follow form one sequence, with no gap and no duplicate,
-//! however many publishers run meanwhile.
+//! receives the same `Bytes`. Each topic keeps its events in one ring that its
+//! subscribers read from, each at its own position. The ring holds the topic's bounded
+//! history, for replay, and, while it has subscribers, its live window, the events a
+//! subscriber may still have to read: a subscriber that keeps up receives every event,
+//! whatever history keeps. A subscriber that comes back with a `Last-Event-ID` simply
+//! starts reading further back, so the events it missed and the live ones that follow
+//! form one sequence, with no gap and no duplicate, however many publishers run
+//! meanwhile.
+//!
+//! The hub is bounded as a whole ([`HubBuilder::budget`]): when it holds too much, the
+//! topics nobody reads go first, least recently used first, and a subscriber that
+//! resumes from before what was evicted is told so by the reset event.
 //!
 //! The hub is itself a tower service: `GET /events?topic=positions` subscribes to the
 //! topics the query names, resumed from the client's `Last-Event-ID`, and a request it
@@ -29,6 +36,7 @@
 //! position whether it fell too far behind ([`LagPolicy`]). Several instances serve one
 //! feed on Redis Streams with `HubBuilder::redis` (feature `redis`).
 
+mod budget;
 mod builder;
 mod deliveries;
 mod engine;

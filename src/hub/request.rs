@@ -39,7 +39,7 @@ pub enum SubscribeError {
         /// The most a subscription may read.
         max: usize,
     },
-    /// A topic name is not valid UTF-8 once decoded.
+    /// A topic name is empty (`?topic=`), or not valid UTF-8 once decoded.
     InvalidTopic,
     /// The [`authorize`](super::HubBuilder::authorize) hook refused a topic.
     Forbidden {
@@ -55,7 +55,7 @@ impl fmt::Display for SubscribeError {
             SubscribeError::TooManyTopics { max } => {
                 write!(f, "too many topics: at most {max} per subscription")
             }
-            SubscribeError::InvalidTopic => f.write_str("a topic name is not valid UTF-8"),
+            SubscribeError::InvalidTopic => f.write_str("a topic name is empty or not valid UTF-8"),
             SubscribeError::Forbidden { topic } => {
                 write!(f, "not allowed to subscribe to topic {topic:?}")
             }
@@ -128,7 +128,8 @@ impl Hub {
     /// resumed from the [`LastEventId`] that [`SseLayer`](crate::SseLayer) put in the
     /// request's extensions (or, without the layer, from the `Last-Event-ID` header).
     ///
-    /// A request that names no topic, a topic that is not UTF-8, more topics than
+    /// A request that names no topic, an empty topic (`?topic=`), a topic that is not
+    /// UTF-8, more topics than
     /// [`max_topics`](super::HubBuilder::max_topics), or a topic the
     /// [`authorize`](super::HubBuilder::authorize) hook refuses is refused with a
     /// [`SubscribeError`], which turns into the [`Refusal`] to answer with (400, or 403
@@ -221,6 +222,9 @@ fn topics(uri: &Uri, param: &str, max: usize) -> Result<Vec<Arc<str>>, Subscribe
     let mut names: Vec<Arc<str>> = Vec::new();
     for topic in query::values(uri.query().unwrap_or(""), param) {
         let topic = topic.map_err(|query::NotUtf8| SubscribeError::InvalidTopic)?;
+        if topic.is_empty() {
+            return Err(SubscribeError::InvalidTopic);
+        }
         if names.iter().any(|name| **name == *topic) {
             continue;
         }

@@ -1,11 +1,18 @@
-//! One topic: its history ring, which is also the live queue every subscriber reads
-//! from at its own position, and the subscribers parked until its next event.
+//! One topic: its ring of entries, which holds both the topic's history (for replay)
+//! and, while it has subscribers, its live window (what they may still have to read),
+//! and the subscribers parked until its next event.
 //!
-//! A publisher holds the topic's lock only to append one entry (evicting what history no
-//! longer keeps) and to take the list of parked subscribers: constant work, whatever the
-//! number of subscribers. It wakes them after releasing every lock. A subscriber judges
-//! its own lag from its position when it reads, as a receiver of tokio's `broadcast`
-//! does.
+//! The ring keeps an entry while history needs it (`history_events`, `history_bytes`,
+//! `history_age`) or while the topic has subscribers and the entry is within the live
+//! window (`queue_events`, `queue_bytes`). The two bounds are apart: history decides
+//! what a resumer can replay, the live window alone decides when a subscriber lags, as
+//! the capacity of tokio's `broadcast` does. A subscriber that keeps up therefore
+//! receives every event whatever the history settings are.
+//!
+//! A publisher holds the topic's lock only to append one entry (dropping what neither
+//! bound keeps, amortised constant) and to take the list of parked subscribers:
+//! constant work, whatever the number of subscribers. It wakes them after releasing
+//! every lock. A subscriber judges its own lag from its position when it reads.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,9 +23,14 @@ use slab::Slab;
 use tokio::time::Instant;
 
 use super::TopicStats;
+use super::budget::Held;
 use super::builder::HubConfig;
 use super::signal::Signal;
 use crate::Event;
+
+/// What the hub's budget counts for one entry beside its frame: the entry in the ring
+/// (64 bytes, and the ring's spare capacity) and the allocator's rounding of the frame.
+pub(crate) const ENTRY_COST: usize = 96;
 
 /// A published event as the topic keeps it.
 #[derive(Debug)]
@@ -29,6 +41,12 @@ pub(crate) struct Entry {
     /// Bytes appended to the topic before this entry: the byte backlog of a position is
     /// `appended_bytes - entry.bytes_before`.
     bytes_before: u64,
+}
+
+impl Entry {
+    fn cost(&self) -> usize {
+        self.event.as_bytes().len() + ENTRY_COST
+    }
 }
 
 /// A subscription parked on this topic until its next event.
@@ -43,7 +61,7 @@ pub(crate) struct Waiter {
 pub(crate) enum Backlog {
     Fine,
     /// It has this many entries to read, more than its queue allows (or some of them
-    /// were evicted before it read them).
+    /// were dropped before it read them).
     Lagged(u64),
 }
 
@@ -52,9 +70,14 @@ pub(crate) struct TopicState {
     pub(crate) entries: VecDeque<Entry>,
     /// Position of `entries[0]`; positions count every entry ever appended.
     pub(crate) base: u64,
+    /// Position of the oldest entry history keeps (`base` or later): the entries before
+    /// it are held only for the live window.
+    history_from: u64,
+    /// Bytes of the entries history keeps.
     history_bytes: usize,
     appended_bytes: u64,
-    /// Largest id evicted from history; 0 when nothing was evicted.
+    /// Largest id that left history (0 when none did, or what the hub remembers of a
+    /// topic of this name it dropped): a resumer from before it cannot be replayed.
     pub(crate) max_evicted_id: u64,
     /// Subscriptions waiting for the next entry (or for coverage).
     waiters: Slab<Waiter>,
@@ -69,48 +92,172 @@ pub(crate) struct TopicState {
     pub(crate) generation: u64,
     /// Set when the topic left the hub's map: whoever holds it looks it up again.
     pub(crate) removed: bool,
+    /// Published to or subscribed since the budget's clock last passed it.
+    pub(crate) referenced: bool,
+    /// What the hub's budget counts for the entries held, and the hub-wide sum it is
+    /// part of.
+    charged: usize,
+    held: Arc<Held>,
 }
 
 /// A registration in a topic's waiters: the round it was made in and its key.
 pub(crate) type WaiterKey = (u64, usize);
 
 impl TopicState {
-    fn new(covered_after: u64) -> Self {
+    fn new(covered_after: u64, max_evicted_id: u64, held: Arc<Held>) -> Self {
         TopicState {
-            entries: VecDeque::new(),
+            // Most topics hold one event or few: start small.
+            entries: VecDeque::with_capacity(1),
             base: 0,
+            history_from: 0,
             history_bytes: 0,
             appended_bytes: 0,
-            max_evicted_id: 0,
+            max_evicted_id,
             waiters: Slab::new(),
             round: 0,
             subscribers: 0,
             covered_after: Some(covered_after),
             generation: 0,
             removed: false,
+            referenced: true,
+            charged: 0,
+            held,
         }
     }
 
-    /// Appends an entry that carries its id, and evicts what history no longer holds.
+    /// Appends an entry that carries its id, and drops what neither history nor the
+    /// live window keeps.
     pub(crate) fn push(&mut self, id: u64, event: Event, config: &HubConfig, now: Instant) {
+        let charged = self.charged;
         let len = event.as_bytes().len();
-        let bytes_before = self.appended_bytes;
-        self.entries.push_back(Entry {
+        let entry = Entry {
             id,
             event,
             at: now,
-            bytes_before,
-        });
+            bytes_before: self.appended_bytes,
+        };
+        self.charged += entry.cost();
+        self.entries.push_back(entry);
         self.appended_bytes += len as u64;
         self.history_bytes += len;
-        while self.entries.len() > config.history_events
+        self.referenced = true;
+        while self.history_len() > config.history_events as u64
             || config
                 .history_bytes
-                .is_some_and(|max| self.history_bytes > max && self.entries.len() > 1)
+                .is_some_and(|max| self.history_bytes > max)
         {
-            self.evict_front();
+            self.leave_history();
         }
-        self.evict_expired(config.history_age, now);
+        self.expire(config.history_age, now);
+        self.trim(config);
+        self.settle(charged);
+    }
+
+    /// Entries history keeps.
+    fn history_len(&self) -> u64 {
+        self.head() - self.history_from
+    }
+
+    /// The oldest entry of history leaves it (it may stay for the live window).
+    fn leave_history(&mut self) {
+        let entry = self
+            .entry(self.history_from)
+            .expect("history within the ring");
+        let (id, len) = (entry.id, entry.event.as_bytes().len());
+        self.max_evicted_id = id;
+        self.history_bytes -= len;
+        self.history_from += 1;
+    }
+
+    /// History drops entries older than `max_age` (they may stay for the live window).
+    fn expire(&mut self, max_age: Option<Duration>, now: Instant) {
+        let Some(max_age) = max_age else { return };
+        while self
+            .entry(self.history_from)
+            .is_some_and(|e| now.duration_since(e.at) > max_age)
+        {
+            self.leave_history();
+        }
+    }
+
+    /// Whether the entry at `position` is within the live window: a subscriber there is
+    /// not lagging. The newest entry always is, however large.
+    fn in_window(&self, position: u64, config: &HubConfig) -> bool {
+        let Some(entry) = self.entry(position) else {
+            return false;
+        };
+        let events = self.head() - position;
+        events == 1
+            || (events <= config.queue_events as u64
+                && self.appended_bytes - entry.bytes_before <= config.queue_bytes as u64)
+    }
+
+    /// Drops the oldest entries that neither history nor (while the topic has
+    /// subscribers) the live window keeps.
+    fn trim(&mut self, config: &HubConfig) {
+        while self.base < self.history_from
+            && !(self.subscribers > 0 && self.in_window(self.base, config))
+        {
+            let entry = self.entries.pop_front().expect("an entry before history");
+            self.charged -= entry.cost();
+            self.base += 1;
+        }
+    }
+
+    /// Passes the change of `charged` since it was `before` on to the hub-wide sum.
+    fn settle(&mut self, before: usize) {
+        if self.charged > before {
+            self.held
+                .0
+                .fetch_add(self.charged - before, Ordering::Relaxed);
+        } else if self.charged < before {
+            self.held
+                .0
+                .fetch_sub(before - self.charged, Ordering::Relaxed);
+        }
+    }
+
+    /// Ages history out by `max_age` and drops what nothing keeps any more (after the
+    /// last subscriber left, the live window no longer keeps anything).
+    pub(crate) fn tidy(&mut self, config: &HubConfig, now: Instant) {
+        let charged = self.charged;
+        self.expire(config.history_age, now);
+        self.trim(config);
+        self.settle(charged);
+    }
+
+    /// The hub's budget takes history down to the live window; returns how many events
+    /// left history.
+    pub(crate) fn trim_to_window(&mut self, config: &HubConfig) -> u64 {
+        let charged = self.charged;
+        let before = self.history_from;
+        while self.history_from < self.head()
+            && !(self.subscribers > 0 && self.in_window(self.history_from, config))
+        {
+            self.leave_history();
+        }
+        self.trim(config);
+        self.settle(charged);
+        self.history_from - before
+    }
+
+    /// Takes every entry out, as the topic leaves the hub, to be dropped once the locks
+    /// are released; returns them with the newest id the topic ever held.
+    pub(crate) fn take_all(&mut self) -> (VecDeque<Entry>, u64) {
+        let charged = self.charged;
+        let newest = self.entries.back().map_or(0, |e| e.id);
+        self.max_evicted_id = self.max_evicted_id.max(newest);
+        self.history_from = self.head();
+        self.history_bytes = 0;
+        self.base = self.head();
+        self.charged = 0;
+        self.settle(charged);
+        (std::mem::take(&mut self.entries), self.max_evicted_id)
+    }
+
+    /// Events history keeps now.
+    pub(crate) fn history(&self) -> u64 {
+        self.history_len()
     }
 
     /// Takes the parked subscriptions, to be woken once every lock is released. Call it
@@ -175,36 +322,10 @@ impl TopicState {
             return Backlog::Lagged(head - cursor);
         }
         let from = cursor.max(live_from);
-        if from >= head {
-            return Backlog::Fine;
-        }
-        let events = head - from;
-        let bytes = self.appended_bytes - self.entries[(from - self.base) as usize].bytes_before;
-        if events > config.queue_events as u64 || bytes > config.queue_bytes as u64 {
-            Backlog::Lagged(head - cursor)
-        } else {
+        if from >= head || self.in_window(from, config) {
             Backlog::Fine
-        }
-    }
-
-    fn evict_front(&mut self) {
-        if let Some(entry) = self.entries.pop_front() {
-            self.base += 1;
-            self.history_bytes -= entry.event.as_bytes().len();
-            self.max_evicted_id = entry.id;
-        }
-    }
-
-    /// Drops entries older than the age bound.
-    pub(crate) fn evict_expired(&mut self, max_age: Option<Duration>, now: Instant) {
-        if let Some(max_age) = max_age {
-            while self
-                .entries
-                .front()
-                .is_some_and(|e| now.duration_since(e.at) > max_age)
-            {
-                self.evict_front();
-            }
+        } else {
+            Backlog::Lagged(head - cursor)
         }
     }
 
@@ -247,10 +368,17 @@ pub(crate) struct Topic {
 }
 
 impl Topic {
-    pub(crate) fn new(name: Arc<str>, covered_after: u64) -> Self {
+    /// A topic whose local history is complete after `covered_after`, that remembers
+    /// `max_evicted_id` as gone, and whose entries count in `held`.
+    pub(crate) fn new(
+        name: Arc<str>,
+        covered_after: u64,
+        max_evicted_id: u64,
+        held: Arc<Held>,
+    ) -> Self {
         Topic {
             name,
-            state: Mutex::new(TopicState::new(covered_after)),
+            state: Mutex::new(TopicState::new(covered_after, max_evicted_id, held)),
             round: AtomicU64::new(0),
             published: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
@@ -282,7 +410,7 @@ impl Topic {
     pub(crate) fn stats(&self) -> TopicStats {
         let (history, subscribers) = {
             let state = self.lock();
-            (state.entries.len(), state.subscribers)
+            (state.history() as usize, state.subscribers)
         };
         TopicStats {
             topic: self.name.to_string(),

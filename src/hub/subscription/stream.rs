@@ -169,13 +169,18 @@ impl Subscription {
     /// after a replay from the shared log, or after the reset event. Returns `false`
     /// while some topic is not covered (it is then parked on that topic).
     fn resolve(&mut self) -> bool {
+        if self.members.is_empty() {
+            // No topic: nothing to miss, nothing to read.
+            let start = self.start;
+            self.go_live(start);
+            return true;
+        }
         let now = Instant::now();
-        let max_age = self.hub.config.history_age;
         // Every topic's local history holds all of its events after `complete`.
         let mut complete = 0;
         for (index, member) in self.members.iter_mut().enumerate() {
             let mut state = member.topic.lock();
-            state.evict_expired(max_age, now);
+            state.tidy(&self.hub.config, now);
             match state.complete_after() {
                 Some(after) => complete = complete.max(after),
                 None => {
