@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -155,7 +155,18 @@ async fn a_user_without_permission_to_xadd_gets_a_typed_error_per_event() {
     let redis = RedisServer::start();
     let mut conn = redis.connection();
     let () = redis::cmd("ACL")
-        .arg(&["SETUSER", "publisher", "on", ">secret", "~*", "&*", "+@all", "-xadd"][..])
+        .arg(
+            &[
+                "SETUSER",
+                "publisher",
+                "on",
+                ">secret",
+                "~*",
+                "&*",
+                "+@all",
+                "-xadd",
+            ][..],
+        )
         .query(&mut conn)
         .unwrap();
     let url = format!("redis://publisher:secret@127.0.0.1:{}/", redis.port);
@@ -164,10 +175,7 @@ async fn a_user_without_permission_to_xadd_gets_a_typed_error_per_event() {
         let taken = hub
             .publish("t", Event::data(&n.to_string()))
             .unwrap_or_else(|err| panic!("event {n} is taken: Redis is up ({err})"));
-        assert_rejected(
-            &outcome(taken).await.unwrap_err(),
-            "can't run this command",
-        );
+        assert_rejected(&outcome(taken).await.unwrap_err(), "can't run this command");
     }
     assert!(redis.stored(&stream_key("acl", "t")).is_empty());
 }
@@ -183,7 +191,11 @@ async fn connections_cut_in_the_middle_of_batches_store_every_event_once() {
     let published: Vec<(&str, usize, Published)> = (0..EVENTS)
         .map(|n| {
             let topic = topics[n % topics.len()];
-            (topic, n, hub.publish(topic, Event::data(&n.to_string())).unwrap())
+            (
+                topic,
+                n,
+                hub.publish(topic, Event::data(&n.to_string())).unwrap(),
+            )
         })
         .collect();
 
@@ -196,7 +208,8 @@ async fn connections_cut_in_the_middle_of_batches_store_every_event_once() {
         std::thread::spawn(move || {
             let mut last: Option<u64> = None;
             while !done.load(Ordering::SeqCst) && cut.load(Ordering::SeqCst) < CUTS {
-                let counter: Option<u64> = redis::cmd("GET").arg("{cut}:seq").query(&mut conn).unwrap();
+                let counter: Option<u64> =
+                    redis::cmd("GET").arg("{cut}:seq").query(&mut conn).unwrap();
                 match (counter, last) {
                     (Some(counter), Some(before)) if counter >= before + 1000 => {
                         let killed: usize = redis::cmd("CLIENT")
@@ -224,9 +237,11 @@ async fn connections_cut_in_the_middle_of_batches_store_every_event_once() {
     killer.join().unwrap();
     assert!(cut.load(Ordering::SeqCst) > 0, "connections were cut");
     for topic in topics {
+        let stored = redis.stored(&stream_key("cut", topic));
+        let twice = stored.len() - stored.iter().map(|e| &e.1).collect::<HashSet<_>>().len();
+        assert_eq!(twice, 0, "{topic}: events stored twice");
         assert_eq!(
-            redis.stored(&stream_key("cut", topic)),
-            acked[topic],
+            stored, acked[topic],
             "{topic}: every event stored once, in order, under the id acknowledged"
         );
     }
