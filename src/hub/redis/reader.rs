@@ -132,7 +132,8 @@ impl Reader<'_> {
         let state = &mut *self.state;
         state.position = state.position.min(applied);
         for watched in state.watched.values_mut() {
-            watched.position = watched.position.min(applied);
+            // Never before where its watch began: the hub needs nothing older of it.
+            watched.position = watched.position.min(applied).max(watched.from);
         }
         let reset = (state.reset > applied).then_some(state.reset);
         let covered: Vec<Delivery> = state
