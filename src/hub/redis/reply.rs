@@ -156,28 +156,28 @@ pub(super) struct Entry {
 pub(super) fn parse_entry(entry: Value) -> Option<Entry> {
     let [id, fields] = <[Value; 2]>::try_from(into_array(entry)?).ok()?;
     let id = entry_id(&id)?;
-    let pairs: Vec<(Value, Value)> = match fields {
-        Value::Map(pairs) => pairs,
-        fields => {
-            let mut fields = into_array(fields)?.into_iter();
-            std::iter::from_fn(|| Some((fields.next()?, fields.next()?))).collect()
-        }
-    };
     let mut entry = Entry {
         id,
         epoch: 0,
         event: None,
     };
-    for (name, value) in pairs {
-        match text(&name) {
-            Some("e") => {
-                entry.event = match value {
-                    Value::BulkString(frame) => Event::from_stored_frame(Bytes::from(frame)),
-                    _ => None,
-                }
+    let mut field = |name: &Value, value: Value| match text(name) {
+        Some("e") => {
+            entry.event = match value {
+                Value::BulkString(frame) => Event::from_stored_frame(Bytes::from(frame)),
+                _ => None,
             }
-            Some("s") => entry.epoch = integer(&value).unwrap_or(0),
-            _ => {}
+        }
+        Some("s") => entry.epoch = integer(&value).unwrap_or(0),
+        _ => {}
+    };
+    match fields {
+        Value::Map(pairs) => pairs.into_iter().for_each(|(k, v)| field(&k, v)),
+        fields => {
+            let mut fields = into_array(fields)?.into_iter();
+            while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+                field(&name, value);
+            }
         }
     }
     if entry.event.is_none() {

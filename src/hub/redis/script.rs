@@ -9,67 +9,78 @@
 //! | `{P}:epoch` | `<name>:<start>`: the log's epoch, and the counter's value when it began |
 //! | `{P}:marks` | a sorted set of the counter's value (member) over time (score, ms) |
 //! | `{P}:topic:<topic>` | a topic's stream: entry `<id>-0` with fields `e` (the frame), `p` (an id its topic had no event after, other than those kept), `s` (the epoch's start) |
-//! | `{P}:writer:<instance>` | one writer's recent writes: its event numbers (score) and ids (member) |
+//! | `{P}:writer:<instance>` | one writer's recent writes: a list of `<event number>:<id>` |
 //!
 //! The counter and the epoch never expire; a topic's stream expires `ttl` after its last
-//! publish, a writer's set a day after its last write. Numbers go between Lua and Redis
+//! publish, a writer's list a day after its last batch. Numbers go between Lua and Redis
 //! as strings (`string.format('%d')`): Lua's own conversion writes `1e+15`.
 
 /// Numbers an event with the shared counter and appends it to its topic's stream,
 /// atomically, so that ids grow in the order events enter the log, across every topic
 /// and every instance.
 ///
-/// Idempotent: a writer numbers its events (`ARGV[4]`) and the script records each
-/// event's id in the writer's set, so a write retried after a lost reply returns the id
-/// given the first time. The writer removes what it no longer retries (numbers below
-/// `ARGV[5]`), so the set holds one batch at most.
+/// Idempotent: a writer numbers its events (`ARGV[4]`) and the script records
+/// `<number>:<id>` in the writer's list. After an attempt whose replies were lost, the
+/// writer reads the list (on the same connection, or after it closed: after every command
+/// of the lost attempt ran) and acknowledges what was stored before it writes the rest
+/// again. The first event of a new batch (`ARGV[5]` is 2) empties the list first: every
+/// event before it has its outcome, so the list holds a batch or two.
 ///
-/// Writes nothing if the epoch is not the writer's or the counter is below an id the
-/// writer has seen (`ARGV[6]`): the log went back, and the writer must establish the
-/// epoch again first (reply `{'epoch'}`). A key of another type is refused before
-/// anything is written, so no id is used up.
+/// Writes nothing if the epoch is not the writer's, or, at the start of a batch
+/// (`ARGV[5]` is 1 or 2), if the counter is below an id the writer has seen (`ARGV[6]`):
+/// the log went back, and the writer must establish the epoch again first (reply
+/// `{'epoch'}`). Within one batch, on one connection, Redis cannot go back but by
+/// losing everything (then the epoch is gone). A key of another type fails at
+/// `XREVRANGE`, before anything is written, with Redis's `WRONGTYPE`; out of memory fails
+/// at the first write, `INCR`, with Redis's `OOM`.
 ///
 /// Each entry records (`p`) the id of its topic's previous entry, or, for a stream that
 /// is new (or expired), the floor of `marks`: the counter's value at the first mark made
 /// within the last `ttl`, above every id of a stream that expired since. Once `MAXLEN ~`
 /// has trimmed the oldest entries, or the stream expired, that tells a resuming
-/// subscriber whether it missed events.
+/// subscriber whether it missed events. The start of a batch makes a mark if the last is
+/// older than `ARGV[8]`.
 ///
-/// KEYS: counter, epoch, stream, writer's set, marks. ARGV: frame, max length, epoch,
-/// event number, lowest number still retried, highest id seen, ttl (ms), interval
-/// between marks (ms), epoch start.
+/// The stream's expiry is set when it is new, and refreshed by the first event of its
+/// topic in each batch (`ARGV[10]`): a batch takes milliseconds, `ttl` hours.
+///
+/// KEYS: counter, epoch, stream, writer's list, marks. ARGV: frame, max length, epoch,
+/// event number, start of a batch (0: no, 1: of a retry, 2: of a new batch), highest id
+/// seen, ttl (ms), interval between marks (ms), epoch start, refresh the expiry (0, 1).
 pub(super) const PUBLISH: &str = r"
-local done = redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[4], ARGV[4], 'LIMIT', 0, 1)
-if #done > 0 then return tonumber(done[1]) end
-local counter = tonumber(redis.call('GET', KEYS[1]) or '0')
-if redis.call('GET', KEYS[2]) ~= ARGV[3] or counter < tonumber(ARGV[6]) then
+if redis.call('GET', KEYS[2]) ~= ARGV[3] then return {'epoch'} end
+local batch = ARGV[5] ~= '0'
+if batch and tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[6]) then
   return {'epoch'}
 end
-local kind = redis.call('TYPE', KEYS[3]).ok
-if kind ~= 'stream' and kind ~= 'none' then
-  return redis.error_reply('WRONGTYPE the key ' .. KEYS[3] .. ' holds a ' .. kind .. ', not a stream')
-end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local ttl = tonumber(ARGV[7])
-local p
 local previous = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+local id = redis.call('INCR', KEYS[1])
+local ttl = tonumber(ARGV[7])
+local now
+if batch or #previous == 0 then
+  local clock = redis.call('TIME')
+  now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+end
+local p
 if #previous > 0 then
   p = string.match(previous[1][1], '^(%d+)')
 else
-  local mark = redis.call('ZRANGEBYSCORE', KEYS[5], string.format('%d', now - ttl), '+inf', 'LIMIT', 0, 1)
-  if #mark > 0 then p = mark[1] else p = string.format('%d', counter) end
+  local since = string.format('%d', now - ttl)
+  local mark = redis.call('ZRANGEBYSCORE', KEYS[5], since, '+inf', 'LIMIT', 0, 1)
+  if #mark > 0 then p = mark[1] else p = string.format('%d', id - 1) end
 end
-local id = string.format('%d', redis.call('INCR', KEYS[1]))
+id = string.format('%d', id)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], id .. '-0', 'e', ARGV[1], 'p', p, 's', ARGV[9])
-redis.call('PEXPIRE', KEYS[3], ARGV[7])
-redis.call('ZADD', KEYS[4], ARGV[4], id)
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[5])
-redis.call('PEXPIRE', KEYS[4], 86400000)
-local last = redis.call('ZREVRANGE', KEYS[5], 0, 0, 'WITHSCORES')
-if #last == 0 or now - tonumber(last[2]) >= tonumber(ARGV[8]) then
-  redis.call('ZADD', KEYS[5], string.format('%d', now), id)
-  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. string.format('%d', now - 2 * ttl))
+if ARGV[10] == '1' or #previous == 0 then redis.call('PEXPIRE', KEYS[3], ARGV[7]) end
+if ARGV[5] == '2' then redis.call('DEL', KEYS[4]) end
+redis.call('RPUSH', KEYS[4], ARGV[4] .. ':' .. id)
+if batch then
+  redis.call('PEXPIRE', KEYS[4], 86400000)
+  local last = redis.call('ZREVRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+  if #last == 0 or now - tonumber(last[2]) >= tonumber(ARGV[8]) then
+    redis.call('ZADD', KEYS[5], string.format('%d', now), id)
+    redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. string.format('%d', now - 2 * ttl))
+  end
 end
 return tonumber(id)
 ";

@@ -12,9 +12,11 @@
 //! - the epoch changed (the log went back): the epoch is established again, then the
 //!   events are written again.
 //!
-//! A retried write is never stored twice: the script finds the id it gave the event the
-//! first time by the event's number (see `script::PUBLISH`).
+//! A retried write is never stored twice: the script records each event's number with
+//! its id, and after an attempt whose replies were lost the writer reads that record and
+//! acknowledges what was stored before writing the rest again (see `script::PUBLISH`).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +40,10 @@ pub(super) struct WriterState {
     pub(super) queue: mpsc::Receiver<Outgoing>,
     /// In the order taken: those retried stay first.
     batch: Vec<Outgoing>,
+    /// The batch was sent at least once.
+    sent: bool,
+    /// The replies of the last attempt were lost: some of the batch may be stored.
+    uncertain: bool,
     /// The last number given to an event.
     numbered: u64,
 }
@@ -47,6 +53,8 @@ impl WriterState {
         WriterState {
             queue,
             batch: Vec::new(),
+            sent: false,
+            uncertain: false,
             numbered: 0,
         }
     }
@@ -74,6 +82,7 @@ pub(super) async fn write_loop(shared: Arc<Shared>, stop: CancellationToken) {
                 first = state.queue.recv() => first,
             };
             let Some(first) = first else { return };
+            state.sent = false;
             state.take(first);
             while state.batch.len() < BATCH {
                 match state.queue.try_recv() {
@@ -122,6 +131,12 @@ async fn write_round(
         Some(epoch) => epoch,
         None => establish(shared, conn).await?,
     };
+    if state.uncertain {
+        settle(shared, conn, state).await?;
+        if state.batch.is_empty() {
+            return Ok(());
+        }
+    }
     let sha = match script {
         Some(sha) => sha,
         None => script.insert(
@@ -132,13 +147,19 @@ async fn write_round(
                 .await?,
         ),
     };
-    // Every event before the batch has its outcome: the script forgets their numbers.
-    let floor = state.batch.first().map_or(0, |o| o.seq);
+    // The first event of a new batch tells the script to forget the numbers of those
+    // before: each has its outcome.
+    let first = if std::mem::replace(&mut state.sent, true) {
+        1
+    } else {
+        2
+    };
     let seen = shared.epoch.seen();
     let (ttl, mark_every) = (shared.ttl_ms(), (shared.ttl_ms() / 16).max(1));
+    let mut refreshed = HashSet::new();
     let mut pipe = ::redis::pipe();
     pipe.ignore_errors();
-    for outgoing in &state.batch {
+    for (n, outgoing) in state.batch.iter().enumerate() {
         pipe.cmd("EVALSHA")
             .arg(&**sha)
             .arg(5)
@@ -151,16 +172,20 @@ async fn write_round(
             .arg(shared.max_len)
             .arg(&*epoch.name)
             .arg(outgoing.seq)
-            .arg(floor)
+            .arg(if n == 0 { first } else { 0 })
             .arg(seen)
             .arg(ttl)
             .arg(mark_every)
-            .arg(epoch.start);
+            .arg(epoch.start)
+            .arg(u8::from(refreshed.insert(&outgoing.topic)));
     }
+    // Until the replies are in, any of the batch may be stored.
+    state.uncertain = true;
     let replies: Vec<Value> = pipe.query_async(conn).await?;
     if replies.len() != state.batch.len() {
         return Err(malformed("a batch of writes", &Value::Array(replies)));
     }
+    state.uncertain = false;
     let (mut again, mut passing, mut new_epoch) = (Vec::new(), None, false);
     for (outgoing, reply) in state.batch.drain(..).zip(replies) {
         match publish_outcome(reply) {
@@ -199,6 +224,40 @@ async fn write_round(
         // Redis says the epoch is the same after all (it moved on meanwhile): try again,
         // not at once.
         tokio::time::sleep(MIN_BACKOFF).await;
+    }
+    Ok(())
+}
+
+/// After an attempt whose replies were lost: acknowledges the events of the batch that
+/// Redis stored (the writer's list says which, and under which id), and keeps the rest
+/// to be written again.
+async fn settle(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+    state: &mut WriterState,
+) -> Result<(), RedisError> {
+    let done: Vec<String> = ::redis::cmd("LRANGE")
+        .arg(&shared.keys.done)
+        .arg(0)
+        .arg(-1)
+        .query_async(conn)
+        .await?;
+    let stored: HashMap<u64, u64> = done
+        .iter()
+        .filter_map(|entry| {
+            let (seq, id) = entry.split_once(':')?;
+            Some((seq.parse().ok()?, id.parse().ok()?))
+        })
+        .collect();
+    state.uncertain = false;
+    let (written, rest): (Vec<Outgoing>, Vec<Outgoing>) = std::mem::take(&mut state.batch)
+        .into_iter()
+        .partition(|outgoing| stored.contains_key(&outgoing.seq));
+    state.batch = rest;
+    for outgoing in written {
+        let id = stored[&outgoing.seq];
+        shared.epoch.saw(id);
+        let _ = outgoing.ack.send(Ok(id));
     }
     Ok(())
 }
