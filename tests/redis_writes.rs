@@ -250,3 +250,34 @@ async fn connections_cut_in_the_middle_of_batches_store_every_event_once() {
         cut.load(Ordering::SeqCst)
     );
 }
+
+/// Not a test: what writing costs. 200,000 small events on 64 topics, published 10,000
+/// at a time; prints the time and Redis's own time per script call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: cargo test --all-features --test redis_writes -- --ignored --nocapture"]
+async fn write_throughput() {
+    let redis = RedisServer::start_with(&["--appendfsync", "everysec"]);
+    let hub = redis_hub(&redis.url(), "throughput");
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        let published: Vec<Published> = (0..10_000)
+            .map(|n| {
+                hub.publish(&format!("topic-{}", n % 64), Event::data("{\"n\":1}"))
+                    .unwrap()
+            })
+            .collect();
+        for taken in published {
+            outcome(taken).await.unwrap();
+        }
+    }
+    let elapsed = started.elapsed();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.connection())
+        .unwrap();
+    let script = info
+        .lines()
+        .find(|line| line.starts_with("cmdstat_evalsha:"))
+        .unwrap_or("no script calls");
+    println!("200000 events written in {elapsed:.2?}; {script}");
+}

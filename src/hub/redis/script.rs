@@ -41,12 +41,12 @@
 /// subscriber whether it missed events. The start of a batch makes a mark if the last is
 /// older than `ARGV[8]`.
 ///
-/// The stream's expiry is set when it is new, and refreshed by the first event of its
-/// topic in each batch (`ARGV[10]`): a batch takes milliseconds, `ttl` hours.
+/// Every event refreshes its stream's expiry, so a stream that is gone had its last
+/// event at least `ttl` ago (by Redis's clock), before every mark made since.
 ///
 /// KEYS: counter, epoch, stream, writer's list, marks. ARGV: frame, max length, epoch,
 /// event number, start of a batch (0: no, 1: of a retry, 2: of a new batch), highest id
-/// seen, ttl (ms), interval between marks (ms), epoch start, refresh the expiry (0, 1).
+/// seen, ttl (ms), interval between marks (ms), epoch start.
 pub(super) const PUBLISH: &str = r"
 if redis.call('GET', KEYS[2]) ~= ARGV[3] then return {'epoch'} end
 local batch = ARGV[5] ~= '0'
@@ -71,7 +71,7 @@ else
 end
 id = string.format('%d', id)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], id .. '-0', 'e', ARGV[1], 'p', p, 's', ARGV[9])
-if ARGV[10] == '1' or #previous == 0 then redis.call('PEXPIRE', KEYS[3], ARGV[7]) end
+redis.call('PEXPIRE', KEYS[3], ARGV[7])
 if ARGV[5] == '2' then redis.call('DEL', KEYS[4]) end
 redis.call('RPUSH', KEYS[4], ARGV[4] .. ':' .. id)
 if batch then

@@ -16,7 +16,7 @@
 //! its id, and after an attempt whose replies were lost the writer reads that record and
 //! acknowledges what was stored before writing the rest again (see `script::PUBLISH`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,7 +156,6 @@ async fn write_round(
     };
     let seen = shared.epoch.seen();
     let (ttl, mark_every) = (shared.ttl_ms(), (shared.ttl_ms() / 16).max(1));
-    let mut refreshed = HashSet::new();
     let mut pipe = ::redis::pipe();
     pipe.ignore_errors();
     for (n, outgoing) in state.batch.iter().enumerate() {
@@ -176,8 +175,7 @@ async fn write_round(
             .arg(seen)
             .arg(ttl)
             .arg(mark_every)
-            .arg(epoch.start)
-            .arg(u8::from(refreshed.insert(&outgoing.topic)));
+            .arg(epoch.start);
     }
     // Until the replies are in, any of the batch may be stored.
     state.uncertain = true;
