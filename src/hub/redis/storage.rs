@@ -40,8 +40,9 @@ use crate::hub::log::{GapReason, Page, PageFuture, SharedLog};
 /// `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`) are retried, with backoff; meanwhile
 /// [`Hub::publish`](crate::Hub::publish) fails at once with
 /// [`PublishError::Unreachable`], and events already taken are written once Redis is
-/// back. A retried write is never stored twice: each write carries its instance's number
-/// for the event, and the script returns the id it gave the first time.
+/// back. A retried write is never stored twice: the script records each event it stores
+/// under the writer's number for it, and after an attempt whose replies were lost the
+/// writer reads that record and writes again only what Redis did not store.
 ///
 /// **Connections.** Every connection reconnects by itself. While Redis is unreachable,
 /// open streams stay up (heartbeats go on) and new subscribers wait (heartbeats go on)
@@ -63,11 +64,12 @@ use crate::hub::log::{GapReason, Page, PageFuture, SharedLog};
 /// **Expiry.** A topic's stream expires [`ttl`](RedisStorage::ttl) after its last
 /// publish (default a day); the counter and the epoch never do. A subscriber resuming
 /// on a topic whose events expired gets the reset event: Redis keeps a few marks of the
-/// counter over time (at most 33, one per `ttl / 16`), so a stream that is gone tells
-/// that every event it had is below the mark of `ttl` ago. A subscriber resuming from
-/// older than that on a topic that had no event since gets the reset event too: rare,
-/// and never a silent gap. Keys with an expiry are what a `volatile-*` eviction policy
-/// evicts first: run Redis with `maxmemory-policy noeviction`.
+/// counter over time (about 33: one per `ttl / 16`, each kept for `2 × ttl`), so a
+/// stream that is gone tells that every event it had is below the mark of `ttl` ago. A
+/// subscriber resuming from older than that on a topic that had no event since gets the
+/// reset event too: rare, and never a silent gap. Keys with an expiry are what a
+/// `volatile-*` eviction policy evicts first: run Redis with `maxmemory-policy
+/// noeviction`.
 ///
 /// **Runtimes.** The storage's tasks start on the first publish or subscribe made inside
 /// a tokio runtime (at once if the hub is built inside one), and start again there if
