@@ -163,8 +163,20 @@ async fn a_loss_is_detected_and_not_passed_on(loss: Loss) {
     let other = redis_hub(storage(&redis.url(), "loss"));
     let other_server = instance(&other).await;
 
-    // A live subscriber on two topics: it must get one reset, not one per topic.
+    // A live subscriber on two topics: it must get one reset, not one per topic. And one
+    // on the other instance, which learns of the loss from what the first one writes.
     let mut live = connect(server.addr, "/events?topic=a&topic=b", None).await;
+    let mut live_other = connect(other_server.addr, "/events?topic=c", None).await;
+    loop {
+        let id = acknowledged(&hub, "c", "warm").await;
+        let event = timeout(GUARD, live_other.next())
+            .await
+            .expect("hang guard")
+            .unwrap();
+        if event.id == id.to_string() {
+            break;
+        }
+    }
     let mut before = Vec::new();
     loop {
         let id = acknowledged(&hub, "a", "warm").await;
@@ -216,6 +228,7 @@ async fn a_loss_is_detected_and_not_passed_on(loss: Loss) {
         let topic = if n % 2 == 0 { "a" } else { "b" };
         after.push(acknowledged(&hub, topic, &format!("after {n}")).await);
     }
+    let after_c = acknowledged(&hub, "c", "after").await;
     let newest_before = *before.last().unwrap();
     assert!(
         after[0] > newest_before,
@@ -231,11 +244,23 @@ async fn a_loss_is_detected_and_not_passed_on(loss: Loss) {
         since, after,
         "live: every event acknowledged after the loss"
     );
+    let (ids, resets, since) = split(&until(&mut live_other, after_c).await);
+    assert_eq!(
+        ids,
+        Vec::<u64>::new(),
+        "live on the other instance: nothing before"
+    );
+    assert_eq!(resets, ["lost"], "live on the other instance: one reset");
+    assert_eq!(
+        since,
+        [after_c],
+        "live on the other instance: the event since"
+    );
 
     // New subscribers on both instances, and resumers: from before the loss (on the
     // instance that holds the topics, and on the one that reads them from Redis), and
     // from after it.
-    caught_up(&other, *after.last().unwrap()).await;
+    caught_up(&other, after_c).await;
     let mut fresh = connect(server.addr, "/events?topic=a&topic=b", None).await;
     let mut fresh_other = connect(other_server.addr, "/events?topic=a&topic=b", None).await;
     let mut resumed = connect(server.addr, "/events?topic=a&topic=b", Some(held)).await;
