@@ -194,7 +194,8 @@ impl HubBuilder {
 
     /// The type of the event that tells a subscriber it missed events that can no longer
     /// be replayed (default `stream-reset`). Its data says why: `evicted`, `unknown`,
-    /// `malformed` or `lagged`.
+    /// `malformed`, `lagged`, or `lost` (the shared log lost events: a Redis that came
+    /// back empty).
     ///
     /// A type with a line break is ignored (the default stays).
     ///
@@ -279,8 +280,9 @@ impl HubBuilder {
 
     /// Numbers and keeps events in Redis Streams, so that several instances serve one
     /// feed and a browser resumes on any of them (feature `redis`; see
-    /// [`RedisStorage`]). Build the hub inside a tokio runtime: the storage's tasks start
-    /// with it.
+    /// [`RedisStorage`]). The storage's tasks start on the hub's first use inside a tokio
+    /// runtime (at once when it is built inside one), and again on a later runtime if the
+    /// one that ran them is gone.
     ///
     /// ```no_run
     /// # #[tokio::main]

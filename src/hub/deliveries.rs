@@ -4,47 +4,75 @@
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
+use std::task::Poll;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::engine::HubInner;
-use super::log::Delivery;
+use super::log::{Delivery, GapReason};
 use crate::Event;
 
-/// Starts the task that applies the shared log's deliveries to `inner`, and the log's
-/// own tasks; nothing without a shared log.
-pub(super) fn start(inner: &Arc<HubInner>, stopped: oneshot::Receiver<()>) {
-    let log = &inner.log;
-    let runtime = match (log, tokio::runtime::Handle::try_current()) {
-        (Some(_), Err(_)) => {
-            tracing::error!("a hub on a shared log needs a tokio runtime: build it inside one");
-            None
-        }
-        (Some(_), Ok(runtime)) => Some(runtime),
-        (None, _) => None,
-    };
-    if let (Some(log), Some(runtime)) = (log, runtime) {
-        let (deliveries, received) = mpsc::channel(DELIVERIES);
-        runtime.spawn(apply_deliveries(Arc::downgrade(inner), received, stopped));
-        log.start(deliveries);
+/// Connects a hub's shared log to the hub, if it has one. The log starts its tasks (and
+/// one that applies what it reads, from [`Applier::spawn`]) on its first use inside a
+/// runtime, and again when the runtime that ran them is gone.
+/// The log's tasks stop when the log is dropped with the hub.
+pub(super) fn start(inner: &Arc<HubInner>) {
+    if let Some(log) = &inner.log {
+        log.attach(Applier {
+            hub: Arc::downgrade(inner),
+        });
     }
 }
 
 /// Batches of deliveries a shared log may have in flight to the hub.
 const DELIVERIES: usize = 64;
 
-/// Applies what the shared log reads back, in order, until the hub is dropped (which
-/// closes the channel, and so stops the log's reader).
+/// How a shared log reaches its hub without keeping it alive.
+#[derive(Clone, Debug)]
+pub(crate) struct Applier {
+    hub: Weak<HubInner>,
+}
+
+impl Applier {
+    /// Spawns, on the current runtime, the task that applies what the log reads, in
+    /// order, until `stop` is cancelled, the hub is gone, or every sender is dropped.
+    /// Call it inside a runtime.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn spawn(
+        &self,
+        stop: CancellationToken,
+    ) -> (mpsc::Sender<Delivery>, JoinHandle<()>) {
+        let (deliveries, received) = mpsc::channel(DELIVERIES);
+        let task = tokio::spawn(apply_deliveries(self.hub.clone(), received, stop));
+        (deliveries, task)
+    }
+
+    /// The newest id the hub has applied (0 once the hub is gone): a log whose tasks
+    /// start again reads on from there, so nothing it had read but the hub had not
+    /// applied is lost.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn applied(&self) -> u64 {
+        self.hub
+            .upgrade()
+            .map_or(0, |hub| hub.watermark.load(Ordering::Acquire))
+    }
+}
+
+/// Applies what the shared log reads back, in order, until the log stops (`stop`), the
+/// hub is dropped, or the log's reader is gone.
 async fn apply_deliveries(
     hub: Weak<HubInner>,
     mut deliveries: mpsc::Receiver<Delivery>,
-    mut stopped: tokio::sync::oneshot::Receiver<()>,
+    stop: CancellationToken,
 ) {
+    let mut stopped = std::pin::pin!(stop.cancelled());
     loop {
         let delivery = std::future::poll_fn(|cx| {
-            if std::pin::Pin::new(&mut stopped).poll(cx).is_ready() {
-                return std::task::Poll::Ready(None);
+            if stopped.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
             }
             deliveries.poll_recv(cx)
         })
@@ -64,6 +92,7 @@ async fn apply_deliveries(
                 after,
             } => hub.covered(&topic, generation, after),
             Delivery::Advance(id) => hub.advance(id),
+            Delivery::Reset { id } => hub.reset_all(id),
         }
     }
 }
@@ -99,6 +128,8 @@ impl HubInner {
         if let Some(waiters) = waiters {
             waiters.wake();
         }
+        // The budget and the age of history, as a local publish tends them.
+        self.tend(Instant::now(), false, id.is_multiple_of(64));
     }
 
     /// The shared log stands at `id`: subscribers without a `Last-Event-ID` start there.
@@ -107,6 +138,43 @@ impl HubInner {
             self.next.store(id, Ordering::Relaxed);
             self.watermark.store(id, Ordering::Release);
         }
+    }
+
+    /// The shared log lost events and began again above `id`: every topic gets the reset
+    /// event under `id` (data `lost`), so its live subscribers learn that they may have
+    /// missed events, and go on with those that follow.
+    pub(super) fn reset_all(&self, id: u64) {
+        let last = self.watermark.load(Ordering::Acquire);
+        if id <= last {
+            tracing::warn!(
+                id,
+                last,
+                "hub ignored a reset of its shared log below its newest id"
+            );
+            return;
+        }
+        let event = self.reset_event(GapReason::Lost { from: id }, Some(id));
+        let topics: Vec<_> = self
+            .topics
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let now = Instant::now();
+        let mut woken = Vec::with_capacity(topics.len());
+        for topic in &topics {
+            let mut state = topic.lock();
+            if !state.removed {
+                state.push(id, event.clone(), &self.config, now);
+                woken.push(topic.take_waiters(&mut state));
+            }
+        }
+        self.next.store(id, Ordering::Relaxed);
+        self.watermark.store(id, Ordering::Release);
+        woken.into_iter().for_each(super::topic::Waiters::wake);
+        self.tend(now, false, true);
+        tracing::debug!(id, topics = topics.len(), "hub topics got the reset event");
     }
 
     /// The shared log delivers every event of `topic` after `after`, for the watch of

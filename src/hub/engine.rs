@@ -30,8 +30,6 @@ pub(crate) struct HubInner {
     pub(crate) first: u64,
     /// The shared log events are numbered and kept in, if any.
     pub(crate) log: Option<Arc<dyn SharedLog>>,
-    /// Dropped with the hub: stops the task that applies the shared log's deliveries.
-    _stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// Bytes and topics held, and what goes when they are too many.
     pub(super) budget: Budget,
 }
@@ -59,7 +57,6 @@ impl HubInner {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as u64),
         };
-        let (stop, stopped) = tokio::sync::oneshot::channel();
         let budget = Budget::new(config.budget_bytes, config.budget_topics);
         let inner = Arc::new(HubInner {
             config,
@@ -69,10 +66,9 @@ impl HubInner {
             order: Mutex::new(()),
             first,
             log,
-            _stop: Some(stop),
             budget,
         });
-        deliveries::start(&inner, stopped);
+        deliveries::start(&inner);
         inner
     }
 }

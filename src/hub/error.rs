@@ -6,6 +6,11 @@ use std::sync::Arc;
 
 /// Why an event could not be published.
 ///
+/// On a shared log, [`Hub::publish`](crate::Hub::publish) fails at once with
+/// `Unreachable`, `QueueFull` or `NoRuntime`; an event it took fails later, in
+/// [`Published::acknowledged`](crate::hub::Published::acknowledged), with `Rejected` (that
+/// event only) or `Stopped`.
+///
 /// ```
 /// let err = tower_sse::hub::PublishError::QueueFull;
 /// assert!(err.to_string().contains("full"));
@@ -13,9 +18,28 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum PublishError {
-    /// The shared log cannot be reached now; the error of the last attempt is the
-    /// [`source`](Error::source).
+    /// The shared log cannot be reached now (a connection error, or Redis loading,
+    /// busy or read-only); the error of the last attempt is the
+    /// [`source`](Error::source). Events already taken are written once it is back.
     Unreachable(Arc<dyn Error + Send + Sync>),
+    /// The shared log refused this event, for good: Redis answered its write with an
+    /// error (a topic key of another type, no permission, out of memory, a script
+    /// error). Other events are not affected. Redis's error is the
+    /// [`source`](Error::source), and its message is in this error's message.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_sse::hub::PublishError;
+    ///
+    /// let redis = std::io::Error::other("WRONGTYPE the key holds a string");
+    /// let err = PublishError::Rejected(Arc::new(redis));
+    /// assert!(err.to_string().contains("WRONGTYPE"));
+    /// ```
+    Rejected(Arc<dyn Error + Send + Sync>),
+    /// The shared log's tasks are not running and cannot start here: publish inside a
+    /// tokio runtime (they start on the first publish or subscribe made inside one, and
+    /// again there if the runtime that ran them is gone).
+    NoRuntime,
     /// Too many published events wait to be written to the shared log.
     QueueFull,
     /// The hub stopped before the event was stored.
@@ -29,6 +53,12 @@ impl fmt::Display for PublishError {
         match self {
             PublishError::Unreachable(_) => f.write_str("the hub's shared log is unreachable"),
             PublishError::QueueFull => f.write_str("the hub's queue of events to write is full"),
+            PublishError::Rejected(source) => {
+                write!(f, "the hub's shared log refused the event: {source}")
+            }
+            PublishError::NoRuntime => f.write_str(
+                "the hub's shared log needs a tokio runtime to start its tasks: publish inside one",
+            ),
             PublishError::Stopped => f.write_str("the hub stopped before the event was stored"),
             PublishError::EmptyTopic => f.write_str("an empty topic name is not a topic"),
         }
@@ -38,8 +68,13 @@ impl fmt::Display for PublishError {
 impl Error for PublishError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            PublishError::Unreachable(source) => Some(&**source as &(dyn Error + 'static)),
-            PublishError::QueueFull | PublishError::Stopped | PublishError::EmptyTopic => None,
+            PublishError::Unreachable(source) | PublishError::Rejected(source) => {
+                Some(&**source as &(dyn Error + 'static))
+            }
+            PublishError::QueueFull
+            | PublishError::NoRuntime
+            | PublishError::Stopped
+            | PublishError::EmptyTopic => None,
         }
     }
 }

@@ -11,16 +11,18 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
+use super::deliveries::Applier;
 use super::{PublishError, Published};
 use crate::Event;
 
 /// A log shared by several hubs. Implemented by `RedisStorage` only.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) trait SharedLog: Send + Sync + fmt::Debug + 'static {
-    /// Starts the log's tasks; what it reads goes to `deliveries`, in id order.
-    fn start(&self, deliveries: mpsc::Sender<Delivery>);
+    /// Connects the log to its hub, once, when the hub is built. The log starts its tasks
+    /// on the runtime current at its first use (and again if that runtime went away),
+    /// with a task from [`Applier::spawn`] beside them: what the log reads goes there,
+    /// in id order.
+    fn attach(&self, hub: Applier);
 
     /// Takes `event` to be numbered and appended on `topic`. Must not block.
     fn publish(&self, topic: &str, event: Event) -> Result<Published, PublishError>;
@@ -52,6 +54,10 @@ pub(crate) enum Delivery {
     },
     /// The log's newest id: subscribers without a `Last-Event-ID` start there.
     Advance(u64),
+    /// The log went back (it lost events) and began again above `id`: every topic gets
+    /// the reset event under `id`, which is above every id issued before and below every
+    /// id issued after.
+    Reset { id: u64 },
 }
 
 /// The answer of [`SharedLog::page`].
@@ -82,6 +88,11 @@ pub(crate) enum GapReason {
     Malformed,
     /// The subscriber fell behind and skipped ahead.
     Lagged,
+    /// The shared log lost events (Redis restarted without persistence, was flushed, or
+    /// failed over to a replica that lagged) and began again after `from`: what it
+    /// holds after `from` can still be replayed.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Lost { from: u64 },
 }
 
 impl GapReason {
@@ -91,6 +102,7 @@ impl GapReason {
             GapReason::Unknown => "unknown",
             GapReason::Malformed => "malformed",
             GapReason::Lagged => "lagged",
+            GapReason::Lost { .. } => "lost",
         }
     }
 }

@@ -19,7 +19,7 @@ use super::PublishError;
 #[derive(Debug)]
 pub struct Published {
     id: Option<u64>,
-    ack: Option<oneshot::Receiver<u64>>,
+    ack: Option<oneshot::Receiver<Result<u64, PublishError>>>,
 }
 
 impl Published {
@@ -31,7 +31,7 @@ impl Published {
     }
 
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn pending(ack: oneshot::Receiver<u64>) -> Self {
+    pub(crate) fn pending(ack: oneshot::Receiver<Result<u64, PublishError>>) -> Self {
         Published {
             id: None,
             ack: Some(ack),
@@ -50,7 +50,9 @@ impl Published {
     }
 
     /// Waits until the event is stored, and gives its id. On Redis, a write waits (and
-    /// is retried) while Redis is unreachable; it fails only if the hub stops first.
+    /// is retried, never stored twice) while Redis is unreachable; it fails with
+    /// [`PublishError::Rejected`] if Redis refuses this event (other events go on), and
+    /// with [`PublishError::Stopped`] if the hub stops first.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -62,7 +64,7 @@ impl Published {
     pub async fn acknowledged(self) -> Result<u64, PublishError> {
         match (self.id, self.ack) {
             (Some(id), _) => Ok(id),
-            (None, Some(ack)) => ack.await.map_err(|_| PublishError::Stopped),
+            (None, Some(ack)) => ack.await.unwrap_or(Err(PublishError::Stopped)),
             (None, None) => Err(PublishError::Stopped),
         }
     }

@@ -123,6 +123,62 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// A connection of the `redis` crate to the server, for tests that look into it.
+    #[cfg(feature = "redis")]
+    pub fn connection(&self) -> ::redis::Connection {
+        ::redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .expect("a connection to the test's redis-server")
+    }
+
+    /// Every entry of the stream at `key`, oldest first: its id (the number before the
+    /// dash) and its event frame (field `e`).
+    #[cfg(feature = "redis")]
+    pub fn stored(&self, key: &str) -> Vec<(u64, String)> {
+        use ::redis::Value;
+        let text = |value: &Value| match value {
+            Value::BulkString(bytes) => String::from_utf8(bytes.clone()).unwrap(),
+            other => panic!("not a string: {other:?}"),
+        };
+        let reply: Value = ::redis::cmd("XRANGE")
+            .arg(key)
+            .arg("-")
+            .arg("+")
+            .query(&mut self.connection())
+            .unwrap();
+        let Value::Array(entries) = reply else {
+            panic!("XRANGE answered {reply:?}");
+        };
+        entries
+            .iter()
+            .map(|entry| {
+                let Value::Array(parts) = entry else {
+                    panic!("an entry: {entry:?}")
+                };
+                let Value::Array(fields) = &parts[1] else {
+                    panic!("fields: {parts:?}")
+                };
+                let id = text(&parts[0]).split('-').next().unwrap().parse().unwrap();
+                let frame = fields
+                    .chunks(2)
+                    .find(|kv| text(&kv[0]) == "e")
+                    .map(|kv| text(&kv[1]))
+                    .expect("an event frame");
+                (id, frame)
+            })
+            .collect()
+    }
+
+    /// Kills the server (`SIGKILL`: nothing is saved on the way out) and waits for it
+    /// to exit; [`spawn`](Self::spawn) starts it again on the same port and files.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Shuts the server down cleanly (`redis-cli shutdown`) and waits for it to exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -1,34 +1,52 @@
 //! The reader: delivers the events of every watched topic, from every instance, in id
-//! order.
+//! order, and tells the hub when the log went back.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncConnectionConfig, RedisError, Value};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use super::script::{entry_id, integer, parse_entry};
-use super::shared::{BATCH, MAX_BACKOFF, MIN_BACKOFF, Shared};
+use super::epoch::establish;
+use super::reply::{Epoch, integer, parse_entry, xread_streams};
+use super::shared::{BATCH, Held, MAX_BACKOFF, MIN_BACKOFF, Shared, lock};
 use crate::Event;
+use crate::hub::deliveries::Applier;
 use crate::hub::log::Delivery;
 
 /// How long the reader blocks in one `XREAD`.
 const BLOCK: Duration = Duration::from_millis(1000);
 
-/// A watched topic: the last id read from its stream, and the generation of its watch.
-pub(super) struct Watched {
+/// What the reader keeps between runs (a runtime that goes away drops the task, not
+/// this).
+#[derive(Default)]
+pub(super) struct ReaderState {
+    watched: HashMap<Arc<str>, Watched>,
+    /// The newest id delivered to the hub (or that the hub was moved up to).
+    position: u64,
+    /// The start of the epoch the hub reads in (0 before the first).
+    announced: u64,
+    /// The id of the last reset delivered.
+    reset: u64,
+}
+
+/// A watched topic: the last id read from its stream, the generation of its watch, and
+/// the id it is delivered after.
+struct Watched {
     position: u64,
     generation: u64,
+    from: u64,
 }
 
 /// Why a reader session stopped.
-pub(super) enum Stop {
+enum Stop {
     /// Redis failed: reconnect.
     Redis(RedisError),
-    /// The hub is gone.
+    /// The hub or the storage is gone.
     Closed,
 }
 
@@ -38,53 +56,105 @@ impl From<RedisError> for Stop {
     }
 }
 
-/// The reader's state, kept across reconnections.
-pub(super) struct Reader {
-    shared: Arc<Shared>,
+struct Reader<'a> {
+    shared: &'a Shared,
     deliveries: mpsc::Sender<Delivery>,
-    watched: HashMap<Arc<str>, Watched>,
-    /// The newest id delivered to the hub (or that the hub was moved up to).
-    position: u64,
+    stop: CancellationToken,
+    state: Held<'a, ReaderState>,
 }
 
-/// Delivers the events of every watched topic, from every instance, in id order.
+/// Delivers the events of every watched topic, from every instance, in id order, until
+/// `stop` or until the hub is gone.
 ///
-/// The hub's newest id follows the shared counter: a sync reads the counter and what the
-/// watched streams hold up to it in one transaction, delivers that, and moves the hub up
-/// to the counter; it runs after every (re)connection, before a topic is watched, and
-/// after every idle second. A topic is watched from the counter right after a sync. A
-/// subscriber starts after the hub's newest id when it subscribed, and replays from the
-/// streams what lies between that and where its topics are watched from: it misses
-/// nothing published after it subscribed.
-pub(super) async fn read_loop(shared: Arc<Shared>, deliveries: mpsc::Sender<Delivery>) {
-    let mut reader = Reader {
-        shared,
-        deliveries,
-        watched: HashMap::new(),
-        position: 0,
+/// The hub's newest id follows the shared counter: a sync reads the counter, the epoch
+/// and what the watched streams hold up to it in one transaction, delivers that, and
+/// moves the hub up to the counter; it runs after every (re)connection, before a topic
+/// is watched, and after every idle second. A topic is watched from the counter right
+/// after a sync. A subscriber starts after the hub's newest id when it subscribed, and
+/// replays from the streams what lies between that and where its topics are watched
+/// from: it misses nothing published after it subscribed.
+///
+/// When the log went back (the epoch changed, or the counter is below what was
+/// delivered), the reader establishes the epoch, delivers the reset under its start,
+/// and reads on from there.
+pub(super) async fn read_loop(
+    shared: Arc<Shared>,
+    deliveries: mpsc::Sender<Delivery>,
+    applier: Applier,
+    stop: CancellationToken,
+) {
+    let Some(state) = Held::take(&shared.reader) else {
+        return;
     };
+    let mut reader = Reader {
+        shared: &shared,
+        deliveries,
+        stop,
+        state,
+    };
+    if let Err(Stop::Closed) = reader.resume(&applier).await {
+        return;
+    }
     let mut backoff = MIN_BACKOFF;
-    while !reader.deliveries.is_closed() {
+    while !reader.closed() {
         let err = match reader.connect().await {
             Ok((mut conn, client_id)) => {
                 backoff = MIN_BACKOFF;
-                tracing::debug!(address = %reader.shared.address, "redis reader connected");
-                match reader.session(&mut conn, client_id).await {
-                    Stop::Closed => return,
-                    Stop::Redis(err) => err,
+                tracing::debug!(address = %shared.address, "redis reader connected");
+                match reader.run(&mut conn, client_id).await {
+                    Ok(never) => match never {},
+                    Err(Stop::Closed) => return,
+                    Err(Stop::Redis(err)) => err,
                 }
             }
             Err(err) => err,
         };
-        if reader.shared.read_log.due() {
-            tracing::warn!(address = %reader.shared.address, %err, "redis reader failed; reconnecting");
+        if shared.read_log.due() {
+            tracing::warn!(address = %shared.address, %err, "redis reader failed; reconnecting");
         }
-        tokio::time::sleep(backoff).await;
+        tokio::select! {
+            () = reader.stop.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
-impl Reader {
+impl Reader<'_> {
+    fn closed(&self) -> bool {
+        self.stop.is_cancelled() || self.deliveries.is_closed()
+    }
+
+    /// Goes on from where an earlier run stopped: reads again what the hub had not
+    /// applied, and confirms the watches again (deliveries in flight were lost).
+    async fn resume(&mut self, applier: &Applier) -> Result<(), Stop> {
+        let applied = applier.applied();
+        let state = &mut *self.state;
+        state.position = state.position.min(applied);
+        for watched in state.watched.values_mut() {
+            // Never before where its watch began: the hub needs nothing older of it.
+            watched.position = watched.position.min(applied).max(watched.from);
+        }
+        let reset = (state.reset > applied).then_some(state.reset);
+        let covered: Vec<Delivery> = state
+            .watched
+            .iter()
+            .map(|(topic, w)| Delivery::Covered {
+                topic: topic.clone(),
+                generation: w.generation,
+                after: w.from,
+            })
+            .collect();
+        self.shared.wanted_dirty.store(true, Ordering::Release);
+        if let Some(id) = reset {
+            self.send(Delivery::Reset { id }).await?;
+        }
+        for delivery in covered {
+            self.send(delivery).await?;
+        }
+        Ok(())
+    }
+
     /// The reader's own connection (a blocking `XREAD` holds it) and its client id.
     async fn connect(&self) -> Result<(MultiplexedConnection, u64), RedisError> {
         let config = AsyncConnectionConfig::new()
@@ -102,13 +172,6 @@ impl Reader {
         Ok((conn, client_id))
     }
 
-    async fn session(&mut self, conn: &mut MultiplexedConnection, client_id: u64) -> Stop {
-        match self.run(conn, client_id).await {
-            Ok(never) => match never {},
-            Err(stop) => stop,
-        }
-    }
-
     async fn run(
         &mut self,
         conn: &mut MultiplexedConnection,
@@ -116,8 +179,13 @@ impl Reader {
     ) -> Result<std::convert::Infallible, Stop> {
         let mut synced = false;
         loop {
-            if self.deliveries.is_closed() {
+            if self.closed() {
                 return Err(Stop::Closed);
+            }
+            // The writer may have found a new epoch: the hub hears of it first.
+            let start = self.shared.epoch.start();
+            if self.state.announced != 0 && start > self.state.announced {
+                self.take_epoch(start).await?;
             }
             let added = self.update_watches();
             if !synced || !added.is_empty() {
@@ -125,12 +193,13 @@ impl Reader {
                 synced = true;
             }
             for (topic, generation) in added {
-                let after = self.position;
-                self.watched.insert(
+                let after = self.state.position;
+                self.state.watched.insert(
                     topic.clone(),
                     Watched {
                         position: after,
                         generation,
+                        from: after,
                     },
                 );
                 self.send(Delivery::Covered {
@@ -140,35 +209,43 @@ impl Reader {
                 })
                 .await?;
             }
-            if self.watched.is_empty() {
+            if self.state.watched.is_empty() {
                 // Idle: sync now and then, so the hub's newest id stays near the counter
                 // and a new subscriber starts close to where the log stands.
                 tokio::select! {
+                    () = self.stop.cancelled() => return Err(Stop::Closed),
                     () = self.shared.wanted_changed.notified() => {}
                     () = tokio::time::sleep(BLOCK) => synced = false,
                 }
                 continue;
             }
             let command = self.xread(Some(BLOCK));
-            let read = command.query_async::<Value>(conn);
-            tokio::pin!(read);
-            let result = tokio::select! {
-                result = &mut read => result,
-                () = self.shared.wanted_changed.notified() => {
-                    // Wake the blocked read and finish it; the next round watches.
-                    let _: Result<Value, _> = ::redis::cmd("CLIENT")
-                        .arg("UNBLOCK")
-                        .arg(client_id)
-                        .query_async(&mut self.shared.reads.clone())
-                        .await;
-                    (&mut read).await
+            let result = {
+                let read = command.query_async::<Value>(conn);
+                tokio::pin!(read);
+                tokio::select! {
+                    result = &mut read => result,
+                    () = self.stop.cancelled() => return Err(Stop::Closed),
+                    () = self.shared.wanted_changed.notified() => {
+                        // Wake the blocked read and finish it; the next round watches.
+                        if let Some(mut reads) = self.shared.reads() {
+                            let _: Result<Value, _> = ::redis::cmd("CLIENT")
+                                .arg("UNBLOCK")
+                                .arg(client_id)
+                                .query_async(&mut reads)
+                                .await;
+                        }
+                        (&mut read).await
+                    }
                 }
             };
             match result? {
                 // Nothing new for a whole block: sync, as when idle.
                 Value::Nil => synced = false,
                 reply => {
-                    self.deliver(reply).await?;
+                    if !self.deliver(conn, reply).await? {
+                        synced = false;
+                    }
                 }
             }
         }
@@ -181,22 +258,42 @@ impl Reader {
             .map_err(|_| Stop::Closed)
     }
 
+    /// The hub reads in the epoch that began at `start` from now on: if it read in an
+    /// earlier one, the log went back, and the hub gets the reset under `start`; every
+    /// topic is read on from there.
+    async fn take_epoch(&mut self, start: u64) -> Result<(), Stop> {
+        let state = &mut *self.state;
+        if start <= state.announced {
+            return Ok(());
+        }
+        let earlier = state.announced != 0;
+        state.announced = start;
+        if earlier {
+            for watched in state.watched.values_mut() {
+                watched.position = watched.position.max(start);
+            }
+            state.position = state.position.max(start);
+            state.reset = start;
+            self.send(Delivery::Reset { id: start }).await?;
+        }
+        Ok(())
+    }
+
     /// Applies changes to the wanted topics: forgets those unwatched, and returns those
     /// to watch (new, or watched again under a new generation).
     fn update_watches(&mut self) -> Vec<(Arc<str>, u64)> {
         if !self.shared.wanted_dirty.swap(false, Ordering::AcqRel) {
             return Vec::new();
         }
-        let wanted = self
-            .shared
-            .wanted
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        self.watched.retain(|topic, _| wanted.contains_key(topic));
+        let wanted = lock(&self.shared.wanted);
+        self.state
+            .watched
+            .retain(|topic, _| wanted.contains_key(topic));
         wanted
             .iter()
             .filter(|(topic, generation)| {
-                self.watched
+                self.state
+                    .watched
                     .get(*topic)
                     .is_none_or(|w| w.generation != **generation)
             })
@@ -204,26 +301,43 @@ impl Reader {
             .collect()
     }
 
-    /// Reads the counter and the watched streams up to it in one transaction and
-    /// delivers them, until nothing is left below the counter; then moves the hub up to
-    /// it.
+    /// Reads the counter, the epoch and the watched streams up to the counter in one
+    /// transaction and delivers them, until nothing is left below the counter; then
+    /// moves the hub up to it. Takes up a new epoch first if the log went back.
     async fn sync(&mut self, conn: &mut MultiplexedConnection) -> Result<(), Stop> {
         loop {
             let mut pipe = ::redis::pipe();
-            pipe.atomic().cmd("GET").arg(&self.shared.seq_key);
-            if !self.watched.is_empty() {
+            pipe.atomic()
+                .cmd("GET")
+                .arg(&self.shared.keys.seq)
+                .cmd("GET")
+                .arg(&self.shared.keys.epoch);
+            if !self.state.watched.is_empty() {
                 pipe.add_command(self.xread(None));
             }
             let mut replies: Vec<Value> = pipe.query_async(conn).await?;
             let newest = replies.first().and_then(integer).unwrap_or(0);
-            let complete = if replies.len() > 1 {
-                self.deliver(replies.pop().expect("two replies")).await?
-            } else {
-                true
+            let epoch = replies.get(1).and_then(Epoch::parse);
+            let known = self.shared.epoch.current();
+            if epoch.is_none() || epoch != known || newest < self.state.position {
+                let epoch = establish(self.shared, conn).await?;
+                self.take_epoch(epoch.start).await?;
+                continue;
+            }
+            if let Some(known) = known {
+                self.take_epoch(known.start).await?;
+            }
+            self.shared.epoch.saw(newest);
+            let complete = match replies.len() {
+                3 => {
+                    self.deliver(conn, replies.pop().expect("three replies"))
+                        .await?
+                }
+                _ => true,
             };
             if complete {
-                if newest > self.position {
-                    self.position = newest;
+                if newest > self.state.position {
+                    self.state.position = newest;
                     self.send(Delivery::Advance(newest)).await?;
                 }
                 return Ok(());
@@ -240,7 +354,7 @@ impl Reader {
             cmd.arg("BLOCK").arg(block.as_millis() as u64);
         }
         cmd.arg("STREAMS");
-        let topics: Vec<_> = self.watched.iter().collect();
+        let topics: Vec<_> = self.state.watched.iter().collect();
         for (topic, _) in &topics {
             cmd.arg(self.shared.stream_key(topic));
         }
@@ -254,53 +368,49 @@ impl Reader {
     /// batch may hold more: nothing above its last id is delivered this round, since
     /// another stream's later entries may have smaller ids than its unread ones.
     ///
-    /// Returns whether the reply was complete (no stream hit the batch limit).
-    async fn deliver(&mut self, reply: Value) -> Result<bool, Stop> {
-        let streams: Vec<(Value, Value)> = match reply {
-            Value::Nil => return Ok(true),
-            Value::Array(streams) => streams
-                .into_iter()
-                .filter_map(|stream| match stream {
-                    Value::Array(mut pair) if pair.len() == 2 => {
-                        let entries = pair.pop()?;
-                        Some((pair.pop()?, entries))
-                    }
-                    _ => None,
-                })
-                .collect(),
-            Value::Map(pairs) => pairs,
-            _ => return Ok(true),
+    /// Returns whether the reply was complete (no stream hit the batch limit, and no
+    /// entry was written in an epoch newer than the hub's: then the epoch is taken up,
+    /// and nothing of this reply delivered).
+    async fn deliver(
+        &mut self,
+        conn: &mut MultiplexedConnection,
+        reply: Value,
+    ) -> Result<bool, Stop> {
+        let Some(streams) = xread_streams(reply) else {
+            return Ok(true);
         };
         let mut entries: Vec<(u64, Arc<str>, Option<Event>)> = Vec::new();
         let mut bound = u64::MAX;
+        let mut newer_epoch = false;
+        let announced = self.state.announced;
         for (key, stream_entries) in streams {
-            let Value::BulkString(key) = key else {
-                continue;
-            };
-            let Some(topic) = std::str::from_utf8(&key)
-                .ok()
-                .and_then(|k| k.strip_prefix(self.shared.stream_prefix.as_str()))
-                .and_then(|t| self.watched.get_key_value(t).map(|(t, _)| t.clone()))
+            let Some((topic, watched)) = self
+                .shared
+                .topic_of(&key)
+                .and_then(|t| self.state.watched.get_key_value(t))
             else {
-                continue;
-            };
-            let Value::Array(stream_entries) = stream_entries else {
                 continue;
             };
             let full = stream_entries.len() >= BATCH;
             let mut last = 0;
             for entry in stream_entries {
-                let id = match &entry {
-                    Value::Array(parts) => parts.first().and_then(entry_id),
-                    _ => None,
+                let Some(entry) = parse_entry(entry) else {
+                    continue;
                 };
-                let Some(id) = id else { continue };
-                last = id;
-                entries.push((id, topic.clone(), parse_entry(entry).map(|(_, e)| e)));
+                last = entry.id;
+                newer_epoch |= announced != 0 && entry.epoch > announced;
+                if entry.id > watched.position {
+                    entries.push((entry.id, topic.clone(), entry.event));
+                }
             }
             if full {
                 bound = bound.min(last);
             }
+        }
+        if newer_epoch {
+            let epoch = establish(self.shared, conn).await?;
+            self.take_epoch(epoch.start).await?;
+            return Ok(false);
         }
         entries.sort_by_key(|(id, ..)| *id);
         let mut batch = Vec::with_capacity(entries.len());
@@ -308,14 +418,15 @@ impl Reader {
             if id > bound {
                 break;
             }
-            if let Some(watched) = self.watched.get_mut(&topic) {
+            if let Some(watched) = self.state.watched.get_mut(&topic) {
                 watched.position = id;
             }
-            self.position = self.position.max(id);
+            self.state.position = self.state.position.max(id);
             if let Some(event) = event {
                 batch.push((id, topic, event));
             }
         }
+        self.shared.epoch.saw(self.state.position);
         if !batch.is_empty() {
             self.send(Delivery::Events(batch)).await?;
         }

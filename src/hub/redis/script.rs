@@ -1,128 +1,156 @@
-//! The Lua scripts the storage runs, and the parsing of Redis's replies.
-
-use ::redis::Value;
-use bytes::Bytes;
-
-use crate::hub::log::{GapReason, Page};
-
-use crate::Event;
+//! The Lua scripts the storage runs. Their replies are parsed in `reply.rs`.
+//!
+//! The keys of one prefix `P` (the braces keep them in one Redis Cluster slot, as
+//! scripts require):
+//!
+//! | key | what |
+//! |---|---|
+//! | `{P}:seq` | the shared counter: the newest id issued |
+//! | `{P}:epoch` | `<name>:<start>`: the log's epoch, and the counter's value when it began |
+//! | `{P}:marks` | a sorted set of the counter's value (member) over time (score, ms) |
+//! | `{P}:topic:<topic>` | a topic's stream: entry `<id>-0` with fields `e` (the frame), `p` (an id its topic had no event after, other than those kept), `s` (the epoch's start) |
+//! | `{P}:writer:<instance>` | one writer's recent writes: a list of `<event number>:<id>` |
+//!
+//! The counter and the epoch never expire; a topic's stream expires `ttl` after its last
+//! publish, a writer's list a day after its last batch. Numbers go between Lua and Redis
+//! as strings (`string.format('%d')`): Lua's own conversion writes `1e+15`.
 
 /// Numbers an event with the shared counter and appends it to its topic's stream,
 /// atomically, so that ids grow in the order events enter the log, across every topic
-/// and every instance. Each entry also records the id of the topic's previous entry
-/// (`p`): once `MAXLEN ~` has trimmed the oldest entries, the first one left tells the
-/// id of the last one trimmed.
+/// and every instance.
+///
+/// Idempotent: a writer numbers its events (`ARGV[4]`) and the script records
+/// `<number>:<id>` in the writer's list. After an attempt whose replies were lost, the
+/// writer reads the list (on the same connection, or after it closed: after every command
+/// of the lost attempt ran) and acknowledges what was stored before it writes the rest
+/// again. The first event of a new batch (`ARGV[5]` is 2) empties the list first: every
+/// event before it has its outcome, so the list holds a batch or two.
+///
+/// Writes nothing if the epoch is not the writer's, or, at the start of a batch
+/// (`ARGV[5]` is 1 or 2), if the counter is below an id the writer has seen (`ARGV[6]`):
+/// the log went back, and the writer must establish the epoch again first (reply
+/// `{'epoch'}`). Within one batch, on one connection, Redis cannot go back but by
+/// losing everything (then the epoch is gone). A key of another type fails at
+/// `XREVRANGE`, before anything is written, with Redis's `WRONGTYPE`; out of memory fails
+/// at the first write, `INCR`, with Redis's `OOM`.
+///
+/// Each entry records (`p`) the id of its topic's previous entry, or, for a stream that
+/// is new (or expired), the floor of `marks`: the counter's value at the first mark made
+/// within the last `ttl`, above every id of a stream that expired since. Once `MAXLEN ~`
+/// has trimmed the oldest entries, or the stream expired, that tells a resuming
+/// subscriber whether it missed events. The start of a batch makes a mark if the last is
+/// older than `ARGV[8]`.
+///
+/// Every event refreshes its stream's expiry, so a stream that is gone had its last
+/// event at least `ttl` ago (by Redis's clock), before every mark made since.
+///
+/// KEYS: counter, epoch, stream, writer's list, marks. ARGV: frame, max length, epoch,
+/// event number, start of a batch (0: no, 1: of a retry, 2: of a new batch), highest id
+/// seen, ttl (ms), interval between marks (ms), epoch start.
 pub(super) const PUBLISH: &str = r"
+if redis.call('GET', KEYS[2]) ~= ARGV[3] then return {'epoch'} end
+local batch = ARGV[5] ~= '0'
+if batch and tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[6]) then
+  return {'epoch'}
+end
+local previous = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
 local id = redis.call('INCR', KEYS[1])
-local previous = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-local p = '0'
-if #previous > 0 then p = string.match(previous[1][1], '^(%d+)') end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], id .. '-0', 'e', ARGV[1], 'p', p)
-return id
+local ttl = tonumber(ARGV[7])
+local now
+if batch or #previous == 0 then
+  local clock = redis.call('TIME')
+  now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+end
+local p
+if #previous > 0 then
+  p = string.match(previous[1][1], '^(%d+)')
+else
+  local since = string.format('%d', now - ttl)
+  local mark = redis.call('ZRANGEBYSCORE', KEYS[5], since, '+inf', 'LIMIT', 0, 1)
+  if #mark > 0 then p = mark[1] else p = string.format('%d', id - 1) end
+end
+id = string.format('%d', id)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], id .. '-0', 'e', ARGV[1], 'p', p, 's', ARGV[9])
+redis.call('PEXPIRE', KEYS[3], ARGV[7])
+if ARGV[5] == '2' then redis.call('DEL', KEYS[4]) end
+redis.call('RPUSH', KEYS[4], ARGV[4] .. ':' .. id)
+if batch then
+  redis.call('PEXPIRE', KEYS[4], 86400000)
+  local last = redis.call('ZREVRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+  if #last == 0 or now - tonumber(last[2]) >= tonumber(ARGV[8]) then
+    redis.call('ZADD', KEYS[5], string.format('%d', now), id)
+    redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. string.format('%d', now - 2 * ttl))
+  end
+end
+return tonumber(id)
 ";
 
-/// The newest id issued, the id of the last entry trimmed from the topic's stream (the
-/// `p` of its first entry), and at most `ARGV[3]` entries of the range asked for: read
-/// together, so they agree.
+/// The newest id issued, the id below which the topic may have had events no longer
+/// kept (the `p` of its stream's first entry, or the floor of the marks if the stream
+/// is gone), the epoch's start, and at most `ARGV[3]` entries of the range asked for:
+/// read together, so they agree.
+///
+/// Without an epoch (the log was emptied and not yet taken up again) the start is just
+/// above the counter, so every id held before counts as lost.
+///
+/// KEYS: counter, stream, epoch, marks. ARGV: first entry id, last entry id, count,
+/// ttl (ms).
 pub(super) const HISTORY: &str = r"
-local newest = tonumber(redis.call('GET', KEYS[1]) or '0')
-local trimmed = '0'
+local newest = redis.call('GET', KEYS[1]) or '0'
+local epoch = redis.call('GET', KEYS[3])
+local start = '0'
+if epoch then
+  start = string.match(epoch, ':(%d+)$') or '0'
+elseif newest ~= '0' then
+  start = string.format('%d', tonumber(newest) + 1)
+end
+local floor = '0'
 local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
 if #first > 0 then
   local fields = first[1][2]
   for i = 1, #fields, 2 do
-    if fields[i] == 'p' then trimmed = fields[i + 1] end
+    if fields[i] == 'p' then floor = fields[i + 1] end
   end
+else
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+  local since = string.format('%d', now - tonumber(ARGV[4]))
+  local mark = redis.call('ZRANGEBYSCORE', KEYS[4], since, '+inf', 'LIMIT', 0, 1)
+  if #mark > 0 then floor = mark[1] else floor = newest end
 end
-return {newest, trimmed, redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[2], 'COUNT', ARGV[3])}
+return {newest, floor, start, redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[2], 'COUNT', ARGV[3])}
 ";
 
-pub(super) fn parse_history(reply: Value, after: u64, count: usize) -> Option<Page> {
-    let Value::Array(mut parts) = reply else {
-        return None;
-    };
-    if parts.len() != 3 {
-        return None;
-    }
-    let entries = parts.pop()?;
-    let trimmed = integer(&parts.pop()?)?;
-    let newest = integer(&parts.pop()?)?;
-    if after > newest {
-        return Some(Page::Gap(GapReason::Unknown));
-    }
-    if trimmed > after {
-        return Some(Page::Gap(GapReason::Evicted));
-    }
-    let Value::Array(entries) = entries else {
-        return None;
-    };
-    let full = entries.len() >= count;
-    let mut events = Vec::with_capacity(entries.len());
-    let mut last = None;
-    for entry in entries {
-        last = match &entry {
-            Value::Array(parts) => parts.first().and_then(entry_id),
-            _ => None,
-        }
-        .or(last);
-        // A frame this crate did not write is skipped (and traced).
-        events.extend(parse_entry(entry));
-    }
-    Some(Page::Events {
-        events,
-        next: if full { last } else { None },
-    })
-}
-
-pub(super) fn integer(value: &Value) -> Option<u64> {
-    match value {
-        Value::Int(n) => u64::try_from(*n).ok(),
-        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?.parse().ok(),
-        Value::SimpleString(text) => text.parse().ok(),
-        _ => None,
-    }
-}
-
-/// The number before the dash of a stream entry id (`"42-0"` is 42).
-pub(super) fn entry_id(value: &Value) -> Option<u64> {
-    let text = match value {
-        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?,
-        Value::SimpleString(text) => text.as_str(),
-        _ => return None,
-    };
-    text.split('-').next()?.parse().ok()
-}
-
-/// `[id, [field, value, ...]]` into the id and the stored event. An entry that is not
-/// a frame this crate wrote is skipped and traced.
-pub(super) fn parse_entry(entry: Value) -> Option<(u64, Event)> {
-    let Value::Array(mut parts) = entry else {
-        return None;
-    };
-    if parts.len() != 2 {
-        return None;
-    }
-    let fields = parts.pop()?;
-    let id = entry_id(&parts.pop()?)?;
-    let fields = match fields {
-        Value::Array(fields) => fields,
-        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
-        _ => return None,
-    };
-    let mut fields = fields.into_iter();
-    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-        if matches!(&name, Value::BulkString(n) if n == b"e")
-            && let Value::BulkString(frame) = value
-        {
-            let event = Event::from_stored_frame(Bytes::from(frame));
-            if event.is_none() {
-                tracing::warn!(
-                    id,
-                    "skipping a stream entry that is not a valid event frame"
-                );
-            }
-            return event.map(|event| (id, event));
-        }
-    }
-    None
-}
+/// Takes up the log's epoch, or begins a new one when there is none or the counter is
+/// below an id this instance has seen (`ARGV[2]`): the log went back (Redis restarted
+/// without persistence, was flushed, or failed over to a replica that lagged).
+///
+/// A new epoch's counter starts above every id issued before it: above the counter, a
+/// margin (`ARGV[3]`) above the highest id this instance has seen, and at Redis's clock
+/// in microseconds (ids grow far slower than one per microsecond, so an epoch begun
+/// later starts above every id of an earlier one, whichever instance saw what).
+///
+/// A new epoch also marks its start in `marks`: no stream of this epoch expired before
+/// it, so a stream new in a young epoch needs no floor above the start.
+///
+/// Replies `{epoch, began (0 or 1), counter found, epoch found or ''}`.
+///
+/// KEYS: counter, epoch, marks. ARGV: a name for a new epoch, highest id seen, margin.
+pub(super) const EPOCH: &str = r"
+local epoch = redis.call('GET', KEYS[2])
+local counter = tonumber(redis.call('GET', KEYS[1]) or '0')
+local found = string.format('%d', counter)
+if epoch and counter >= tonumber(ARGV[2]) then
+  return {epoch, 0, found, epoch}
+end
+local clock = redis.call('TIME')
+local start = math.max(counter, tonumber(ARGV[2]) + tonumber(ARGV[3]),
+  tonumber(clock[1]) * 1000000 + tonumber(clock[2]))
+start = string.format('%d', start)
+redis.call('SET', KEYS[1], start)
+local began = ARGV[1] .. ':' .. start
+redis.call('SET', KEYS[2], began)
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('ZADD', KEYS[3], string.format('%d', now), start)
+return {began, 1, found, epoch or ''}
+";

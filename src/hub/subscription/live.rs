@@ -119,6 +119,8 @@ impl Subscription {
                     }
                     self.members[index].cursor += 1;
                     if id > self.after {
+                        // Once: the reset of a shared log is in every topic, under one id.
+                        self.after = id;
                         delivered[index] += 1;
                         self.ready.push_back(event);
                     }

@@ -291,6 +291,24 @@ impl Subscription {
                         }
                         Poll::Ready(Err(reason)) => {
                             let upto = replay.upto;
+                            if let GapReason::Lost { from } = reason {
+                                // The log lost events and began again after `from`: the
+                                // reset event (not for one that held nothing, subscribed
+                                // before the hub knew where the log stood), then what the
+                                // log holds since.
+                                if self.after != self.hub.first {
+                                    let reset = self.hub.reset_event(reason, Some(from));
+                                    self.ready.push_back(reset);
+                                }
+                                self.after = from;
+                                if from < upto {
+                                    let topics = self.members.iter().map(|m| m.topic.name.clone());
+                                    self.phase = Phase::Replaying(Replay::new(topics, from, upto));
+                                } else {
+                                    self.go_live(from);
+                                }
+                                continue;
+                            }
                             return self.reset(reason, upto);
                         }
                     }
