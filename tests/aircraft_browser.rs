@@ -1030,8 +1030,9 @@ async fn events_follow_one_aircraft() {
 }
 
 /// On a single-threaded runtime the snapshot's task cannot run while the test publishes:
-/// more ticks in a row than a topic's history holds (120) leave its subscription behind
-/// what the hub can replay, and it is cut off when it reads again. The task subscribes again after the
+/// more ticks in a row than a subscriber's live window holds (the hub's default
+/// `queue_events`, 1,024 events a topic) leave its subscription behind, and it is cut
+/// off when it reads again. The task subscribes again after the
 /// last id it took in, receives `stream-reset` (what it missed is gone), and goes on: the
 /// snapshot reaches the hub's newest id, and after the next tick it is exactly that tick.
 #[tokio::test]
@@ -1041,7 +1042,8 @@ async fn the_snapshot_survives_falling_behind() {
         ..Settings::default()
     };
     let (app, mut simulator) = start(settings.clone()).await;
-    for _ in 0..settings.history + 10 {
+    // The hub's default live window (`HubBuilder::queue_events`), and ten ticks more.
+    for _ in 0..1024 + 10 {
         simulator.tick(10.0);
     }
     let newest = app.hub().last_id();
