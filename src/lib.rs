@@ -17,16 +17,17 @@
 //!   stream ended ([`StreamEnd`]); it hands the client's [`LastEventId`] to the service
 //!   in the request's extensions. Other responses pass through untouched.
 //!
-//! The modules follow that flow: [`layer`] holds the middleware as tower-http lays one
-//! out (the layer and its settings, the service, the response future, the response
-//! body), [`hub`] the fan-out, [`axum`] and [`warp`](mod@warp) the integrations; the
-//! event types, [`Sse`], [`Refusal`] and [`serve`] are at the root.
-//!
 //! Beside them: [`Refusal`] for the answers that are not a stream (204 "stop for good",
 //! 503 with `Retry-After`, 400, 403, a stream that only says when to come back),
 //! [`Hub`] for fan-out to many subscribers with topics, history and `Last-Event-ID`
 //! replay (itself a tower service), and [`WriteTimeout`] for connections whose client
 //! stopped reading.
+//!
+//! The modules follow that layout: [`layer`] holds the middleware as tower-http lays
+//! one out (the layer and its settings, the service, the response future, the response
+//! body), [`hub`] the fan-out, [`axum`] and [`warp`](mod@warp) the integrations; the
+//! event types, [`Sse`], [`Refusal`], [`WriteTimeout`] and [`serve`] are at the root,
+//! where the layer's types are re-exported too (all but its response future and body).
 //!
 //! # Features
 //!

@@ -105,7 +105,7 @@ impl StreamCompression {
     /// Every codec this build has, at level 3 with an 8 KiB window.
     ///
     /// ```
-    /// let compression = tower_sse::Compression::new();
+    /// let compression = tower_sse::StreamCompression::new();
     /// ```
     pub fn new() -> Self {
         StreamCompression {
@@ -119,7 +119,7 @@ impl StreamCompression {
     /// and zstd, and brotli's quality scaled to its 0 to 11. Values outside are clamped.
     ///
     /// ```
-    /// let compression = tower_sse::Compression::new().level(1);
+    /// let compression = tower_sse::StreamCompression::new().level(1);
     /// ```
     pub fn level(mut self, level: u8) -> Self {
         self.level = level.clamp(1, 9);
@@ -131,7 +131,7 @@ impl StreamCompression {
     /// larger window finds more repetition and holds more memory per stream.
     ///
     /// ```
-    /// let compression = tower_sse::Compression::new().window(16 * 1024);
+    /// let compression = tower_sse::StreamCompression::new().window(16 * 1024);
     /// ```
     pub fn window(mut self, bytes: usize) -> Self {
         let bits = usize::BITS - 1 - bytes.max(1).leading_zeros();
@@ -142,7 +142,7 @@ impl StreamCompression {
     /// Turns gzip on or off (it needs the `compression-gzip` feature to be on).
     ///
     /// ```
-    /// let compression = tower_sse::Compression::new().gzip(false);
+    /// let compression = tower_sse::StreamCompression::new().gzip(false);
     /// ```
     pub fn gzip(self, on: bool) -> Self {
         self.with(Codec::Gzip, on)
@@ -151,7 +151,7 @@ impl StreamCompression {
     /// Turns deflate (zlib) on or off (it needs the `compression-deflate` feature).
     ///
     /// ```
-    /// let compression = tower_sse::Compression::new().deflate(false);
+    /// let compression = tower_sse::StreamCompression::new().deflate(false);
     /// ```
     pub fn deflate(self, on: bool) -> Self {
         self.with(Codec::Deflate, on)
@@ -160,7 +160,7 @@ impl StreamCompression {
     /// Turns brotli on or off (it needs the `compression-br` feature).
     ///
     /// ```
-    /// let compression = tower_sse::Compression::new().br(false);
+    /// let compression = tower_sse::StreamCompression::new().br(false);
     /// ```
     pub fn br(self, on: bool) -> Self {
         self.with(Codec::Brotli, on)
@@ -169,7 +169,7 @@ impl StreamCompression {
     /// Turns zstd on or off (it needs the `compression-zstd` feature).
     ///
     /// ```
-    /// let compression = tower_sse::Compression::new().zstd(false);
+    /// let compression = tower_sse::StreamCompression::new().zstd(false);
     /// ```
     pub fn zstd(self, on: bool) -> Self {
         self.with(Codec::Zstd, on)

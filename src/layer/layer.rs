@@ -144,10 +144,10 @@ impl SseLayer {
     ///
     /// Under fan-out the kernel's socket writes are most of the cost of each delivered
     /// event; at 200 events/s a 20 ms delay turns four writes into one. No event waits
-    /// longer than `delay`: every batching stream of the layer shares one clock, which
-    /// ticks every `delay` while some stream holds an event and wakes those that hold
-    /// one, so idle streams cost nothing and a stream is woken once per tick, not once
-    /// per event. Heartbeats, shutdown and end reports work as without batching; a
+    /// longer than `delay`: every batching stream of a service the layer wraps (and of
+    /// that service's clones, one per connection) shares one clock, which ticks every
+    /// `delay` while some stream holds an event and wakes those that hold one, so idle
+    /// streams cost nothing and a stream is woken once per tick, not once per event. Heartbeats, shutdown and end reports work as without batching; a
     /// stream that ends writes what it holds first.
     ///
     /// # Panics

@@ -1,4 +1,4 @@
-//! One cadence for every stream of a layer that batches its writes.
+//! One cadence for every stream of a service that batches its writes.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -4,7 +4,7 @@
 //! A [`ResponseBody`](crate::layer::ResponseBody) that wraps an event stream holds a
 //! [`StreamState`]: it reads the inner body's frames through the [`boundary`] tracker
 //! (the layer's own frames go out only where an event ended), coalesces what is ready
-//! ([`coalesce`]), or waits for the layer's clock ([`batch`]); writes heartbeats while
+//! ([`coalesce`]), or waits for the service's clock ([`batch`]); writes heartbeats while
 //! idle ([`heartbeat`]); ends at an event boundary on shutdown ([`shutdown`]) or when
 //! its connection stopped taking frames ([`stall`]); compresses every frame
 //! ([`encoder`]); holds its place under the limit ([`permit`]); and reports its end

@@ -1,5 +1,6 @@
-//! Streams the connection stopped taking frames from: found by one sweep per layer,
-//! since nothing inside a body runs while the connection does not poll it.
+//! Streams the connection stopped taking frames from: found by one sweep per service
+//! the layer wraps, since nothing inside a body runs while the connection does not poll
+//! it.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,7 +15,7 @@ use tokio::time::Instant;
 use super::tracker::Tracker;
 use crate::EndReason;
 
-/// The streams of a layer whose connection might stop polling them, and the sweep that
+/// The streams of a service whose connection might stop polling them, and the sweep that
 /// ends those it has not polled for `timeout`.
 ///
 /// A healthy stream is polled at least once per heartbeat interval: its heartbeat timer

@@ -44,7 +44,7 @@ pub(crate) struct StreamState {
     pub(super) prelude: Option<Bytes>,
     /// A frame taken from the inner body and not written yet.
     pub(super) carry: Option<Bytes>,
-    /// With batching: the stream's place at the layer's clock, and the tick at which
+    /// With batching: the stream's place at the service's clock, and the tick at which
     /// `carry` started to wait.
     slot: Option<Arc<Slot>>,
     held_since: Option<u64>,
