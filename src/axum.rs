@@ -51,10 +51,6 @@ use http::request::Parts;
 
 use crate::{Hub, IntoEvent, LastEventId, Refusal, Sse, Subscription};
 
-/// The query parameter the extractors read the last event id from when neither the
-/// layer nor the header gave one.
-const DEFAULT_QUERY: &str = "lastEventId";
-
 impl<S> IntoResponse for Sse<S>
 where
     S: Stream + Send + 'static,
@@ -74,14 +70,7 @@ impl IntoResponse for Refusal {
 /// The last event id of a request: the one the layer put in the extensions, else read
 /// as the layer reads it with its default query parameter.
 fn last_event_id(parts: &Parts) -> Option<LastEventId> {
-    if let Some(id) = parts.extensions.get::<LastEventId>() {
-        return Some(id.clone());
-    }
-    LastEventId::read(
-        parts.headers.get(LastEventId::HEADER),
-        parts.uri.query(),
-        Some(DEFAULT_QUERY),
-    )
+    LastEventId::from_parts(parts, Some(LastEventId::QUERY_PARAM))
 }
 
 /// `Option<LastEventId>` extracts the id a reconnecting client sent, or `None`; it never

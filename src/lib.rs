@@ -23,6 +23,12 @@
 //! replay (itself a tower service), and [`WriteTimeout`] for connections whose client
 //! stopped reading.
 //!
+//! The modules follow that layout: [`layer`] holds the middleware as tower-http lays
+//! one out (the layer and its settings, the service, the response future, the response
+//! body), [`hub`] the fan-out, [`axum`] and [`warp`](mod@warp) the integrations; the
+//! event types, [`Sse`], [`Refusal`], [`WriteTimeout`] and [`serve`] are at the root,
+//! where the layer's types are re-exported too (all but its response future and body).
+//!
 //! # Features
 //!
 //! | feature | what it adds |
@@ -32,7 +38,7 @@
 //! | `warp` | [`warp`](mod@warp): `warp::Reply` for [`Sse`] and [`Refusal`], a `Last-Event-ID` filter (warp 0.4) |
 //! | `serve` (default) | [`serve`]: the accept loop, guarded, for HTTP/1.1 and h2c (hyper, hyper-util) |
 //! | `redis` | `hub::RedisStorage`: the [`Hub`] on Redis Streams, several instances on one feed |
-//! | `compression-gzip`, `-deflate`, `-br`, `-zstd`, `-full` | the codecs of [`Compression`]: event streams compressed and flushed at every frame |
+//! | `compression-gzip`, `-deflate`, `-br`, `-zstd`, `-full` | the codecs of [`StreamCompression`]: event streams compressed and flushed at every frame |
 //!
 //! Examples: `examples/hyper.rs` (hyper 1 with [`serve`], HTTP/1.1 and HTTP/2 on one
 //! port), `examples/axum.rs`, `examples/warp.rs`, `examples/aircraft`,
@@ -76,7 +82,7 @@
 //! [`EndReason::Stalled`], and the stream keeps its place under a [`StreamLimit`] until
 //! the connection lets go of it: the limit bounds the connections stalled clients hold.
 //!
-//! **Limits.** [`SseLayer::limit`] with a [`StreamLimit`]: see [`limit`] for why tower's
+//! **Limits.** [`SseLayer::limit`] with a [`StreamLimit`]: see there for why tower's
 //! `ConcurrencyLimit` cannot count event streams, and which of tower's layers do fit. A
 //! request that is not a GET but is answered with an event stream gets 405.
 //!
@@ -140,49 +146,30 @@
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
-mod batch;
-mod body;
-mod boundary;
-mod compress;
-mod config;
+mod error;
 mod event;
-mod heartbeat;
+mod event_stream;
 pub mod hub;
-mod io;
-mod last_event_id;
-mod layer;
-pub mod limit;
+pub mod layer;
 mod query;
 mod refusal;
-mod report;
-#[cfg(feature = "serve")]
 mod serve;
-mod service;
-mod shutdown;
 mod sse;
-mod stall;
-mod stream;
 #[cfg(feature = "warp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "warp")))]
 pub mod warp;
 
-pub use body::SseBody;
-pub use compress::Compression;
-pub use event::{Event, EventBuilder, EventError};
+pub use event::{Event, EventBuilder, EventError, LastEventId};
 pub use hub::{Hub, Subscription};
-pub use io::WriteTimeout;
-pub use last_event_id::LastEventId;
-pub use layer::SseLayer;
-pub use limit::StreamLimit;
+pub use layer::{EndReason, SseLayer, SseService, StreamCompression, StreamEnd, StreamLimit};
 pub use refusal::Refusal;
-pub use report::{EndReason, StreamEnd};
+pub use serve::WriteTimeout;
 #[cfg(feature = "serve")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
 pub use serve::{Serve, serve};
-pub use service::{ResponseFuture, SseService};
 pub use sse::{IntoEvent, Sse};
 
 /// The code in README.md, compiled and run as doctests so that it stays true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
-struct ReadmeDoctests;
+mod readme_doctests {}

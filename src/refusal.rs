@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::event::write_retry;
-use crate::sse::insert_headers;
+use crate::event_stream::{insert_headers, mark_served};
 
 /// A plain response that refuses to open an event stream, and the error that says why.
 ///
@@ -65,15 +65,6 @@ struct Inner {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
-}
-
-/// Marks a response made from a [`Refusal`], so that the layer passes it through.
-#[derive(Clone, Copy, Debug)]
-struct Refused;
-
-/// Whether `response` was made from a [`Refusal`].
-pub(crate) fn is_refusal<B>(response: &Response<B>) -> bool {
-    response.extensions().get::<Refused>().is_some()
 }
 
 impl Refusal {
@@ -212,7 +203,8 @@ impl Refusal {
         let mut response = Response::new(body(text));
         *response.status_mut() = status;
         *response.headers_mut() = headers;
-        response.extensions_mut().insert(Refused);
+        // An `SseLayer` passes it through as it is.
+        mark_served(response.extensions_mut());
         response
     }
 }

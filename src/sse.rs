@@ -7,15 +7,12 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_core::Stream;
-use http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http::Response;
 use http_body::{Body, Frame};
 use pin_project_lite::pin_project;
 
 use crate::Event;
-
-/// The error type of the bodies in this crate.
-pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
+use crate::event_stream::insert_headers;
 
 /// An item of an event stream: an [`Event`], or a `Result` whose error ends the stream.
 ///
@@ -161,60 +158,5 @@ where
 
     fn is_end_stream(&self) -> bool {
         self.done
-    }
-}
-
-const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
-
-/// Writes the headers of an event stream: all of them, or with `only_missing` those a
-/// handler did not set.
-pub(crate) fn insert_headers(headers: &mut HeaderMap, only_missing: bool) {
-    let mut put = |name: HeaderName, value: &'static str| {
-        if !only_missing || !headers.contains_key(&name) {
-            headers.insert(name, HeaderValue::from_static(value));
-        }
-    };
-    put(CONTENT_TYPE, "text/event-stream");
-    put(CACHE_CONTROL, "no-cache, no-transform");
-    put(X_ACCEL_BUFFERING, "no");
-    put(CONTENT_ENCODING, "identity");
-}
-
-/// Whether a response is an event stream: status 200 and `Content-Type:
-/// text/event-stream` (parameters allowed).
-pub(crate) fn is_event_stream<B>(response: &Response<B>) -> bool {
-    response.status() == StatusCode::OK
-        && response
-            .headers()
-            .get(CONTENT_TYPE)
-            .is_some_and(|value| is_event_stream_type(value.as_bytes()))
-}
-
-/// Whether a media type (or a list of them, as in `Accept`) names `text/event-stream`.
-pub(crate) fn is_event_stream_type(value: &[u8]) -> bool {
-    const TYPE: &[u8] = b"text/event-stream";
-    value
-        .split(|b| *b == b',')
-        .map(|part| {
-            part.split(|b| *b == b';')
-                .next()
-                .unwrap_or_default()
-                .trim_ascii()
-        })
-        .any(|media| media.eq_ignore_ascii_case(TYPE))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn media_types_are_matched_without_case_or_parameters() {
-        assert!(is_event_stream_type(b"text/event-stream"));
-        assert!(is_event_stream_type(b"Text/Event-Stream; charset=utf-8"));
-        assert!(is_event_stream_type(b"text/html, text/event-stream;q=0.9"));
-        assert!(!is_event_stream_type(b"text/event-streams"));
-        assert!(!is_event_stream_type(b"text/plain"));
-        assert!(!is_event_stream_type(b""));
     }
 }

@@ -85,9 +85,12 @@ pub fn last_event_id()
         .and(query)
         .map(
             |layer: Option<LastEventId>, header: Option<HeaderValue>, query: Option<String>| {
-                layer.or_else(|| {
-                    LastEventId::read(header.as_ref(), query.as_deref(), Some("lastEventId"))
-                })
+                LastEventId::read(
+                    layer.as_ref(),
+                    header.as_ref(),
+                    query.as_deref(),
+                    Some(LastEventId::QUERY_PARAM),
+                )
             },
         )
 }

@@ -29,7 +29,8 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
-use tower_sse::{EndReason, Event, SseBody, SseLayer, StreamEnd};
+use tower_sse::layer::ResponseBody;
+use tower_sse::{EndReason, Event, SseLayer, StreamEnd};
 
 /// The upstream stream.
 const UPSTREAM: &str = "\u{FEFF}data: one\r\n\r\n\
@@ -173,7 +174,7 @@ fn layer(heartbeat: Duration) -> (SseLayer, mpsc::UnboundedReceiver<EndReason>) 
 }
 
 /// The layer's body around `body`, as a service under `layer` answers.
-async fn layered<B>(layer: SseLayer, body: B) -> SseBody<B>
+async fn layered<B>(layer: SseLayer, body: B) -> ResponseBody<B>
 where
     B: Body<Data = Bytes, Error = Infallible> + Send + 'static,
 {
@@ -191,7 +192,7 @@ where
         .into_body()
 }
 
-async fn collect<B>(mut body: SseBody<B>) -> Vec<Bytes>
+async fn collect<B>(mut body: ResponseBody<B>) -> Vec<Bytes>
 where
     B: Body<Data = Bytes, Error = Infallible> + Unpin,
 {

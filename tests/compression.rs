@@ -58,7 +58,7 @@ use tokio_util::sync::CancellationToken;
 use tower::{ServiceBuilder, service_fn};
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::SizeAbove;
-use tower_sse::{Compression, EndReason, Event, Sse, SseLayer};
+use tower_sse::{EndReason, Event, Sse, SseLayer, StreamCompression};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -355,7 +355,7 @@ fn noise(len: usize, seed: u64) -> String {
 #[tokio::test]
 async fn every_frame_decodes_at_once_into_exactly_its_events() {
     let (server, mut senders) =
-        channel_server(SseLayer::new().compression(Compression::new())).await;
+        channel_server(SseLayer::new().compression(StreamCompression::new())).await;
     for codec in CODECS {
         for http2 in [false, true] {
             let response = open(server.addr, codec, http2).await;
@@ -417,7 +417,7 @@ async fn heartbeats_decode_to_empty_comments() {
         // Three heartbeats would otherwise be the stall timeout: a busy test is no
         // stalled client.
         .no_stall_timeout()
-        .compression(Compression::new());
+        .compression(StreamCompression::new());
     let (server, mut senders) = channel_server(layer).await;
     for codec in CODECS {
         for http2 in [false, true] {
@@ -460,7 +460,7 @@ async fn heartbeats_decode_to_empty_comments() {
 async fn a_batched_group_decodes_to_exactly_its_events() {
     let layer = SseLayer::new()
         .batch_delay(Duration::from_millis(20))
-        .compression(Compression::new());
+        .compression(StreamCompression::new());
     let (server, mut senders) = channel_server(layer).await;
     for codec in CODECS {
         for http2 in [false, true] {
@@ -490,7 +490,7 @@ async fn an_event_larger_than_the_window_and_the_frame_decodes_whole() {
     // only further apart than the window.
     let layer = SseLayer::new()
         .max_frame_size(16 * 1024)
-        .compression(Compression::new().window(1024));
+        .compression(StreamCompression::new().window(1024));
     let (server, mut senders) = channel_server(layer).await;
     let block = noise(3000, 7);
     let big_data: String = (0..100)
@@ -541,7 +541,7 @@ async fn every_way_a_stream_ends_writes_a_complete_compressed_stream() {
         SseLayer::new()
             .graceful_shutdown(shutdown.clone())
             .shutdown_event(bye.clone())
-            .compression(Compression::new()),
+            .compression(StreamCompression::new()),
     );
     let (server, mut senders) = channel_server(layer).await;
     // Each codec over HTTP/1.1 then HTTP/2: a stream that finishes, then one that fails.
@@ -645,9 +645,15 @@ async fn behind_compression_layer(sse: SseLayer) -> (TestServer, mpsc::Unbounded
 
 #[tokio::test]
 async fn an_outer_compression_layer_leaves_the_stream_compressed_once() {
-    let all = Compression::new();
-    let only_gzip = Compression::new().zstd(false).br(false).deflate(false);
-    let only_zstd = Compression::new().gzip(false).br(false).deflate(false);
+    let all = StreamCompression::new();
+    let only_gzip = StreamCompression::new()
+        .zstd(false)
+        .br(false)
+        .deflate(false);
+    let only_zstd = StreamCompression::new()
+        .gzip(false)
+        .br(false)
+        .deflate(false);
     let browser = "gzip, deflate, br, zstd";
     // (the SseLayer's compression, Accept-Encoding, the stream's encoding)
     let cases = [
@@ -720,7 +726,7 @@ async fn an_outer_compression_layer_leaves_the_stream_compressed_once() {
 
 #[tokio::test]
 async fn a_hostile_accept_encoding_gets_identity_without_error() {
-    let (layer, mut reports) = reporting(SseLayer::new().compression(Compression::new()));
+    let (layer, mut reports) = reporting(SseLayer::new().compression(StreamCompression::new()));
     let (server, mut senders) = channel_server(layer).await;
     let value = |text: &str| HeaderValue::from_str(text).unwrap();
     let unknown = |n: usize| {
@@ -869,7 +875,7 @@ async fn a_client_that_leaves_mid_frame_is_reported_as_client_gone() {
     let (layer, mut reports) = reporting(
         SseLayer::new()
             .no_heartbeat()
-            .compression(Compression::new()),
+            .compression(StreamCompression::new()),
     );
     let (server, mut senders) = channel_server(layer).await;
     // 512 KB that compress little: each codec's frame is hundreds of kilobytes.
@@ -1026,7 +1032,7 @@ struct App {
 /// `/`, the page (`tests/browser/compression.html`), and `/events`, an event stream
 /// from the test through an `SseLayer` with `compression` (no heartbeats, so that each
 /// event is one frame), recorded by a [`Tee`].
-fn browser_app(compression: Option<Compression>) -> App {
+fn browser_app(compression: Option<StreamCompression>) -> App {
     let (streams_tx, streams) = mpsc::unbounded_channel();
     let (wire_tx, wire) = mpsc::unbounded_channel();
     let mut sse = SseLayer::new().no_heartbeat();
@@ -1036,7 +1042,7 @@ fn browser_app(compression: Option<Compression>) -> App {
     let events = ServiceBuilder::new()
         .map_response(move |response: Response<_>| {
             let wire = wire_tx.clone();
-            response.map(|body: tower_sse::SseBody<_>| Tee {
+            response.map(|body: tower_sse::layer::ResponseBody<_>| Tee {
                 inner: body.map_err(Into::into).boxed(),
                 wire,
             })
@@ -1119,7 +1125,7 @@ struct StreamTiming {
 /// events so far after each one, and into the whole stream at its end.
 async fn chromium_lock_step(codec: Option<&'static str>) {
     let compression = codec.map(|codec| {
-        Compression::new()
+        StreamCompression::new()
             .gzip(codec == "gzip")
             .deflate(codec == "deflate")
             .br(codec == "br")
@@ -1443,7 +1449,7 @@ impl Drop for Nginx {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_passes_each_compressed_event_live() {
-    let (layer, mut reports) = reporting(SseLayer::new().compression(Compression::new()));
+    let (layer, mut reports) = reporting(SseLayer::new().compression(StreamCompression::new()));
     let (server, mut senders) = channel_server(layer).await;
     // `/`: all of nginx's defaults, `proxy_pass` alone: HTTP/1.0 upstream, so the
     // stream comes back close-delimited (no chunks), and buffering on, which the

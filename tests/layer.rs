@@ -898,7 +898,7 @@ async fn other_responses_pass_through_untouched() {
 }
 
 /// The body of the layer's response to one request, for tests that poll it directly.
-async fn layered<S, F>(layer: SseLayer, events: F) -> tower_sse::SseBody<Sse<S>>
+async fn layered<S, F>(layer: SseLayer, events: F) -> tower_sse::layer::ResponseBody<Sse<S>>
 where
     S: futures_util::Stream<Item = Event>,
     F: Fn() -> S,

@@ -17,9 +17,10 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
-use tower_sse::{EndReason, Event, Sse, SseBody, SseLayer, StreamEnd};
+use tower_sse::layer::ResponseBody;
+use tower_sse::{EndReason, Event, Sse, SseLayer, StreamEnd};
 
-type Body = SseBody<Sse<UnboundedReceiverStream<Event>>>;
+type Body = ResponseBody<Sse<UnboundedReceiverStream<Event>>>;
 
 fn paused_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

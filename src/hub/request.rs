@@ -126,7 +126,8 @@ impl Hub {
     /// Subscribes as the request asks: topics from the query (`?topic=a&topic=b`, the
     /// parameter set by [`HubBuilder::topic_param`](super::HubBuilder::topic_param)),
     /// resumed from the [`LastEventId`] that [`SseLayer`](crate::SseLayer) put in the
-    /// request's extensions (or, without the layer, from the `Last-Event-ID` header).
+    /// request's extensions (or, without the layer, read as the layer reads it: the
+    /// `Last-Event-ID` header, else the `lastEventId` query parameter).
     ///
     /// A request that names no topic, an empty topic (`?topic=`), a topic that is not
     /// UTF-8, more topics than
@@ -196,15 +197,13 @@ impl Hub {
         if let Some(authorize) = &config.authorize {
             authorize.check(&names, &parts())?;
         }
-        let read;
-        let last_event_id = match head.extensions.get::<LastEventId>() {
-            Some(id) => Some(id),
-            None => {
-                read = LastEventId::read(head.headers.get(LastEventId::HEADER), None, None);
-                read.as_ref()
-            }
-        };
-        Ok(self.inner.subscribe(names, last_event_id))
+        let last_event_id = LastEventId::read(
+            head.extensions.get(),
+            head.headers.get(LastEventId::HEADER),
+            head.uri.query(),
+            Some(LastEventId::QUERY_PARAM),
+        );
+        Ok(self.inner.subscribe(names, last_event_id.as_ref()))
     }
 }
 

@@ -95,9 +95,9 @@ pub struct Settings {
     pub compression: Option<(Codec, Setting)>,
 }
 
-/// `Compression` with `codec` alone, at `setting`.
-fn compression(codec: Codec, setting: Setting) -> tower_sse::Compression {
-    let only = tower_sse::Compression::new()
+/// `StreamCompression` with `codec` alone, at `setting`.
+fn compression(codec: Codec, setting: Setting) -> tower_sse::StreamCompression {
+    let only = tower_sse::StreamCompression::new()
         .gzip(codec == Codec::Gzip)
         .deflate(codec == Codec::Deflate)
         .br(codec == Codec::Br)

@@ -1,12 +1,13 @@
-//! Compressed event streams that stay live: each frame is compressed and flushed, so
-//! the client decodes every event the moment it arrives.
+//! [`StreamCompression`]: compressed event streams that stay live (each frame is
+//! compressed and flushed, so the client decodes every event the moment it arrives),
+//! and the codec each request is answered with.
 
-use std::fmt;
 use std::io;
 
-use bytes::Bytes;
 use http::HeaderMap;
 use http::header::ACCEPT_ENCODING;
+
+use super::stream::Encoder;
 
 /// Compression of event streams, negotiated from each request's `Accept-Encoding`, with
 /// a flush at every frame: given to [`SseLayer::compression`](crate::SseLayer::compression).
@@ -18,6 +19,11 @@ use http::header::ACCEPT_ENCODING;
 /// same field names in every JSON event) still compresses across frames: each stream
 /// has its own compressor and window.
 ///
+/// It is not tower-http's `Compression` (the service of its `CompressionLayer`), and
+/// the two can be imported side by side: that one compresses whole responses and
+/// leaves an event stream alone, since the stream already says `Content-Encoding`
+/// (`identity`, or the codec chosen here).
+///
 /// Codecs come with cargo features: `compression-gzip`, `compression-deflate`,
 /// `compression-br`, `compression-zstd` (or `compression-full` for all four). A request
 /// is answered with the codec it accepts with the highest `q`; ties go to zstd, then
@@ -27,7 +33,7 @@ use http::header::ACCEPT_ENCODING;
 /// uncompressed.
 ///
 /// Memory is the cost: each compressed stream holds its compressor's state for as long
-/// as it is open. [`window`](Compression::window) and [`level`](Compression::level) set
+/// as it is open. [`window`](StreamCompression::window) and [`level`](StreamCompression::level) set
 /// it. Measured per active stream above an uncompressed one, at the defaults: zstd
 /// about 150 KiB, gzip and deflate about 216 KiB, br about 550 KiB; with
 /// `window(1024).level(1)`: zstd about 45 KiB, br about 10 KiB, gzip and deflate still
@@ -35,12 +41,12 @@ use http::header::ACCEPT_ENCODING;
 /// table before turning this on for many thousands of streams.
 ///
 /// ```
-/// use tower_sse::{Compression, SseLayer};
+/// use tower_sse::{StreamCompression, SseLayer};
 ///
-/// let layer = SseLayer::new().compression(Compression::new().window(4096).level(3));
+/// let layer = SseLayer::new().compression(StreamCompression::new().window(4096).level(3));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Compression {
+pub struct StreamCompression {
     codecs: [bool; CODECS],
     level: u8,
     window_bits: u8,
@@ -89,20 +95,20 @@ impl Codec {
     }
 }
 
-impl Default for Compression {
+impl Default for StreamCompression {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Compression {
+impl StreamCompression {
     /// Every codec this build has, at level 3 with an 8 KiB window.
     ///
     /// ```
-    /// let compression = tower_sse::Compression::new();
+    /// let compression = tower_sse::StreamCompression::new();
     /// ```
     pub fn new() -> Self {
-        Compression {
+        StreamCompression {
             codecs: ORDER.map(Codec::built),
             level: 3,
             window_bits: 13,
@@ -113,7 +119,7 @@ impl Compression {
     /// and zstd, and brotli's quality scaled to its 0 to 11. Values outside are clamped.
     ///
     /// ```
-    /// let compression = tower_sse::Compression::new().level(1);
+    /// let compression = tower_sse::StreamCompression::new().level(1);
     /// ```
     pub fn level(mut self, level: u8) -> Self {
         self.level = level.clamp(1, 9);
@@ -125,7 +131,7 @@ impl Compression {
     /// larger window finds more repetition and holds more memory per stream.
     ///
     /// ```
-    /// let compression = tower_sse::Compression::new().window(16 * 1024);
+    /// let compression = tower_sse::StreamCompression::new().window(16 * 1024);
     /// ```
     pub fn window(mut self, bytes: usize) -> Self {
         let bits = usize::BITS - 1 - bytes.max(1).leading_zeros();
@@ -136,7 +142,7 @@ impl Compression {
     /// Turns gzip on or off (it needs the `compression-gzip` feature to be on).
     ///
     /// ```
-    /// let compression = tower_sse::Compression::new().gzip(false);
+    /// let compression = tower_sse::StreamCompression::new().gzip(false);
     /// ```
     pub fn gzip(self, on: bool) -> Self {
         self.with(Codec::Gzip, on)
@@ -145,7 +151,7 @@ impl Compression {
     /// Turns deflate (zlib) on or off (it needs the `compression-deflate` feature).
     ///
     /// ```
-    /// let compression = tower_sse::Compression::new().deflate(false);
+    /// let compression = tower_sse::StreamCompression::new().deflate(false);
     /// ```
     pub fn deflate(self, on: bool) -> Self {
         self.with(Codec::Deflate, on)
@@ -154,7 +160,7 @@ impl Compression {
     /// Turns brotli on or off (it needs the `compression-br` feature).
     ///
     /// ```
-    /// let compression = tower_sse::Compression::new().br(false);
+    /// let compression = tower_sse::StreamCompression::new().br(false);
     /// ```
     pub fn br(self, on: bool) -> Self {
         self.with(Codec::Brotli, on)
@@ -163,7 +169,7 @@ impl Compression {
     /// Turns zstd on or off (it needs the `compression-zstd` feature).
     ///
     /// ```
-    /// let compression = tower_sse::Compression::new().zstd(false);
+    /// let compression = tower_sse::StreamCompression::new().zstd(false);
     /// ```
     pub fn zstd(self, on: bool) -> Self {
         self.with(Codec::Zstd, on)
@@ -229,6 +235,7 @@ impl Compression {
         best.map(|(codec, _)| codec)
     }
 
+    /// A compressor for one stream, with these settings.
     pub(crate) fn encoder(&self, codec: Codec) -> io::Result<Encoder> {
         Encoder::new(codec, self.level, self.window_bits)
     }
@@ -256,174 +263,13 @@ fn parse_q(value: &str) -> Option<u16> {
     Some(thousandths)
 }
 
-/// One stream's compressor.
-pub(crate) struct Encoder {
-    codec: Codec,
-    inner: Inner,
-}
-
-enum Inner {
-    /// Never made: keeps the type when no codec is built.
-    #[allow(dead_code)]
-    Off(std::convert::Infallible),
-    #[cfg(any(feature = "compression-gzip", feature = "compression-deflate"))]
-    Flate(Box<flate2::Compress>),
-    #[cfg(feature = "compression-br")]
-    Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),
-    #[cfg(feature = "compression-zstd")]
-    Zstd(Box<zstd::stream::write::Encoder<'static, Vec<u8>>>),
-}
-
-impl Encoder {
-    #[cfg_attr(
-        not(any(
-            feature = "compression-gzip",
-            feature = "compression-deflate",
-            feature = "compression-br",
-            feature = "compression-zstd"
-        )),
-        allow(unreachable_code, unused_variables)
-    )]
-    fn new(codec: Codec, level: u8, window_bits: u8) -> io::Result<Self> {
-        let inner = match codec {
-            #[cfg(feature = "compression-gzip")]
-            Codec::Gzip => Inner::Flate(Box::new(flate2::Compress::new_gzip(
-                flate2::Compression::new(u32::from(level)),
-                window_bits,
-            ))),
-            #[cfg(feature = "compression-deflate")]
-            Codec::Deflate => Inner::Flate(Box::new(flate2::Compress::new_with_window_bits(
-                flate2::Compression::new(u32::from(level)),
-                true,
-                window_bits,
-            ))),
-            #[cfg(feature = "compression-br")]
-            Codec::Brotli => {
-                let params = brotli::enc::BrotliEncoderParams {
-                    quality: (i32::from(level) * 11 + 4) / 9,
-                    lgwin: i32::from(window_bits),
-                    ..Default::default()
-                };
-                Inner::Brotli(Box::new(brotli::CompressorWriter::with_params(
-                    Vec::new(),
-                    4096,
-                    &params,
-                )))
-            }
-            #[cfg(feature = "compression-zstd")]
-            Codec::Zstd => {
-                let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), i32::from(level))?;
-                encoder.window_log(u32::from(window_bits))?;
-                // Tables sized from the window, not from the level: what a stream holds
-                // follows the window chosen (level 3 alone keeps tables for a large input).
-                encoder.set_parameter(zstd::zstd_safe::CParameter::HashLog(
-                    u32::from(window_bits) + 1,
-                ))?;
-                encoder.set_parameter(zstd::zstd_safe::CParameter::ChainLog(u32::from(
-                    window_bits,
-                )))?;
-                Inner::Zstd(Box::new(encoder))
-            }
-            #[allow(unreachable_patterns)]
-            _ => {
-                return Err(io::Error::other(format!(
-                    "{} is not built in",
-                    codec.token()
-                )));
-            }
-        };
-        Ok(Encoder { codec, inner })
-    }
-
-    /// `data` compressed and flushed: everything the client needs to decode it.
-    #[cfg_attr(
-        not(any(
-            feature = "compression-gzip",
-            feature = "compression-deflate",
-            feature = "compression-br",
-            feature = "compression-zstd"
-        )),
-        allow(unused_variables)
-    )]
-    pub(crate) fn compress(&mut self, data: &[u8]) -> io::Result<Bytes> {
-        match &mut self.inner {
-            Inner::Off(never) => match *never {},
-            #[cfg(any(feature = "compression-gzip", feature = "compression-deflate"))]
-            Inner::Flate(compress) => flate(compress, data, flate2::FlushCompress::Sync),
-            #[cfg(feature = "compression-br")]
-            Inner::Brotli(writer) => {
-                use std::io::Write;
-                writer.write_all(data)?;
-                writer.flush()?;
-                Ok(Bytes::from(std::mem::take(writer.get_mut())))
-            }
-            #[cfg(feature = "compression-zstd")]
-            Inner::Zstd(encoder) => {
-                use std::io::Write;
-                encoder.write_all(data)?;
-                encoder.flush()?;
-                Ok(Bytes::from(std::mem::take(encoder.get_mut())))
-            }
-        }
-    }
-
-    /// The end of the compressed stream (gzip's trailer, say).
-    pub(crate) fn finish(self) -> io::Result<Bytes> {
-        match self.inner {
-            Inner::Off(never) => match never {},
-            #[cfg(any(feature = "compression-gzip", feature = "compression-deflate"))]
-            Inner::Flate(mut compress) => flate(&mut compress, &[], flate2::FlushCompress::Finish),
-            #[cfg(feature = "compression-br")]
-            Inner::Brotli(writer) => Ok(Bytes::from(writer.into_inner())),
-            #[cfg(feature = "compression-zstd")]
-            Inner::Zstd(encoder) => Ok(Bytes::from(encoder.finish()?)),
-        }
-    }
-}
-
-/// Compresses `input` with flate2's `Compress`, then flushes as `flush` says, growing the
-/// output until the flush is complete.
-#[cfg(any(feature = "compression-gzip", feature = "compression-deflate"))]
-fn flate(
-    compress: &mut flate2::Compress,
-    input: &[u8],
-    flush: flate2::FlushCompress,
-) -> io::Result<Bytes> {
-    let mut out = Vec::with_capacity(input.len() / 2 + 64);
-    let mut consumed = 0;
-    loop {
-        let before = compress.total_in();
-        let status = compress
-            .compress_vec(&input[consumed..], &mut out, flush)
-            .map_err(io::Error::other)?;
-        consumed += (compress.total_in() - before) as usize;
-        let finished = match flush {
-            flate2::FlushCompress::Finish => status == flate2::Status::StreamEnd,
-            // A flush is complete once the compressor leaves room in the output.
-            _ => consumed == input.len() && out.len() < out.capacity(),
-        };
-        if finished {
-            return Ok(Bytes::from(out));
-        }
-        out.reserve(out.capacity().max(64));
-    }
-}
-
-impl fmt::Debug for Encoder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Encoder")
-            .field("codec", &self.codec)
-            .finish_non_exhaustive()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use http::HeaderValue;
 
     use super::*;
 
-    fn pick(compression: &Compression, accept: &str) -> Option<&'static str> {
+    fn pick(compression: &StreamCompression, accept: &str) -> Option<&'static str> {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT_ENCODING, HeaderValue::from_str(accept).unwrap());
         compression.negotiate(&headers).map(Codec::token)
@@ -443,9 +289,9 @@ mod tests {
 
     #[test]
     fn the_accepted_codec_with_the_highest_q_wins() {
-        let all = Compression {
+        let all = StreamCompression {
             codecs: [true; CODECS],
-            ..Compression::new()
+            ..StreamCompression::new()
         };
         assert_eq!(pick(&all, "gzip, deflate, br, zstd"), Some("zstd"));
         assert_eq!(pick(&all, "gzip;q=0.5, deflate;q=0.9"), Some("deflate"));
@@ -472,9 +318,9 @@ mod tests {
 
     #[test]
     fn a_hostile_header_costs_bounded_work_and_falls_back() {
-        let all = Compression {
+        let all = StreamCompression {
             codecs: [true; CODECS],
-            ..Compression::new()
+            ..StreamCompression::new()
         };
         let many = format!("{}gzip", "x-unknown;q=0.5, ".repeat(10_000));
         assert_eq!(pick(&all, &many), None);
@@ -484,9 +330,9 @@ mod tests {
 
     #[test]
     fn the_window_is_a_power_of_two_in_range() {
-        assert_eq!(Compression::new().window(1).window_bits, 10);
-        assert_eq!(Compression::new().window(4096).window_bits, 12);
-        assert_eq!(Compression::new().window(5000).window_bits, 12);
-        assert_eq!(Compression::new().window(1 << 20).window_bits, 15);
+        assert_eq!(StreamCompression::new().window(1).window_bits, 10);
+        assert_eq!(StreamCompression::new().window(4096).window_bits, 12);
+        assert_eq!(StreamCompression::new().window(5000).window_bits, 12);
+        assert_eq!(StreamCompression::new().window(1 << 20).window_bits, 15);
     }
 }

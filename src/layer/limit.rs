@@ -1,37 +1,14 @@
-//! A cap on concurrent event streams, per server and per client address.
-//!
-//! # Why not tower's `ConcurrencyLimit`
-//!
-//! tower's [`ConcurrencyLimitLayer`] (and `GlobalConcurrencyLimitLayer`) hold a permit
-//! while the *response future* runs. An SSE response future completes as soon as the
-//! headers are ready; the stream then lives on in the response body, for hours. So those
-//! layers count nothing that matters here, and a request over their limit waits in
-//! `poll_ready` instead of being answered. [`StreamLimit`] counts open response
-//! *bodies*: the place moves into the [`SseBody`](crate::SseBody) and is released when
-//! the stream ends, the client goes away, or the server shuts down.
-//!
-//! tower's own layers that do fit an SSE endpoint:
-//!
-//! - `tower::limit::RateLimitLayer` or a load-shedding stack in front of the endpoint
-//!   bounds the *rate* of new connections, which matters after a restart when every
-//!   browser reconnects at once.
-//! - `tower_http::cors::CorsLayer` goes *outside* [`SseLayer`](crate::SseLayer), and
-//!   answers preflight requests itself.
-//! - `tower_http::timeout::TimeoutLayer` bounds only the time to the headers; it never
-//!   cuts a stream short. `ResponseBodyTimeoutLayer` ends a body that yields nothing for
-//!   its timeout: keep that above the heartbeat interval, or it ends idle streams.
-//!
-//! [`ConcurrencyLimitLayer`]: https://docs.rs/tower/latest/tower/limit/struct.ConcurrencyLimitLayer.html
+//! [`StreamLimit`]: a cap on concurrent event streams, per server and per client
+//! address.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::request::Parts;
 
+use super::stream::{Counts, Scope, StreamPermit};
 use crate::Refusal;
 
 /// Picks the address a request is counted under for [`StreamLimit::per_client`].
@@ -61,6 +38,29 @@ type ClientKey = Arc<dyn Fn(&Parts) -> Option<IpAddr> + Send + Sync>;
 /// let layer = SseLayer::new().limit(limit.clone());
 /// assert_eq!(limit.open_streams(), 0);
 /// ```
+///
+/// # Why not tower's `ConcurrencyLimit`
+///
+/// tower's [`ConcurrencyLimitLayer`] (and `GlobalConcurrencyLimitLayer`) hold a permit
+/// while the *response future* runs. An SSE response future completes as soon as the
+/// headers are ready; the stream then lives on in the response body, for hours. So those
+/// layers count nothing that matters here, and a request over their limit waits in
+/// `poll_ready` instead of being answered. [`StreamLimit`] counts open response
+/// *bodies*: the place moves into the [`ResponseBody`](crate::layer::ResponseBody) and is released when
+/// the stream ends, the client goes away, or the server shuts down.
+///
+/// tower's own layers that do fit an SSE endpoint:
+///
+/// - `tower::limit::RateLimitLayer` or a load-shedding stack in front of the endpoint
+///   bounds the *rate* of new connections, which matters after a restart when every
+///   browser reconnects at once.
+/// - `tower_http::cors::CorsLayer` goes *outside* [`SseLayer`](crate::SseLayer), and
+///   answers preflight requests itself.
+/// - `tower_http::timeout::TimeoutLayer` bounds only the time to the headers; it never
+///   cuts a stream short. `ResponseBodyTimeoutLayer` ends a body that yields nothing for
+///   its timeout: keep that above the heartbeat interval, or it ends idle streams.
+///
+/// [`ConcurrencyLimitLayer`]: https://docs.rs/tower/latest/tower/limit/struct.ConcurrencyLimitLayer.html
 #[derive(Clone)]
 pub struct StreamLimit {
     max: usize,
@@ -69,14 +69,6 @@ pub struct StreamLimit {
     retry_in_stream: bool,
     client_key: Option<ClientKey>,
     counts: Arc<Counts>,
-}
-
-#[derive(Debug, Default)]
-struct Counts {
-    open: AtomicUsize,
-    refused: AtomicU64,
-    /// Open streams per client address; an address leaves the map at zero.
-    clients: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl StreamLimit {
@@ -166,37 +158,10 @@ impl StreamLimit {
     /// Takes a permit for one stream from `client` (when known), or says which cap is
     /// reached. The stream counts as open until the permit is dropped.
     pub(crate) fn try_acquire(&self, client: Option<IpAddr>) -> Result<StreamPermit, LimitReached> {
-        let counts = &self.counts;
-        let taken = counts
-            .open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
-                (open < self.max).then_some(open + 1)
-            });
-        if taken.is_err() {
-            return Err(self.reached(Scope::Server { max: self.max }));
-        }
-        let mut permit = StreamPermit {
-            counts: counts.clone(),
-            client: None,
-        };
-        if let (Some(max), Some(addr)) = (self.per_client, client) {
-            let mut clients = counts
-                .clients
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let open = clients.entry(addr).or_insert(0);
-            if *open >= max {
-                if *open == 0 {
-                    clients.remove(&addr);
-                }
-                drop(clients);
-                drop(permit);
-                return Err(self.reached(Scope::Client { addr, max }));
-            }
-            *open += 1;
-            permit.client = Some(addr);
-        }
-        Ok(permit)
+        let per_client = self.per_client.zip(client);
+        self.counts
+            .acquire(self.max, per_client)
+            .map_err(|scope| self.reached(scope))
     }
 
     /// The client the request whose head is `parts` counts under, found as
@@ -216,7 +181,6 @@ impl StreamLimit {
     }
 
     fn reached(&self, scope: Scope) -> LimitReached {
-        self.counts.refused.fetch_add(1, Ordering::Relaxed);
         let reached = LimitReached {
             scope,
             retry_after: self.retry_after,
@@ -233,7 +197,7 @@ impl StreamLimit {
     /// assert_eq!(limit.open_streams(), 0);
     /// ```
     pub fn open_streams(&self) -> usize {
-        self.counts.open.load(Ordering::Acquire)
+        self.counts.open()
     }
 
     /// The streams open now from `client`, when a per-client cap is set.
@@ -244,12 +208,7 @@ impl StreamLimit {
     /// assert_eq!(limit.open_streams_from(IpAddr::V6(Ipv6Addr::LOCALHOST)), 0);
     /// ```
     pub fn open_streams_from(&self, client: IpAddr) -> usize {
-        let clients = self
-            .counts
-            .clients
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        clients.get(&client).copied().unwrap_or(0)
+        self.counts.open_from(client)
     }
 
     /// How many streams were refused so far, for metrics.
@@ -259,7 +218,7 @@ impl StreamLimit {
     /// assert_eq!(limit.refused(), 0);
     /// ```
     pub fn refused(&self) -> u64 {
-        self.counts.refused.load(Ordering::Relaxed)
+        self.counts.refused()
     }
 }
 
@@ -271,49 +230,9 @@ impl fmt::Debug for StreamLimit {
             .field("retry_after", &self.retry_after)
             .field("retry_in_stream", &self.retry_in_stream)
             .field("client_key", &self.client_key.as_ref().map(|_| ".."))
-            .field("open", &self.counts.open)
+            .field("open", &self.counts.open())
             .finish_non_exhaustive()
     }
-}
-
-/// One open stream counted by a [`StreamLimit`]; dropping it frees the place.
-pub(crate) struct StreamPermit {
-    counts: Arc<Counts>,
-    client: Option<IpAddr>,
-}
-
-impl Drop for StreamPermit {
-    fn drop(&mut self) {
-        if let Some(addr) = self.client {
-            let mut clients = self
-                .counts
-                .clients
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(open) = clients.get_mut(&addr) {
-                *open -= 1;
-                if *open == 0 {
-                    clients.remove(&addr);
-                }
-            }
-        }
-        self.counts.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl fmt::Debug for StreamPermit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StreamPermit")
-            .field("client", &self.client)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Which cap refused a stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Scope {
-    Server { max: usize },
-    Client { addr: IpAddr, max: usize },
 }
 
 /// A [`StreamLimit`] refused a stream: the server, or this client, has as many open as

@@ -1,174 +1,12 @@
-//! One server-sent event, encoded once into [`Bytes`].
-
-use std::fmt;
-use std::time::Duration;
+//! [`EventBuilder`]: an [`Event`] encoded field by field, as each is given.
 
 use std::cell::Cell;
+use std::time::Duration;
 
 use bytes::Bytes;
 
-/// One event of a `text/event-stream`, already encoded as the bytes of its frame.
-///
-/// An `Event` is built once and then only moved or cloned: the frame lives in a
-/// reference-counted [`Bytes`], so sending the same event to many clients costs one
-/// reference-count increment per client, never a second encoding or a copy.
-///
-/// Build one with [`Event::builder`], or with the shortcuts [`Event::data`],
-/// [`Event::comment`] and (with the `json` feature) [`Event::json`].
-///
-/// Every frame reads back, with a parser that follows the HTML standard, as exactly the
-/// event that was built: the builder refuses an event type or id that would start a new
-/// field or a new event, and it splits data and comments at every line break.
-///
-/// ```
-/// use tower_sse::Event;
-///
-/// let event = Event::builder()
-///     .event("position")
-///     .id("42")
-///     .data("first line\nsecond line")
-///     .build()?;
-/// assert_eq!(
-///     event.as_bytes().as_ref(),
-///     b"event: position\nid: 42\ndata: first line\ndata: second line\n\n"
-/// );
-/// # Ok::<(), tower_sse::EventError>(())
-/// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Event {
-    frame: Bytes,
-}
-
-impl Event {
-    /// Starts building an event.
-    ///
-    /// ```
-    /// let event = tower_sse::Event::builder().event("tick").data("1").build()?;
-    /// # Ok::<(), tower_sse::EventError>(())
-    /// ```
-    pub fn builder() -> EventBuilder {
-        EventBuilder::new()
-    }
-
-    /// An event of the default type (`message`) carrying `data`.
-    ///
-    /// Data cannot be refused: every line break in it (CRLF, LF or a lone CR) ends one
-    /// `data:` line, and an empty string still writes one `data:` line so the browser
-    /// fires an event with empty data.
-    ///
-    /// ```
-    /// let event = tower_sse::Event::data("hello\r\nworld");
-    /// assert_eq!(event.as_bytes().as_ref(), b"data: hello\ndata: world\n\n");
-    /// ```
-    pub fn data(data: &str) -> Event {
-        if memchr::memchr2(b'\n', b'\r', data.as_bytes()).is_none() {
-            // One line: the exact size is known, so one allocation, no scratch.
-            let mut frame = Vec::with_capacity(data.len() + 8);
-            write_line(&mut frame, b"data", data.as_bytes());
-            frame.push(b'\n');
-            return Event {
-                frame: Bytes::from(frame),
-            };
-        }
-        Event::builder()
-            .data(data)
-            .build()
-            .expect("data cannot be refused")
-    }
-
-    /// A frame holding only a comment, which clients ignore: useful as a heartbeat.
-    ///
-    /// A comment with line breaks becomes several comment lines.
-    ///
-    /// ```
-    /// let event = tower_sse::Event::comment("keep\nalive");
-    /// assert_eq!(event.as_bytes().as_ref(), b": keep\n: alive\n\n");
-    /// ```
-    pub fn comment(text: &str) -> Event {
-        Event::builder()
-            .comment(text)
-            .build()
-            .expect("comments cannot be refused")
-    }
-
-    /// An event of the default type whose data is `value` serialized as JSON.
-    ///
-    /// ```
-    /// let event = tower_sse::Event::json(&serde_json::json!({ "lat": 13.69 }))?;
-    /// assert_eq!(event.as_bytes().as_ref(), b"data: {\"lat\":13.69}\n\n");
-    /// # Ok::<(), tower_sse::EventError>(())
-    /// ```
-    #[cfg(feature = "json")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
-    pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Event, EventError> {
-        Event::builder().json_data(value).build()
-    }
-
-    /// The encoded frame, ending with the blank line that dispatches the event.
-    ///
-    /// ```
-    /// assert_eq!(tower_sse::Event::data("x").as_bytes().as_ref(), b"data: x\n\n");
-    /// ```
-    pub fn as_bytes(&self) -> &Bytes {
-        &self.frame
-    }
-
-    /// Takes the encoded frame out of the event.
-    ///
-    /// ```
-    /// let bytes: bytes::Bytes = tower_sse::Event::data("x").into_bytes();
-    /// assert_eq!(bytes.as_ref(), b"data: x\n\n");
-    /// ```
-    pub fn into_bytes(self) -> Bytes {
-        self.frame
-    }
-}
-
-impl Event {
-    /// An event read back from storage as the bytes of its frame, if they are one
-    /// complete frame as this crate writes them: UTF-8, no CR, one blank line, at the end.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn from_stored_frame(frame: Bytes) -> Option<Event> {
-        let valid = std::str::from_utf8(&frame).is_ok()
-            && frame.ends_with(b"\n\n")
-            && !frame.starts_with(b"\n")
-            && memchr::memchr(b'\r', &frame).is_none()
-            && memchr::memmem::find(&frame[..frame.len() - 1], b"\n\n").is_none();
-        valid.then_some(Event { frame })
-    }
-
-    /// The same event with an `id:` line holding `id` added before its final blank line.
-    ///
-    /// Parsers keep the last `id:` of an event, so this id replaces any the event had.
-    /// `id` must be known to hold no CR, LF or NUL (the hub passes numbers). One copy,
-    /// made once per published event, never per subscriber.
-    pub(crate) fn with_trusted_id(&self, id: &str) -> Event {
-        debug_assert!(memchr::memchr3(b'\r', b'\n', 0, id.as_bytes()).is_none());
-        let body = &self.frame[..self.frame.len() - 1];
-        let mut buf = Vec::with_capacity(body.len() + id.len() + 6);
-        buf.extend_from_slice(body);
-        buf.extend_from_slice(b"id: ");
-        buf.extend_from_slice(id.as_bytes());
-        buf.extend_from_slice(b"\n\n");
-        Event {
-            frame: Bytes::from(buf),
-        }
-    }
-}
-
-impl fmt::Debug for Event {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Event")
-            .field(&String::from_utf8_lossy(&self.frame))
-            .finish()
-    }
-}
-
-impl From<Event> for Bytes {
-    fn from(event: Event) -> Bytes {
-        event.frame
-    }
-}
+use super::encode::{write_field, write_lines, write_retry};
+use super::{Event, EventError};
 
 /// Builds an [`Event`], encoding each field as it is given.
 ///
@@ -392,7 +230,7 @@ impl EventBuilder {
                 } else {
                     Bytes::copy_from_slice(&self.buf)
                 };
-                Ok(Event { frame })
+                Ok(Event::from_frame(frame))
             }
         };
         if self.buf.capacity() <= MAX_SCRATCH {
@@ -406,106 +244,6 @@ impl EventBuilder {
             self.error = Some(error);
         }
     }
-}
-
-/// Why an [`EventBuilder`] refused to build an event.
-///
-/// ```
-/// use tower_sse::{Event, EventError};
-///
-/// let err = Event::builder().id("a\nid: forged").data("x").build().unwrap_err();
-/// assert!(matches!(err, EventError::InvalidId));
-/// ```
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum EventError {
-    /// The event type contains CR or LF, which would start another field.
-    InvalidEventType,
-    /// The id contains CR or LF, which would start another field, or NUL, which makes
-    /// clients ignore the id.
-    InvalidId,
-    /// The id is longer than [`LastEventId::MAX_LEN`](crate::LastEventId::MAX_LEN)
-    /// bytes, the longest `Last-Event-ID` the layer reads back.
-    IdTooLong,
-    /// The data could not be serialized as JSON.
-    #[cfg(feature = "json")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
-    Json(serde_json::Error),
-}
-
-impl fmt::Display for EventError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EventError::InvalidEventType => f.write_str("SSE event type contains CR or LF"),
-            EventError::InvalidId => f.write_str("SSE event id contains CR, LF or NUL"),
-            EventError::IdTooLong => write!(
-                f,
-                "SSE event id is longer than {} bytes, the longest Last-Event-ID read back",
-                crate::LastEventId::MAX_LEN
-            ),
-            #[cfg(feature = "json")]
-            EventError::Json(err) => write!(f, "SSE event data could not be serialized: {err}"),
-        }
-    }
-}
-
-impl std::error::Error for EventError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            #[cfg(feature = "json")]
-            EventError::Json(err) => Some(err),
-            _ => None,
-        }
-    }
-}
-
-/// Writes `name: value\n`; `value` is known to hold no line break.
-fn write_field(buf: &mut Vec<u8>, name: &[u8], value: &str) {
-    write_line(buf, name, value.as_bytes());
-}
-
-/// Writes one `name: line` per line of `text`; CRLF, LF and a lone CR each end one line.
-/// An empty `name` writes comment lines.
-fn write_lines(buf: &mut Vec<u8>, name: &[u8], text: &str) {
-    let mut rest = text.as_bytes();
-    // Room for one line and the blank line that ends the frame; more lines grow it.
-    buf.reserve(rest.len() + name.len() + 4);
-    loop {
-        match memchr::memchr2(b'\n', b'\r', rest) {
-            None => {
-                write_line(buf, name, rest);
-                return;
-            }
-            Some(at) => {
-                write_line(buf, name, &rest[..at]);
-                let skip = if rest[at] == b'\r' && rest.get(at + 1) == Some(&b'\n') {
-                    2
-                } else {
-                    1
-                };
-                rest = &rest[at + skip..];
-            }
-        }
-    }
-}
-
-fn write_line(buf: &mut Vec<u8>, name: &[u8], line: &[u8]) {
-    buf.extend_from_slice(name);
-    if line.is_empty() {
-        buf.extend_from_slice(b":\n");
-    } else {
-        buf.extend_from_slice(b": ");
-        buf.extend_from_slice(line);
-        buf.push(b'\n');
-    }
-}
-
-/// Writes `retry: <milliseconds>\n`.
-pub(crate) fn write_retry(buf: &mut Vec<u8>, retry: Duration) {
-    let millis = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX);
-    buf.extend_from_slice(b"retry: ");
-    buf.extend_from_slice(itoa::Buffer::new().format(millis).as_bytes());
-    buf.push(b'\n');
 }
 
 #[cfg(test)]
@@ -628,40 +366,6 @@ mod tests {
             frame(&event),
             "event: เครื่องบิน\nid: ✈️42\ndata: สวัสดี\n\n".as_bytes()
         );
-    }
-
-    #[test]
-    fn trusted_id_is_added_before_the_blank_line() {
-        let event = Event::builder().event("t").data("d").build().unwrap();
-        assert_eq!(
-            frame(&event.with_trusted_id("99")),
-            b"event: t\ndata: d\nid: 99\n\n"
-        );
-    }
-
-    #[test]
-    fn stored_frames_are_taken_only_whole_and_single() {
-        let good = Event::builder().event("t").data("a\nb").build().unwrap();
-        assert_eq!(
-            Event::from_stored_frame(good.as_bytes().clone()),
-            Some(good)
-        );
-        for bad in [
-            &b"data: a\n"[..],
-            b"data: a\n\ndata: b\n\n",
-            b"data: a\r\n\n",
-            b"\n\n",
-            b"data: \xff\n\n",
-        ] {
-            assert_eq!(Event::from_stored_frame(Bytes::copy_from_slice(bad)), None);
-        }
-    }
-
-    #[test]
-    fn clones_share_one_allocation() {
-        let event = Event::data("shared");
-        let copy = event.clone();
-        assert_eq!(event.as_bytes().as_ptr(), copy.as_bytes().as_ptr());
     }
 
     #[cfg(feature = "json")]

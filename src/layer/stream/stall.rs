@@ -1,19 +1,21 @@
-//! Streams the connection stopped taking frames from: found by one sweep per layer,
-//! since nothing inside a body runs while the connection does not poll it.
+//! Streams the connection stopped taking frames from: found by one sweep per service
+//! the layer wraps, since nothing inside a body runs while the connection does not poll
+//! it.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use slab::Slab;
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 
+use super::tracker::Tracker;
 use crate::EndReason;
-use crate::report::Tracker;
 
-/// The streams of a layer whose connection might stop polling them, and the sweep that
+/// The streams of a service whose connection might stop polling them, and the sweep that
 /// ends those it has not polled for `timeout`.
 ///
 /// A healthy stream is polled at least once per heartbeat interval: its heartbeat timer
@@ -38,7 +40,7 @@ pub(crate) struct StallWatch {
 
 #[derive(Default)]
 struct State {
-    streams: Slab<Arc<Tracker>>,
+    streams: Slab<Arc<Polls>>,
     /// The sweep that runs, by number, if one does.
     sweep: Option<u64>,
     started: u64,
@@ -54,34 +56,40 @@ impl StallWatch {
         })
     }
 
-    pub(crate) fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// Milliseconds since the watch started: what a body records when it is polled.
-    pub(crate) fn now_ms(&self) -> u64 {
+    fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
 
-    /// Watches a stream until [`forget`](StallWatch::forget); starts the sweep if it is
-    /// not running (outside a tokio runtime nothing is watched).
-    pub(crate) fn watch(self: &Arc<Self>, tracker: Arc<Tracker>) -> Option<usize> {
-        tracker.touch(self.now_ms());
+    /// Watches the stream whose end `tracker` reports, until the [`Watched`] returned
+    /// is dropped; starts the sweep if it is not running (outside a tokio runtime
+    /// nothing is watched).
+    pub(crate) fn watch(self: &Arc<Self>, tracker: &Arc<Tracker>) -> Option<Watched> {
+        let polls = Arc::new(Polls {
+            tracker: tracker.clone(),
+            last_poll: AtomicU64::new(self.now_ms()),
+            task: Mutex::new(None),
+        });
         let runtime = Handle::try_current().ok()?;
         let (key, start) = {
             let mut state = self.lock();
-            let key = state.streams.insert(tracker);
+            let key = state.streams.insert(polls.clone());
             (key, self.claim(&mut state))
         };
         if let Some(number) = start {
             self.spawn(&runtime, number);
         }
-        Some(key)
+        Some(Watched {
+            watch: self.clone(),
+            key,
+            polls,
+            polled_by: None,
+        })
     }
 
     /// Starts a sweep on the current runtime if none is alive (the runtime of the last
     /// one went away): called on every poll of a watched stream, one atomic load.
-    pub(crate) fn keep_sweeping(self: &Arc<Self>) {
+    fn keep_sweeping(self: &Arc<Self>) {
         if self.sweeping.load(Ordering::Acquire) {
             return;
         }
@@ -129,7 +137,7 @@ impl StallWatch {
         }
     }
 
-    pub(crate) fn forget(&self, key: usize) {
+    fn forget(&self, key: usize) {
         self.lock().streams.try_remove(key);
     }
 
@@ -166,7 +174,7 @@ async fn sweep(guard: Sweeping, timeout: Duration) {
             return;
         };
         let now = watch.now_ms();
-        let stalled: Vec<Arc<Tracker>> = {
+        let stalled: Vec<Arc<Polls>> = {
             let mut state = watch.lock();
             if state.streams.is_empty() {
                 watch.stopped(&mut state, guard.number);
@@ -175,17 +183,17 @@ async fn sweep(guard: Sweeping, timeout: Duration) {
             state
                 .streams
                 .iter()
-                .filter(|(_, t)| !t.is_done() && now.saturating_sub(t.last_poll()) > limit)
-                .map(|(_, t)| t.clone())
+                .filter(|(_, p)| !p.tracker.is_done() && now.saturating_sub(p.last_poll()) > limit)
+                .map(|(_, p)| p.clone())
                 .collect()
         };
-        for tracker in stalled {
+        for polls in stalled {
             tracing::debug!(
                 ?timeout,
                 "the connection stopped taking frames from an sse stream"
             );
-            tracker.finish(EndReason::Stalled, None);
-            tracker.wake();
+            polls.tracker.finish(EndReason::Stalled, None);
+            polls.wake();
         }
     }
 }
@@ -197,3 +205,104 @@ impl fmt::Debug for StallWatch {
             .finish_non_exhaustive()
     }
 }
+
+/// What the watch knows of one stream: when its connection last polled it, the task
+/// that did, and the tracker that reports its end.
+struct Polls {
+    tracker: Arc<Tracker>,
+    /// When the connection last polled the body, in milliseconds since the watch's
+    /// start.
+    last_poll: AtomicU64,
+    /// The task that last polled the body, woken when the sweep ends the stream.
+    task: Mutex<Option<Waker>>,
+}
+
+impl Polls {
+    fn last_poll(&self) -> u64 {
+        self.last_poll.load(Ordering::Relaxed)
+    }
+
+    /// Wakes the task that last polled the body, so that the body, if the connection
+    /// polls it, sees that it was ended.
+    fn wake(&self) {
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
+}
+
+/// One stream's place in its layer's [`StallWatch`], given up when dropped.
+pub(crate) struct Watched {
+    watch: Arc<StallWatch>,
+    key: usize,
+    polls: Arc<Polls>,
+    /// The waker the watch has of the task that polls the body.
+    polled_by: Option<Waker>,
+}
+
+impl Watched {
+    /// Records the task that polls the body, when it changes.
+    pub(crate) fn polled_by(&mut self, cx: &Context<'_>) {
+        if self
+            .polled_by
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            return;
+        }
+        *self
+            .polls
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
+        self.polled_by = Some(cx.waker().clone());
+    }
+
+    /// Records that the connection polls the body now (and keeps a sweep running).
+    pub(crate) fn touch(&self) {
+        self.polls
+            .last_poll
+            .store(self.watch.now_ms(), Ordering::Relaxed);
+        self.watch.keep_sweeping();
+    }
+
+    /// The error the stream ends with once the sweep found it stalled.
+    pub(crate) fn stalled(&self) -> Stalled {
+        Stalled(self.watch.timeout)
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.watch.forget(self.key);
+    }
+}
+
+impl fmt::Debug for Watched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watched")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The error a stalled stream ends with, so that the connection resets it.
+#[derive(Debug)]
+pub(crate) struct Stalled(Duration);
+
+impl fmt::Display for Stalled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the connection took nothing from this event stream for {:?}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for Stalled {}

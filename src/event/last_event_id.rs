@@ -1,7 +1,9 @@
-//! The `Last-Event-ID` a reconnecting client sends.
+//! The `Last-Event-ID` a reconnecting client sends, and the one function that reads it
+//! from a request.
 
 use std::fmt;
 
+use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request};
 
 use crate::query;
@@ -10,9 +12,10 @@ use crate::query;
 ///
 /// [`SseLayer`](crate::SseLayer) reads it from the `Last-Event-ID` header (decoded as
 /// UTF-8 from its raw bytes, so non-ASCII ids survive) or, for clients that cannot set
-/// headers, from a query parameter (`lastEventId` by default), and inserts it into the
-/// request's extensions, where handlers, the axum extractor, the warp filter and the
-/// [`Hub`](crate::Hub) find it. A malformed value (not UTF-8, longer than
+/// headers, from a query parameter ([`QUERY_PARAM`](LastEventId::QUERY_PARAM) by
+/// default), and inserts it into the request's extensions, where handlers, the axum
+/// extractor, the warp filter and the [`Hub`](crate::Hub) find it. Without the layer,
+/// they read it the same way themselves. A malformed value (not UTF-8, longer than
 /// [`MAX_LEN`](LastEventId::MAX_LEN) bytes) never fails the request: it counts as
 /// absent and is traced at debug level (a client cannot make the server log a line per
 /// request at the default levels).
@@ -22,7 +25,7 @@ use crate::query;
 /// use tower_sse::LastEventId;
 ///
 /// let request = Request::get("/events").header("last-event-id", "41").body(())?;
-/// let id = LastEventId::from_request(&request, Some("lastEventId")).unwrap();
+/// let id = LastEventId::from_request(&request, Some(LastEventId::QUERY_PARAM)).unwrap();
 /// assert_eq!(id.as_str(), "41");
 /// assert_eq!(id.parse::<u64>().ok(), Some(41));
 /// # Ok::<(), http::Error>(())
@@ -58,6 +61,17 @@ impl LastEventId {
     /// assert_eq!(tower_sse::LastEventId::HEADER, "last-event-id");
     /// ```
     pub const HEADER: HeaderName = HeaderName::from_static("last-event-id");
+
+    /// The query parameter read as the last event id when the header is absent, unless
+    /// the layer is told otherwise
+    /// ([`last_event_id_query`](crate::SseLayer::last_event_id_query)): the one name the
+    /// layer, the axum extractors, the warp filter and the [`Hub`](crate::Hub) read by
+    /// default.
+    ///
+    /// ```
+    /// assert_eq!(tower_sse::LastEventId::QUERY_PARAM, "lastEventId");
+    /// ```
+    pub const QUERY_PARAM: &'static str = "lastEventId";
 
     /// Longest accepted id, in bytes; a longer one counts as absent.
     /// [`EventBuilder::id`](crate::EventBuilder::id) refuses longer ids with
@@ -107,33 +121,51 @@ impl LastEventId {
 
     /// The id of a request as the layer reads it, for code that runs without the
     /// layer: the one already in its extensions, else the `Last-Event-ID` header, else
-    /// the query parameter `query` (if given). Absent, empty and malformed values give
-    /// `None`; malformed ones are traced.
+    /// the query parameter `query` (if given; the layer's default is
+    /// [`QUERY_PARAM`](LastEventId::QUERY_PARAM)). Absent, empty and malformed values
+    /// give `None`; malformed ones are traced.
     ///
     /// ```
+    /// use tower_sse::LastEventId;
+    ///
     /// let request = http::Request::get("/events?lastEventId=%E0%B8%81-12").body(())?;
-    /// let id = tower_sse::LastEventId::from_request(&request, Some("lastEventId"));
+    /// let id = LastEventId::from_request(&request, Some(LastEventId::QUERY_PARAM));
     /// assert_eq!(id.unwrap().as_str(), "ก-12");
     /// # Ok::<(), http::Error>(())
     /// ```
     pub fn from_request<B>(request: &Request<B>, query: Option<&str>) -> Option<Self> {
-        if let Some(id) = request.extensions().get::<LastEventId>() {
-            return Some(id.clone());
-        }
         Self::read(
+            request.extensions().get(),
             request.headers().get(Self::HEADER),
             request.uri().query(),
             query,
         )
     }
 
-    /// Reads the id from the header's value, else from the parameter `param` of the
-    /// query string. Malformed values count as absent and are traced.
+    /// [`from_request`](LastEventId::from_request) for a request's head.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn from_parts(parts: &Parts, query: Option<&str>) -> Option<Self> {
+        Self::read(
+            parts.extensions.get(),
+            parts.headers.get(Self::HEADER),
+            parts.uri.query(),
+            query,
+        )
+    }
+
+    /// The one reader of a request's last event id, which everything else calls: the id
+    /// `found` in the request's extensions (put there by the layer), else the header's
+    /// value, else the parameter `param` of the query string. Empty and malformed values
+    /// count as absent; malformed ones are traced at debug level.
     pub(crate) fn read(
+        found: Option<&LastEventId>,
         header: Option<&HeaderValue>,
         query: Option<&str>,
         param: Option<&str>,
     ) -> Option<Self> {
+        if let Some(id) = found {
+            return Some(id.clone());
+        }
         if let Some(value) = header {
             match Self::from_bytes(value.as_bytes()) {
                 Ok(Some(id)) => return Some(id),

@@ -1,4 +1,4 @@
-//! One cadence for every stream of a layer that batches its writes.
+//! One cadence for every stream of a service that batches its writes.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 
 /// Longest write delay a layer accepts.
-pub(crate) const MAX_DELAY: Duration = Duration::from_secs(1);
+pub(crate) const MAX_BATCH_DELAY: Duration = Duration::from_secs(1);
 
 /// `Slot::since` when no event has woken the stream since it last wrote.
 const NONE: u64 = u64::MAX;
@@ -47,10 +47,6 @@ impl Ticker {
             delay,
             state: Mutex::new(State::default()),
         })
-    }
-
-    pub(crate) fn delay(&self) -> Duration {
-        self.delay
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

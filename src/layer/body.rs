@@ -1,4 +1,4 @@
-//! The response body of [`SseService`](crate::SseService).
+//! [`ResponseBody`]: the body of every response under the layer.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,11 +9,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 
-use crate::compress::Encoder;
-use crate::config::Config;
-use crate::limit::StreamPermit;
-use crate::sse::BoxError;
-use crate::stream::StreamState;
+use super::stream::{Encoder, Shared, StreamPermit, StreamState};
+use crate::error::BoxError;
 
 pin_project! {
     /// The body of every response that passes through [`SseLayer`](crate::SseLayer).
@@ -32,7 +29,8 @@ pin_project! {
     /// ```
     /// use std::convert::Infallible;
     /// use tower::{Service, ServiceExt, service_fn};
-    /// use tower_sse::{Event, Sse, SseBody, SseLayer};
+    /// use tower_sse::layer::ResponseBody;
+    /// use tower_sse::{Event, Sse, SseLayer};
     ///
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// let mut service = tower::ServiceBuilder::new()
@@ -42,11 +40,11 @@ pin_project! {
     ///         Ok::<_, Infallible>(Sse::new(events).into_response())
     ///     }));
     /// let response = service.ready().await?.call(http::Request::new(())).await?;
-    /// let _body: &SseBody<_> = response.body();
+    /// let _body: &ResponseBody<_> = response.body();
     /// # Ok::<(), Infallible>(())
     /// # }).unwrap();
     /// ```
-    pub struct SseBody<B> {
+    pub struct ResponseBody<B> {
         #[pin]
         kind: Kind<B>,
     }
@@ -73,29 +71,29 @@ pin_project! {
     }
 }
 
-impl<B> SseBody<B> {
-    pub(crate) fn passthrough(inner: B) -> Self {
-        SseBody {
+impl<B> ResponseBody<B> {
+    pub(super) fn passthrough(inner: B) -> Self {
+        ResponseBody {
             kind: Kind::Passthrough { inner },
         }
     }
 
-    pub(crate) fn full(body: Full<Bytes>) -> Self {
-        SseBody {
+    pub(super) fn full(body: Full<Bytes>) -> Self {
+        ResponseBody {
             kind: Kind::Full { body },
         }
     }
 
-    pub(crate) fn stream(
+    pub(super) fn stream(
         inner: B,
-        config: Arc<Config>,
+        shared: Arc<Shared>,
         permit: Option<StreamPermit>,
         encoder: Option<Encoder>,
     ) -> Self {
-        SseBody {
+        ResponseBody {
             kind: Kind::Stream {
                 inner: Some(inner),
-                state: Box::new(StreamState::new(config, permit, encoder)),
+                state: Box::new(StreamState::new(shared, permit, encoder)),
             },
         }
     }
@@ -106,18 +104,19 @@ impl<B> SseBody<B> {
 ///
 /// ```
 /// use http_body::Body;
-/// let body = tower_sse::SseBody::<tower_sse::Sse<futures_util::stream::Empty<tower_sse::Event>>>::default();
+/// use tower_sse::layer::ResponseBody;
+/// let body = ResponseBody::<tower_sse::Sse<futures_util::stream::Empty<tower_sse::Event>>>::default();
 /// assert!(body.is_end_stream());
 /// ```
-impl<B> Default for SseBody<B> {
+impl<B> Default for ResponseBody<B> {
     fn default() -> Self {
-        SseBody::full(Full::default())
+        ResponseBody::full(Full::default())
     }
 }
 
-impl<B> std::fmt::Debug for SseBody<B> {
+impl<B> std::fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut debug = f.debug_struct("SseBody");
+        let mut debug = f.debug_struct("ResponseBody");
         match &self.kind {
             Kind::Passthrough { .. } => debug.field("kind", &"passthrough"),
             Kind::Full { .. } => debug.field("kind", &"full"),
@@ -127,7 +126,7 @@ impl<B> std::fmt::Debug for SseBody<B> {
     }
 }
 
-impl<B> Body for SseBody<B>
+impl<B> Body for ResponseBody<B>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,

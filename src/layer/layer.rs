@@ -1,13 +1,16 @@
-//! The tower layer.
+//! [`SseLayer`]: the tower layer, and its settings.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tower_layer::Layer;
 
-use crate::config::Config;
-use crate::{Compression, Event, SseService, StreamEnd, StreamLimit};
+use super::settings::{Settings, Stall};
+use super::stream::{MAX_BATCH_DELAY, Shared};
+use crate::event::write_retry;
+use crate::{Event, SseService, StreamCompression, StreamEnd, StreamLimit};
 
 /// A tower [`Layer`] that makes every event stream below it correct and boring to run.
 ///
@@ -57,7 +60,7 @@ use crate::{Compression, Event, SseService, StreamEnd, StreamLimit};
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct SseLayer {
-    config: Arc<Config>,
+    settings: Settings,
 }
 
 impl SseLayer {
@@ -83,7 +86,7 @@ impl SseLayer {
     /// let layer = tower_sse::SseLayer::new().heartbeat(std::time::Duration::from_secs(10));
     /// ```
     pub fn heartbeat(mut self, interval: Duration) -> Self {
-        self.config_mut().set_heartbeat(Some(interval));
+        self.settings.heartbeat = Some(interval.max(Duration::from_millis(1)));
         self
     }
 
@@ -95,7 +98,7 @@ impl SseLayer {
     /// let layer = tower_sse::SseLayer::new().heartbeat_event(tower_sse::Event::comment("ping"));
     /// ```
     pub fn heartbeat_event(mut self, event: Event) -> Self {
-        self.config_mut().set_heartbeat_event(event);
+        self.settings.heartbeat_frame = event.into_bytes();
         self
     }
 
@@ -105,7 +108,7 @@ impl SseLayer {
     /// let layer = tower_sse::SseLayer::new().no_heartbeat();
     /// ```
     pub fn no_heartbeat(mut self) -> Self {
-        self.config_mut().set_heartbeat(None);
+        self.settings.heartbeat = None;
         self
     }
 
@@ -116,7 +119,10 @@ impl SseLayer {
     /// let layer = tower_sse::SseLayer::new().retry(std::time::Duration::from_secs(3));
     /// ```
     pub fn retry(mut self, retry: Duration) -> Self {
-        self.config_mut().set_retry(retry);
+        let mut line = Vec::with_capacity(32);
+        write_retry(&mut line, retry);
+        line.push(b'\n');
+        self.settings.retry = Some(Bytes::from(line));
         self
     }
 
@@ -127,7 +133,7 @@ impl SseLayer {
     /// let layer = tower_sse::SseLayer::new().max_frame_size(16 * 1024);
     /// ```
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
-        self.config_mut().set_max_frame(bytes);
+        self.settings.max_frame = bytes.max(1);
         self
     }
 
@@ -138,10 +144,10 @@ impl SseLayer {
     ///
     /// Under fan-out the kernel's socket writes are most of the cost of each delivered
     /// event; at 200 events/s a 20 ms delay turns four writes into one. No event waits
-    /// longer than `delay`: every batching stream of the layer shares one clock, which
-    /// ticks every `delay` while some stream holds an event and wakes those that hold
-    /// one, so idle streams cost nothing and a stream is woken once per tick, not once
-    /// per event. Heartbeats, shutdown and end reports work as without batching; a
+    /// longer than `delay`: every batching stream of a service the layer wraps (and of
+    /// that service's clones, one per connection) shares one clock, which ticks every
+    /// `delay` while some stream holds an event and wakes those that hold one, so idle
+    /// streams cost nothing and a stream is woken once per tick, not once per event. Heartbeats, shutdown and end reports work as without batching; a
     /// stream that ends writes what it holds first.
     ///
     /// # Panics
@@ -153,12 +159,16 @@ impl SseLayer {
     /// let layer = tower_sse::SseLayer::new().batch_delay(std::time::Duration::from_millis(20));
     /// ```
     pub fn batch_delay(mut self, delay: Duration) -> Self {
-        self.config_mut().set_batch_delay(delay);
+        assert!(
+            delay <= MAX_BATCH_DELAY,
+            "SseLayer::batch_delay: {delay:?} is longer than the most a frame may wait ({MAX_BATCH_DELAY:?})"
+        );
+        self.settings.batch_delay = (!delay.is_zero()).then_some(delay);
         self
     }
 
     /// Compresses event streams for clients that accept it, flushing every frame so
-    /// that each event can be decoded the moment it arrives: see [`Compression`] for the
+    /// that each event can be decoded the moment it arrives: see [`StreamCompression`] for the
     /// codecs (cargo features), the negotiation and the memory each stream costs. Off
     /// by default.
     ///
@@ -167,11 +177,11 @@ impl SseLayer {
     /// response that already has an encoding.
     ///
     /// ```
-    /// use tower_sse::{Compression, SseLayer};
-    /// let layer = SseLayer::new().compression(Compression::new());
+    /// use tower_sse::{SseLayer, StreamCompression};
+    /// let layer = SseLayer::new().compression(StreamCompression::new());
     /// ```
-    pub fn compression(mut self, compression: Compression) -> Self {
-        self.config_mut().set_compression(Some(compression));
+    pub fn compression(mut self, compression: StreamCompression) -> Self {
+        self.settings.compression = Some(compression);
         self
     }
 
@@ -200,7 +210,7 @@ impl SseLayer {
     /// let layer = tower_sse::SseLayer::new().stall_timeout(std::time::Duration::from_secs(60));
     /// ```
     pub fn stall_timeout(mut self, timeout: Duration) -> Self {
-        self.config_mut().set_stall_timeout(Some(timeout));
+        self.settings.stall = Stall::After(timeout.max(Duration::from_millis(1)));
         self
     }
 
@@ -210,7 +220,7 @@ impl SseLayer {
     /// let layer = tower_sse::SseLayer::new().no_stall_timeout();
     /// ```
     pub fn no_stall_timeout(mut self) -> Self {
-        self.config_mut().set_stall_timeout(None);
+        self.settings.stall = Stall::Never;
         self
     }
 
@@ -224,7 +234,7 @@ impl SseLayer {
     where
         F: Fn(&StreamEnd) + Send + Sync + 'static,
     {
-        self.config_mut().set_on_end(on_end);
+        self.settings.on_end = Some(Arc::new(on_end));
         self
     }
 
@@ -265,7 +275,7 @@ impl SseLayer {
     /// # }
     /// ```
     pub fn graceful_shutdown(mut self, token: CancellationToken) -> Self {
-        self.config_mut().set_shutdown(token);
+        self.settings.shutdown = Some(token);
         self
     }
 
@@ -282,7 +292,7 @@ impl SseLayer {
     /// # Ok::<(), tower_sse::EventError>(())
     /// ```
     pub fn shutdown_event(mut self, event: Event) -> Self {
-        self.config_mut().set_shutdown_event(event);
+        self.settings.shutdown_event = Some(event.into_bytes());
         self
     }
 
@@ -300,7 +310,7 @@ impl SseLayer {
     /// let layer = SseLayer::new().limit(StreamLimit::new(10_000).per_client(16));
     /// ```
     pub fn limit(mut self, limit: StreamLimit) -> Self {
-        self.config_mut().set_limit(limit);
+        self.settings.limit = Some(limit);
         self
     }
 
@@ -311,7 +321,7 @@ impl SseLayer {
     /// let layer = tower_sse::SseLayer::new().last_event_id_query("since");
     /// ```
     pub fn last_event_id_query(mut self, name: &str) -> Self {
-        self.config_mut().set_query(Some(name));
+        self.settings.query = Some(Arc::from(name));
         self
     }
 
@@ -321,19 +331,17 @@ impl SseLayer {
     /// let layer = tower_sse::SseLayer::new().no_last_event_id_query();
     /// ```
     pub fn no_last_event_id_query(mut self) -> Self {
-        self.config_mut().set_query(None);
+        self.settings.query = None;
         self
-    }
-
-    fn config_mut(&mut self) -> &mut Config {
-        Arc::make_mut(&mut self.config)
     }
 }
 
+/// Builds, once per service, the state its streams share: the batching clock and the
+/// stall sweep (the limit's counts are the [`StreamLimit`]'s own, shared by its clones).
 impl<S> Layer<S> for SseLayer {
     type Service = SseService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SseService::with_config(inner, self.config.clone())
+        SseService::with_shared(inner, Shared::new(self.settings.clone()))
     }
 }
