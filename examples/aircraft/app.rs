@@ -653,10 +653,10 @@ impl Simulator {
                 unpublished = Some((before + count, error));
             }
             // At most one warning for each round of the fleet.
-            if slice + 1 == slices {
-                if let Some((count, error)) = unpublished.take() {
-                    warn_unpublished(count, size, &error);
-                }
+            if slice + 1 == slices
+                && let Some((count, error)) = unpublished.take()
+            {
+                warn_unpublished(count, size, &error);
             }
         }
     }

@@ -184,6 +184,7 @@ impl App {
     }
 
     /// One reading of every sensor.
+    #[allow(dead_code)] // used by tests/sensors_browser.rs
     pub(crate) fn round(&self) {
         for _ in 0..SENSORS.len() {
             self.step();
