@@ -798,9 +798,9 @@
   // nothing comes for more than a second (or three usual gaps), the time since counts
   // too, so the rate falls, to 0 once nothing came for 10 s. A feed too dense to show gaps
   // is one long burst: then the rate is its events over its length. The panel shows '–'
-  // until 0.75 s of the stream are measured.
+  // until half a second of the stream is measured (ten gaps of the fleet's parts).
   const RATE_WINDOW_MS = 10000;
-  const RATE_FIRST_MS = 750;
+  const RATE_FIRST_MS = 500;
   const BURST_GAP_MS = 25;
   /** [first arrival, last arrival, events]: the position events received, by burst */
   const arrivals = [];
