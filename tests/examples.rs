@@ -4,13 +4,14 @@
 //!
 //! - `bad_values_exit_2_with_one_line`: a value an example cannot use (`ADDR=garbage`,
 //!   `INTERVAL_MS=abc`, `TRUST_PROXY=1`, ...) ends it with status 2 and exactly one line
-//!   on stderr naming the variable and the value, nothing on stdout, and no panic.
+//!   on stderr naming the variable and the value, nothing on stdout, and no panic; the
+//!   line says what is wrong (a port out of range, a URL's `http://` to drop).
 //! - `a_taken_port_exits_2_naming_addr`: so does a port another socket holds, the line
 //!   naming `ADDR`, its value and the system's error.
 //! - `every_example_serves_on_localhost_and_logs`: `ADDR=localhost:0` serves (a host
-//!   name is resolved), the start-up is logged on stderr, and the library's own lines
-//!   reach the log as `RUST_LOG` asks (a malformed `lastEventId`, which the library
-//!   traces at debug level only, with `RUST_LOG=info,tower_sse=debug`).
+//!   name is resolved), the start-up is logged on stderr, and the library's own events
+//!   reach the log as `RUST_LOG` asks (`tower_sse=debug`: a malformed `lastEventId`,
+//!   which the library logs at debug).
 //! - `the_countdown_ends_with_204`: axum's `/countdown` counts down, resumes from
 //!   `Last-Event-ID`, and answers a client that saw 0 with 204, which stops an
 //!   `EventSource`.
@@ -24,6 +25,10 @@
 //!   not the proxy is capped under its own address whatever it forwards. Without it, one
 //!   address opens streams up to `MAX_STREAMS`, and by default more than any old
 //!   per-client cap (65).
+//! - `hostile_last_event_ids_get_a_normal_answer`: `Last-Event-ID` values such as
+//!   `18446744073709551615`, `-1`, a thousand nines or `abc`, as a header and as the
+//!   `lastEventId` query, get a normal answer from every example (an event stream that
+//!   flows, or axum's 204 after `0`), and the example goes on serving without a panic.
 //! - `a_serving_aircraft_instance_names_its_redis` (feature `redis`): with `REDIS_URL`
 //!   at a port where nothing listens, the instance logs the Redis it uses (password
 //!   hidden), the hub's warning that it cannot reach it, and its own that no report has
@@ -329,7 +334,25 @@ async fn bad_values_exit_2_with_one_line() {
         cases.extend([
             (name, "ADDR", "garbage", "host:port"),
             (name, "ADDR", "localhost", "host:port"),
-            (name, "ADDR", "127.0.0.1:99999", "host:port"),
+            (
+                name,
+                "ADDR",
+                "127.0.0.1:99999",
+                "the port 99999 is out of range",
+            ),
+            (
+                name,
+                "ADDR",
+                "[::1]:70000",
+                "the port 70000 is out of range",
+            ),
+            (name, "ADDR", "http://127.0.0.1:3000", "drop the `http://`"),
+            (
+                name,
+                "ADDR",
+                "https://localhost:3000/",
+                "drop the `https://`",
+            ),
             (name, "ADDR", "no-such-host.invalid:3000", "cannot resolve"),
             (name, "RUST_LOG", "info,=nonsense=", "log filter"),
         ]);
@@ -380,11 +403,11 @@ async fn a_taken_port_exits_2_naming_addr() {
 #[tokio::test]
 async fn every_example_serves_on_localhost_and_logs() {
     for name in examples() {
-        let env = [
+        let envs = [
             ("ADDR", "localhost:0"),
             ("RUST_LOG", "info,tower_sse=debug"),
         ];
-        let mut example = Running::start(name, &env).await;
+        let mut example = Running::start(name, &envs).await;
         assert!(example.addr.ip().is_loopback(), "{name}: {}", example.addr);
         let started = example.logged().join("\n");
         assert!(started.contains(" INFO "), "{name}: {started}");
@@ -398,8 +421,7 @@ async fn every_example_serves_on_localhost_and_logs() {
         let response = stream(example.addr, path, &[]).await;
         assert_eq!(response.status(), StatusCode::OK, "{name} {path}");
 
-        // The library's line about a malformed id: at debug level, so that a client
-        // cannot make the server log a line per request at the default levels.
+        // The library's line about a malformed id, at the level RUST_LOG asks for.
         let topic = if name == "hyper" { "topic=clock&" } else { "" };
         let path = format!("/events?{topic}lastEventId=%FF");
         let _answer = stream(example.addr, &path, &[]).await;
@@ -599,6 +621,122 @@ async fn the_per_client_cap_trusts_only_the_named_proxy() {
         drop(open);
         example.stop().await;
     }
+}
+
+/// `Last-Event-ID` values no browser sends but any client can: past `u64::MAX`,
+/// negative, huge, not a number at all.
+const HOSTILE_IDS: &[&str] = &[
+    "18446744073709551615",
+    "18446744073709551616",
+    "-1",
+    "-18446744073709551615",
+    "99999999999999999999999999999999999999",
+    "4294967295",
+    "4294967296",
+    "0",
+    "00000000000000000000001",
+    "abc",
+    "1e3",
+    "0x10",
+    "+5",
+    "1.5",
+    " 7 ",
+    "%",
+];
+
+#[tokio::test]
+async fn hostile_last_event_ids_get_a_normal_answer() {
+    let long = "9".repeat(1000);
+    let mut values: Vec<&str> = HOSTILE_IDS.to_vec();
+    values.push(&long);
+    for name in examples() {
+        let envs: &[(&str, &str)] = match name {
+            "sensors" => &[("ADDR", "127.0.0.1:0"), ("INTERVAL_MS", "100")],
+            "aircraft" => &[("ADDR", "127.0.0.1:0"), ("AIRCRAFT", "20")],
+            _ => &[("ADDR", "127.0.0.1:0")],
+        };
+        let mut example = Running::start(name, envs).await;
+        let addr = example.addr;
+        // (path, whether its stream carries an event soon whatever the id)
+        let paths: &[(&str, bool)] = match name {
+            "hyper" => &[("/events?topic=clock", true)],
+            "sensors" => &[("/events", true), ("/events?topic=office", true)],
+            "aircraft" => &[("/events", true)],
+            "axum" => &[("/events?topic=chat", false), ("/countdown", true)],
+            _ => &[("/events", false)],
+        };
+        let mut asks = Vec::new();
+        for &(path, flows) in paths {
+            for &value in &values {
+                asks.push((path, flows, value, true));
+                asks.push((path, flows, value, false));
+            }
+        }
+        let answers = asks.iter().map(|&(path, flows, value, header)| async move {
+            let (uri, headers) = if header {
+                (path.to_owned(), vec![("last-event-id", value)])
+            } else {
+                let separator = if path.contains('?') { '&' } else { '?' };
+                let query: String = url_encoded(value);
+                (format!("{path}{separator}lastEventId={query}"), Vec::new())
+            };
+            let what = format!("{name} {uri} {headers:?}");
+            let response = stream(addr, &uri, &headers).await;
+            let status = response.status();
+            if name == "axum" && path == "/countdown" && value.trim() == "0" {
+                // The client saw the last event: 204, which stops an EventSource.
+                assert_eq!(status, StatusCode::NO_CONTENT, "{what}");
+                return;
+            }
+            assert_eq!(status, StatusCode::OK, "{what}");
+            let content_type = response.headers().get("content-type").cloned();
+            assert_eq!(
+                content_type.as_ref().and_then(|v| v.to_str().ok()),
+                Some("text/event-stream"),
+                "{what}"
+            );
+            if flows {
+                let event = timeout(GUARD, events(response).next())
+                    .await
+                    .unwrap_or_else(|_| panic!("{what}: no event"));
+                assert!(event.is_some(), "{what}: the stream ended at once");
+            }
+        });
+        futures_util::future::join_all(answers).await;
+
+        // Still serving, and nothing panicked.
+        let response = stream(addr, paths[0].0, &[]).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "{name} after the hostile ids"
+        );
+        assert!(
+            example.child.try_wait().unwrap().is_none(),
+            "{name} exited: {:#?}",
+            example.logged()
+        );
+        let log = example.logged();
+        assert!(
+            log.iter().all(|line| !line.contains("panicked")),
+            "{name} panicked: {log:#?}"
+        );
+        example.stop().await;
+        eprintln!("examples: {name} answered {} hostile ids", asks.len());
+    }
+}
+
+/// `value` as a query string carries it.
+fn url_encoded(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(feature = "redis")]

@@ -3,13 +3,22 @@
 //! own app served in this process on loopback. The test publishes each reading itself
 //! (`App::step`), so it waits for what the pages show, never for real seconds.
 //!
-//! - `charts_gain_points_and_tabs_share_one_connection`: a dashboard tab gets every
-//!   reading (its event ids follow the history's, each the previous plus one) and every
-//!   chart draws the new points. Three tabs in shared mode (`?shared=1`) then make
-//!   exactly one event stream to the server, counted server-side, while each of them
-//!   gets every reading; when a tab leaves the others see it, and when the last leaves
-//!   the stream closes. Two tabs without the option make two streams, so the count
-//!   does tell them apart. No page logs an error.
+//! - `ten_tabs_share_one_connection_by_default`: ten dashboard tabs, opened as a user
+//!   opens them (no option), make exactly one event stream to the server, counted
+//!   server-side: over HTTP/1.1 Chromium allows six connections to one origin, so with a
+//!   stream per tab the seventh tab would never load. Every tab knows that ten share it,
+//!   and every one of them gets every new reading (its event ids follow its history's,
+//!   each the previous plus one) and shows the same latest readings. When a tab leaves
+//!   the others see it and stay live; when the last leaves the stream closes. No page
+//!   logs an error.
+//! - `charts_start_when_the_server_did`: a tab with a connection of its own
+//!   (`?connection=per-tab`) opened before the first reading shows a chart per sensor,
+//!   empty, whose time axis starts at the server's start; each chart then gains a point
+//!   per reading, drawn, and still starts there. A second such tab makes a second
+//!   stream, so the count above does tell the modes apart.
+//! - `without_shared_worker_each_tab_reads_the_stream_itself`: in a browser without
+//!   `SharedWorker` (taken away before the page's scripts run), the default page falls
+//!   back to a stream of its own, says why, and is live.
 //! - `dashboard_is_live_behind_compression`: behind tower-http's `CompressionLayer` set
 //!   to compress everything, each reading is published only once the page has received
 //!   the previous one, so a stream that the layer buffered would stall the test; the
@@ -85,17 +94,20 @@ fn settings() -> Settings {
     }
 }
 
-const SHOW: &str = "({ status: sensorDashboard.status, histories: sensorDashboard.histories, \
+const SHOW: &str = "({ mode: sensorDashboard.mode, why: sensorDashboard.why, \
+    status: sensorDashboard.status, histories: sensorDashboard.histories, \
     readings: sensorDashboard.readings, last: sensorDashboard.ids.at(-1), \
     tabs: sensorDashboard.tabs, points: sensorDashboard.points() })";
 
-/// Waits until `page` is connected and has drawn its history.
-async fn connected(browser: &mut Browser, page: usize, what: &str) {
+/// Waits until `page` is connected, in `mode`, and has drawn its history.
+async fn connected(browser: &mut Browser, page: usize, mode: &str, what: &str) {
     browser
         .expect(
             page,
-            "window.sensorDashboard && sensorDashboard.histories >= 1 && \
-             sensorDashboard.status === 'live'",
+            &format!(
+                "window.sensorDashboard && sensorDashboard.histories >= 1 && \
+                 sensorDashboard.status === 'live' && sensorDashboard.mode === '{mode}'"
+            ),
             what,
             SHOW,
         )
@@ -143,16 +155,122 @@ async fn assert_every_event(browser: &mut Browser, page: usize, last: u64) -> us
 
 type Points = BTreeMap<String, usize>;
 
+/// A chart's time axis, ms since the Unix epoch.
+#[derive(Debug, Deserialize)]
+struct Axis {
+    from: u64,
+    to: u64,
+}
+
+/// The page's failed requests that are expected: the event streams its tabs cancel when
+/// they close.
+fn cancelled_stream(failed: &driver::FailedRequest) -> bool {
+    failed.url.contains("/events?") && failed.error.as_deref() == Some("net::ERR_ABORTED")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn charts_gain_points_and_tabs_share_one_connection() {
+async fn ten_tabs_share_one_connection_by_default() {
+    const TABS: usize = 10;
     let app = App::new(settings());
+    app.round();
     let server = Server::start(&app, false).await;
-    let url = format!("http://{}/", server.addr);
+    let url = format!("http://{}/?record", server.addr);
     let mut browser = Browser::launch(1280, 800).await;
 
-    // One tab, its own connection: every chart gains a point per reading.
-    let tab = browser.open(&format!("{url}?record")).await;
-    connected(&mut browser, tab, "the dashboard connects").await;
+    // Ten tabs, as a user opens them: each loads (over HTTP/1.1, the seventh could not
+    // if six streams held the browser's six connections) and goes live.
+    let mut tabs = Vec::new();
+    for n in 1..=TABS {
+        let tab = browser.open(&url).await;
+        connected(&mut browser, tab, "shared", &format!("tab {n} connects")).await;
+        tabs.push(tab);
+    }
+    open_streams_become(&app, 1).await;
+    assert_eq!(
+        app.opened_streams(),
+        1,
+        "{TABS} tabs in the default mode must make exactly one event stream"
+    );
+    for &tab in &tabs {
+        browser
+            .expect(
+                tab,
+                &format!("sensorDashboard.tabs === {TABS}"),
+                "each tab knows how many share the connection",
+                SHOW,
+            )
+            .await;
+        let why: String = browser
+            .eval(tab, "document.getElementById('why').innerText")
+            .await;
+        assert!(
+            why.contains("six connections") && why.contains("seventh tab"),
+            "the page says why it shares one connection: {why:?}"
+        );
+    }
+
+    // Every tab is live: each gets every new reading.
+    for _ in 0..3 {
+        app.round();
+    }
+    let last = app.hub().last_id();
+    let mut ids = 0;
+    for &tab in &tabs {
+        caught_up(&mut browser, tab, last, "every tab gets every new reading").await;
+        ids += assert_every_event(&mut browser, tab, last).await;
+    }
+    assert_eq!(
+        (app.opened_streams(), app.open_streams()),
+        (1, 1),
+        "{TABS} tabs make one event stream (opened, open)"
+    );
+    let mut latest: Vec<serde_json::Value> = Vec::new();
+    for &tab in &tabs {
+        latest.push(browser.eval(tab, "sensorDashboard.latest()").await);
+    }
+    assert!(
+        latest.windows(2).all(|w| w[0] == w[1]),
+        "the tabs show the same readings: {latest:#?}"
+    );
+
+    // A tab that leaves says so, and the others stay live; with the last one, the
+    // connection closes.
+    browser.close_page(tabs[0]).await;
+    browser
+        .expect(
+            tabs[1],
+            &format!("sensorDashboard.tabs === {}", TABS - 1),
+            "the others see the tab leave",
+            SHOW,
+        )
+        .await;
+    app.round();
+    for &tab in &tabs[1..] {
+        caught_up(&mut browser, tab, app.hub().last_id(), "still live").await;
+    }
+    for &tab in &tabs[1..] {
+        browser.close_page(tab).await;
+    }
+    open_streams_become(&app, 0).await;
+    assert_eq!(app.opened_streams(), 1);
+
+    browser.errors().await.assert_none(cancelled_stream);
+    browser.quit().await;
+    server.stop().await;
+    eprintln!("sensors: {TABS} tabs on 1 stream, {ids} ids checked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charts_start_when_the_server_did() {
+    let app = App::new(settings());
+    let started = app.started_ms();
+    let server = Server::start(&app, false).await;
+    let url = format!("http://{}/?connection=per-tab&record", server.addr);
+    let mut browser = Browser::launch(1280, 800).await;
+
+    // Before the first reading: a chart per sensor, empty, from the server's start.
+    let tab = browser.open(&url).await;
+    connected(&mut browser, tab, "per-tab", "the dashboard connects").await;
     open_streams_become(&app, 1).await;
     let before: Points = browser.eval(tab, "sensorDashboard.points()").await;
     assert_eq!(
@@ -160,7 +278,26 @@ async fn charts_gain_points_and_tabs_share_one_connection() {
         SENSORS.len(),
         "a chart per sensor: {before:?}"
     );
-    for _ in 0..5 {
+    assert!(
+        before.values().all(|&n| n == 0),
+        "no reading yet: {before:?}"
+    );
+    let starts = |axes: &BTreeMap<String, Axis>| {
+        axes.iter()
+            .filter(|(_, axis)| axis.from != started || axis.to <= axis.from)
+            .map(|(sensor, axis)| format!("{sensor}: {axis:?}"))
+            .collect::<Vec<_>>()
+    };
+    let axes: BTreeMap<String, Axis> = browser.eval(tab, "sensorDashboard.axes()").await;
+    assert!(
+        starts(&axes).is_empty(),
+        "the charts must start when the server did ({started}): {:?}",
+        starts(&axes)
+    );
+
+    // Each reading is a point, drawn; the charts still start at the server's start.
+    let rounds = 5;
+    for _ in 0..rounds {
         app.round();
     }
     caught_up(
@@ -171,9 +308,10 @@ async fn charts_gain_points_and_tabs_share_one_connection() {
     )
     .await;
     let after: Points = browser.eval(tab, "sensorDashboard.points()").await;
-    for (sensor, n) in &before {
-        assert_eq!(after[sensor], n + 5, "{sensor}: {before:?} -> {after:?}");
-    }
+    assert!(
+        after.values().all(|&n| n == rounds),
+        "a point per reading: {after:?}"
+    );
     let want = serde_json::to_string(&after).unwrap();
     let every_point = format!(
         "(want => Object.entries(sensorDashboard.drawn()).every(([s, n]) => n === want[s]))({want})"
@@ -186,105 +324,91 @@ async fn charts_gain_points_and_tabs_share_one_connection() {
             "sensorDashboard.drawn()",
         )
         .await;
-    let direct_ids = assert_every_event(&mut browser, tab, app.hub().last_id()).await;
+    let axes: BTreeMap<String, Axis> = browser.eval(tab, "sensorDashboard.axes()").await;
+    assert!(starts(&axes).is_empty(), "{:?}", starts(&axes));
+    let first_times: BTreeMap<String, u64> = browser.eval(tab, "sensorDashboard.oldest()").await;
+    assert!(
+        first_times.values().all(|&time| time >= started),
+        "a reading before the server started ({started}): {first_times:?}"
+    );
+    let (histories, last_id): (u32, String) = browser
+        .eval(
+            tab,
+            "[sensorDashboard.histories, document.getElementById('last-id').textContent]",
+        )
+        .await;
+    assert_eq!(histories, 1, "no reset: the history was loaded once");
+    assert_eq!(last_id, app.hub().last_id().to_string());
+    assert_every_event(&mut browser, tab, app.hub().last_id()).await;
+
+    // A second tab with a stream of its own: two streams.
+    let other = browser.open(&url).await;
+    connected(&mut browser, other, "per-tab", "a second tab connects").await;
+    open_streams_become(&app, 2).await;
+    assert_eq!(app.opened_streams(), 2);
+    browser.close_page(other).await;
     browser.close_page(tab).await;
     open_streams_become(&app, 0).await;
 
-    // Three tabs sharing one connection through the SharedWorker.
-    let opened_before = app.opened_streams();
-    let mut shared = Vec::new();
-    for _ in 0..3 {
-        let tab = browser.open(&format!("{url}?shared=1&record")).await;
-        connected(&mut browser, tab, "a shared tab connects").await;
-        shared.push(tab);
+    browser.errors().await.assert_none(cancelled_stream);
+    browser.quit().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_shared_worker_each_tab_reads_the_stream_itself() {
+    let app = App::new(settings());
+    app.round();
+    let server = Server::start(&app, false).await;
+    let url = format!("http://{}/?record", server.addr);
+    let mut browser = Browser::launch(1280, 800).await;
+
+    // As in a browser that has no SharedWorker.
+    let no_worker = "delete window.SharedWorker;";
+    let mut tabs = Vec::new();
+    for _ in 0..2 {
+        let tab = browser.open_with(&url, no_worker).await;
+        connected(
+            &mut browser,
+            tab,
+            "per-tab",
+            "a tab without SharedWorker connects",
+        )
+        .await;
+        tabs.push(tab);
     }
-    open_streams_become(&app, 1).await;
-    assert_eq!(
-        app.opened_streams() - opened_before,
-        1,
-        "three shared tabs must make exactly one event stream"
-    );
-    for &tab in &shared {
-        browser
-            .expect(
-                tab,
-                "sensorDashboard.tabs === 3",
-                "each tab knows three share",
-                SHOW,
-            )
-            .await;
-    }
-    for _ in 0..5 {
-        app.round();
-    }
-    let last = app.hub().last_id();
-    let mut shared_ids = 0;
-    for &tab in &shared {
+    open_streams_become(&app, 2).await;
+    app.round();
+    for &tab in &tabs {
         caught_up(
             &mut browser,
             tab,
-            last,
-            "every shared tab gets every reading",
+            app.hub().last_id(),
+            "a tab without SharedWorker gets the readings",
         )
         .await;
-        shared_ids += assert_every_event(&mut browser, tab, last).await;
+        assert_every_event(&mut browser, tab, app.hub().last_id()).await;
+        let (why, note, current): (String, String, String) = browser
+            .eval(
+                tab,
+                "[sensorDashboard.why, document.getElementById('why').innerText, \
+                  document.querySelector('.connection a[aria-current]').textContent]",
+            )
+            .await;
+        assert_eq!(why, "no SharedWorker");
+        assert!(
+            note.contains("no SharedWorker"),
+            "the page says why this tab has its own connection: {note:?}"
+        );
+        assert_eq!(current, "one per tab");
     }
-    assert_eq!(
-        (app.opened_streams() - opened_before, app.open_streams()),
-        (1, 1),
-        "three shared tabs must make exactly one event stream (opened, open)"
-    );
-    let latest: Vec<serde_json::Value> = {
-        let mut all = Vec::new();
-        for &tab in &shared {
-            all.push(browser.eval(tab, "sensorDashboard.latest()").await);
-        }
-        all
-    };
-    assert!(
-        latest.windows(2).all(|w| w[0] == w[1]),
-        "the tabs show the same readings: {latest:#?}"
-    );
-    let screenshot = browser.screenshot(shared[2], "sensors").await;
-
-    // A tab that leaves says so; with the last one, the connection closes.
-    browser.close_page(shared[0]).await;
-    browser
-        .expect(
-            shared[1],
-            "sensorDashboard.tabs === 2",
-            "the others see the tab leave",
-            SHOW,
-        )
-        .await;
-    app.round();
-    caught_up(&mut browser, shared[1], app.hub().last_id(), "still live").await;
-    browser.close_page(shared[1]).await;
-    browser.close_page(shared[2]).await;
+    for tab in tabs {
+        browser.close_page(tab).await;
+    }
     open_streams_become(&app, 0).await;
-    assert_eq!(app.opened_streams() - opened_before, 1);
-
-    // Without the option, each tab has its own stream: the count tells them apart.
-    let opened_before = app.opened_streams();
-    let one = browser.open(&url).await;
-    let two = browser.open(&url).await;
-    connected(&mut browser, one, "a direct tab connects").await;
-    connected(&mut browser, two, "a direct tab connects").await;
-    open_streams_become(&app, 2).await;
-    assert_eq!(app.opened_streams() - opened_before, 2);
-    browser.close_page(one).await;
-    browser.close_page(two).await;
-
-    browser.errors().await.assert_none(|failed| {
-        failed.url.contains("/events?") && failed.error.as_deref() == Some("net::ERR_ABORTED")
-    });
+    browser.errors().await.assert_none(cancelled_stream);
     browser.quit().await;
     server.stop().await;
-    eprintln!(
-        "sensors: direct tab {direct_ids} ids, 3 shared tabs {shared_ids} ids on 1 stream; \
-         screenshot {}",
-        screenshot.display()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,12 +416,17 @@ async fn dashboard_is_live_behind_compression() {
     let app = App::new(settings());
     let server = Server::start(&app, true).await;
     let mut browser = Browser::launch(1280, 800).await;
+    // A tab with its own stream, so that the page sees the stream's response.
     let tab = browser
-        .open(&format!("http://{}/?record", server.addr))
+        .open(&format!(
+            "http://{}/?connection=per-tab&record",
+            server.addr
+        ))
         .await;
     connected(
         &mut browser,
         tab,
+        "per-tab",
         "the dashboard connects through compression",
     )
     .await;
@@ -337,9 +466,7 @@ async fn dashboard_is_live_behind_compression() {
     assert_eq!(encoding("/events").as_deref(), Some("identity"));
     browser.screenshot(tab, "sensors-compressed").await;
     browser.close_page(tab).await;
-    browser.errors().await.assert_none(|failed| {
-        failed.url.contains("/events?") && failed.error.as_deref() == Some("net::ERR_ABORTED")
-    });
+    browser.errors().await.assert_none(cancelled_stream);
     browser.quit().await;
     server.stop().await;
 }

@@ -42,6 +42,7 @@
     errors: 0, // EventSource `error` events
     events: 0, // position events received
     rates: [], // the events/s the panel showed: { at: performance.now(), rate } (last 1,000)
+    speed: null, // simulated seconds per real second, from the snapshot
     stale: 0, // stream events older than what the page already had (never expected)
     resets: [], // stream-reset events received: { id, reason }
     snapshots: [], // lastId of every snapshot loaded
@@ -771,6 +772,7 @@
 
   async function start() {
     const snapshot = await snapshotRetrying();
+    showSpeed(snapshot.speed);
     for (const { id, data } of snapshot.aircraft) place(data, id);
     lastId = snapshot.lastId;
     connect(snapshot.lastId);
@@ -785,14 +787,22 @@
     badge.textContent = state;
   }
 
-  // events/s: the position events received in the last 10 s of the page's own clock,
-  // divided by 10 s. The feed comes in bursts (every aircraft reports once a second, all
-  // at once), and a window of whole seconds holds as many bursts as it lasts seconds,
-  // give or take one at its edge; a window whose length drifts with the timer does not
-  // (three bursts counted over 2.5 s read 384 for a feed of 320/s). Until the stream has
-  // been open for a whole window, the panel shows '–'.
+  // events/s: the position events received per second of the page's own clock, over
+  // the last 10 s. Events that arrive less than 25 ms apart are one burst: the server
+  // publishes the fleet in 20 parts a second, and each part arrives at once. The rate is
+  // the events after the window's first burst over the time from that burst to the
+  // last, so it counts whole gaps between bursts and is right as soon as a few are in
+  // (a window of fixed length holds a burst more or less than it lasts gaps). The first
+  // burst after the stream opens may be the replay of what was published while the page
+  // loaded, all at once, which is why the first burst only starts the window. When
+  // nothing comes for more than a second (or three usual gaps), the time since counts
+  // too, so the rate falls, to 0 once nothing came for 10 s. A feed too dense to show gaps
+  // is one long burst: then the rate is its events over its length. The panel shows '–'
+  // until half a second of the stream is measured (ten gaps of the fleet's parts).
   const RATE_WINDOW_MS = 10000;
-  /** [time, events]: the position events received, in buckets of 50 ms */
+  const RATE_FIRST_MS = 500;
+  const BURST_GAP_MS = 25;
+  /** [first arrival, last arrival, events]: the position events received, by burst */
   const arrivals = [];
   /** when the stream first opened */
   let countingSince = null;
@@ -800,20 +810,36 @@
   function countArrival() {
     const now = performance.now();
     const last = arrivals.at(-1);
-    if (last && now - last[0] < 50) last[1]++;
-    else arrivals.push([now, 1]);
+    if (last && now - last[1] < BURST_GAP_MS) {
+      last[1] = now;
+      last[2]++;
+    } else {
+      arrivals.push([now, now, 1]);
+    }
   }
 
-  /** events per second over the window that ends `now`, or null before a whole one */
+  /** events per second over the window that ends `now`, or null before it can tell */
   function eventRate(now) {
-    while (arrivals.length && arrivals[0][0] <= now - RATE_WINDOW_MS) arrivals.shift();
-    if (countingSince === null || now - countingSince < RATE_WINDOW_MS) return null;
+    while (arrivals.length && arrivals[0][1] <= now - RATE_WINDOW_MS) arrivals.shift();
+    if (countingSince === null) return null;
+    if (!arrivals.length) return now - countingSince >= RATE_WINDOW_MS ? 0 : null;
+    const first = arrivals[0][0];
+    if (now - first < RATE_FIRST_MS) return null;
+    if (arrivals.length === 1) {
+      const [start, end, events] = arrivals[0];
+      if (end - start >= RATE_FIRST_MS) return (events * 1000) / (now - start);
+      return now - start >= 2000 ? 0 : null;
+    }
+    const last = arrivals.at(-1)[0];
+    // A pause of up to a second (or three usual gaps) is a hiccup, not a slower feed.
+    const pause = Math.max(1000, (3 * (last - first)) / (arrivals.length - 1));
+    const span = Math.max(last - first, now - last > pause ? now - first - pause : 0);
     let events = 0;
-    for (const [, n] of arrivals) events += n;
-    return (events * 1000) / RATE_WINDOW_MS;
+    for (let i = 1; i < arrivals.length; i++) events += arrivals[i][2];
+    return (events * 1000) / span;
   }
 
-  setInterval(() => {
+  function panel() {
     const now = performance.now();
     const rate = eventRate(now);
     if (rate !== null) {
@@ -827,7 +853,20 @@
     text('count-rate', rate === null ? '–' : Math.round(rate));
     text('count-reconnects', reconnects);
     text('last-id', lastId ?? '–');
-  }, 500);
+  }
+  setInterval(panel, 250);
+
+  /** What SPEED (simulated seconds per real second) means, in words. */
+  function showSpeed(speed) {
+    if (typeof speed !== 'number') return;
+    debug.speed = speed;
+    const words =
+      speed === 0 ? 'paused' :
+      speed === 1 ? 'in real time' :
+      speed === 60 ? 'a minute each second (60×)' :
+      `${speed}× real time`;
+    text('speed', `Simulated, ${words}`);
+  }
 
   function text(id, value) {
     document.getElementById(id).textContent = String(value);

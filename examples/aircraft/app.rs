@@ -32,6 +32,7 @@ use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -48,7 +49,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower::util::BoxCloneService;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
-use tower_sse::hub::{HubBuilder, Published, Subscription, SubscriptionError};
+use tower_sse::hub::{HubBuilder, PublishError, Published, Subscription, SubscriptionError};
 use tower_sse::{Event, Hub, LastEventId, Sse, SseLayer};
 
 use airports::AIRPORTS;
@@ -70,7 +71,15 @@ pub(crate) struct Settings {
     pub(crate) retry: Duration,
     /// Events each aircraft's topic keeps for replay (in memory, and in Redis).
     pub(crate) history: usize,
+    /// Simulated seconds per real second when the simulator runs on a real clock
+    /// (`SPEED`); the page says it. Each aircraft reports once a real second whatever it is.
+    pub(crate) speed: f64,
 }
+
+/// The default `SPEED`: a simulated minute each second, so that the aircraft visibly
+/// move (at real speed an airliner crosses a pixel of the whole-region map in about ten
+/// seconds).
+pub(crate) const SPEED: f64 = 60.0;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -79,6 +88,7 @@ impl Default for Settings {
             seed: 0x5EA_A1A5,
             retry: Duration::from_secs(2),
             history: 120,
+            speed: SPEED,
         }
     }
 }
@@ -102,10 +112,9 @@ pub(crate) struct Config {
     /// `ADDR` as given, and every address it resolves to: `main.rs` listens on the
     /// first one it can bind.
     pub(crate) listen: common::Addr,
-    /// `AIRCRAFT` (default 320); the rest as [`Settings::default`].
+    /// `AIRCRAFT` (default 320) and `SPEED` (default 60); the rest as
+    /// [`Settings::default`].
     pub(crate) settings: Settings,
-    /// `SPEED`: simulated seconds per real second (default 1).
-    pub(crate) speed: f64,
     /// `REDIS_URL`: the Redis that instances share; without it the hub is in memory.
     pub(crate) redis_url: Option<String>,
     /// `SIMULATE`: whether this instance flies the fleet (default: yes without
@@ -126,9 +135,9 @@ impl Config {
             listen,
             settings: Settings {
                 aircraft: common::number("AIRCRAFT", 320, 1, 100_000)?,
+                speed: common::number("SPEED", SPEED, 0.0, 10_000.0)?,
                 ..Settings::default()
             },
-            speed: common::number("SPEED", 1.0, 0.0, 10_000.0)?,
             redis_url,
             simulate,
         })
@@ -426,12 +435,15 @@ impl App {
         let _ = progress.wait_for(|last| *last >= id).await;
     }
 
-    /// `{"lastId": <id>, "aircraft": [{"id": <id>, "data": <report>}, ...]}`: every
-    /// aircraft's latest report (or just `only`'s), as of event `lastId`, in fleet
-    /// order. An aircraft not heard from yet is left out.
+    /// `{"lastId": <id>, "speed": <SPEED>, "aircraft": [{"id": <id>, "data":
+    /// <report>}, ...]}`: every aircraft's latest report (or just `only`'s), as of event
+    /// `lastId`, in fleet order. An aircraft not heard from yet is left out.
     pub(crate) fn snapshot(&self, only: Option<usize>) -> String {
         let state = lock(&self.inner.snapshot.state);
-        let mut json = format!("{{\"lastId\":{},\"aircraft\":[", state.last_id);
+        let mut json = format!(
+            "{{\"lastId\":{},\"speed\":{},\"aircraft\":[",
+            state.last_id, self.inner.settings.speed
+        );
         let reports = state.reports.iter().enumerate();
         let wanted = reports.filter(|(i, _)| only.is_none_or(|o| o == *i));
         for (n, (id, report)) in wanted.filter_map(|(_, r)| r.as_ref()).enumerate() {
@@ -586,9 +598,20 @@ impl Simulator {
     /// (Redis unreachable) is left out, and the next tick brings a fresh one.
     pub(crate) fn tick(&mut self, seconds: f64) -> Vec<Sent> {
         self.fleet.step(seconds);
-        let mut sent = Vec::with_capacity(self.topics.len());
+        let (sent, failed) = self.publish(0..self.topics.len());
+        if let Some((count, error)) = failed {
+            warn_unpublished(count, self.topics.len(), &error);
+        }
+        sent
+    }
+
+    /// Publishes the reports of the aircraft of `part` (fleet order): what was
+    /// published, and how many the hub refused, with the last error.
+    fn publish(&self, part: Range<usize>) -> (Vec<Sent>, Option<(usize, PublishError)>) {
+        let mut sent = Vec::with_capacity(part.len());
         let mut failed = None;
-        for (topic, aircraft) in self.topics.iter().zip(self.fleet.aircraft()) {
+        let aircraft = &self.fleet.aircraft()[part.clone()];
+        for (topic, aircraft) in self.topics[part].iter().zip(aircraft) {
             let json = serde_json::to_string(&aircraft.position()).expect("a report is JSON");
             let event = Event::builder()
                 .event("position")
@@ -597,31 +620,53 @@ impl Simulator {
                 .expect("`position` is a valid event type");
             match self.hub.publish(topic, event) {
                 Ok(published) => sent.push(Sent { json, published }),
-                Err(error) => failed = Some(error),
+                Err(error) => {
+                    let count = failed.as_ref().map_or(0, |(count, _)| *count);
+                    failed = Some((count + 1, error));
+                }
             }
         }
-        if let Some(error) = failed {
-            tracing::warn!(
-                "could not publish {} of {} reports: {error}",
-                self.topics.len() - sent.len(),
-                self.topics.len()
-            );
-        }
-        sent
+        (sent, failed)
     }
 
-    /// Publishes the fleet at once, then ticks every `every` on a real clock, each tick
-    /// `time_scale` times as long in the simulation. Runs forever.
+    /// Publishes the fleet at once, then, on a real clock, has every aircraft report
+    /// once each `every`, `time_scale` times as long in the simulation. The fleet
+    /// reports in [`SLICES`] parts spread evenly over `every`, as real aircraft report
+    /// each at its own moment, so that the feed arrives steadily (a page can tell its
+    /// rate within a second) rather than in one burst. Runs forever.
     pub(crate) async fn run(mut self, every: Duration, time_scale: f64) {
         self.tick(0.0);
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let size = self.topics.len();
+        let slices = SLICES.min(size).max(1);
+        // A late part is made up for at once (the default `Burst`), so that each
+        // aircraft reports once each `every` on average, whatever the delays.
+        let mut ticker = tokio::time::interval(every / slices as u32);
         ticker.tick().await;
-        loop {
+        let seconds = every.as_secs_f64() * time_scale;
+        let mut unpublished: Option<(usize, PublishError)> = None;
+        for slice in (0..slices).cycle() {
             ticker.tick().await;
-            self.tick(every.as_secs_f64() * time_scale);
+            let part = slice * size / slices..(slice + 1) * size / slices;
+            self.fleet.step_part(part.clone(), seconds);
+            if let (_, Some((count, error))) = self.publish(part) {
+                let before = unpublished.as_ref().map_or(0, |(count, _)| *count);
+                unpublished = Some((before + count, error));
+            }
+            // At most one warning for each round of the fleet.
+            if slice + 1 == slices
+                && let Some((count, error)) = unpublished.take()
+            {
+                warn_unpublished(count, size, &error);
+            }
         }
     }
+}
+
+/// The parts each round of reports comes in when the simulator runs on a real clock.
+pub(crate) const SLICES: usize = 20;
+
+fn warn_unpublished(count: usize, of: usize, error: &PublishError) {
+    tracing::warn!("could not publish {count} of {of} reports: {error}");
 }
 
 /// The airports, for the map.

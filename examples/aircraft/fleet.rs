@@ -259,7 +259,12 @@ impl Fleet {
 
     /// Advances the simulation by `seconds`.
     pub(crate) fn step(&mut self, seconds: f64) {
-        for plane in &mut self.aircraft {
+        self.step_part(0..self.aircraft.len(), seconds);
+    }
+
+    /// Advances the aircraft of `part` (indexes in fleet order) by `seconds`.
+    pub(crate) fn step_part(&mut self, part: std::ops::Range<usize>, seconds: f64) {
+        for plane in &mut self.aircraft[part] {
             if plane.turnaround_s > 0.0 {
                 plane.turnaround_s -= seconds;
                 if plane.turnaround_s <= 0.0 {

@@ -8,13 +8,15 @@
 //! ```
 //!
 //! A fleet of 320 aircraft flies great circles between 36 airports of the region (climb,
-//! cruise, descent, a turnaround on the ground, then the next flight). Once a second each
-//! aircraft's position is published through a [`tower_sse::Hub`] as a `position` event
-//! carrying JSON, on a topic of its own; the map reads them all on one connection. A
-//! browser that reconnects sends its `Last-Event-ID` and the hub replays what it missed,
-//! so the map neither jumps back nor loses an update. Each topic keeps two minutes of
-//! history; a browser away for longer (or one that comes back to a restarted server)
-//! receives `stream-reset` instead and reloads the snapshot.
+//! cruise, descent, a turnaround on the ground, then the next flight), a simulated minute
+//! each real second by default (`SPEED`), so that the aircraft visibly move. Once a
+//! second each aircraft's position is published through a [`tower_sse::Hub`] as a
+//! `position` event carrying JSON, on a topic of its own, the fleet in 20 parts spread
+//! over the second (320 events a second, arriving steadily); the map reads them all on
+//! one connection. A browser that reconnects sends its `Last-Event-ID` and the hub
+//! replays what it missed, so the map neither jumps back nor loses an update. Each topic
+//! keeps two minutes of history; a browser away for longer (or one that comes back to a
+//! restarted server) receives `stream-reset` instead and reloads the snapshot.
 //!
 //! - `GET /`: the map. The coastlines come with the example, so no tile server is
 //!   needed (`/?tiles=<url template>` adds a tile layer), and the page loads nothing from
@@ -28,7 +30,9 @@
 //! - `ADDR`: where to listen, `host:port` (default `127.0.0.1:3000`; `localhost:3000`
 //!   works, port 0 picks a free port).
 //! - `AIRCRAFT`: the fleet's size, from 1 to 100,000 (default 320).
-//! - `SPEED`: simulated seconds per real second, from 0 to 10,000 (default 1).
+//! - `SPEED`: simulated seconds per real second, from 0 to 10,000 (default 60: a minute
+//!   each second; 1 is real time, where an airliner takes about ten seconds to cross a
+//!   pixel of the whole map). The page says it.
 //! - `LEAFLET_DIR`: where Leaflet is (see below).
 //! - `REDIS_URL`, `SIMULATE`: several instances on one feed (see below).
 //! - `RUST_LOG`: what to log on stderr (default `info`): the start-up (the address, where
@@ -60,7 +64,8 @@
 //! Redis Streams, and every instance on that Redis serves the same feed: one instance
 //! simulates the fleet (`SIMULATE=1`), the others only serve it. Put them behind a load
 //! balancer; a browser that reconnects to another instance resumes from its
-//! `Last-Event-ID` there. Give every instance the same `AIRCRAFT`.
+//! `Last-Event-ID` there. Give every instance the same `AIRCRAFT` (and `SPEED`, which
+//! the page of each instance states).
 //!
 //! ```text
 //! redis-server --port 6379 --appendonly yes &
@@ -99,7 +104,7 @@ async fn main() {
     let app = App::new(config.settings.clone(), hub.clone());
     if config.simulate {
         let simulator = Simulator::new(&config.settings, hub);
-        tokio::spawn(simulator.run(Duration::from_secs(1), config.speed));
+        tokio::spawn(simulator.run(Duration::from_secs(1), config.settings.speed));
     }
 
     let listener = common::bind(&config.listen).await;

@@ -139,11 +139,30 @@ pub(crate) fn addr() -> Result<Addr, String> {
         ),
     };
     let expected = "host:port (for instance 127.0.0.1:3000, [::1]:3000 or localhost:3000)";
-    let has_port = value
+    // A URL (`http://127.0.0.1:3000`) is the likeliest slip: say what to drop.
+    if let Some((scheme, rest)) = value.split_once("://") {
+        let authority = rest.split('/').next().unwrap_or_default();
+        let instead = if authority.is_empty() {
+            "127.0.0.1:3000"
+        } else {
+            authority
+        };
+        return Err(format!(
+            "{shown} is a URL: drop the `{scheme}://`, ADDR is host:port (for instance ADDR={instead})"
+        ));
+    }
+    let port = value
         .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-    if !has_port {
-        return Err(format!("{shown} is not {expected}"));
+        .filter(|(host, _)| !host.is_empty())
+        .map(|(_, port)| port);
+    match port {
+        Some(port) if port.parse::<u16>().is_ok() => {}
+        Some(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            return Err(format!(
+                "{shown}: the port {port} is out of range (0 to 65535; 0 picks a free port)"
+            ));
+        }
+        _ => return Err(format!("{shown} is not {expected}")),
     }
     // The system's resolver, as `tokio::net::lookup_host` uses it, here before anything
     // is served (a blocking look-up at start-up is what an example can afford).

@@ -47,10 +47,8 @@ pub(crate) struct Settings {
     pub(crate) interval: Duration,
     /// How long a browser waits before it reconnects (sent as `retry:`).
     pub(crate) retry: Duration,
-    /// Readings of each sensor kept for `/history` and for replay.
+    /// Readings of each sensor kept for `/history` and for replay, and shown per chart.
     pub(crate) history: usize,
-    /// Rounds of readings simulated before the start, so that charts open full.
-    pub(crate) warm_up: usize,
     /// Seed of the simulation.
     pub(crate) seed: u64,
 }
@@ -61,7 +59,6 @@ impl Default for Settings {
             interval: Duration::from_secs(2),
             retry: Duration::from_secs(2),
             history: 150,
-            warm_up: 150,
             seed: 0x5E45_0125,
         }
     }
@@ -89,6 +86,8 @@ struct Plant {
     /// Per sensor: `(id, JSON)` of its recent readings, oldest first.
     history: Vec<VecDeque<(u64, String)>>,
     last_id: u64,
+    /// When the app started, ms since the Unix epoch: the time of the first reading.
+    started_ms: f64,
     /// Simulated time of the next reading, ms since the Unix epoch.
     clock_ms: f64,
     /// The sensor whose turn is next.
@@ -116,12 +115,16 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl App {
-    /// The sensors, with `warm_up` rounds of readings already published (ending now).
+    /// The sensors, starting now: nothing published yet, so that a chart starts when
+    /// the server did.
     pub(crate) fn new(settings: Settings) -> App {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_millis() as f64);
-        let interval_ms = settings.interval.as_secs_f64() * 1000.0;
+        let hub = Hub::builder()
+            .history_events(settings.history)
+            .max_topics(SENSORS.len())
+            .build();
         let plant = Plant {
             sensors: SENSORS
                 .iter()
@@ -129,26 +132,21 @@ impl App {
                 .map(|(i, spec)| Sensor::new(spec, settings.seed.wrapping_add(i as u64)))
                 .collect(),
             history: vec![VecDeque::new(); SENSORS.len()],
-            last_id: 0,
-            clock_ms: now_ms - settings.warm_up as f64 * interval_ms,
+            // A page that loads the history before the first reading resumes after the
+            // hub's starting id, which the hub knows: no `stream-reset`.
+            last_id: hub.last_id(),
+            started_ms: now_ms,
+            clock_ms: now_ms,
             next: 0,
         };
-        let hub = Hub::builder()
-            .history_events(settings.history)
-            .max_topics(SENSORS.len())
-            .build();
-        let app = App {
+        App {
             inner: Arc::new(Inner {
                 hub,
                 settings,
                 plant: Mutex::new(plant),
                 streams: Streams::default(),
             }),
-        };
-        for _ in 0..app.inner.settings.warm_up {
-            app.round();
         }
-        app
     }
 
     /// The next sensor in turn takes a reading and publishes it: each sensor publishes
@@ -186,6 +184,7 @@ impl App {
     }
 
     /// One reading of every sensor.
+    #[allow(dead_code)] // used by tests/sensors_browser.rs
     pub(crate) fn round(&self) {
         for _ in 0..SENSORS.len() {
             self.step();
@@ -210,6 +209,12 @@ impl App {
         &self.inner.hub
     }
 
+    /// When the app started, ms since the Unix epoch: where the charts start.
+    #[allow(dead_code)] // used by tests/sensors_browser.rs
+    pub(crate) fn started_ms(&self) -> u64 {
+        lock(&self.inner.plant).started_ms as u64
+    }
+
     /// Event streams open now.
     #[allow(dead_code)] // used by tests/sensors_browser.rs
     pub(crate) fn open_streams(&self) -> usize {
@@ -221,15 +226,18 @@ impl App {
         self.inner.streams.opened.load(Ordering::Acquire)
     }
 
-    /// `{"lastId", "interval", "sensors": [{"id", "name", "place", "readings": [{"id",
-    /// "data"}]}]}`: the recent readings of the sensors `only` names (or all), as of
-    /// event `lastId`.
+    /// `{"lastId", "started", "interval", "keep", "sensors": [{"id", "name", "place",
+    /// "readings": [{"id", "data"}]}]}`: the recent readings (up to `keep` per sensor) of
+    /// the sensors `only` names (or all), as of event `lastId`; `started` is when the
+    /// app started (ms since the Unix epoch), the time its first readings were taken.
     pub(crate) fn history(&self, only: &[usize]) -> String {
         let plant = lock(&self.inner.plant);
         let mut json = format!(
-            "{{\"lastId\":{},\"interval\":{},\"sensors\":[",
+            "{{\"lastId\":{},\"started\":{},\"interval\":{},\"keep\":{},\"sensors\":[",
             plant.last_id,
-            self.inner.settings.interval.as_millis()
+            plant.started_ms as u64,
+            self.inner.settings.interval.as_millis(),
+            self.inner.settings.history,
         );
         for (n, &i) in only.iter().enumerate() {
             if n > 0 {

@@ -1,40 +1,52 @@
 // The sensor dashboard: a card per sensor with its latest reading and a live line chart
 // of temperature and humidity, drawn on a canvas.
 //
-// Page options: `?shared=1` reads the stream through the SharedWorker /sse-worker.js, one
-// connection for every tab of the dashboard (the switch at the top sets it);
-// `?topic=<sensor>` (repeatable) shows only those sensors; `?record` keeps every event id
-// received in `sensorDashboard.ids`.
+// One connection for all tabs, by default: over HTTP/1.1 a browser opens at most six
+// connections to one server for all its tabs together, and each open EventSource holds
+// one, so with a connection per tab the seventh tab would never load. Where the browser
+// has SharedWorker, the page reads the stream through /sse-worker.js, which holds the
+// only EventSource of every dashboard tab of this origin; elsewhere (or if the worker
+// fails to start) each tab opens its own.
+//
+// Page options: `?connection=per-tab` gives this tab a connection of its own (the
+// "one per tab" link at the top); `?topic=<sensor>` (repeatable) shows only those
+// sensors; `?record` keeps every event id received in `sensorDashboard.ids`.
 'use strict';
 
 (function () {
   const params = new URLSearchParams(location.search);
-  const SHARED = params.get('shared') === '1' && typeof SharedWorker === 'function';
+  const PER_TAB_ASKED = params.get('connection') === 'per-tab';
   const TOPICS = params.getAll('topic');
   const RECORD = params.has('record');
-  /** Readings kept per chart. */
-  const KEEP = 300;
   const TEMPERATURE = '#ea580c';
   const HUMIDITY = '#0284c7';
 
   /** sensor id -> { meta, readings, elements, drawn, dirty } */
   const charts = new Map();
   let lastId = null;
+  /** From the history: when the server started (ms), ms between readings, readings per chart. */
+  const timeline = { started: null, interval: 2000, keep: 150 };
 
   // What the page received, for the curious (`sensorDashboard` in the console) and for
   // the browser tests.
   const debug = (window.sensorDashboard = {
-    mode: SHARED ? 'shared' : 'direct',
+    mode: null, // 'shared' (one connection for all tabs) or 'per-tab'
+    why: null, // why this mode: 'default', 'asked', 'no SharedWorker' or 'worker failed'
     ids: [], // every event id received, in order (with ?record)
     readings: 0, // readings received live
     histories: 0, // histories loaded (or received from the worker)
     historyIds: [], // the lastId of each
+    started: null, // when the server started, ms since the Unix epoch
     status: 'connecting',
     opens: 0, // opens of the EventSource (of the worker's, when shared)
     tabs: 1, // tabs sharing the connection
     points: () => Object.fromEntries([...charts].map(([id, c]) => [id, c.readings.length])),
     drawn: () => Object.fromEntries([...charts].map(([id, c]) => [id, c.drawn])),
     latest: () => Object.fromEntries([...charts].map(([id, c]) => [id, c.readings.at(-1) ?? null])),
+    // The time of each chart's oldest reading (null when it has none).
+    oldest: () => Object.fromEntries([...charts].map(([id, c]) => [id, c.readings[0]?.time ?? null])),
+    // The time axis of each chart: { from, to } in ms since the Unix epoch.
+    axes: () => Object.fromEntries([...charts].map(([id, c]) => [id, axis(c.readings)])),
   });
 
   // ---- receiving --------------------------------------------------------------------
@@ -43,6 +55,10 @@
     debug.histories++;
     debug.historyIds.push(history.lastId);
     lastId = history.lastId;
+    timeline.started = history.started;
+    timeline.interval = history.interval;
+    timeline.keep = history.keep;
+    debug.started = history.started;
     const grid = document.getElementById('grid');
     const wanted = new Set(history.sensors.map((s) => s.id));
     for (const [id, chart] of charts) {
@@ -59,7 +75,7 @@
         grid.append(chart.elements.card);
         charts.set(sensor.id, chart);
       }
-      chart.readings = sensor.readings.map((r) => r.data).slice(-KEEP);
+      chart.readings = sensor.readings.map((r) => r.data).slice(-timeline.keep);
       chart.dirty = true;
     }
     schedule();
@@ -72,7 +88,7 @@
     const chart = charts.get(reading.sensor);
     if (!chart) return;
     chart.readings.push(reading);
-    if (chart.readings.length > KEEP) chart.readings.shift();
+    if (chart.readings.length > timeline.keep) chart.readings.shift();
     chart.dirty = true;
     schedule();
   }
@@ -85,16 +101,86 @@
     badge.textContent = status;
   }
 
-  function onTabs(count) {
-    debug.tabs = count;
-    document.getElementById('mode-note').textContent =
-      count === 1 ? 'this tab alone uses the connection' : `${count} tabs share one connection`;
+  function note(text) {
+    document.getElementById('mode-note').textContent = text;
   }
 
-  if (SHARED) {
-    const worker = new SharedWorker('/sse-worker.js', { name: 'tower-sse sensors' });
-    worker.addEventListener('error', () => console.error('sse-worker.js could not start'));
+  function onTabs(count) {
+    debug.tabs = count;
+    note(count === 1 ? 'this tab alone uses it, so far' : `${count} tabs share it`);
+  }
+
+  // ---- the connection: one for all tabs, or one per tab ------------------------------
+
+  function showMode() {
+    const shared = document.getElementById('mode-shared');
+    const perTab = document.getElementById('mode-per-tab');
+    // The links keep the page's other options.
+    const other = new URLSearchParams(location.search);
+    other.delete('connection');
+    shared.href = `/${String(other) ? `?${other}` : ''}`;
+    other.set('connection', 'per-tab');
+    perTab.href = `/?${other}`;
+    for (const [link, mode] of [[shared, 'shared'], [perTab, 'per-tab']]) {
+      if (debug.mode === mode) link.setAttribute('aria-current', 'true');
+      else link.removeAttribute('aria-current');
+    }
+    const why = document.getElementById('why');
+    if (debug.why === 'no SharedWorker') {
+      why.classList.add('warn');
+      why.insertAdjacentHTML(
+        'beforeend',
+        ' <b>This browser has no <code>SharedWorker</code></b>, so each tab opens its own ' +
+          'connection here: keep at most six tabs of it open.',
+      );
+    } else if (debug.why === 'worker failed') {
+      why.classList.add('warn');
+      why.insertAdjacentHTML(
+        'beforeend',
+        ' <b>The shared worker could not start</b>, so this tab opened its own connection.',
+      );
+    }
+  }
+
+  function perTab(why) {
+    debug.mode = 'per-tab';
+    debug.why = why;
+    debug.tabs = 1;
+    const feed = new SensorFeed(
+      {
+        history: onHistory,
+        reading: onReading,
+        status: (status) => onStatus(status, feed.opens),
+      },
+      TOPICS,
+    );
+    feed.start();
+    note(why === 'asked' ? 'this tab has its own' : 'this tab has its own (see below)');
+    showMode();
+  }
+
+  function shared() {
+    debug.mode = 'shared';
+    debug.why = 'default';
+    let worker;
+    try {
+      worker = new SharedWorker('/sse-worker.js', { name: 'tower-sse sensors' });
+    } catch (error) {
+      console.warn(`sse-worker.js: ${error.message}; this tab opens its own connection`);
+      perTab('worker failed');
+      return;
+    }
+    let failed = false;
+    worker.addEventListener('error', () => {
+      // The worker's script did not load or run: this tab reads the stream itself.
+      if (failed || debug.histories) return;
+      failed = true;
+      console.warn('sse-worker.js could not start; this tab opens its own connection');
+      worker.port.close();
+      perTab('worker failed');
+    });
     worker.port.addEventListener('message', ({ data: message }) => {
+      if (failed) return;
       if (message.type === 'history') onHistory(message.history);
       else if (message.type === 'reading') onReading(message.id, message.reading);
       else if (message.type === 'status') onStatus(message.status, message.opens);
@@ -107,27 +193,12 @@
     addEventListener('pageshow', (event) => {
       if (event.persisted) location.reload();
     });
-  } else {
-    const feed = new SensorFeed(
-      {
-        history: onHistory,
-        reading: onReading,
-        status: (status) => onStatus(status, feed.opens),
-      },
-      TOPICS,
-    );
-    feed.start();
-    document.getElementById('mode-note').textContent = 'one connection per tab';
+    showMode();
   }
 
-  const toggle = document.getElementById('shared');
-  toggle.checked = SHARED;
-  toggle.addEventListener('change', () => {
-    const next = new URLSearchParams(location.search);
-    if (toggle.checked) next.set('shared', '1');
-    else next.delete('shared');
-    location.search = next.toString();
-  });
+  if (PER_TAB_ASKED) perTab('asked');
+  else if (typeof SharedWorker !== 'function') perTab('no SharedWorker');
+  else shared();
 
   // ---- drawing ----------------------------------------------------------------------
 
@@ -185,6 +256,20 @@
     return [Math.floor((middle - half) / step) * step, Math.ceil((middle + half) / step) * step];
   }
 
+  /**
+   * The time axis of a chart of `readings`: from the server's start, until the chart
+   * holds `keep` readings (then the server has dropped older ones too), and from the
+   * oldest reading after that; at least `keep` readings wide, so that a young chart
+   * grows from the left.
+   */
+  function axis(readings) {
+    const span = timeline.keep * timeline.interval;
+    const full = readings.length >= timeline.keep;
+    const from = full ? readings[0].time : (timeline.started ?? readings[0]?.time ?? Date.now());
+    const to = Math.max(readings.at(-1)?.time ?? from, from + (full ? 1 : span));
+    return { from, to, sinceStart: !full };
+  }
+
   function render(chart) {
     const { readings, elements } = chart;
     const latest = readings.at(-1);
@@ -203,22 +288,25 @@
     g.setTransform(ratio, 0, 0, ratio, 0, 0);
     g.clearRect(0, 0, width, height);
     chart.drawn = 0;
-    if (readings.length < 2) return;
 
+    const { from: t0, to: t1, sinceStart } = axis(readings);
     const temperatures = readings.map((r) => r.temperature);
     const humidities = readings.map((r) => r.humidity);
-    const [tLow, tHigh] = niceRange(Math.min(...temperatures), Math.max(...temperatures), 2);
-    const [hLow, hHigh] = niceRange(Math.min(...humidities), Math.max(...humidities), 10);
-    elements.range.textContent =
-      `${Math.min(...temperatures).toFixed(1)}–${Math.max(...temperatures).toFixed(1)} °C · ` +
-      `${Math.min(...humidities).toFixed(0)}–${Math.max(...humidities).toFixed(0)} %`;
+    const [tLow, tHigh] = readings.length
+      ? niceRange(Math.min(...temperatures), Math.max(...temperatures), 2)
+      : [0, 1];
+    const [hLow, hHigh] = readings.length
+      ? niceRange(Math.min(...humidities), Math.max(...humidities), 10)
+      : [0, 1];
+    elements.range.textContent = readings.length
+      ? `${Math.min(...temperatures).toFixed(1)}–${Math.max(...temperatures).toFixed(1)} °C · ` +
+        `${Math.min(...humidities).toFixed(0)}–${Math.max(...humidities).toFixed(0)} %`
+      : 'no reading yet';
 
     const left = 38;
     const right = width - 38;
     const top = 8;
     const bottom = height - 20;
-    const t0 = readings[0].time;
-    const t1 = Math.max(readings.at(-1).time, t0 + 1);
     const x = (time) => left + ((time - t0) / (t1 - t0)) * (right - left);
     const yT = (value) => bottom - ((value - tLow) / (tHigh - tLow)) * (bottom - top);
     const yH = (value) => bottom - ((value - hLow) / (hHigh - hLow)) * (bottom - top);
@@ -235,6 +323,7 @@
       g.moveTo(left, y);
       g.lineTo(right, y);
       g.stroke();
+      if (!readings.length) continue;
       g.fillStyle = TEMPERATURE;
       g.textAlign = 'right';
       g.fillText((tHigh - ((tHigh - tLow) * i) / rows).toFixed(1), left - 5, y);
@@ -262,6 +351,27 @@
       g.fillText(tick < 60e3 ? `${label}:${String(clock.getSeconds()).padStart(2, '0')}` : label, px, bottom + 5);
     }
 
+    // While the chart holds every reading since the server started, its left edge is
+    // that start.
+    if (sinceStart) {
+      g.strokeStyle = '#94a3b8';
+      g.setLineDash([3, 3]);
+      g.beginPath();
+      g.moveTo(left + 0.5, top);
+      g.lineTo(left + 0.5, bottom);
+      g.stroke();
+      g.setLineDash([]);
+      g.fillStyle = '#64748b';
+      g.textAlign = 'left';
+      g.fillText('server started', left + 5, top + 2);
+    }
+    if (!readings.length) {
+      g.textAlign = 'center';
+      g.textBaseline = 'middle';
+      g.fillText('waiting for the first reading', (left + right) / 2, (top + bottom) / 2);
+      return;
+    }
+
     // Humidity: a thin line.
     g.strokeStyle = HUMIDITY;
     g.lineWidth = 1.5;
@@ -274,8 +384,8 @@
     const path = new Path2D();
     readings.forEach((r, i) => (i ? path.lineTo(x(r.time), yT(r.temperature)) : path.moveTo(x(r.time), yT(r.temperature))));
     const fill = new Path2D(path);
-    fill.lineTo(x(t1), bottom);
-    fill.lineTo(x(t0), bottom);
+    fill.lineTo(x(latest.time), bottom);
+    fill.lineTo(x(readings[0].time), bottom);
     fill.closePath();
     const gradient = g.createLinearGradient(0, top, 0, bottom);
     gradient.addColorStop(0, 'rgba(234, 88, 12, 0.22)');

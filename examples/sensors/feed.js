@@ -5,8 +5,9 @@
 // sends `Last-Event-ID` by itself; when the hub can no longer replay (`stream-reset`),
 // the feed reloads the history.
 //
-// The dashboard uses a feed directly (one connection per tab), and sse-worker.js uses
-// one for every tab at once (one connection in all). Loaded as a classic script in both.
+// sse-worker.js uses one for every tab at once (one connection in all, the default);
+// the dashboard uses one itself when a tab has a connection of its own (`?connection=
+// per-tab`, or a browser without SharedWorker). Loaded as a classic script in both.
 'use strict';
 
 // Used by dashboard.js and sse-worker.js, which load this file first.

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example sensors
-//! # then open http://127.0.0.1:3000/ (and http://127.0.0.1:3000/?shared=1 in a few tabs)
+//! # then open http://127.0.0.1:3000/ (in as many tabs as you like)
 //! curl -N http://127.0.0.1:3000/events                    # every sensor
 //! curl -N 'http://127.0.0.1:3000/events?topic=greenhouse'  # one sensor
 //! ```
@@ -14,9 +14,12 @@
 //! carries them all (or, with `?topic=`, the sensors named).
 //!
 //! - `GET /`: the dashboard, a live line chart per sensor (drawn on a canvas, no chart
-//!   library). With `?shared=1` (the switch at the top of the page) every tab of the
-//!   dashboard shares one event stream through a SharedWorker, `/sse-worker.js`: ten
-//!   tabs cost one connection.
+//!   library), from the moment the server started. Every tab of the dashboard shares
+//!   one event stream through a SharedWorker, `/sse-worker.js`: ten tabs cost one
+//!   connection. Over HTTP/1.1 a browser opens at most six connections to one server for
+//!   all its tabs, and each open `EventSource` holds one, so with a stream per tab the
+//!   seventh tab would never load. A browser without SharedWorker, or a tab opened with
+//!   `?connection=per-tab` (the "one per tab" link at the top), has its own.
 //! - `GET /events`: the event stream; `?topic=<sensor>` (repeatable) narrows it.
 //! - `GET /history`: the recent readings and the event id they are current as of; a page
 //!   loads it, then opens `/events?lastEventId=<that id>` and misses nothing.
@@ -60,9 +63,7 @@ async fn main() {
         "{} sensors, a reading each every {interval:?}",
         app::sensor::SENSORS.len()
     );
-    tracing::info!(
-        "dashboard: http://{addr}/  (one connection for all tabs: http://{addr}/?shared=1)"
-    );
+    tracing::info!("dashboard: http://{addr}/  (its tabs share one connection)");
     tracing::info!("events:    http://{addr}/events  (one sensor: /events?topic=greenhouse)");
     tracing::info!("Ctrl-C to stop");
 

@@ -6,6 +6,8 @@
 // request is one JSON line on stdin; every answer one JSON line on stdout:
 //
 //   {"id":1,"op":"open","url":"http://127.0.0.1:4000/"} -> {"id":1,"ok":true,"value":0}
+//       (with "init":"<script>", the script runs in the page before any of its own, e.g.
+//       to take away an API the page would use)
 //   {"id":2,"op":"wait","page":0,"expr":"aircraftMap.count() >= 300","timeout":20000}
 //                                    -> {"id":2,"ok":true,"value":true} (or "timedOut":true)
 //   {"id":3,"op":"eval","page":0,"expr":"aircraftMap.ids"}  -> {"id":3,"ok":true,"value":[...]}
@@ -54,8 +56,9 @@ async function main() {
   };
 
   const commands = {
-    async open({ url }) {
+    async open({ url, init }) {
       const opened = await harness.newPage();
+      if (init) await opened.addInitScript(init);
       const n = pages.length;
       pages.push(opened);
       responses[n] = [];

@@ -179,6 +179,18 @@ impl Browser {
         answer["value"].as_u64().expect("a page number") as usize
     }
 
+    /// Like [`open`](Self::open), but runs the JavaScript `init` in the page before
+    /// any script of its own (to take away an API the page would use, say).
+    pub async fn open_with(&mut self, url: &str, init: &str) -> usize {
+        let answer = self
+            .call(
+                json!({"op": "open", "url": url, "init": init}),
+                Duration::from_secs(30),
+            )
+            .await;
+        answer["value"].as_u64().expect("a page number") as usize
+    }
+
     /// Waits until the JavaScript expression `expr` is truthy in `page`, and returns its
     /// value, or `None` after `timeout`.
     pub async fn wait(&mut self, page: usize, expr: &str, timeout: Duration) -> Option<Value> {
