@@ -25,28 +25,28 @@
 //!
 //! The modules follow that layout: [`layer`] holds the middleware as tower-http lays
 //! one out (the layer and its settings, the service, the response future, the response
-//! body), [`hub`] the fan-out, [`axum`] and [`warp`](mod@warp) the integrations; the
-//! event types, [`Sse`], [`Refusal`], [`WriteTimeout`] and [`serve`] are at the root,
+//! body), [`hub`] the fan-out, [`axum`][axum-mod] and [`warp`][warp-mod] the integrations; the
+//! event types, [`Sse`], [`Refusal`], [`WriteTimeout`] and [`serve`][serve-fn] are at the root,
 //! where the layer's types are re-exported too (all but its response future and body).
 //!
 //! # Features
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `json` | [`Event::json`] and [`EventBuilder::json_data`] (serde) |
-//! | `axum` | [`axum`]: `IntoResponse` for [`Sse`] and [`Refusal`], extractors (axum 0.8) |
-//! | `warp` | [`warp`](mod@warp): `warp::Reply` for [`Sse`] and [`Refusal`], a `Last-Event-ID` filter (warp 0.4) |
-//! | `serve` (default) | [`serve`]: the accept loop, guarded, for HTTP/1.1 and h2c (hyper, hyper-util) |
+//! | `json` | [`Event::json`][event-json] and [`EventBuilder::json_data`][builder-json] (serde) |
+//! | `axum` | [`axum`][axum-mod]: `IntoResponse` for [`Sse`] and [`Refusal`], extractors (axum 0.8) |
+//! | `warp` | [`warp`][warp-mod]: `warp::Reply` for [`Sse`] and [`Refusal`], a `Last-Event-ID` filter (warp 0.4) |
+//! | `serve` (default) | [`serve`][serve-fn]: the accept loop, guarded, for HTTP/1.1 and h2c (hyper, hyper-util) |
 //! | `redis` | `hub::RedisStorage`: the [`Hub`] on Redis Streams, several instances on one feed |
 //! | `compression-gzip`, `-deflate`, `-br`, `-zstd`, `-full` | the codecs of [`StreamCompression`]: event streams compressed and flushed at every frame |
 //!
-//! Examples: `examples/hyper.rs` (hyper 1 with [`serve`], HTTP/1.1 and HTTP/2 on one
+//! Examples: `examples/hyper.rs` (hyper 1 with [`serve`][serve-fn], HTTP/1.1 and HTTP/2 on one
 //! port), `examples/axum.rs`, `examples/warp.rs`, `examples/aircraft`,
 //! `examples/sensors`.
 //!
 //! # Serving in production
 //!
-//! **Connections that never become streams.** [`serve`] accepts and serves connections
+//! **Connections that never become streams.** [`serve`][serve-fn] accepts and serves connections
 //! with a deadline for the first request, hyper's header read timeout, a cap on open
 //! connections taken before accepting, a growing pause after accept errors (`EMFILE`),
 //! and [`WriteTimeout`] on every connection; an axum `Router` or `warp::service(filter)`
@@ -63,15 +63,15 @@
 //! a second (`tests/shutdown.rs`).
 //!
 //! **HTTP/2.** Browsers allow six HTTP/1.1 connections per origin, and each
-//! `EventSource` holds one. Over HTTP/2 every stream shares one connection; [`serve`]
+//! `EventSource` holds one. Over HTTP/2 every stream shares one connection; [`serve`][serve-fn]
 //! serves both (with hyper-util's `auto::Builder`); raise
-//! [`max_concurrent_streams`](Serve::max_concurrent_streams) above hyper's default of 200
+//! [`max_concurrent_streams`][serve-streams] above hyper's default of 200
 //! if a page opens more (`tests/http2.rs` runs 200 streams over
 //! one connection). Browsers speak HTTP/2 only over TLS.
 //!
 //! **Stalled and vanished clients.** A client that stops reading fills its connection's
 //! buffers; hyper then stops polling the response, so nothing in the stream can act.
-//! [`serve`] wraps each accepted connection in [`WriteTimeout`] (twice the heartbeat
+//! [`serve`][serve-fn] wraps each accepted connection in [`WriteTimeout`] (twice the heartbeat
 //! interval is a good timeout, 30 s by default): a write that cannot make progress for
 //! that long fails, hyper closes the connection, and the stream's end is reported as
 //! [`EndReason::ClientGone`]. On Linux,
@@ -140,6 +140,42 @@
 //!     Ok(())
 //! }
 //! ```
+// Links to items of features that may be off: to the item when it is built, else to
+// its page on docs.rs (which builds every feature).
+#![doc = ""]
+#![cfg_attr(feature = "axum", doc = "[axum-mod]: mod@crate::axum")]
+#![cfg_attr(
+    not(feature = "axum"),
+    doc = "[axum-mod]: https://docs.rs/tower-sse/latest/tower_sse/axum/index.html"
+)]
+#![cfg_attr(feature = "warp", doc = "[warp-mod]: mod@crate::warp")]
+#![cfg_attr(
+    not(feature = "warp"),
+    doc = "[warp-mod]: https://docs.rs/tower-sse/latest/tower_sse/warp/index.html"
+)]
+#![cfg_attr(feature = "json", doc = "[event-json]: Event::json")]
+#![cfg_attr(
+    not(feature = "json"),
+    doc = "[event-json]: https://docs.rs/tower-sse/latest/tower_sse/struct.Event.html#method.json"
+)]
+#![cfg_attr(feature = "json", doc = "[builder-json]: EventBuilder::json_data")]
+#![cfg_attr(
+    not(feature = "json"),
+    doc = "[builder-json]: https://docs.rs/tower-sse/latest/tower_sse/struct.EventBuilder.html#method.json_data"
+)]
+#![cfg_attr(feature = "serve", doc = "[serve-fn]: serve()")]
+#![cfg_attr(
+    not(feature = "serve"),
+    doc = "[serve-fn]: https://docs.rs/tower-sse/latest/tower_sse/fn.serve.html"
+)]
+#![cfg_attr(
+    feature = "serve",
+    doc = "[serve-streams]: Serve::max_concurrent_streams"
+)]
+#![cfg_attr(
+    not(feature = "serve"),
+    doc = "[serve-streams]: https://docs.rs/tower-sse/latest/tower_sse/struct.Serve.html#method.max_concurrent_streams"
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 

@@ -16,7 +16,7 @@ use super::encode::write_line;
 /// reference-count increment per client, never a second encoding or a copy.
 ///
 /// Build one with [`Event::builder`], or with the shortcuts [`Event::data`],
-/// [`Event::comment`] and (with the `json` feature) [`Event::json`].
+/// [`Event::comment`] and (with the `json` feature) [`Event::json`][event-json].
 ///
 /// Every frame reads back, with a parser that follows the HTML standard, as exactly the
 /// event that was built: the builder refuses an event type or id that would start a new
@@ -36,6 +36,11 @@ use super::encode::write_line;
 /// );
 /// # Ok::<(), tower_sse::EventError>(())
 /// ```
+#[cfg_attr(feature = "json", doc = "[event-json]: Event::json")]
+#[cfg_attr(
+    not(feature = "json"),
+    doc = "[event-json]: https://docs.rs/tower-sse/latest/tower_sse/struct.Event.html#method.json"
+)]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Event {
     frame: Bytes,

@@ -203,7 +203,7 @@ impl SseLayer {
     /// (hyper's HTTP/1.1 stops once its write buffer is full; an HTTP/2 stream without
     /// window waits for one), so such a stream goes when its client does, or when a
     /// [`WriteTimeout`](crate::WriteTimeout) closes the connection, as
-    /// [`serve`](crate::serve()) does for every connection. Without heartbeats, streams
+    /// `tower_sse::serve` does for every connection. Without heartbeats, streams
     /// are not watched unless a timeout is set here.
     ///
     /// ```
