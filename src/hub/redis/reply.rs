@@ -7,6 +7,7 @@ use ::redis::{ErrorKind, RedisError, Value};
 use bytes::Bytes;
 
 use crate::Event;
+use crate::hub::MAX_KEY_LEN;
 use crate::hub::log::{GapReason, Page};
 
 /// What became of one event's write.
@@ -133,7 +134,7 @@ pub(super) fn parse_history(reply: Value, after: u64, count: usize) -> Option<Pa
         };
         last = Some(entry.id);
         // A frame this crate did not write is skipped (and traced).
-        events.extend(entry.event.map(|event| (entry.id, event)));
+        events.extend(entry.event.map(|event| (entry.id, entry.key, event)));
     }
     Some(Page::Events {
         events,
@@ -147,6 +148,9 @@ pub(super) struct Entry {
     pub(super) id: u64,
     /// The start of the epoch it was written in (0 if not recorded).
     pub(super) epoch: u64,
+    /// Its conflation key (field `k`); `None` for a keyless event, and for an entry
+    /// written before keys were stored.
+    pub(super) key: Option<Arc<str>>,
     /// `None` if the entry holds no valid event frame.
     pub(super) event: Option<Event>,
 }
@@ -159,6 +163,7 @@ pub(super) fn parse_entry(entry: Value) -> Option<Entry> {
     let mut entry = Entry {
         id,
         epoch: 0,
+        key: None,
         event: None,
     };
     let mut field = |name: &Value, value: Value| match text(name) {
@@ -169,6 +174,12 @@ pub(super) fn parse_entry(entry: Value) -> Option<Entry> {
             }
         }
         Some("s") => entry.epoch = integer(&value).unwrap_or(0),
+        // A key this crate did not write (empty, too long, not UTF-8): keyless.
+        Some("k") => {
+            entry.key = text(&value)
+                .filter(|key| !key.is_empty() && key.len() <= MAX_KEY_LEN)
+                .map(Arc::from)
+        }
         _ => {}
     };
     match fields {

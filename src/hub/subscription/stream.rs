@@ -11,7 +11,8 @@ use futures_core::Stream;
 use tokio::time::Instant;
 
 use super::SubscriptionError;
-use super::replay::Replay;
+use super::replay::{Bounds, Replay};
+use crate::hub::conflate::Item;
 use crate::hub::engine::HubInner;
 use crate::hub::log::{GapReason, Page, PageFuture};
 use crate::hub::signal::Signal;
@@ -32,6 +33,13 @@ pub(super) struct Member {
     pub(super) live_from: u64,
     /// Its registration among the topic's waiters, when it parked there.
     pub(super) waiting: Option<WaiterKey>,
+    /// The id of the last event of this topic taken (or the id it went live after):
+    /// what it missed in short starts above it.
+    pub(super) read: u64,
+    /// What it missed in short (it fell behind under `LagPolicy::Conflate`, or resumed
+    /// with `conflate_replay`), in id order, to take before the entries from `cursor`
+    /// on (whose ids are all above). Empty, and unallocated, otherwise.
+    pub(super) catchup: VecDeque<(u64, Event)>,
 }
 
 /// Where a subscription stands.
@@ -78,7 +86,9 @@ enum Resume {
 /// [`SubscriptionError::Lagged`] and ends (the client reconnects with its
 /// `Last-Event-ID` and catches up from history), or, under
 /// [`LagPolicy::SkipAhead`](crate::hub::LagPolicy::SkipAhead), it sends the reset event
-/// and goes on live.
+/// and goes on live, or, under [`LagPolicy::Conflate`](crate::hub::LagPolicy::Conflate),
+/// it sends the newest event of each key it missed and every keyless one, and goes on
+/// live.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -136,6 +146,8 @@ impl Subscription {
                     cursor: 0,
                     live_from: head,
                     waiting: None,
+                    read: 0,
+                    catchup: VecDeque::new(),
                 })
                 .collect(),
             ready: VecDeque::new(),
@@ -197,6 +209,14 @@ impl Subscription {
             Resume::Fresh => self.start,
             Resume::After(id) => id,
         };
+        let known = id >= self.hub.first && id < newest;
+        if self.hub.config.conflate_replay
+            && matches!(self.resume, Resume::After(_))
+            && known
+            && self.go_conflated(id)
+        {
+            return true;
+        }
         if id >= complete && id <= newest {
             self.go_live(id);
             return true;
@@ -213,8 +233,7 @@ impl Subscription {
             }
             Some(_) => {
                 self.after = id;
-                let topics = self.members.iter().map(|m| m.topic.name.clone());
-                self.phase = Phase::Replaying(Replay::new(topics, id, complete));
+                self.phase = Phase::Replaying(self.replay(id, complete));
                 tracing::debug!(
                     after = id,
                     upto = complete,
@@ -246,9 +265,97 @@ impl Subscription {
         for member in &mut self.members {
             let state = member.topic.lock();
             member.cursor = state.position_after(after);
+            member.read = after;
         }
         self.revisit.iter_mut().for_each(|r| *r = true);
         self.phase = Phase::Live;
+    }
+
+    /// Goes live after `after` with what it missed in short, from every topic's key
+    /// index; `false` (and nothing changed) if one of them cannot serve it.
+    fn go_conflated(&mut self, after: u64) -> bool {
+        let mut parts = Vec::with_capacity(self.members.len());
+        for member in &self.members {
+            let state = member.topic.lock();
+            match state.conflated_after(after) {
+                Some(items) => parts.push((items, state.head())),
+                None => {
+                    // In memory the index alone can serve it in short; on a shared log,
+                    // a topic watched since is read from the log instead.
+                    if self.hub.log.is_none() {
+                        member
+                            .topic
+                            .conflate_fallbacks
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    return false;
+                }
+            }
+        }
+        self.after = after;
+        for (member, (items, head)) in self.members.iter_mut().zip(parts) {
+            member.catchup = items
+                .into_iter()
+                .map(|(id, _, event)| (id, event))
+                .collect();
+            member.cursor = head;
+            member.read = after;
+            member.topic.conflated.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::debug!(after, "hub subscriber resumes in short");
+        self.revisit.iter_mut().for_each(|r| *r = true);
+        self.phase = Phase::Live;
+        true
+    }
+
+    /// Goes live after `upto` once a replay in short from the shared log read, for each
+    /// topic, `logged`: what the topic's key index holds above `upto` joins it, and
+    /// replaces what the log gave of the same keys.
+    fn go_live_conflated(&mut self, upto: u64, logged: Vec<Vec<Item>>) {
+        for (member, logged) in self.members.iter_mut().zip(logged) {
+            let state = member.topic.lock();
+            let mut items: Vec<(u64, Event)>;
+            match state.conflated_after(upto) {
+                Some(local) => {
+                    let newer: std::collections::HashSet<&str> =
+                        local.iter().filter_map(|item| item.1.as_deref()).collect();
+                    items = logged
+                        .iter()
+                        .filter(|item| item.1.as_deref().is_none_or(|key| !newer.contains(key)))
+                        .map(|(id, _, event)| (*id, event.clone()))
+                        .collect();
+                    // Every id the log gave is at most `upto`, below those of the index.
+                    items.extend(local.into_iter().map(|(id, _, event)| (id, event)));
+                    member.cursor = state.head();
+                }
+                None => {
+                    items = logged
+                        .into_iter()
+                        .map(|(id, _, event)| (id, event))
+                        .collect();
+                    member.cursor = state.position_after(upto);
+                }
+            }
+            drop(state);
+            member.catchup = items.into();
+            member.read = self.after;
+            member.topic.conflated.fetch_add(1, Ordering::Relaxed);
+        }
+        self.revisit.iter_mut().for_each(|r| *r = true);
+        self.phase = Phase::Live;
+    }
+
+    /// A replay from the shared log of what its topics hold in `after + 1 ..= upto`: in
+    /// short with `conflate_replay`.
+    fn replay(&self, after: u64, upto: u64) -> Replay {
+        let config = &self.hub.config;
+        let bounds = config.conflate_replay.then_some(Bounds {
+            keys: config.conflate_keys,
+            keyless_events: config.queue_events,
+            keyless_bytes: config.queue_bytes,
+        });
+        let topics = self.members.iter().map(|m| m.topic.clone());
+        Replay::new(topics, after, upto, bounds)
     }
 
     /// Takes what there is for this subscriber into `ready`, in id order. Returns
@@ -284,8 +391,11 @@ impl Subscription {
                         Poll::Pending => return !self.ready.is_empty(),
                         Poll::Ready(Ok(upto)) => {
                             let ready = !self.ready.is_empty();
-                            self.go_live(upto);
-                            if ready {
+                            match replay.take_conflated() {
+                                Some(logged) => self.go_live_conflated(upto, logged),
+                                None => self.go_live(upto),
+                            }
+                            if ready || !self.ready.is_empty() {
                                 return true;
                             }
                         }
@@ -302,8 +412,7 @@ impl Subscription {
                                 }
                                 self.after = from;
                                 if from < upto {
-                                    let topics = self.members.iter().map(|m| m.topic.name.clone());
-                                    self.phase = Phase::Replaying(Replay::new(topics, from, upto));
+                                    self.phase = Phase::Replaying(self.replay(from, upto));
                                 } else {
                                     self.go_live(from);
                                 }
