@@ -499,6 +499,40 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_carries_its_conflation_key_and_one_without_is_keyless() {
+        let keyed = resp(
+            "*2\r\n$3\r\n7-0\r\n*4\r\n$1\r\ne\r\n$9\r\ndata: x\n\n\r\n$1\r\nk\r\n$6\r\nTHA123\r\n",
+        );
+        assert_eq!(parse_entry(keyed).unwrap().key.as_deref(), Some("THA123"));
+        // Written before keys were stored.
+        assert_eq!(parse_entry(resp(&entry2(8, "y", 1))).unwrap().key, None);
+        // As a map, and keys this crate never writes (empty, too long, not text).
+        let with = |key: Value| {
+            let entry = Value::Array(vec![
+                bulk("9-0"),
+                Value::Map(vec![(bulk("e"), bulk("data: z\n\n")), (bulk("k"), key)]),
+            ]);
+            parse_entry(entry).unwrap().key
+        };
+        assert_eq!(with(bulk("b")).as_deref(), Some("b"));
+        assert_eq!(with(bulk("")), None);
+        assert_eq!(with(bulk(&"k".repeat(MAX_KEY_LEN + 1))), None);
+        assert_eq!(with(Value::BulkString(vec![0xff, 0xfe])), None);
+        assert_eq!(with(Value::Int(3)), None);
+        // A history page gives each event with its key.
+        let key =
+            "*2\r\n$4\r\n11-0\r\n*4\r\n$1\r\ne\r\n$9\r\ndata: a\n\n\r\n$1\r\nk\r\n$1\r\nq\r\n";
+        let reply = history(20, 0, 0, &[key.to_owned(), entry2(12, "b", 0)]);
+        match parse_history(reply, 10, 5).unwrap() {
+            Page::Events { events, .. } => {
+                let keys: Vec<_> = events.iter().map(|e| (e.0, e.1.as_deref())).collect();
+                assert_eq!(keys, [(11, Some("q")), (12, None)]);
+            }
+            Page::Gap(reason) => panic!("a gap: {reason:?}"),
+        }
+    }
+
+    #[test]
     fn xread_replies_in_both_protocols() {
         let entries = format!("*1\r\n{}", entry2(3, "a", 0));
         let resp2 = resp(&format!("*1\r\n*2\r\n$3\r\nk:t\r\n{entries}"));
