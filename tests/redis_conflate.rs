@@ -379,3 +379,60 @@ async fn past_the_key_cap_a_resumer_replays_every_event_from_redis() {
         "{stats:?}"
     );
 }
+
+/// A resumer that got its snapshot from Redis and then falls behind under
+/// `LagPolicy::Conflate` before reading anything live catches up in short again (it has
+/// everything up to where the snapshot reached), not with the reset event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_snapshot_from_redis_falling_behind_conflates_again() {
+    let redis = RedisServer::start_with(&["--appendfsync", "everysec"]);
+    let url = redis.url();
+    let a = instance(Hub::builder(), &url, "p6");
+    let b = instance(
+        Hub::builder()
+            .conflate_replay(true)
+            .lag_policy(LagPolicy::Conflate)
+            .queue_events(4),
+        &url,
+        "p6",
+    );
+    let start = stored(&a, "t", None, "start").await;
+    let mut first = BTreeMap::new();
+    for round in 0..5 {
+        for key in ["a", "b", "c"] {
+            first.insert(
+                key,
+                stored(&a, "t", Some(key), &format!("{key} {round}")).await,
+            );
+        }
+    }
+    // The log moves on elsewhere: the topic is watched here from above its last event.
+    let elsewhere = stored(&a, "other", None, "x").await;
+    caught_up(&b, elsewhere).await;
+    let mut resumed = b.subscribe(["t"], Some(&LastEventId::new(start.to_string())));
+    assert_eq!(
+        until(&mut resumed, first["c"]).await,
+        [first["a"], first["b"], first["c"]]
+    );
+    let mut newest = BTreeMap::new();
+    for round in 5..15 {
+        for key in ["b", "c"] {
+            newest.insert(
+                key,
+                stored(&a, "t", Some(key), &format!("{key} {round}")).await,
+            );
+        }
+    }
+    caught_up(&b, newest["c"]).await;
+    let events = drain(&mut resumed);
+    assert_eq!(
+        events.iter().map(id_of).collect::<Vec<_>>(),
+        [newest["b"], newest["c"]]
+    );
+    let stats = b.stats("t").unwrap();
+    assert_eq!(
+        (stats.conflated, stats.conflate_fallbacks),
+        (2, 0),
+        "{stats:?}"
+    );
+}

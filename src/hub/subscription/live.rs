@@ -74,7 +74,7 @@ impl Subscription {
                 let mut above = false;
                 // First what it missed in short, if anything (ids below the ring's from
                 // its cursor on), then the ring.
-                for (id, event) in member.catchup.iter().take(BATCH) {
+                for (id, _, event) in member.catchup.iter().take(BATCH) {
                     if *id > watermark {
                         above = true;
                         break;
@@ -89,7 +89,6 @@ impl Subscription {
                 }
                 let rest = member.catchup.len() - count;
                 if !merge && count > 0 {
-                    member.read = member.catchup[count - 1].0;
                     member.catchup.drain(..count);
                 }
                 while rest == 0 && position < head && count < BATCH {
@@ -146,8 +145,8 @@ impl Subscription {
                         member.catchup.pop_front();
                     } else {
                         member.cursor += 1;
+                        member.read = id;
                     }
-                    member.read = id;
                     if id > self.after {
                         // Once: the reset of a shared log is in every topic, under one id.
                         self.after = id;
@@ -204,19 +203,19 @@ impl Subscription {
                 Lag::Ended
             }
             (LagPolicy::Conflate, Some(items)) => {
+                // What it still had to take in short stays, but for keys it missed a
+                // newer event of.
+                member.join_catchup(items);
+                member.cursor = head;
+                member.live_from = head;
+                member.read = newest;
                 let missed = skipped + pending;
-                let kept = items.len() as u64;
+                let kept = member.catchup.len() as u64;
                 topic.conflated.fetch_add(1, Ordering::Relaxed);
                 topic
                     .dropped
                     .fetch_add(missed.saturating_sub(kept), Ordering::Relaxed);
                 tracing::debug!(topic = %topic.name, missed, kept, "hub subscriber lagged: it catches up in short");
-                member.catchup = items
-                    .into_iter()
-                    .map(|(id, _, event)| (id, event))
-                    .collect();
-                member.cursor = head;
-                member.live_from = head;
                 Lag::Conflated
             }
             (policy, _) => {

@@ -1,6 +1,6 @@
 //! The subscription stream: where it starts, and its phases.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -33,13 +33,28 @@ pub(super) struct Member {
     pub(super) live_from: u64,
     /// Its registration among the topic's waiters, when it parked there.
     pub(super) waiting: Option<WaiterKey>,
-    /// The id of the last event of this topic taken (or the id it went live after):
-    /// what it missed in short starts above it.
+    /// It has every event of this topic up to this id, once it took its `catchup`:
+    /// the id of the last entry it took, the id it went live after, or the newest id
+    /// its catch-up reaches. Entries from `cursor` on are above it; what it misses
+    /// in short starts above it.
     pub(super) read: u64,
     /// What it missed in short (it fell behind under `LagPolicy::Conflate`, or resumed
-    /// with `conflate_replay`), in id order, to take before the entries from `cursor`
-    /// on (whose ids are all above). Empty, and unallocated, otherwise.
-    pub(super) catchup: VecDeque<(u64, Event)>,
+    /// with `conflate_replay`), in id order, all up to `read`: to take before the
+    /// entries from `cursor` on. Empty, and unallocated, otherwise.
+    pub(super) catchup: VecDeque<Item>,
+}
+
+impl Member {
+    /// Joins `newer` (what it missed in short above `read`) to what it still has to
+    /// take: an older event of a key that `newer` holds goes.
+    pub(super) fn join_catchup(&mut self, newer: Vec<Item>) {
+        if !self.catchup.is_empty() {
+            let keys: HashSet<&str> = newer.iter().filter_map(|item| item.1.as_deref()).collect();
+            self.catchup
+                .retain(|item| item.1.as_deref().is_none_or(|key| !keys.contains(key)));
+        }
+        self.catchup.extend(newer);
+    }
 }
 
 /// Where a subscription stands.
@@ -278,11 +293,11 @@ impl Subscription {
         for member in &self.members {
             let state = member.topic.lock();
             match state.conflated_after(after) {
-                Some(items) => parts.push((items, state.head())),
+                Some(items) => parts.push((items, state.head(), state.newest_id())),
                 None => {
-                    // In memory the index alone can serve it in short; on a shared log,
-                    // a topic watched since is read from the log instead.
-                    if self.hub.log.is_none() {
+                    // The index let go of what it needs (a topic watched only since, on
+                    // a shared log, is read from the log instead).
+                    if state.covered_after.is_some_and(|covered| covered <= after) {
                         member
                             .topic
                             .conflate_fallbacks
@@ -293,13 +308,10 @@ impl Subscription {
             }
         }
         self.after = after;
-        for (member, (items, head)) in self.members.iter_mut().zip(parts) {
-            member.catchup = items
-                .into_iter()
-                .map(|(id, _, event)| (id, event))
-                .collect();
+        for (member, (items, head, newest)) in self.members.iter_mut().zip(parts) {
+            member.catchup = items.into();
             member.cursor = head;
-            member.read = after;
+            member.read = after.max(newest);
             member.topic.conflated.fetch_add(1, Ordering::Relaxed);
         }
         tracing::debug!(after, "hub subscriber resumes in short");
@@ -314,31 +326,18 @@ impl Subscription {
     fn go_live_conflated(&mut self, upto: u64, logged: Vec<Vec<Item>>) {
         for (member, logged) in self.members.iter_mut().zip(logged) {
             let state = member.topic.lock();
-            let mut items: Vec<(u64, Event)>;
+            // Every id the log gave is at most `upto`, below those of the index.
+            member.catchup = logged.into();
+            member.read = upto;
             match state.conflated_after(upto) {
                 Some(local) => {
-                    let newer: std::collections::HashSet<&str> =
-                        local.iter().filter_map(|item| item.1.as_deref()).collect();
-                    items = logged
-                        .iter()
-                        .filter(|item| item.1.as_deref().is_none_or(|key| !newer.contains(key)))
-                        .map(|(id, _, event)| (*id, event.clone()))
-                        .collect();
-                    // Every id the log gave is at most `upto`, below those of the index.
-                    items.extend(local.into_iter().map(|(id, _, event)| (id, event)));
                     member.cursor = state.head();
+                    member.read = upto.max(state.newest_id());
+                    drop(state);
+                    member.join_catchup(local);
                 }
-                None => {
-                    items = logged
-                        .into_iter()
-                        .map(|(id, _, event)| (id, event))
-                        .collect();
-                    member.cursor = state.position_after(upto);
-                }
+                None => member.cursor = state.position_after(upto),
             }
-            drop(state);
-            member.catchup = items.into();
-            member.read = self.after;
             member.topic.conflated.fetch_add(1, Ordering::Relaxed);
         }
         self.revisit.iter_mut().for_each(|r| *r = true);
