@@ -67,8 +67,8 @@ const CAP: usize = 4096;
 /// here), with the spare capacity of their tables. A map of every key would take
 /// hundreds of MiB.
 const BOUND: usize = 8 << 20;
-/// What one subscriber that fell behind may hold beyond that: handles (id and `Bytes`,
-/// 40 bytes) to at most `CAP` events, and a batch ready to be yielded.
+/// What one subscriber that fell behind may hold beyond that: handles (id, key and
+/// `Bytes`, 56 bytes) to at most `CAP` events, and a batch ready to be yielded.
 const PER_SUBSCRIBER: usize = 512 << 10;
 
 fn mib(bytes: usize) -> f64 {

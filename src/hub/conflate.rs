@@ -13,10 +13,15 @@
 //!
 //! Bounds: at most `conflate_keys` keys (past it the slot of the key published least
 //! recently goes), and the keyless events of the live window (`queue_events`,
-//! `queue_bytes`). What goes moves [`KeyIndex`]'s `from` up: the index can serve a
+//! `queue_bytes`). What goes moves the topic's `keys_from` up: the index can serve a
 //! reader from an id at or above it, and no other. A reader from further back gets what
 //! the hub gives without conflation (history, or the reset event); nothing is lost
 //! silently.
+//!
+//! A reader that fell behind takes its catch-up (`since`) under the topic's lock once:
+//! handles (an id, the key's `Arc` and the frame's `Bytes`, 56 bytes) to at most that
+//! many events, never a copy of a frame. It keeps them until it has taken them; a
+//! subscriber that keeps up holds none.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
