@@ -770,6 +770,53 @@ async fn a_resumer_past_the_key_cap_gets_history_or_the_reset() {
     );
 }
 
+/// The aircraft example's layout, one topic per aircraft (each keyed by its aircraft)
+/// read on one subscription: with a live window of a few seconds per topic, a page 60 s
+/// behind receives the newest report of every aircraft, 320 events in id order, and a
+/// page that reconnects with `conflate_replay` the same.
+#[tokio::test]
+async fn one_topic_per_aircraft_conflates_the_same_way() {
+    let hub = Hub::builder()
+        .max_topics(320)
+        .queue_events(5)
+        .lag_policy(LagPolicy::Conflate)
+        .conflate_replay(true)
+        .build();
+    let keys = fleet(320);
+    let topics: Vec<String> = keys.iter().map(|k| format!("aircraft/{k}")).collect();
+    let mut page = hub.subscribe(&topics, None);
+    let mut seen = 0;
+    let mut newest = BTreeMap::new();
+    for second in 0..61 {
+        for (topic, key) in topics.iter().zip(&keys) {
+            let id = hub
+                .publish_keyed(topic, key, report(key, second))
+                .unwrap()
+                .id()
+                .unwrap();
+            newest.insert(topic.clone(), id);
+        }
+        if second == 0 {
+            seen = hub.last_id();
+        }
+    }
+    let mut expected: Vec<u64> = newest.values().copied().collect();
+    expected.sort_unstable();
+    let (events, end) = drain(&mut page);
+    assert_eq!(end, None);
+    assert_eq!(events.iter().map(id_of).collect::<Vec<_>>(), expected);
+    assert!(
+        events
+            .iter()
+            .zip(&keys)
+            .all(|(e, k)| data_of(e) == data_of(&report(k, 60)))
+    );
+
+    let mut reconnected = hub.subscribe(&topics, Some(&LastEventId::new(seen.to_string())));
+    let (events, _) = drain(&mut reconnected);
+    assert_eq!(events.iter().map(id_of).collect::<Vec<_>>(), expected);
+}
+
 // ---- The figures of issue 24, point 6 ------------------------------------------------
 
 /// What a client received to catch up: events and bytes of their frames.
