@@ -333,16 +333,16 @@ impl HubInner {
                     .evicted
                     .fetch_add(state.history(), Ordering::Relaxed);
             }
-            let (entries, gone) = state.take_all();
+            let (entries, keys, gone) = state.take_all();
             if gone > 0 {
                 // Under the map's lock: a topic of this name made later sees it.
                 self.budget.tombstones.record(&topic.name, gone);
             }
             self.budget.count_out(topic);
-            entries
+            (entries, keys)
         };
         if why == Why::Evict {
-            tracing::debug!(topic = %topic.name, events = entries.len(), "hub evicted a topic nobody reads");
+            tracing::debug!(topic = %topic.name, events = entries.0.len(), "hub evicted a topic nobody reads");
         }
         // The events are freed here, outside every lock.
         drop(entries);

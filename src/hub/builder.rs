@@ -22,6 +22,11 @@ pub(crate) struct HubConfig {
     pub(crate) budget_bytes: usize,
     pub(crate) budget_topics: usize,
     pub(crate) lag_policy: LagPolicy,
+    pub(crate) conflate_keys: usize,
+    pub(crate) conflate_replay: bool,
+    /// When topics keep a key index: set by `build` from the policy, `conflate_replay`
+    /// and the storage.
+    pub(crate) index_when: IndexWhen,
     pub(crate) reset_event_type: Arc<str>,
     pub(crate) topic_param: Arc<str>,
     pub(crate) max_topics: usize,
@@ -30,7 +35,29 @@ pub(crate) struct HubConfig {
 
 pub(crate) use super::request::Authorize;
 
+/// When a topic keeps its key index (see `conflate.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IndexWhen {
+    /// The hub does not conflate.
+    Never,
+    /// While the topic has subscribers: for `LagPolicy::Conflate`, and on a shared log
+    /// (where a resumer from before the topic's subscribers replays from the log).
+    WhileRead,
+    /// Always: in memory with `conflate_replay`, for resumers.
+    Always,
+}
+
 /// What happens to a subscriber whose queue is full.
+///
+/// Which to choose, for a subscriber that fell behind its live window:
+/// - a feed where every event matters (chat, orders, a log): `Disconnect`; the client
+///   reconnects and replays what it missed from history;
+/// - a feed of notifications a page can reload (it fetches its state anew):
+///   `SkipAhead`;
+/// - a feed of states, where a newer event of a key replaces the older ones
+///   (positions, prices, sensor readings, presence): `Conflate`, with the events
+///   published by [`Hub::publish_keyed`](crate::Hub::publish_keyed); the page gets the
+///   state of every key at once, and nothing else it missed is lost.
 ///
 /// ```
 /// use tower_sse::{Hub, hub::LagPolicy};
@@ -46,6 +73,46 @@ pub enum LagPolicy {
     /// It skips to the newest event and first receives the reset event, so the page
     /// knows to reload its state.
     SkipAhead,
+    /// It receives, in id order, the newest event it missed of each conflation key
+    /// ([`Hub::publish_keyed`](crate::Hub::publish_keyed)) and every keyless event it
+    /// missed, then goes on live: the latest state, with nothing jumping back and no
+    /// reset.
+    ///
+    /// Each topic keeps, while it has subscribers, an index of the newest event of each
+    /// key (at most [`conflate_keys`](HubBuilder::conflate_keys) keys) and of the
+    /// keyless events of the live window. A subscriber that keeps up costs nothing more;
+    /// one that falls behind holds, until it has read them, handles to at most that
+    /// many events per topic (the frames are shared, never copied). If the index had to
+    /// let go of what the subscriber needs (more distinct keys than `conflate_keys`
+    /// since it last read, or more keyless events than the live window holds), it gets
+    /// the reset event instead, as with `SkipAhead`, and
+    /// [`TopicStats::conflate_fallbacks`](super::TopicStats::conflate_fallbacks)
+    /// counts it.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use futures_util::StreamExt;
+    /// use tower_sse::{Event, Hub, hub::LagPolicy};
+    ///
+    /// let hub = Hub::builder().queue_events(4).lag_policy(LagPolicy::Conflate).build();
+    /// let mut slow = hub.subscribe(["positions"], None);
+    /// for second in 0..10 {
+    ///     for plane in ["THA1", "THA2"] {
+    ///         let data = format!("{plane} at {second}");
+    ///         hub.publish_keyed("positions", plane, Event::data(&data))?;
+    ///     }
+    /// }
+    /// // 20 events behind, more than its window of 4: the newest of each plane.
+    /// for plane in ["THA1", "THA2"] {
+    ///     let event = slow.next().await.unwrap()?;
+    ///     let text = std::str::from_utf8(event.as_bytes())?;
+    ///     assert!(text.starts_with(&format!("data: {plane} at 9\n")), "{text}");
+    /// }
+    /// assert_eq!(hub.stats("positions").unwrap().conflated, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    Conflate,
 }
 
 /// Builds a [`Hub`].
@@ -192,6 +259,76 @@ impl HubBuilder {
         self
     }
 
+    /// Most distinct conflation keys each topic's key index holds (default 4096; 0 is
+    /// taken as 1), for [`LagPolicy::Conflate`] and
+    /// [`conflate_replay`](HubBuilder::conflate_replay). Past it, the key published
+    /// least recently leaves the index, and a reader that needed it gets what the hub
+    /// gives without conflation (see
+    /// [`TopicStats::conflate_fallbacks`](super::TopicStats::conflate_fallbacks)).
+    ///
+    /// It bounds memory: a topic's index holds at most this many events (and the
+    /// keyless events of its live window), about 160 bytes each beside the key and the
+    /// frame, counted in the hub's [`budget`](HubBuilder::budget); a subscriber that
+    /// fell behind holds handles to at most as many. A million distinct keys on one
+    /// topic cost no more than this many.
+    ///
+    /// ```
+    /// use tower_sse::hub::LagPolicy;
+    /// let hub = tower_sse::Hub::builder()
+    ///     .lag_policy(LagPolicy::Conflate)
+    ///     .conflate_keys(10_000)
+    ///     .build();
+    /// ```
+    pub fn conflate_keys(mut self, keys: usize) -> Self {
+        self.config.conflate_keys = keys.max(1);
+        self
+    }
+
+    /// Whether a subscriber that resumes with a `Last-Event-ID` gets what it missed in
+    /// short (default `false`): the newest event since that id of each conflation key
+    /// ([`Hub::publish_keyed`](crate::Hub::publish_keyed)), and every keyless event
+    /// since, in id order, instead of every event. A page of 320 aircraft reporting
+    /// once a second that comes back after a minute receives 320 events, not 19,200.
+    ///
+    /// In memory, each topic then keeps its key index while the topic is kept (see
+    /// [`conflate_keys`](HubBuilder::conflate_keys)), which can reach further back than
+    /// history. When the index cannot serve the id (it let go of a key or of a keyless
+    /// event since), the resumer gets what it would without this setting: every event
+    /// from history, or the reset event. On Redis (feature `redis`) the events missed
+    /// are read from the topic's stream a page at a time, keeping only the newest of
+    /// each key (at most `conflate_keys` keys, and as many keyless events as the live
+    /// window holds; past that, the whole replay).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use futures_util::StreamExt;
+    /// use tower_sse::{Event, Hub, LastEventId};
+    ///
+    /// let hub = Hub::builder().conflate_replay(true).build();
+    /// let seen = hub.publish_keyed("prices", "EUR", Event::data("1.08"))?.id().unwrap();
+    /// hub.publish_keyed("prices", "EUR", Event::data("1.09"))?;
+    /// hub.publish_keyed("prices", "EUR", Event::data("1.10"))?;
+    /// let mut resumed = hub.subscribe(["prices"], Some(&LastEventId::new(seen.to_string())));
+    /// let event = resumed.next().await.unwrap()?;
+    /// assert!(event.as_bytes().starts_with(b"data: 1.10\n"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn conflate_replay(mut self, enabled: bool) -> Self {
+        self.config.conflate_replay = enabled;
+        self
+    }
+
+    /// Resumers get every event they missed (the default): see
+    /// [`conflate_replay`](HubBuilder::conflate_replay).
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::builder().no_conflate_replay().build();
+    /// ```
+    pub fn no_conflate_replay(self) -> Self {
+        self.conflate_replay(false)
+    }
+
     /// The type of the event that tells a subscriber it missed events that can no longer
     /// be replayed (default `stream-reset`). Its data says why: `evicted`, `unknown`,
     /// `malformed`, `lagged`, or `lost` (the shared log lost events: a Redis that came
@@ -306,7 +443,13 @@ impl HubBuilder {
     /// ```
     /// let hub = tower_sse::Hub::builder().build();
     /// ```
-    pub fn build(self) -> Hub {
+    pub fn build(mut self) -> Hub {
+        let config = &mut self.config;
+        config.index_when = match (config.lag_policy, config.conflate_replay) {
+            (_, true) if self.log.is_none() => IndexWhen::Always,
+            (LagPolicy::Conflate, _) | (_, true) => IndexWhen::WhileRead,
+            _ => IndexWhen::Never,
+        };
         Hub {
             inner: HubInner::start(self.config, self.log),
         }
@@ -326,6 +469,9 @@ impl HubBuilder {
                 budget_bytes: 64 << 20,
                 budget_topics: 100_000,
                 lag_policy: LagPolicy::Disconnect,
+                conflate_keys: 4096,
+                conflate_replay: false,
+                index_when: IndexWhen::Never,
                 reset_event_type: Arc::from("stream-reset"),
                 topic_param: Arc::from("topic"),
                 max_topics: 64,

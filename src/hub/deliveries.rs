@@ -82,8 +82,8 @@ async fn apply_deliveries(
         };
         match delivery {
             Delivery::Events(events) => {
-                for (id, topic, event) in events {
-                    hub.deliver(&topic, id, event);
+                for (id, topic, key, event) in events {
+                    hub.deliver(&topic, id, key.as_deref(), event);
                 }
             }
             Delivery::Covered {
@@ -98,9 +98,10 @@ async fn apply_deliveries(
 }
 
 impl HubInner {
-    /// Appends an event the shared log numbered; ignores an id that is not newer than
-    /// every id already delivered.
-    pub(super) fn deliver(&self, name: &str, id: u64, event: Event) {
+    /// Appends an event the shared log numbered (with its conflation key); ignores an id
+    /// that is not newer than every id already delivered.
+    pub(super) fn deliver(&self, name: &str, id: u64, key: Option<&str>, event: Event) {
+        let key = self.key(key);
         let last = self.watermark.load(Ordering::Acquire);
         if id <= last {
             tracing::warn!(
@@ -117,7 +118,7 @@ impl HubInner {
             let mut state = topic.lock();
             if !state.removed {
                 let event = event.with_trusted_id(itoa::Buffer::new().format(id));
-                state.push(id, event, &self.config, Instant::now());
+                state.push(id, event, key, &self.config, Instant::now());
                 waiters = Some(topic.take_waiters(&mut state));
                 drop(state);
                 topic.published.fetch_add(1, Ordering::Relaxed);
@@ -166,7 +167,7 @@ impl HubInner {
         for topic in &topics {
             let mut state = topic.lock();
             if !state.removed {
-                state.push(id, event.clone(), &self.config, now);
+                state.push(id, event.clone(), None, &self.config, now);
                 woken.push(topic.take_waiters(&mut state));
             }
         }

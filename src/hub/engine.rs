@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -10,7 +11,8 @@ use tokio::time::Instant;
 
 use super::Subscription;
 use super::budget::{Budget, Why};
-use super::builder::HubConfig;
+use super::builder::{HubConfig, IndexWhen};
+use super::conflate::Key;
 use super::deliveries;
 use super::log::{GapReason, SharedLog};
 use super::topic::{self, Topic};
@@ -32,6 +34,8 @@ pub(crate) struct HubInner {
     pub(crate) log: Option<Arc<dyn SharedLog>>,
     /// Bytes and topics held, and what goes when they are too many.
     pub(super) budget: Budget,
+    /// Hashes conflation keys (random, so that keys cannot be chosen to collide).
+    keys: RandomState,
 }
 
 impl fmt::Debug for HubInner {
@@ -67,6 +71,7 @@ impl HubInner {
             first,
             log,
             budget,
+            keys: RandomState::new(),
         });
         deliveries::start(&inner);
         inner
@@ -117,7 +122,11 @@ impl HubInner {
     /// lock-free alternative, ids taken under the topic's lock and the watermark moved
     /// over a ring of completion marks, made 4 publishers on 4 topics about three times
     /// slower on 2 cores: `benches/publish.rs`.)
-    pub(super) fn publish_local(&self, name: &str, event: Event) -> u64 {
+    ///
+    /// A conflation key is hashed here, before any lock is taken; the key index does
+    /// constant work under the topic's lock (`conflate.rs`).
+    pub(super) fn publish_local(&self, name: &str, key: Option<&str>, event: Event) -> u64 {
+        let key = self.key(key);
         let now = Instant::now();
         let mut created = false;
         loop {
@@ -131,7 +140,7 @@ impl HubInner {
             let id = self.next.load(Ordering::Relaxed) + 1;
             self.next.store(id, Ordering::Relaxed);
             let event = event.with_trusted_id(itoa::Buffer::new().format(id));
-            state.push(id, event, &self.config, now);
+            state.push(id, event, key, &self.config, now);
             let waiters = topic.take_waiters(&mut state);
             drop(state);
             self.watermark.store(id, Ordering::Release);
@@ -142,6 +151,17 @@ impl HubInner {
             self.tend(now, created, id.is_multiple_of(64));
             return id;
         }
+    }
+
+    /// A conflation key with its hash, if the hub keeps key indexes.
+    pub(super) fn key<'k>(&self, key: Option<&'k str>) -> Option<Key<'k>> {
+        if self.config.index_when == IndexWhen::Never {
+            return None;
+        }
+        key.map(|name| Key {
+            name,
+            hash: self.keys.hash_one(name),
+        })
     }
 
     /// The reset event: the reason as data, and `id` (the point the subscriber resumes

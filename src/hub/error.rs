@@ -4,6 +4,8 @@ use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
 
+use super::conflate::MAX_KEY_LEN;
+
 /// Why an event could not be published.
 ///
 /// On a shared log, [`Hub::publish`](crate::Hub::publish) fails at once with
@@ -46,6 +48,20 @@ pub enum PublishError {
     Stopped,
     /// The topic name is empty: an empty name is not a topic.
     EmptyTopic,
+    /// The conflation key given to [`Hub::publish_keyed`](crate::Hub::publish_keyed) is
+    /// empty, or longer than [`MAX_KEY_LEN`](crate::hub::MAX_KEY_LEN) (256) bytes.
+    ///
+    /// ```
+    /// use tower_sse::{Event, Hub, hub::PublishError};
+    ///
+    /// let err = Hub::new().publish_keyed("t", "", Event::data("x")).unwrap_err();
+    /// assert!(matches!(err, PublishError::InvalidKey { len: 0 }));
+    /// assert_eq!(err.to_string(), "a conflation key must be 1 to 256 bytes long, not 0");
+    /// ```
+    InvalidKey {
+        /// The length of the key given, in bytes.
+        len: usize,
+    },
 }
 
 impl fmt::Display for PublishError {
@@ -61,6 +77,10 @@ impl fmt::Display for PublishError {
             ),
             PublishError::Stopped => f.write_str("the hub stopped before the event was stored"),
             PublishError::EmptyTopic => f.write_str("an empty topic name is not a topic"),
+            PublishError::InvalidKey { len } => write!(
+                f,
+                "a conflation key must be 1 to {MAX_KEY_LEN} bytes long, not {len}"
+            ),
         }
     }
 }
@@ -74,7 +94,8 @@ impl Error for PublishError {
             PublishError::QueueFull
             | PublishError::NoRuntime
             | PublishError::Stopped
-            | PublishError::EmptyTopic => None,
+            | PublishError::EmptyTopic
+            | PublishError::InvalidKey { .. } => None,
         }
     }
 }

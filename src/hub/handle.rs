@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::builder::HubBuilder;
 use super::engine::HubInner;
 use super::topic::Topic;
-use super::{PublishError, Published, Subscription, TopicStats};
+use super::{MAX_KEY_LEN, PublishError, Published, Subscription, TopicStats};
 use crate::{Event, LastEventId};
 
 /// A publish-subscribe hub for server-sent events. Cheap to clone; share it freely.
@@ -83,12 +83,59 @@ impl Hub {
     /// # Ok::<(), tower_sse::hub::PublishError>(())
     /// ```
     pub fn publish(&self, topic: &str, event: Event) -> Result<Published, PublishError> {
+        self.publish_with(topic, None, event)
+    }
+
+    /// Publishes `event` on `topic` as the newest state of `key` (a conflation key: an
+    /// aircraft, a stock symbol, a sensor), as [`publish`](Hub::publish) does
+    /// otherwise. The key is never sent to clients: the event's frame is the same as
+    /// without it.
+    ///
+    /// A subscriber that keeps up receives every event, keyed or not. One that falls
+    /// behind under [`LagPolicy::Conflate`](super::LagPolicy::Conflate), and one that
+    /// resumes with [`conflate_replay`](super::HubBuilder::conflate_replay), catches up
+    /// with the newest event of each key it missed (and every keyless event), in id
+    /// order. On Redis the key is stored with the event, so every instance conflates
+    /// alike.
+    ///
+    /// A key is 1 to [`MAX_KEY_LEN`](super::MAX_KEY_LEN) (256) bytes; any other fails
+    /// with [`PublishError::InvalidKey`], before anything is published.
+    ///
+    /// ```
+    /// use tower_sse::{Event, Hub, hub::LagPolicy};
+    ///
+    /// let hub = Hub::builder().lag_policy(LagPolicy::Conflate).conflate_replay(true).build();
+    /// let position = Event::builder().event("position").data(r#"{"lat":13.69,"lon":100.75}"#).build()?;
+    /// let published = hub.publish_keyed("positions", "THA123", position)?;
+    /// assert!(published.id().is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn publish_keyed(
+        &self,
+        topic: &str,
+        key: &str,
+        event: Event,
+    ) -> Result<Published, PublishError> {
+        if key.is_empty() || key.len() > MAX_KEY_LEN {
+            return Err(PublishError::InvalidKey { len: key.len() });
+        }
+        self.publish_with(topic, Some(key), event)
+    }
+
+    fn publish_with(
+        &self,
+        topic: &str,
+        key: Option<&str>,
+        event: Event,
+    ) -> Result<Published, PublishError> {
         if topic.is_empty() {
             return Err(PublishError::EmptyTopic);
         }
         match &self.inner.log {
-            None => Ok(Published::stored(self.inner.publish_local(topic, event))),
-            Some(log) => log.publish(topic, event),
+            None => Ok(Published::stored(
+                self.inner.publish_local(topic, key, event),
+            )),
+            Some(log) => log.publish(topic, key, event),
         }
     }
 

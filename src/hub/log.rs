@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use super::conflate::Item;
 use super::deliveries::Applier;
 use super::{PublishError, Published};
 use crate::Event;
@@ -24,8 +25,14 @@ pub(crate) trait SharedLog: Send + Sync + fmt::Debug + 'static {
     /// in id order.
     fn attach(&self, hub: Applier);
 
-    /// Takes `event` to be numbered and appended on `topic`. Must not block.
-    fn publish(&self, topic: &str, event: Event) -> Result<Published, PublishError>;
+    /// Takes `event` to be numbered and appended on `topic`, with its conflation key if
+    /// it has one (stored with it). Must not block.
+    fn publish(
+        &self,
+        topic: &str,
+        key: Option<&str>,
+        event: Event,
+    ) -> Result<Published, PublishError>;
 
     /// `topic` has local subscribers now: deliver its events and confirm with
     /// [`Delivery::Covered`] carrying `generation`. Must not block.
@@ -35,7 +42,8 @@ pub(crate) trait SharedLog: Send + Sync + fmt::Debug + 'static {
     fn unwatch(&self, topic: &Arc<str>);
 
     /// At most `count` events of `topic` with ids in `after + 1 ..= upto`, oldest first,
-    /// without their `id:` line. Retries while the log is unreachable.
+    /// with their conflation keys, without their `id:` line. Retries while the log is
+    /// unreachable.
     fn page(&self, topic: &Arc<str>, after: u64, upto: u64, count: usize) -> PageFuture;
 }
 
@@ -43,8 +51,8 @@ pub(crate) trait SharedLog: Send + Sync + fmt::Debug + 'static {
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 #[derive(Debug)]
 pub(crate) enum Delivery {
-    /// Events of watched topics, in id order: `(id, topic, event without id)`.
-    Events(Vec<(u64, Arc<str>, Event)>),
+    /// Events of watched topics, in id order.
+    Events(Vec<Logged>),
     /// Every event of `topic` with an id greater than `after` is delivered from now on,
     /// for the watch of `generation`.
     Covered {
@@ -60,6 +68,9 @@ pub(crate) enum Delivery {
     Reset { id: u64 },
 }
 
+/// An event a shared log delivers: `(id, topic, conflation key, event without id)`.
+pub(crate) type Logged = (u64, Arc<str>, Option<Arc<str>>, Event);
+
 /// The answer of [`SharedLog::page`].
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 #[derive(Debug)]
@@ -67,7 +78,7 @@ pub(crate) enum Page {
     /// Events asked for, oldest first, and the id to read the next page after (`None`
     /// when the range is exhausted).
     Events {
-        events: Vec<(u64, Event)>,
+        events: Vec<Item>,
         next: Option<u64>,
     },
     /// Some of the events asked for are no longer kept, or `after` was never issued.

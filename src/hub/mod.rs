@@ -35,9 +35,15 @@
 //! on the topic after releasing them; each subscriber finds out from its own
 //! position whether it fell too far behind ([`LagPolicy`]). Several instances serve one
 //! feed on Redis Streams with `HubBuilder::redis` (feature `redis`).
+//!
+//! For a feed of states (positions, prices, readings), events published with a
+//! conflation key ([`Hub::publish_keyed`]) let a subscriber that fell behind
+//! ([`LagPolicy::Conflate`]), or a resumer ([`HubBuilder::conflate_replay`]), catch up
+//! with the newest event of each key instead of every event.
 
 mod budget;
 mod builder;
+mod conflate;
 mod deliveries;
 mod engine;
 mod error;
@@ -53,6 +59,7 @@ mod subscription;
 mod topic;
 
 pub use builder::{HubBuilder, LagPolicy};
+pub use conflate::MAX_KEY_LEN;
 pub use error::PublishError;
 pub use handle::Hub;
 pub use published::Published;

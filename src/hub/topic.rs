@@ -10,7 +10,8 @@
 //! receives every event whatever the history settings are.
 //!
 //! A publisher holds the topic's lock only to append one entry (dropping what neither
-//! bound keeps, amortised constant) and to take the list of parked subscribers:
+//! bound keeps, amortised constant), to record it in the key index when the hub
+//! conflates (`conflate.rs`, constant too), and to take the list of parked subscribers:
 //! constant work, whatever the number of subscribers. It wakes them after releasing
 //! every lock. A subscriber judges its own lag from its position when it reads.
 
@@ -24,7 +25,8 @@ use tokio::time::Instant;
 
 use super::TopicStats;
 use super::budget::Held;
-use super::builder::HubConfig;
+use super::builder::{HubConfig, IndexWhen};
+use super::conflate::{Item, Key, KeyIndex};
 use super::signal::Signal;
 use crate::Event;
 
@@ -94,8 +96,14 @@ pub(crate) struct TopicState {
     pub(crate) removed: bool,
     /// Published to or subscribed since the budget's clock last passed it.
     pub(crate) referenced: bool,
-    /// What the hub's budget counts for the entries held, and the hub-wide sum it is
-    /// part of.
+    /// The newest event of each key and the recent keyless events, while the hub
+    /// conflates and this topic needs it.
+    keys: Option<Box<KeyIndex>>,
+    /// The key index holds the newest event of every key, and every keyless event,
+    /// with an id above this one: it can serve readers from here on.
+    keys_from: u64,
+    /// What the hub's budget counts for the entries held (and the key index), and the
+    /// hub-wide sum it is part of.
     charged: usize,
     held: Arc<Held>,
 }
@@ -120,15 +128,28 @@ impl TopicState {
             generation: 0,
             removed: false,
             referenced: true,
+            keys: None,
+            keys_from: max_evicted_id,
             charged: 0,
             held,
         }
     }
 
-    /// Appends an entry that carries its id, and drops what neither history nor the
-    /// live window keeps.
-    pub(crate) fn push(&mut self, id: u64, event: Event, config: &HubConfig, now: Instant) {
+    /// Appends an entry that carries its id (and records it in the key index, under
+    /// `key`, when the hub conflates), and drops what neither history nor the live
+    /// window keeps.
+    pub(crate) fn push(
+        &mut self,
+        id: u64,
+        event: Event,
+        key: Option<Key<'_>>,
+        config: &HubConfig,
+        now: Instant,
+    ) {
         let charged = self.charged;
+        if config.index_when != IndexWhen::Never {
+            self.index(id, &event, key, config);
+        }
         let len = event.as_bytes().len();
         let entry = Entry {
             id,
@@ -151,6 +172,68 @@ impl TopicState {
         self.expire(config.history_age, now);
         self.trim(config);
         self.settle(charged);
+    }
+
+    /// Records an event in the key index, if this topic keeps one now.
+    fn index(&mut self, id: u64, event: &Event, key: Option<Key<'_>>, config: &HubConfig) {
+        if !self.wants_index(config) {
+            self.drop_index(id);
+            return;
+        }
+        let index = self.keys.get_or_insert_with(Box::default);
+        let before = index.charged;
+        let gone = match key {
+            Some(key) => index.keyed(key, id, event, config.conflate_keys),
+            None => index.keyless(id, event, config.queue_events, config.queue_bytes),
+        };
+        self.charged = self.charged + index.charged - before;
+        if let Some(gone) = gone {
+            self.keys_from = self.keys_from.max(gone);
+        }
+    }
+
+    /// Whether this topic keeps a key index now: always with `conflate_replay` in
+    /// memory, otherwise while it has subscribers.
+    fn wants_index(&self, config: &HubConfig) -> bool {
+        match config.index_when {
+            IndexWhen::Never => false,
+            IndexWhen::WhileRead => self.subscribers > 0,
+            IndexWhen::Always => true,
+        }
+    }
+
+    /// Drops the key index: it can serve readers from `newest` on only.
+    fn drop_index(&mut self, newest: u64) {
+        if let Some(index) = self.keys.take() {
+            self.charged -= index.charged;
+        }
+        self.keys_from = self.keys_from.max(newest);
+    }
+
+    /// The id of the newest event this topic held.
+    pub(crate) fn newest_id(&self) -> u64 {
+        self.entries.back().map_or(self.max_evicted_id, |e| e.id)
+    }
+
+    /// What a reader that has every event up to `after` missed, in short: the newest
+    /// event of each key and every keyless event above `after`, in id order. `None` if
+    /// the key index cannot tell (it dropped something the reader needs, or the topic
+    /// is not covered from there).
+    pub(crate) fn conflated_after(&self, after: u64) -> Option<Vec<Item>> {
+        let covered = self.covered_after?;
+        if after < covered.max(self.keys_from) {
+            return None;
+        }
+        Some(
+            self.keys
+                .as_ref()
+                .map_or_else(Vec::new, |index| index.since(after)),
+        )
+    }
+
+    /// Keys in the key index now.
+    pub(crate) fn keys(&self) -> usize {
+        self.keys.as_ref().map_or(0, |index| index.keys())
     }
 
     /// Entries history keeps.
@@ -218,11 +301,15 @@ impl TopicState {
     }
 
     /// Ages history out by `max_age` and drops what nothing keeps any more (after the
-    /// last subscriber left, the live window no longer keeps anything).
+    /// last subscriber left, the live window no longer keeps anything, nor does the key
+    /// index unless resumers may need it).
     pub(crate) fn tidy(&mut self, config: &HubConfig, now: Instant) {
         let charged = self.charged;
         self.expire(config.history_age, now);
         self.trim(config);
+        if self.keys.is_some() && !self.wants_index(config) {
+            self.drop_index(self.newest_id());
+        }
         self.settle(charged);
     }
 
@@ -236,23 +323,33 @@ impl TopicState {
         {
             self.leave_history();
         }
+        // The key index reaches beyond the live window: it goes too.
+        if self.keys.is_some() {
+            self.drop_index(self.newest_id());
+        }
         self.trim(config);
         self.settle(charged);
         self.history_from - before
     }
 
-    /// Takes every entry out, as the topic leaves the hub, to be dropped once the locks
-    /// are released; returns them with the newest id the topic ever held.
-    pub(crate) fn take_all(&mut self) -> (VecDeque<Entry>, u64) {
+    /// Takes every entry (and the key index) out, as the topic leaves the hub, to be
+    /// dropped once the locks are released; returns them with the newest id the topic
+    /// ever held.
+    pub(crate) fn take_all(&mut self) -> (VecDeque<Entry>, Option<Box<KeyIndex>>, u64) {
         let charged = self.charged;
         let newest = self.entries.back().map_or(0, |e| e.id);
         self.max_evicted_id = self.max_evicted_id.max(newest);
+        self.keys_from = self.keys_from.max(self.max_evicted_id);
         self.history_from = self.head();
         self.history_bytes = 0;
         self.base = self.head();
         self.charged = 0;
         self.settle(charged);
-        (std::mem::take(&mut self.entries), self.max_evicted_id)
+        (
+            std::mem::take(&mut self.entries),
+            self.keys.take(),
+            self.max_evicted_id,
+        )
     }
 
     /// Events history keeps now.
@@ -365,6 +462,10 @@ pub(crate) struct Topic {
     pub(crate) delivered: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) lagged: AtomicU64,
+    /// Catch-ups served in short (newest per key), and those the key index could not
+    /// serve.
+    pub(crate) conflated: AtomicU64,
+    pub(crate) conflate_fallbacks: AtomicU64,
 }
 
 impl Topic {
@@ -384,6 +485,8 @@ impl Topic {
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             lagged: AtomicU64::new(0),
+            conflated: AtomicU64::new(0),
+            conflate_fallbacks: AtomicU64::new(0),
         }
     }
 
@@ -408,9 +511,9 @@ impl Topic {
     }
 
     pub(crate) fn stats(&self) -> TopicStats {
-        let (history, subscribers) = {
+        let (history, subscribers, keys) = {
             let state = self.lock();
-            (state.history() as usize, state.subscribers)
+            (state.history() as usize, state.subscribers, state.keys())
         };
         TopicStats {
             topic: self.name.to_string(),
@@ -420,6 +523,9 @@ impl Topic {
             dropped: self.dropped.load(Ordering::Relaxed),
             lagged: self.lagged.load(Ordering::Relaxed),
             history,
+            keys,
+            conflated: self.conflated.load(Ordering::Relaxed),
+            conflate_fallbacks: self.conflate_fallbacks.load(Ordering::Relaxed),
         }
     }
 }

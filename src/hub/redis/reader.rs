@@ -379,7 +379,9 @@ impl Reader<'_> {
         let Some(streams) = xread_streams(reply) else {
             return Ok(true);
         };
-        let mut entries: Vec<(u64, Arc<str>, Option<Event>)> = Vec::new();
+        // `(id, topic, key, event)`: an entry without a valid frame moves the position.
+        type Read = (u64, Arc<str>, Option<Arc<str>>, Option<Event>);
+        let mut entries: Vec<Read> = Vec::new();
         let mut bound = u64::MAX;
         let mut newer_epoch = false;
         let announced = self.state.announced;
@@ -400,7 +402,7 @@ impl Reader<'_> {
                 last = entry.id;
                 newer_epoch |= announced != 0 && entry.epoch > announced;
                 if entry.id > watched.position {
-                    entries.push((entry.id, topic.clone(), entry.event));
+                    entries.push((entry.id, topic.clone(), entry.key, entry.event));
                 }
             }
             if full {
@@ -414,7 +416,7 @@ impl Reader<'_> {
         }
         entries.sort_by_key(|(id, ..)| *id);
         let mut batch = Vec::with_capacity(entries.len());
-        for (id, topic, event) in entries {
+        for (id, topic, key, event) in entries {
             if id > bound {
                 break;
             }
@@ -423,7 +425,7 @@ impl Reader<'_> {
             }
             self.state.position = self.state.position.max(id);
             if let Some(event) = event {
-                batch.push((id, topic, event));
+                batch.push((id, topic, key, event));
             }
         }
         self.shared.epoch.saw(self.state.position);

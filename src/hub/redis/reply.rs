@@ -7,6 +7,7 @@ use ::redis::{ErrorKind, RedisError, Value};
 use bytes::Bytes;
 
 use crate::Event;
+use crate::hub::MAX_KEY_LEN;
 use crate::hub::log::{GapReason, Page};
 
 /// What became of one event's write.
@@ -133,7 +134,7 @@ pub(super) fn parse_history(reply: Value, after: u64, count: usize) -> Option<Pa
         };
         last = Some(entry.id);
         // A frame this crate did not write is skipped (and traced).
-        events.extend(entry.event.map(|event| (entry.id, event)));
+        events.extend(entry.event.map(|event| (entry.id, entry.key, event)));
     }
     Some(Page::Events {
         events,
@@ -147,6 +148,9 @@ pub(super) struct Entry {
     pub(super) id: u64,
     /// The start of the epoch it was written in (0 if not recorded).
     pub(super) epoch: u64,
+    /// Its conflation key (field `k`); `None` for a keyless event, and for an entry
+    /// written before keys were stored.
+    pub(super) key: Option<Arc<str>>,
     /// `None` if the entry holds no valid event frame.
     pub(super) event: Option<Event>,
 }
@@ -159,6 +163,7 @@ pub(super) fn parse_entry(entry: Value) -> Option<Entry> {
     let mut entry = Entry {
         id,
         epoch: 0,
+        key: None,
         event: None,
     };
     let mut field = |name: &Value, value: Value| match text(name) {
@@ -169,6 +174,12 @@ pub(super) fn parse_entry(entry: Value) -> Option<Entry> {
             }
         }
         Some("s") => entry.epoch = integer(&value).unwrap_or(0),
+        // A key this crate did not write (empty, too long, not UTF-8): keyless.
+        Some("k") => {
+            entry.key = text(&value)
+                .filter(|key| !key.is_empty() && key.len() <= MAX_KEY_LEN)
+                .map(Arc::from)
+        }
         _ => {}
     };
     match fields {
@@ -485,6 +496,40 @@ mod tests {
         assert_eq!(parse_entry(old).unwrap().epoch, 0);
         assert!(parse_entry(resp(":1\r\n")).is_none());
         assert!(parse_entry(resp("*1\r\n$3\r\n9-0\r\n")).is_none());
+    }
+
+    #[test]
+    fn an_entry_carries_its_conflation_key_and_one_without_is_keyless() {
+        let keyed = resp(
+            "*2\r\n$3\r\n7-0\r\n*4\r\n$1\r\ne\r\n$9\r\ndata: x\n\n\r\n$1\r\nk\r\n$6\r\nTHA123\r\n",
+        );
+        assert_eq!(parse_entry(keyed).unwrap().key.as_deref(), Some("THA123"));
+        // Written before keys were stored.
+        assert_eq!(parse_entry(resp(&entry2(8, "y", 1))).unwrap().key, None);
+        // As a map, and keys this crate never writes (empty, too long, not text).
+        let with = |key: Value| {
+            let entry = Value::Array(vec![
+                bulk("9-0"),
+                Value::Map(vec![(bulk("e"), bulk("data: z\n\n")), (bulk("k"), key)]),
+            ]);
+            parse_entry(entry).unwrap().key
+        };
+        assert_eq!(with(bulk("b")).as_deref(), Some("b"));
+        assert_eq!(with(bulk("")), None);
+        assert_eq!(with(bulk(&"k".repeat(MAX_KEY_LEN + 1))), None);
+        assert_eq!(with(Value::BulkString(vec![0xff, 0xfe])), None);
+        assert_eq!(with(Value::Int(3)), None);
+        // A history page gives each event with its key.
+        let key =
+            "*2\r\n$4\r\n11-0\r\n*4\r\n$1\r\ne\r\n$9\r\ndata: a\n\n\r\n$1\r\nk\r\n$1\r\nq\r\n";
+        let reply = history(20, 0, 0, &[key.to_owned(), entry2(12, "b", 0)]);
+        match parse_history(reply, 10, 5).unwrap() {
+            Page::Events { events, .. } => {
+                let keys: Vec<_> = events.iter().map(|e| (e.0, e.1.as_deref())).collect();
+                assert_eq!(keys, [(11, Some("q")), (12, None)]);
+            }
+            Page::Gap(reason) => panic!("a gap: {reason:?}"),
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! | `{P}:seq` | the shared counter: the newest id issued |
 //! | `{P}:epoch` | `<name>:<start>`: the log's epoch, and the counter's value when it began |
 //! | `{P}:marks` | a sorted set of the counter's value (member) over time (score, ms) |
-//! | `{P}:topic:<topic>` | a topic's stream: entry `<id>-0` with fields `e` (the frame), `p` (an id its topic had no event after, other than those kept), `s` (the epoch's start) |
+//! | `{P}:topic:<topic>` | a topic's stream: entry `<id>-0` with fields `e` (the frame), `p` (an id its topic had no event after, other than those kept), `s` (the epoch's start), and `k` (its conflation key, if it has one) |
 //! | `{P}:writer:<instance>` | one writer's recent writes: a list of `<event number>:<id>` |
 //!
 //! The counter and the epoch never expire; a topic's stream expires `ttl` after its last
@@ -44,9 +44,12 @@
 /// Every event refreshes its stream's expiry, so a stream that is gone had its last
 /// event at least `ttl` ago (by Redis's clock), before every mark made since.
 ///
+/// An event with a conflation key (`ARGV[10]`, empty for none) stores it in field `k`;
+/// readers take an entry without it (as written before keys were stored) as keyless.
+///
 /// KEYS: counter, epoch, stream, writer's list, marks. ARGV: frame, max length, epoch,
 /// event number, start of a batch (0: no, 1: of a retry, 2: of a new batch), highest id
-/// seen, ttl (ms), interval between marks (ms), epoch start.
+/// seen, ttl (ms), interval between marks (ms), epoch start, conflation key.
 pub(super) const PUBLISH: &str = r"
 if redis.call('GET', KEYS[2]) ~= ARGV[3] then return {'epoch'} end
 local batch = ARGV[5] ~= '0'
@@ -70,7 +73,11 @@ else
   if #mark > 0 then p = mark[1] else p = string.format('%d', id - 1) end
 end
 id = string.format('%d', id)
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], id .. '-0', 'e', ARGV[1], 'p', p, 's', ARGV[9])
+if ARGV[10] == '' then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], id .. '-0', 'e', ARGV[1], 'p', p, 's', ARGV[9])
+else
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], id .. '-0', 'e', ARGV[1], 'p', p, 's', ARGV[9], 'k', ARGV[10])
+end
 redis.call('PEXPIRE', KEYS[3], ARGV[7])
 if ARGV[5] == '2' then redis.call('DEL', KEYS[4]) end
 redis.call('RPUSH', KEYS[4], ARGV[4] .. ':' .. id)

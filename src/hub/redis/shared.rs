@@ -82,6 +82,8 @@ pub(super) struct Shared {
 /// A published event on its way to Redis.
 pub(super) struct Outgoing {
     pub(super) topic: Arc<str>,
+    /// Its conflation key, stored with it.
+    pub(super) key: Option<Box<str>>,
     pub(super) frame: Bytes,
     /// The writer's number for it (given when the writer takes it): retries of a write
     /// carry the same number, so Redis stores it once.

@@ -224,7 +224,12 @@ impl SharedLog for RedisStorage {
         });
     }
 
-    fn publish(&self, topic: &str, event: Event) -> Result<Published, PublishError> {
+    fn publish(
+        &self,
+        topic: &str,
+        key: Option<&str>,
+        event: Event,
+    ) -> Result<Published, PublishError> {
         let Some(attached) = self.attached() else {
             return Err(PublishError::Stopped);
         };
@@ -235,6 +240,7 @@ impl SharedLog for RedisStorage {
         let (ack, acked) = oneshot::channel();
         let outgoing = Outgoing {
             topic: Arc::from(topic),
+            key: key.map(Box::from),
             frame: event.into_bytes(),
             seq: 0,
             ack,

@@ -175,7 +175,8 @@ async fn write_round(
             .arg(seen)
             .arg(ttl)
             .arg(mark_every)
-            .arg(epoch.start);
+            .arg(epoch.start)
+            .arg(outgoing.key.as_deref().unwrap_or(""));
     }
     // Until the replies are in, any of the batch may be stored.
     state.uncertain = true;

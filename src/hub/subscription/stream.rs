@@ -1,6 +1,6 @@
 //! The subscription stream: where it starts, and its phases.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -11,7 +11,8 @@ use futures_core::Stream;
 use tokio::time::Instant;
 
 use super::SubscriptionError;
-use super::replay::Replay;
+use super::replay::{Bounds, Replay};
+use crate::hub::conflate::Item;
 use crate::hub::engine::HubInner;
 use crate::hub::log::{GapReason, Page, PageFuture};
 use crate::hub::signal::Signal;
@@ -32,6 +33,28 @@ pub(super) struct Member {
     pub(super) live_from: u64,
     /// Its registration among the topic's waiters, when it parked there.
     pub(super) waiting: Option<WaiterKey>,
+    /// It has every event of this topic up to this id, once it took its `catchup`:
+    /// the id of the last entry it took, the id it went live after, or the newest id
+    /// its catch-up reaches. Entries from `cursor` on are above it; what it misses
+    /// in short starts above it.
+    pub(super) read: u64,
+    /// What it missed in short (it fell behind under `LagPolicy::Conflate`, or resumed
+    /// with `conflate_replay`), in id order, all up to `read`: to take before the
+    /// entries from `cursor` on. Empty, and unallocated, otherwise.
+    pub(super) catchup: VecDeque<Item>,
+}
+
+impl Member {
+    /// Joins `newer` (what it missed in short above `read`) to what it still has to
+    /// take: an older event of a key that `newer` holds goes.
+    pub(super) fn join_catchup(&mut self, newer: Vec<Item>) {
+        if !self.catchup.is_empty() {
+            let keys: HashSet<&str> = newer.iter().filter_map(|item| item.1.as_deref()).collect();
+            self.catchup
+                .retain(|item| item.1.as_deref().is_none_or(|key| !keys.contains(key)));
+        }
+        self.catchup.extend(newer);
+    }
 }
 
 /// Where a subscription stands.
@@ -78,7 +101,9 @@ enum Resume {
 /// [`SubscriptionError::Lagged`] and ends (the client reconnects with its
 /// `Last-Event-ID` and catches up from history), or, under
 /// [`LagPolicy::SkipAhead`](crate::hub::LagPolicy::SkipAhead), it sends the reset event
-/// and goes on live.
+/// and goes on live, or, under [`LagPolicy::Conflate`](crate::hub::LagPolicy::Conflate),
+/// it sends the newest event of each key it missed and every keyless one, and goes on
+/// live.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -136,6 +161,8 @@ impl Subscription {
                     cursor: 0,
                     live_from: head,
                     waiting: None,
+                    read: 0,
+                    catchup: VecDeque::new(),
                 })
                 .collect(),
             ready: VecDeque::new(),
@@ -197,6 +224,14 @@ impl Subscription {
             Resume::Fresh => self.start,
             Resume::After(id) => id,
         };
+        let known = id >= self.hub.first && id < newest;
+        if self.hub.config.conflate_replay
+            && matches!(self.resume, Resume::After(_))
+            && known
+            && self.go_conflated(id)
+        {
+            return true;
+        }
         if id >= complete && id <= newest {
             self.go_live(id);
             return true;
@@ -213,8 +248,7 @@ impl Subscription {
             }
             Some(_) => {
                 self.after = id;
-                let topics = self.members.iter().map(|m| m.topic.name.clone());
-                self.phase = Phase::Replaying(Replay::new(topics, id, complete));
+                self.phase = Phase::Replaying(self.replay(id, complete));
                 tracing::debug!(
                     after = id,
                     upto = complete,
@@ -246,9 +280,81 @@ impl Subscription {
         for member in &mut self.members {
             let state = member.topic.lock();
             member.cursor = state.position_after(after);
+            member.read = after;
         }
         self.revisit.iter_mut().for_each(|r| *r = true);
         self.phase = Phase::Live;
+    }
+
+    /// Goes live after `after` with what it missed in short, from every topic's key
+    /// index; `false` (and nothing changed) if one of them cannot serve it.
+    fn go_conflated(&mut self, after: u64) -> bool {
+        let mut parts = Vec::with_capacity(self.members.len());
+        for member in &self.members {
+            let state = member.topic.lock();
+            match state.conflated_after(after) {
+                Some(items) => parts.push((items, state.head(), state.newest_id())),
+                None => {
+                    // The index let go of what it needs (a topic watched only since, on
+                    // a shared log, is read from the log instead).
+                    if state.covered_after.is_some_and(|covered| covered <= after) {
+                        member
+                            .topic
+                            .conflate_fallbacks
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    return false;
+                }
+            }
+        }
+        self.after = after;
+        for (member, (items, head, newest)) in self.members.iter_mut().zip(parts) {
+            member.catchup = items.into();
+            member.cursor = head;
+            member.read = after.max(newest);
+            member.topic.conflated.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::debug!(after, "hub subscriber resumes in short");
+        self.revisit.iter_mut().for_each(|r| *r = true);
+        self.phase = Phase::Live;
+        true
+    }
+
+    /// Goes live after `upto` once a replay in short from the shared log read, for each
+    /// topic, `logged`: what the topic's key index holds above `upto` joins it, and
+    /// replaces what the log gave of the same keys.
+    fn go_live_conflated(&mut self, upto: u64, logged: Vec<Vec<Item>>) {
+        for (member, logged) in self.members.iter_mut().zip(logged) {
+            let state = member.topic.lock();
+            // Every id the log gave is at most `upto`, below those of the index.
+            member.catchup = logged.into();
+            member.read = upto;
+            match state.conflated_after(upto) {
+                Some(local) => {
+                    member.cursor = state.head();
+                    member.read = upto.max(state.newest_id());
+                    drop(state);
+                    member.join_catchup(local);
+                }
+                None => member.cursor = state.position_after(upto),
+            }
+            member.topic.conflated.fetch_add(1, Ordering::Relaxed);
+        }
+        self.revisit.iter_mut().for_each(|r| *r = true);
+        self.phase = Phase::Live;
+    }
+
+    /// A replay from the shared log of what its topics hold in `after + 1 ..= upto`: in
+    /// short with `conflate_replay`.
+    fn replay(&self, after: u64, upto: u64) -> Replay {
+        let config = &self.hub.config;
+        let bounds = config.conflate_replay.then_some(Bounds {
+            keys: config.conflate_keys,
+            keyless_events: config.queue_events,
+            keyless_bytes: config.queue_bytes,
+        });
+        let topics = self.members.iter().map(|m| m.topic.clone());
+        Replay::new(topics, after, upto, bounds)
     }
 
     /// Takes what there is for this subscriber into `ready`, in id order. Returns
@@ -284,8 +390,11 @@ impl Subscription {
                         Poll::Pending => return !self.ready.is_empty(),
                         Poll::Ready(Ok(upto)) => {
                             let ready = !self.ready.is_empty();
-                            self.go_live(upto);
-                            if ready {
+                            match replay.take_conflated() {
+                                Some(logged) => self.go_live_conflated(upto, logged),
+                                None => self.go_live(upto),
+                            }
+                            if ready || !self.ready.is_empty() {
                                 return true;
                             }
                         }
@@ -302,8 +411,7 @@ impl Subscription {
                                 }
                                 self.after = from;
                                 if from < upto {
-                                    let topics = self.members.iter().map(|m| m.topic.name.clone());
-                                    self.phase = Phase::Replaying(Replay::new(topics, from, upto));
+                                    self.phase = Phase::Replaying(self.replay(from, upto));
                                 } else {
                                     self.go_live(from);
                                 }
