@@ -28,7 +28,7 @@ use crate::event_stream::{insert_headers, mark_served};
 ///   reconnects after that delay, sending its `Last-Event-ID`.
 /// - [`Refusal::new`] is any other status with a short text, such as 400 for a request
 ///   the service cannot make sense of. A hub's
-///   [`SubscribeError`](crate::hub::SubscribeError) turns into 400 or 403.
+///   [`RequestError`](crate::hub::RequestError) turns into 400 or 403.
 ///
 /// [`into_response`](Refusal::into_response) makes it an ordinary `http::Response`,
 /// which a service that sometimes streams answers through `http_body_util::Either` (or

@@ -22,7 +22,7 @@ use http::{HeaderValue, Request, Uri};
 use http_body_util::BodyExt;
 use proptest::prelude::*;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
-use tower_sse::hub::SubscribeError;
+use tower_sse::hub::RequestError;
 use tower_sse::{Event, EventBuilder, EventError, Hub, LastEventId, Sse, SseLayer};
 
 /// Cases per property: `default`, or `PROPTEST_CASES` when set.
@@ -353,7 +353,7 @@ const MAX_TOPICS: usize = 4;
 /// decoded values of the parameters whose decoded name is `topic`, in order, or the
 /// first error met (an empty or non-UTF-8 value is one). Topics containing `deny`
 /// are refused by the test's authorization hook, once all are read.
-fn topics_in_query(query: &str) -> Result<Vec<String>, SubscribeError> {
+fn topics_in_query(query: &str) -> Result<Vec<String>, RequestError> {
     let mut names: Vec<String> = Vec::new();
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -361,24 +361,24 @@ fn topics_in_query(query: &str) -> Result<Vec<String>, SubscribeError> {
             continue;
         }
         let Ok(name) = String::from_utf8(decode(value.as_bytes())) else {
-            return Err(SubscribeError::InvalidTopic);
+            return Err(RequestError::InvalidTopic);
         };
         // An empty name is not a topic (issue 19).
         if name.is_empty() {
-            return Err(SubscribeError::InvalidTopic);
+            return Err(RequestError::InvalidTopic);
         }
         if !names.contains(&name) {
             if names.len() == MAX_TOPICS {
-                return Err(SubscribeError::TooManyTopics { max: MAX_TOPICS });
+                return Err(RequestError::TooManyTopics { max: MAX_TOPICS });
             }
             names.push(name);
         }
     }
     if names.is_empty() {
-        return Err(SubscribeError::NoTopic);
+        return Err(RequestError::NoTopic);
     }
     if let Some(denied) = names.iter().find(|n| n.contains("deny")) {
-        return Err(SubscribeError::Forbidden {
+        return Err(RequestError::Forbidden {
             topic: denied.clone(),
         });
     }

@@ -357,7 +357,7 @@ impl HubBuilder {
     }
 
     /// Most topics one request may name (default 64); [`Hub::subscribe_request`]
-    /// refuses more with [`SubscribeError::TooManyTopics`](super::SubscribeError::TooManyTopics) (400 once turned into a
+    /// refuses more with [`RequestError::TooManyTopics`](super::RequestError::TooManyTopics) (400 once turned into a
     /// [`Refusal`](crate::Refusal)).
     ///
     /// ```
@@ -370,7 +370,7 @@ impl HubBuilder {
 
     /// Decides which topics a request may read: [`Hub::subscribe_request`] and
     /// [`Hub::subscribe_parts`] call `allowed(topic, request)` for every topic a request
-    /// names, and refuse the whole request with [`SubscribeError::Forbidden`](super::SubscribeError::Forbidden) (403
+    /// names, and refuse the whole request with [`RequestError::Forbidden`](super::RequestError::Forbidden) (403
     /// once turned into a [`Refusal`](crate::Refusal)) at the first topic it refuses,
     /// before anything is subscribed. Mercure and django-eventstream authorize topics
     /// the same way.
@@ -383,7 +383,7 @@ impl HubBuilder {
     ///
     /// ```
     /// use tower_sse::Hub;
-    /// use tower_sse::hub::SubscribeError;
+    /// use tower_sse::hub::RequestError;
     ///
     /// // Anyone may read `public/...`; `user/<name>` only with `x-user: <name>`.
     /// let hub = Hub::builder()
@@ -403,7 +403,7 @@ impl HubBuilder {
     ///
     /// let request = http::Request::get("/events?topic=user/bob").header("x-user", "ann").body(())?;
     /// let refused = hub.subscribe_request(&request).unwrap_err();
-    /// assert!(matches!(refused, SubscribeError::Forbidden { .. }));
+    /// assert!(matches!(refused, RequestError::Forbidden { .. }));
     /// assert_eq!(tower_sse::Refusal::from(refused).status(), 403);
     /// # Ok::<(), http::Error>(())
     /// ```

@@ -63,7 +63,7 @@ pub use conflate::MAX_KEY_LEN;
 pub use error::PublishError;
 pub use handle::Hub;
 pub use published::Published;
-pub use request::SubscribeError;
+pub use request::RequestError;
 pub use stats::TopicStats;
 pub use subscription::{Subscription, SubscriptionError};
 

@@ -26,12 +26,12 @@ use crate::{LastEventId, Refusal, Sse, query};
 /// ```
 /// let request = http::Request::get("/events").body(()).unwrap();
 /// let err = tower_sse::Hub::new().subscribe_request(&request).unwrap_err();
-/// assert_eq!(err, tower_sse::hub::SubscribeError::NoTopic);
+/// assert_eq!(err, tower_sse::hub::RequestError::NoTopic);
 /// assert_eq!(tower_sse::Refusal::from(err).status(), 400);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum SubscribeError {
+pub enum RequestError {
     /// The request names no topic.
     NoTopic,
     /// The request names more topics than allowed.
@@ -48,40 +48,40 @@ pub enum SubscribeError {
     },
 }
 
-impl fmt::Display for SubscribeError {
+impl fmt::Display for RequestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SubscribeError::NoTopic => f.write_str("no topic to subscribe to"),
-            SubscribeError::TooManyTopics { max } => {
+            RequestError::NoTopic => f.write_str("no topic to subscribe to"),
+            RequestError::TooManyTopics { max } => {
                 write!(f, "too many topics: at most {max} per subscription")
             }
-            SubscribeError::InvalidTopic => f.write_str("a topic name is empty or not valid UTF-8"),
-            SubscribeError::Forbidden { topic } => {
+            RequestError::InvalidTopic => f.write_str("a topic name is empty or not valid UTF-8"),
+            RequestError::Forbidden { topic } => {
                 write!(f, "not allowed to subscribe to topic {topic:?}")
             }
         }
     }
 }
 
-impl std::error::Error for SubscribeError {}
+impl std::error::Error for RequestError {}
 
-impl From<SubscribeError> for Refusal {
-    /// 403 for [`SubscribeError::Forbidden`], 400 for the others, with a short text
+impl From<RequestError> for Refusal {
+    /// 403 for [`RequestError::Forbidden`], 400 for the others, with a short text
     /// that does not repeat the request's topic names.
     ///
     /// ```
-    /// use tower_sse::{Refusal, hub::SubscribeError};
-    /// assert_eq!(Refusal::from(SubscribeError::InvalidTopic).status(), 400);
+    /// use tower_sse::{Refusal, hub::RequestError};
+    /// assert_eq!(Refusal::from(RequestError::InvalidTopic).status(), 400);
     /// ```
-    fn from(error: SubscribeError) -> Self {
+    fn from(error: RequestError) -> Self {
         match error {
-            SubscribeError::Forbidden { .. } => Refusal::new(
+            RequestError::Forbidden { .. } => Refusal::new(
                 StatusCode::FORBIDDEN,
                 "not allowed to subscribe to this topic",
             ),
-            SubscribeError::NoTopic
-            | SubscribeError::TooManyTopics { .. }
-            | SubscribeError::InvalidTopic => {
+            RequestError::NoTopic
+            | RequestError::TooManyTopics { .. }
+            | RequestError::InvalidTopic => {
                 Refusal::new(StatusCode::BAD_REQUEST, &error.to_string())
             }
         }
@@ -103,12 +103,12 @@ impl Authorize {
     }
 
     /// Refuses at the first topic the hook refuses.
-    fn check(&self, topics: &[Arc<str>], parts: &Parts) -> Result<(), SubscribeError> {
+    fn check(&self, topics: &[Arc<str>], parts: &Parts) -> Result<(), RequestError> {
         match topics.iter().find(|topic| !(self.0)(topic, parts)) {
             None => Ok(()),
             Some(topic) => {
                 tracing::debug!(topic = %topic, "hub refused a topic");
-                Err(SubscribeError::Forbidden {
+                Err(RequestError::Forbidden {
                     topic: topic.to_string(),
                 })
             }
@@ -133,7 +133,7 @@ impl Hub {
     /// UTF-8, more topics than
     /// [`max_topics`](super::HubBuilder::max_topics), or a topic the
     /// [`authorize`](super::HubBuilder::authorize) hook refuses is refused with a
-    /// [`SubscribeError`], which turns into the [`Refusal`] to answer with (400, or 403
+    /// [`RequestError`], which turns into the [`Refusal`] to answer with (400, or 403
     /// for a refused topic). A malformed, unknown or too old `Last-Event-ID` is no
     /// error: the subscriber first receives the reset event.
     ///
@@ -142,12 +142,9 @@ impl Hub {
     /// let request = http::Request::get("/events?topic=a&topic=b%20c").body(()).unwrap();
     /// let subscription = hub.subscribe_request(&request)?;
     /// assert_eq!(subscription.topics().collect::<Vec<_>>(), ["a", "b c"]);
-    /// # Ok::<(), tower_sse::hub::SubscribeError>(())
+    /// # Ok::<(), tower_sse::hub::RequestError>(())
     /// ```
-    pub fn subscribe_request<B>(
-        &self,
-        request: &Request<B>,
-    ) -> Result<Subscription, SubscribeError> {
+    pub fn subscribe_request<B>(&self, request: &Request<B>) -> Result<Subscription, RequestError> {
         let head = Head {
             uri: request.uri(),
             headers: request.headers(),
@@ -178,7 +175,7 @@ impl Hub {
     /// assert_eq!(subscription.topics().collect::<Vec<_>>(), ["a"]);
     /// # Ok::<(), http::Error>(())
     /// ```
-    pub fn subscribe_parts(&self, parts: &Parts) -> Result<Subscription, SubscribeError> {
+    pub fn subscribe_parts(&self, parts: &Parts) -> Result<Subscription, RequestError> {
         let head = Head {
             uri: &parts.uri,
             headers: &parts.headers,
@@ -191,7 +188,7 @@ impl Hub {
         &self,
         head: Head<'a>,
         parts: impl FnOnce() -> Parts,
-    ) -> Result<Subscription, SubscribeError> {
+    ) -> Result<Subscription, RequestError> {
         let config = &self.inner.config;
         let names = topics(head.uri, &config.topic_param, config.max_topics)?;
         if let Some(authorize) = &config.authorize {
@@ -217,23 +214,23 @@ struct Head<'a> {
 
 /// The distinct topics the query of `uri` names under `param`, in order. Stops reading
 /// at the first topic past `max`, so thousands of them cost little.
-fn topics(uri: &Uri, param: &str, max: usize) -> Result<Vec<Arc<str>>, SubscribeError> {
+fn topics(uri: &Uri, param: &str, max: usize) -> Result<Vec<Arc<str>>, RequestError> {
     let mut names: Vec<Arc<str>> = Vec::new();
     for topic in query::values(uri.query().unwrap_or(""), param) {
-        let topic = topic.map_err(|query::NotUtf8| SubscribeError::InvalidTopic)?;
+        let topic = topic.map_err(|query::NotUtf8| RequestError::InvalidTopic)?;
         if topic.is_empty() {
-            return Err(SubscribeError::InvalidTopic);
+            return Err(RequestError::InvalidTopic);
         }
         if names.iter().any(|name| **name == *topic) {
             continue;
         }
         if names.len() == max {
-            return Err(SubscribeError::TooManyTopics { max });
+            return Err(RequestError::TooManyTopics { max });
         }
         names.push(Arc::from(topic.as_ref()));
     }
     if names.is_empty() {
-        return Err(SubscribeError::NoTopic);
+        return Err(RequestError::NoTopic);
     }
     Ok(names)
 }

@@ -451,6 +451,9 @@ impl Drop for Subscription {
         for member in &self.members {
             self.hub.leave(&member.topic, member.waiting);
         }
-        tracing::debug!(topics = self.members.len(), "hub subscriber left");
+        tracing::debug!(
+            topics = ?self.members.iter().map(|m| &*m.topic.name).collect::<Vec<_>>(),
+            "hub subscriber left"
+        );
     }
 }
