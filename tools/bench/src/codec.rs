@@ -3,19 +3,13 @@
 
 use std::io::{self, Write};
 
-use serde::{Deserialize, Serialize};
-
 /// A content coding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Codec {
-    /// gzip.
     Gzip,
-    /// deflate (zlib-wrapped, as HTTP's `deflate` is).
+    /// zlib-wrapped, as HTTP's `deflate` is.
     Deflate,
-    /// brotli.
     Br,
-    /// zstd.
     Zstd,
 }
 
@@ -34,60 +28,54 @@ impl Codec {
     }
 }
 
-/// Decodes a response body piece by piece.
-pub enum Decoder {
-    /// gzip.
-    Gzip(Box<flate2::write::GzDecoder<Vec<u8>>>),
-    /// deflate.
-    Deflate(Box<flate2::write::ZlibDecoder<Vec<u8>>>),
-    /// brotli.
-    Br(Box<brotli::DecompressorWriter<Vec<u8>>>),
-    /// zstd.
-    Zstd(Box<zstd::stream::write::Decoder<'static, Vec<u8>>>),
+/// A decoder that writes into a `Vec<u8>`, and that vector.
+trait Sink: Write + Send {
+    fn output(&mut self) -> &mut Vec<u8>;
 }
 
-impl std::fmt::Debug for Decoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Decoder")
+impl Sink for flate2::write::GzDecoder<Vec<u8>> {
+    fn output(&mut self) -> &mut Vec<u8> {
+        self.get_mut()
     }
 }
+
+impl Sink for flate2::write::ZlibDecoder<Vec<u8>> {
+    fn output(&mut self) -> &mut Vec<u8> {
+        self.get_mut()
+    }
+}
+
+impl Sink for brotli::DecompressorWriter<Vec<u8>> {
+    fn output(&mut self) -> &mut Vec<u8> {
+        self.get_mut()
+    }
+}
+
+impl Sink for zstd::stream::write::Decoder<'static, Vec<u8>> {
+    fn output(&mut self) -> &mut Vec<u8> {
+        self.get_mut()
+    }
+}
+
+/// Decodes a response body piece by piece.
+pub struct Decoder(Box<dyn Sink>);
 
 impl Decoder {
     /// A decoder of `codec`.
     pub fn new(codec: Codec) -> io::Result<Decoder> {
-        Ok(match codec {
-            Codec::Gzip => Decoder::Gzip(Box::new(flate2::write::GzDecoder::new(Vec::new()))),
-            Codec::Deflate => {
-                Decoder::Deflate(Box::new(flate2::write::ZlibDecoder::new(Vec::new())))
-            }
-            Codec::Br => Decoder::Br(Box::new(brotli::DecompressorWriter::new(Vec::new(), 4096))),
-            Codec::Zstd => Decoder::Zstd(Box::new(zstd::stream::write::Decoder::new(Vec::new())?)),
-        })
+        let sink: Box<dyn Sink> = match codec {
+            Codec::Gzip => Box::new(flate2::write::GzDecoder::new(Vec::new())),
+            Codec::Deflate => Box::new(flate2::write::ZlibDecoder::new(Vec::new())),
+            Codec::Br => Box::new(brotli::DecompressorWriter::new(Vec::new(), 4096)),
+            Codec::Zstd => Box::new(zstd::stream::write::Decoder::new(Vec::new())?),
+        };
+        Ok(Decoder(sink))
     }
 
     /// Decodes `input`; returns what it decodes to.
     pub fn decode(&mut self, input: &[u8]) -> io::Result<Vec<u8>> {
-        match self {
-            Decoder::Gzip(d) => {
-                d.write_all(input)?;
-                d.flush()?;
-                Ok(std::mem::take(d.get_mut()))
-            }
-            Decoder::Deflate(d) => {
-                d.write_all(input)?;
-                d.flush()?;
-                Ok(std::mem::take(d.get_mut()))
-            }
-            Decoder::Br(d) => {
-                d.write_all(input)?;
-                d.flush()?;
-                Ok(std::mem::take(d.get_mut()))
-            }
-            Decoder::Zstd(d) => {
-                d.write_all(input)?;
-                d.flush()?;
-                Ok(std::mem::take(d.get_mut()))
-            }
-        }
+        self.0.write_all(input)?;
+        self.0.flush()?;
+        Ok(std::mem::take(self.0.output()))
     }
 }

@@ -1,167 +1,122 @@
-//! Everything a suite run measured: the document written to `results.json`, from which
-//! the Markdown tables are made ([`crate::markdown`]).
+//! The JSON documents: what the load generator measured ([`Report`]) and everything a
+//! suite run measured ([`Results`], `results.json`, from which [`crate::markdown`]
+//! makes the tables).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::loadgen::Report;
+/// Publish-to-receive latency, microseconds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Latency {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+/// One step of a ramp (server figures per delivered event, from `/proc`), or a churn
+/// run (`cycles`: connect, GET, response head, close; RSS and subscribers `after` the
+/// settle that follows).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Step {
+    pub connections: usize,
+    pub connected: usize,
+    pub failed: usize,
+    pub window_secs: f64,
+    pub events: u64,
+    pub events_per_sec: f64,
+    /// Jumps in a topic's `seq`.
+    pub lost: u64,
+    pub reordered: u64,
+    pub latency: Latency,
+    pub server_cpu_us_per_event: Option<f64>,
+    /// `syscw` of `/proc/PID/io`: `write` and `writev` calls.
+    pub server_syscw_per_event: Option<f64>,
+    pub server_rss_base_kib: Option<u64>,
+    pub server_rss_kib: Option<u64>,
+    /// (RSS at the end of the window - RSS before any connection) / connections.
+    pub server_rss_per_conn_kib: Option<f64>,
+    pub client_cpu_cores: f64,
+    /// Bytes read from the sockets, HTTP framing included.
+    pub wire_bytes_per_event: Option<f64>,
+    /// The event stream, decoded.
+    pub decoded_bytes_per_event: Option<f64>,
+    pub cycles_per_sec: f64,
+    pub server_cpu_us_per_cycle: Option<f64>,
+    pub server_rss_after_kib: Option<u64>,
+    pub subscribers_after: Option<u64>,
+}
+
+/// A load generator run: one step per ramp step, and its errors by kind.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub steps: Vec<Step>,
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// One load generator run against one server: the stack, and the settings that tell it
+/// from the section's other runs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Run {
+    pub label: String,
+    pub stack: String,
+    pub shape: Option<String>,
+    pub delay_ms: Option<u64>,
+    pub report: Report,
+}
+
+/// Idle memory of one server (issue 22): RSS per stream at each size; the server's CPU
+/// over a window with the most streams open; the streams that received the one event
+/// then published on their topic (`None`: not published, a server the suite did not
+/// start); the load generator processes that held them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Idle {
+    pub label: String,
+    pub rss_before_kib: u64,
+    pub sizes: Vec<IdleSize>,
+    pub cpu_window_secs: f64,
+    pub cpu_percent: f64,
+    pub delivered: Option<usize>,
+    pub processes: usize,
+}
+
+/// Idle memory at one size: (RSS with the streams - RSS before) / streams, and how fast
+/// this size's new streams were opened.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct IdleSize {
+    pub streams: usize,
+    pub connected: usize,
+    pub failed: usize,
+    pub rss_kib: u64,
+    pub kib_per_stream: f64,
+    pub connect_secs: f64,
+    pub streams_per_sec: f64,
+}
 
 /// The machine and the run.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Meta {
-    /// When the run started (UTC).
     pub date: String,
-    /// `git rev-parse --short HEAD`.
     pub commit: String,
-    /// The command that ran the suite.
     pub command: String,
-    /// CPU model and cores.
     pub machine: String,
-    /// Open files one process may hold.
     pub open_files: Option<u64>,
-    /// Load average (1/5/15 min) before and after.
     pub load_before: String,
-    /// See `load_before`.
     pub load_after: String,
 }
 
-/// One load generator run against one server.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Run {
-    /// What ran, for the table: the stack, with its settings.
-    pub label: String,
-    /// The stack (`tower-sse`, `axum`, ...).
-    pub stack: String,
-    /// The feed's shape, where the section has several.
-    pub shape: Option<String>,
-    /// tower-sse's write delay, milliseconds.
-    pub delay_ms: Option<u64>,
-    /// `identity`, or the content coding asked for.
-    pub coding: Option<String>,
-    /// What the load generator measured (fan-out: the median of the rounds).
-    pub report: Report,
-}
-
-/// Idle memory of one server (issue 22).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Idle {
-    /// The stack, or the URL of a server the suite did not start.
-    pub label: String,
-    /// The server's RSS before any stream, KiB.
-    pub rss_before_kib: u64,
-    /// One per size, rising.
-    pub sizes: Vec<IdleSize>,
-    /// Heartbeat CPU with the most streams open.
-    pub heartbeat: Option<Heartbeat>,
-    /// Streams that received the one event then published on their topic (`None`: not
-    /// published, a server the suite did not start).
-    pub delivered: Option<usize>,
-    /// Load generator processes.
-    pub processes: usize,
-}
-
-/// Idle memory at one size.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct IdleSize {
-    /// Streams asked for.
-    pub streams: usize,
-    /// Streams open (response head received).
-    pub connected: usize,
-    /// Streams refused or failed.
-    pub failed: usize,
-    /// RSS with them, KiB.
-    pub rss_kib: u64,
-    /// (RSS with the streams - RSS before) / streams, KiB.
-    pub kib_per_stream: f64,
-    /// Seconds to open this size's new streams.
-    pub connect_secs: f64,
-    /// This size's new streams per second.
-    pub streams_per_sec: f64,
-}
-
-/// The server's CPU over a window of idle streams.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Heartbeat {
-    /// Streams open.
-    pub streams: usize,
-    /// Seconds of the window.
-    pub window_secs: f64,
-    /// CPU in the window, % of one core.
-    pub cpu_percent: f64,
-}
-
-/// Two churn rounds on one server.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Churn {
-    /// The stack.
-    pub stack: String,
-    /// Both rounds.
-    pub rounds: Vec<Report>,
-}
-
-/// A delivery check: every subscriber received events 1..=K in order.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Check {
-    /// The stack, with its settings.
-    pub label: String,
-    /// Subscribers.
-    pub subscribers: usize,
-    /// Events published.
-    pub events: u64,
-    /// Subscribers that received exactly 1..=K, in order.
-    pub complete: usize,
-    /// Errors by kind.
-    pub errors: BTreeMap<String, u64>,
-}
-
-/// The median burst run of one stack.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Burst {
-    /// The stack.
-    pub stack: String,
-    /// Events per run.
-    pub events: u64,
-    /// Events per second.
-    pub events_per_sec: f64,
-    /// MB (10^6) per second.
-    pub mb_per_sec: f64,
-}
-
-/// One encode figure, from criterion's `--output-format bencher` line.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Encode {
-    /// The case (`position-json`, ...).
-    pub case: String,
-    /// The side (`tower-sse`, `tower-sse/body`, `axum`, `warp`).
-    pub bench: String,
-    /// Criterion's median, nanoseconds per event.
-    pub ns_per_event: f64,
-}
-
-/// Everything measured.
+/// Everything measured. `burst`: stack, events per second, MB/s (the median run);
+/// `encode`: case, side, criterion's median in nanoseconds per event.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Results {
-    /// Machine, date, load, command.
     pub meta: Meta,
-    /// Delivery checks.
-    pub check: Vec<Check>,
-    /// Fan-out, every stack at every step.
     pub fanout: Vec<Run>,
-    /// Idle memory.
     pub idle: Vec<Idle>,
-    /// Churn.
-    pub churn: Vec<Churn>,
-    /// Two tower-sse instances on one Redis.
-    pub redis: Option<Run>,
-    /// Why that did not run, if it did not.
-    pub redis_skipped: Option<String>,
-    /// High rate, every shape, stack and write delay.
+    pub churn: Vec<Run>,
+    pub redis: Vec<Run>,
     pub high_rate: Vec<Run>,
-    /// Compression on the wire.
     pub compression: Vec<Run>,
-    /// Burst.
-    pub burst: Vec<Burst>,
-    /// Encode.
-    pub encode: Vec<Encode>,
+    pub burst: Vec<(String, f64, f64)>,
+    pub encode: Vec<(String, String, f64)>,
 }

@@ -8,7 +8,7 @@ fn main() {
     let args = Args::parse();
     let result = match &args.render {
         Some(json) => suite::render(json),
-        None => Config::new(args).and_then(|config| suite::run(&config)),
+        None => suite::run(&Config::new(args)),
     };
     match result {
         Ok(markdown) => println!("{markdown}"),

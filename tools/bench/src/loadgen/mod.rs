@@ -1,47 +1,40 @@
-//! The load generator (the `loadgen` binary): opens many event streams against any URL,
+//! The load generator (the `loadgen` binary): opens event streams against any URL,
 //! parses their events with `eventsource-stream`, and measures publish-to-receive
-//! latency from the stamp the publisher puts in each event's data.
+//! latency from the stamp the publisher puts in each event's data ([`stream`]).
 //!
-//! - `-n 1000,5000,15000` is a ramp: open 1,000 streams at `--connect-rate` per second,
+//! - `-n 1000,5000,15000`: a ramp; open 1,000 streams at `--connect-rate` per second,
 //!   wait `--settle`, measure for `--duration`, add 4,000 more, and so on.
-//! - `--pid PID` (repeatable): the server processes whose CPU time, write system calls
-//!   and RSS are read from `/proc` around each window: CPU and writes per delivered
-//!   event, RSS per connection.
-//! - `--control URL`: a fan-out server's control listener: `/start` once every stream
-//!   is open (with `--until-seq`), `/stats` for the subscribers it counts (churn).
-//! - `--until-seq K`: each stream ends at event K; the report counts the streams that
-//!   received exactly 1..=K in order.
-//! - `--churn C`: C workers each loop connect, GET, read the response head, close.
-//! - `--hold`: a worker for runs of more streams than one process may hold (see
-//!   [`hold`]).
-//! - `--bind 127.0.0.2,127.0.0.3`: source addresses, round-robin (more ports).
-//! - `--accept-encoding <codec>`: asks for a compressed stream and decodes it; every
-//!   run counts the bytes on the wire, in the body, and decoded, per event.
+//! - `--pid PID` (repeatable): server processes whose CPU time, write system calls and
+//!   RSS are read from `/proc` around each window.
+//! - `--churn C` ([`churn`]); `--hold` ([`hold`]): a worker process of a run of more
+//!   streams than one process may hold.
+//! - `--bind 127.0.0.2,..`: source addresses, round-robin (more ports).
+//! - `--accept-encoding <codec>`: asks for a compressed stream and decodes it.
 
 mod churn;
-pub mod hold;
-mod report;
-pub(crate) mod stream;
+mod hold;
+mod stream;
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-pub use report::{Latency, Report, Step};
 use stream::{Shared, lock};
 use tokio::task::JoinSet;
 
-use crate::client::{self, Target};
+use crate::client::Target;
 use crate::codec::Codec;
 use crate::proc::Usage;
+use crate::results::{Latency, Report, Step};
 
 /// Command-line seconds, such as `2` or `0.5`.
 pub fn seconds(text: &str) -> Result<Duration, String> {
-    let secs = text.parse::<f64>().ok();
-    let duration = secs.and_then(|s| Duration::try_from_secs_f64(s).ok());
-    duration.ok_or_else(|| format!("not seconds: {text:?}"))
+    let secs = text
+        .parse()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok());
+    secs.ok_or_else(|| format!("not seconds: {text:?}"))
 }
 
 /// What the generator does.
@@ -52,15 +45,10 @@ pub struct Options {
     #[arg(long = "url", value_parser = Target::parse, required = true)]
     pub targets: Vec<Target>,
     /// Streams held at each step of a rising ramp, such as `1000,5000,15000`.
-    #[arg(
-        short = 'n',
-        long = "connections",
-        value_delimiter = ',',
-        default_value = "100"
-    )]
+    #[arg(short = 'n', value_delimiter = ',', default_value = "100")]
     pub steps: Vec<usize>,
     /// New streams per second.
-    #[arg(long, default_value_t = 2000.0)]
+    #[arg(long, default_value_t = 2500.0)]
     pub connect_rate: f64,
     /// Seconds between the last stream of a step and its window.
     #[arg(long, value_parser = seconds, default_value = "2")]
@@ -71,16 +59,13 @@ pub struct Options {
     /// A server process to read from `/proc`; repeatable.
     #[arg(long = "pid")]
     pub pids: Vec<u32>,
-    /// A fan-out server's control URL (`http://host:port`); repeatable.
-    #[arg(long = "control", value_parser = Target::parse)]
-    pub controls: Vec<Target>,
+    /// A fan-out server's control URL, for the subscribers it counts after a churn.
+    #[arg(long, value_parser = Target::parse)]
+    pub control: Option<Target>,
     /// Churn workers: connect, GET, read the head, close, again.
     #[arg(long)]
     pub churn: Option<usize>,
-    /// End each stream at this `seq`; count those that got 1..=K in order.
-    #[arg(long)]
-    pub until_seq: Option<u64>,
-    /// Hold streams as told on standard input (see `loadgen::hold`).
+    /// Hold streams as told on standard input.
     #[arg(long)]
     pub hold: bool,
     /// Source addresses to bind, round-robin.
@@ -92,12 +77,9 @@ pub struct Options {
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    /// Seconds to wait for a step's streams to answer (or, `--hold`, for events).
+    /// Seconds to wait for a step's streams to answer (`--hold`: also for events).
     #[arg(long, value_parser = seconds, default_value = "60")]
     pub timeout: Duration,
-    /// Write the report here as JSON.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
     /// No progress lines.
     #[arg(short, long)]
     pub quiet: bool,
@@ -106,10 +88,11 @@ pub struct Options {
 impl Options {
     /// The defaults, for `targets`.
     pub fn new(targets: Vec<Target>) -> Options {
-        let mut options: Options =
-            clap::Parser::parse_from(["loadgen", "--url", "http://127.0.0.1:1/"]);
-        options.targets = targets;
-        options
+        let url = "http://127.0.0.1:1/";
+        Options {
+            targets,
+            ..clap::Parser::parse_from(["loadgen", "--url", url])
+        }
     }
 }
 
@@ -118,223 +101,178 @@ pub fn run(options: &Options) -> Result<Report, String> {
     if options.steps.is_empty() || options.steps.windows(2).any(|w| w[1] < w[0]) {
         return Err("-n: a rising list of stream counts".into());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    let runtime = runtime
         .worker_threads(options.threads.max(1))
         .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+        .build();
+    let runtime = runtime.map_err(|e| e.to_string())?;
     let shared = Shared::new(options.accept_encoding, options.quiet);
     let result = runtime.block_on(async {
-        if options.hold {
-            return hold::run(options, &shared)
-                .await
-                .map(|()| Report::default());
-        }
-        let result = match options.churn {
-            Some(workers) => churn::run(options, &shared, workers).await,
-            None => ramp(options, &shared).await,
+        let result = match (options.hold, options.churn) {
+            (true, _) => hold::run(options, &shared).await.map(|()| Vec::new()),
+            (false, Some(workers)) => churn::run(options, &shared, workers).await,
+            (false, None) => ramp(options, &shared).await,
         };
         shared.stop.cancel();
         result
     });
     runtime.shutdown_timeout(Duration::from_secs(2));
-    let mut report = result?;
-    report.urls = options.targets.iter().map(Target::to_string).collect();
-    report.errors = lock(&shared.errors).clone();
-    if options.until_seq.is_some() {
-        report.complete = Some(shared.complete.load(Relaxed));
-    }
-    if let Some(path) = &options.json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    Ok(report)
+    Ok(Report {
+        steps: result?,
+        errors: lock(&shared.errors).clone(),
+    })
 }
 
 /// Streams being opened at once when they are opened as fast as the server answers.
 const IN_FLIGHT: usize = 512;
 
 /// Opens streams until `count` are open, at `rate` per second (`None`: as fast as the
-/// server answers, [`IN_FLIGHT`] at a time).
-pub(crate) async fn open(
+/// server answers, [`IN_FLIGHT`] at a time); returns the seconds it took.
+async fn open(
     options: &Options,
     shared: &Arc<Shared>,
     tasks: &mut JoinSet<()>,
     count: usize,
     rate: Option<f64>,
 ) -> Result<f64, String> {
-    let started = Instant::now();
-    let first = tasks.len();
+    let (started, first) = (Instant::now(), tasks.len());
     let mut opened = first;
     while opened < count {
         let due = match rate {
-            Some(r) => first + (started.elapsed().as_secs_f64() * r) as usize + 1,
+            Some(rate) => first + (started.elapsed().as_secs_f64() * rate) as usize + 1,
             None => {
                 let room = || shared.answered() + IN_FLIGHT > opened;
                 let _ = wait_for(shared, options.timeout, room).await;
                 shared.answered() + IN_FLIGHT
             }
         };
-        while opened < count.min(due) {
-            let target = options.targets[opened % options.targets.len()].clone();
-            let source = (!options.sources.is_empty())
-                .then(|| options.sources[opened % options.sources.len()]);
-            tasks.spawn(stream::subscriber(
-                target,
-                source,
-                shared.clone(),
-                options.until_seq,
-            ));
-            opened += 1;
+        for n in opened..count.min(due) {
+            let target = options.targets[n % options.targets.len()].clone();
+            let source = options
+                .sources
+                .get(n % options.sources.len().max(1))
+                .copied();
+            tasks.spawn(stream::subscriber(target, source, shared.clone()));
         }
+        opened = opened.max(count.min(due));
         if opened < count && rate.is_some() {
-            // Pacing the connect rate, in batches every 10 ms.
+            // The connect rate, in batches every 10 ms.
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    let waited = wait_for(shared, options.timeout, || shared.answered() >= opened).await;
-    waited.map_err(|()| {
-        let connected = shared.connected.load(Relaxed);
-        format!(
-            "only {connected} of {opened} streams answered in {:?}",
-            options.timeout
-        )
-    })?;
+    let timeout = options.timeout;
+    wait_for(shared, timeout, || shared.answered() >= opened)
+        .await
+        .map_err(|()| {
+            let connected = shared.connected.load(Relaxed);
+            format!("only {connected} of {opened} streams answered in {timeout:?}")
+        })?;
     Ok(started.elapsed().as_secs_f64())
 }
 
 /// Waits until `done`, woken by every change of the streams; `Err` at the deadline.
-pub(crate) async fn wait_for(
-    shared: &Shared,
-    timeout: Duration,
-    done: impl Fn() -> bool,
-) -> Result<(), ()> {
+async fn wait_for(shared: &Shared, timeout: Duration, done: impl Fn() -> bool) -> Result<(), ()> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let changed = shared.changed.notified();
-        tokio::pin!(changed);
+        let changed = std::pin::pin!(shared.changed.notified());
+        let mut changed = changed;
         changed.as_mut().enable();
         if done() {
             return Ok(());
         }
-        if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            return Err(());
-        }
+        tokio::time::timeout_at(deadline, changed)
+            .await
+            .map_err(|_| ())?;
     }
 }
 
-/// Sums the servers' usage.
+/// The servers' usage now, summed.
 fn usage(options: &Options) -> Option<Usage> {
-    (!options.pids.is_empty())
-        .then(|| Usage::sum(&options.pids))
-        .flatten()
+    Usage::sum(&options.pids).filter(|_| !options.pids.is_empty())
 }
 
-/// Tells every control listener `path` (`/start`).
-async fn tell(options: &Options, path: &str) -> Result<(), String> {
-    for control in &options.controls {
-        client::get_json(&control.at(path)).await?;
-    }
-    Ok(())
-}
-
-async fn ramp(options: &Options, shared: &Arc<Shared>) -> Result<Report, String> {
-    let mut report = Report::default();
-    let base = usage(options);
-    let mut tasks = JoinSet::new();
+async fn ramp(options: &Options, shared: &Arc<Shared>) -> Result<Vec<Step>, String> {
+    let (base, mut tasks, mut steps) = (usage(options), JoinSet::new(), Vec::new());
     for (index, &count) in options.steps.iter().enumerate() {
         let label = format!(
             "step {}/{} ({count} streams)",
             index + 1,
             options.steps.len()
         );
-        let connect_secs = open(
-            options,
-            shared,
-            &mut tasks,
-            count,
-            Some(options.connect_rate),
-        )
-        .await
-        .map_err(|e| format!("{label}: {e}"))?;
-        let counts = Step {
-            connections: count,
-            connected: shared.connected.load(Relaxed),
-            failed: shared.failed.load(Relaxed),
-            connect_secs,
-            ..Step::default()
-        };
-        if options.until_seq.is_some() {
-            // Every stream ends by itself once it has the last event.
-            tell(options, "/start").await?;
-            let all_done = async { while tasks.join_next().await.is_some() {} };
-            tokio::time::timeout(options.timeout, all_done)
-                .await
-                .map_err(|_| format!("{label}: streams did not finish"))?;
-            report.steps.push(Step {
-                events: shared.events.load(Relaxed),
-                lost: shared.lost.load(Relaxed),
-                reordered: shared.reordered.load(Relaxed),
-                latency: Latency::of(&lock(&shared.latency)),
-                ..counts
-            });
-            continue;
-        }
+        let rate = Some(options.connect_rate);
+        open(options, shared, &mut tasks, count, rate)
+            .await
+            .map_err(|e| format!("{label}: {e}"))?;
         tokio::time::sleep(options.settle).await;
-        let step = window(options, shared, base, counts).await;
+        let step = window(options, shared, base, count).await;
         if !options.quiet {
             eprintln!("loadgen: {label}: {}", step_line(&step));
         }
-        report.steps.push(step);
+        steps.push(step);
     }
-    Ok(report)
+    Ok(steps)
 }
 
-/// Measures one window.
-async fn window(options: &Options, shared: &Shared, base: Option<Usage>, counts: Step) -> Step {
+/// Measures one window with `count` streams open.
+async fn window(options: &Options, shared: &Shared, base: Option<Usage>, count: usize) -> Step {
     let counters = [
         &shared.events,
         &shared.lost,
         &shared.reordered,
         &*shared.wire,
-        &shared.body,
         &shared.decoded,
     ];
     let before = counters.map(|c| c.load(Relaxed));
-    lock(&shared.latency).reset();
+    lock(&shared.latency).as_mut().map(|h| h.reset());
     let (start, client, started) = (usage(options), Usage::of(0), Instant::now());
     tokio::time::sleep(options.duration).await;
-    let secs = started.elapsed().as_secs_f64();
-    let (end, client_end) = (usage(options), Usage::of(0));
-    let after = counters.map(|c| c.load(Relaxed));
-    let [events, lost, reordered, wire, body, decoded] =
-        std::array::from_fn(|i| after[i] - before[i]);
+    let (secs, end, client_end) = (
+        started.elapsed().as_secs_f64(),
+        usage(options),
+        Usage::of(0),
+    );
+    let [events, lost, reordered, wire, decoded] =
+        std::array::from_fn(|i| counters[i].load(Relaxed) - before[i]);
     let per_event = |n: u64| (events > 0).then(|| n as f64 / events as f64);
-    let delta = start
+    let server = start
         .zip(end)
         .map(|(s, e)| (e.cpu_ns - s.cpu_ns, e.syscw - s.syscw));
-    let client_ns = client
-        .zip(client_end)
-        .map_or(0, |(s, e)| e.cpu_ns - s.cpu_ns);
+    let guard = lock(&shared.latency);
+    let histogram = guard.as_ref().expect("a histogram");
+    let at = |q| histogram.value_at_quantile(q);
     Step {
+        connections: count,
+        connected: shared.connected.load(Relaxed),
+        failed: shared.failed.load(Relaxed),
         window_secs: secs,
         events,
         events_per_sec: events as f64 / secs,
         lost,
         reordered,
-        latency: Latency::of(&lock(&shared.latency)),
-        server_cpu_us_per_event: delta.and_then(|(cpu, _)| per_event(cpu).map(|ns| ns / 1e3)),
-        server_syscw_per_event: delta.and_then(|(_, syscw)| per_event(syscw)),
+        latency: Latency {
+            count: histogram.len(),
+            p50_us: at(0.5),
+            p99_us: at(0.99),
+            max_us: histogram.max(),
+        },
+        server_cpu_us_per_event: server
+            .and_then(|(cpu, _)| per_event(cpu))
+            .map(|ns| ns / 1e3),
+        server_syscw_per_event: server.and_then(|(_, syscw)| per_event(syscw)),
         server_rss_base_kib: base.map(|b| b.rss_kib),
         server_rss_kib: end.map(|e| e.rss_kib),
         server_rss_per_conn_kib: base
             .zip(end)
-            .map(|(b, e)| (e.rss_kib as f64 - b.rss_kib as f64) / counts.connections.max(1) as f64),
-        client_cpu_cores: client_ns as f64 / 1e9 / secs,
+            .map(|(b, e)| (e.rss_kib as f64 - b.rss_kib as f64) / count.max(1) as f64),
+        client_cpu_cores: client
+            .zip(client_end)
+            .map_or(0, |(s, e)| e.cpu_ns - s.cpu_ns) as f64
+            / 1e9
+            / secs,
         wire_bytes_per_event: per_event(wire),
-        body_bytes_per_event: per_event(body),
         decoded_bytes_per_event: per_event(decoded),
-        ..counts
+        ..Step::default()
     }
 }
 
@@ -344,7 +282,7 @@ pub fn step_line(step: &Step) -> String {
     let ms = |us: u64| us as f64 / 1e3;
     format!(
         "{} streams ({} failed): {:.0} events/s, p50 {:.1} ms, p99 {:.1} ms, lost {}, \
-         server {} us/event, {} writes/event, {} KiB/stream",
+         server {} us and {} writes per event, {} KiB per stream",
         step.connections,
         step.failed,
         step.events_per_sec,

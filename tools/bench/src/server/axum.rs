@@ -8,11 +8,10 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use futures_util::{Stream, StreamExt};
-
 use tokio::net::TcpListener;
 
 use super::broadcasts::Broadcasts;
-use super::{Options, Sink};
+use super::publisher::Sink;
 
 fn events(
     broadcasts: &Broadcasts,
@@ -21,18 +20,17 @@ fn events(
     let event_type = broadcasts.event_type;
     let stream = broadcasts.subscribe(idle).map(move |payload| {
         let event = Event::default();
-        let event = match event_type {
+        Ok(match event_type {
             Some(t) => event.event(t),
             None => event,
-        };
-        Ok(event.data(payload))
+        }
+        .data(payload))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-/// Serves `listener` with axum.
-pub(super) fn start(listener: TcpListener, options: &Options) -> Arc<dyn Sink> {
-    let broadcasts = Broadcasts::new(options.topics, options.feed.event_type());
+pub(super) fn start(listener: TcpListener, options: &super::Options) -> Arc<dyn Sink> {
+    let broadcasts = Broadcasts::new(options);
     let router = axum::Router::new()
         .route(
             "/events",

@@ -1,9 +1,8 @@
 //! The usual idiom of axum and warp servers: a tokio `broadcast` of the payload per
-//! topic, each subscriber reading its own receivers and building its own events.
-
-use std::sync::Arc;
+//! topic; each subscriber reads its own receivers and builds its own events.
 
 use std::future::Ready;
+use std::sync::Arc;
 
 use futures_util::future::Either;
 use futures_util::stream::{Stream, StreamExt, select_all};
@@ -11,21 +10,24 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
-use super::Sink;
+use super::publisher::Sink;
 
-/// A channel per topic, and one for the idle topic.
+/// A channel per topic and one for the idle topic; the event type of every event.
 pub(super) struct Broadcasts {
     topics: Vec<broadcast::Sender<String>>,
     idle: broadcast::Sender<String>,
-    /// The event type of every event, if any.
     pub(super) event_type: Option<&'static str>,
 }
 
 impl Broadcasts {
-    pub(super) fn new(topics: u64, event_type: Option<&'static str>) -> Arc<Broadcasts> {
+    pub(super) fn new(options: &super::Options) -> Arc<Broadcasts> {
+        let topics = (0..options.topics)
+            .map(|_| broadcast::channel(1024).0)
+            .collect();
+        let (idle, event_type) = (broadcast::channel(16).0, options.feed.event_type());
         Arc::new(Broadcasts {
-            topics: (0..topics).map(|_| broadcast::channel(1024).0).collect(),
-            idle: broadcast::channel(16).0,
+            topics,
+            idle,
             event_type,
         })
     }
@@ -35,12 +37,11 @@ impl Broadcasts {
         fn ok(message: Result<String, BroadcastStreamRecvError>) -> Ready<Option<String>> {
             std::future::ready(message.ok())
         }
-        let senders = if idle {
+        match if idle {
             std::slice::from_ref(&self.idle)
         } else {
             &self.topics[..]
-        };
-        match senders {
+        } {
             [one] => Either::Left(BroadcastStream::new(one.subscribe()).filter_map(ok)),
             many => Either::Right(
                 select_all(many.iter().map(|tx| BroadcastStream::new(tx.subscribe())))
@@ -51,12 +52,9 @@ impl Broadcasts {
 }
 
 impl Sink for Broadcasts {
-    fn publish(&self, topic: Option<usize>, _event_type: Option<&str>, payload: String) {
+    fn publish(&self, topic: Option<usize>, _: Option<&'static str>, payload: String) {
         // No subscriber is not an error here.
-        let _ = match topic {
-            Some(k) => self.topics[k].send(payload),
-            None => self.idle.send(payload),
-        };
+        let _ = topic.map_or(&self.idle, |k| &self.topics[k]).send(payload);
     }
 
     fn subscribers(&self) -> usize {

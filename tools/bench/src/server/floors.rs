@@ -1,6 +1,7 @@
-//! The two floors: `hyper-floor` (hyper's HTTP/1 connection with a body of pre-encoded
-//! frames, shared `Bytes`, from one broadcast) and `raw-floor` (a plain accept loop that
-//! reads the request head, writes a fixed response head, then every pre-encoded chunk).
+//! The two floors, with every topic's frames pre-encoded once into shared `Bytes` on one
+//! broadcast (and the idle topic's on another): `hyper-floor`, hyper's HTTP/1
+//! connection with a body of those frames; `raw-floor`, a plain accept loop that reads
+//! the request head, writes a fixed response head, then every chunk.
 
 use std::convert::Infallible;
 use std::io::IoSlice;
@@ -16,40 +17,32 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::broadcast;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_stream::wrappers::BroadcastStream;
 
-use super::Sink;
+use super::publisher::Sink;
 
-/// Pre-encoded frames, one broadcast for every topic and one for the idle topic.
+/// Frames of every topic and of the idle topic; `chunked`: with HTTP/1.1's chunk
+/// framing around each (the raw floor writes no other).
 struct Frames {
     all: broadcast::Sender<Bytes>,
     idle: broadcast::Sender<Bytes>,
-    /// With HTTP/1.1's chunk framing around each (the raw floor writes it itself).
     chunked: bool,
 }
 
-impl Frames {
-    fn new(chunked: bool) -> Arc<Frames> {
-        let (all, idle) = (broadcast::channel(1024).0, broadcast::channel(16).0);
-        Arc::new(Frames { all, idle, chunked })
-    }
-}
-
 impl Sink for Frames {
-    fn publish(&self, topic: Option<usize>, event_type: Option<&str>, payload: String) {
+    fn publish(&self, topic: Option<usize>, event_type: Option<&'static str>, payload: String) {
         let event = event_type.map_or(String::new(), |t| format!("event: {t}\n"));
-        let frame = format!("{event}data: {payload}\n\n");
-        let frame = match self.chunked {
-            true => format!("{:x}\r\n{frame}\r\n", frame.len()),
-            false => frame,
-        };
-        let tx = if topic.is_some() {
+        let mut frame = format!("{event}data: {payload}\n\n");
+        if self.chunked {
+            frame = format!("{:x}\r\n{frame}\r\n", frame.len());
+        }
+        let _ = if topic.is_some() {
             &self.all
         } else {
             &self.idle
-        };
-        let _ = tx.send(Bytes::from(frame));
+        }
+        .send(Bytes::from(frame));
     }
 
     fn subscribers(&self) -> usize {
@@ -57,16 +50,20 @@ impl Sink for Frames {
     }
 }
 
+fn frames(chunked: bool) -> Arc<Frames> {
+    let (all, idle) = (broadcast::channel(1024).0, broadcast::channel(16).0);
+    Arc::new(Frames { all, idle, chunked })
+}
+
 /// Serves every connection `listener` accepts with hyper's HTTP/1 connection (the
-/// floors, the control listener, burst's ceiling).
+/// hyper floor, the control listener, burst's ceiling).
 pub async fn serve_http1<S, B>(listener: TcpListener, service: S)
 where
     S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
     S: Clone + Send + 'static,
     S::Future: Send + 'static,
-    B: hyper::body::Body + Send + 'static,
+    B: hyper::body::Body<Error = Infallible> + Send + 'static,
     B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     loop {
         let Ok((socket, _)) = listener.accept().await else {
@@ -74,50 +71,45 @@ where
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let service = TowerToHyperService::new(service.clone());
-        tokio::spawn(async move {
-            let http1 = hyper::server::conn::http1::Builder::new();
-            let _ = http1.serve_connection(TokioIo::new(socket), service).await;
-        });
+        let (io, service) = (
+            TokioIo::new(socket),
+            TowerToHyperService::new(service.clone()),
+        );
+        let http1 = hyper::server::conn::http1::Builder::new();
+        tokio::spawn(async move { http1.serve_connection(io, service).await });
     }
 }
 
-/// The `hyper-floor` server.
 pub(super) fn start_hyper(listener: TcpListener) -> Arc<dyn Sink> {
-    let frames = Frames::new(false);
-    let service = tower::service_fn({
-        let frames = frames.clone();
-        move |request: Request<Incoming>| {
-            let tx = match request.uri().path() {
-                "/idle" => &frames.idle,
-                _ => &frames.all,
-            };
-            let body = BroadcastStream::new(tx.subscribe())
-                .filter_map(|frame| std::future::ready(frame.ok()))
-                .map(|frame| Ok::<_, Infallible>(Frame::data(frame)));
-            let response = Response::builder()
-                .header(header::CONTENT_TYPE, "text/event-stream")
-                .header(header::CACHE_CONTROL, "no-cache")
-                .body(StreamBody::new(body))
-                .expect("a valid response");
-            async move { Ok::<_, Infallible>(response) }
-        }
+    let frames = frames(false);
+    let shared = frames.clone();
+    let service = tower::service_fn(move |request: Request<Incoming>| {
+        let tx = if request.uri().path() == "/idle" {
+            &shared.idle
+        } else {
+            &shared.all
+        };
+        let body = BroadcastStream::new(tx.subscribe())
+            .filter_map(|frame| std::future::ready(frame.ok().map(|f| Ok(Frame::data(f)))));
+        let response = Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(StreamBody::new(body));
+        std::future::ready(Ok(response.expect("a valid response")))
     });
     tokio::spawn(serve_http1(listener, service));
     frames
 }
 
-/// The `raw-floor` server.
 pub(super) fn start_raw(listener: TcpListener) -> Arc<dyn Sink> {
-    let frames = Frames::new(true);
+    let frames = frames(true);
     let shared = frames.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((socket, _)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            };
-            tokio::spawn(raw_stream(socket, shared.clone()));
+            match listener.accept().await {
+                Ok((socket, _)) => drop(tokio::spawn(raw_stream(socket, shared.clone()))),
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
         }
     });
     frames
@@ -126,17 +118,17 @@ pub(super) fn start_raw(listener: TcpListener) -> Arc<dyn Sink> {
 async fn raw_stream(mut socket: TcpStream, frames: Arc<Frames>) {
     const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
         cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 512];
+    let (mut head, mut buf) = (Vec::new(), [0u8; 512]);
     while memchr::memmem::find(&head, b"\r\n\r\n").is_none() && head.len() < 16 * 1024 {
         match socket.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    let tx = match head.starts_with(b"GET /idle") {
-        true => &frames.idle,
-        false => &frames.all,
+    let tx = if head.starts_with(b"GET /idle") {
+        &frames.idle
+    } else {
+        &frames.all
     };
     let mut rx = tx.subscribe();
     drop(head);
@@ -149,20 +141,16 @@ async fn raw_stream(mut socket: TcpStream, frames: Arc<Frames>) {
                 Ok(chunk) => {
                     // Chunks already waiting go out in the same write, as hyper does
                     // with the frames a body has ready.
-                    let mut more = Vec::new();
+                    let mut bytes = chunk.to_vec();
                     while let Ok(next) = rx.try_recv() {
-                        if more.is_empty() {
-                            more.extend_from_slice(&chunk);
-                        }
-                        more.extend_from_slice(&next);
+                        bytes.extend_from_slice(&next);
                     }
-                    let bytes = if more.is_empty() { &chunk[..] } else { &more[..] };
-                    if write_all(&mut socket, bytes).await.is_err() {
+                    if write_all(&mut socket, &bytes).await.is_err() {
                         return;
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return,
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
             },
             read = socket.read(&mut buf) => if !matches!(read, Ok(n) if n > 0) {
                 return;

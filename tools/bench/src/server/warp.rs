@@ -9,14 +9,13 @@ use tokio::net::TcpListener;
 use warp::Filter;
 
 use super::broadcasts::Broadcasts;
-use super::{Options, Sink};
+use super::publisher::Sink;
 
-/// Serves `listener` with warp.
-pub(super) fn start(listener: TcpListener, options: &Options) -> Arc<dyn Sink> {
-    let broadcasts = Broadcasts::new(options.topics, options.feed.event_type());
+pub(super) fn start(listener: TcpListener, options: &super::Options) -> Arc<dyn Sink> {
+    let broadcasts = Broadcasts::new(options);
     let shared = broadcasts.clone();
     let filter = warp::get()
-        .and(warp::path::param::<String>())
+        .and(warp::path::param())
         .map(move |path: String| {
             let event_type = shared.event_type;
             let stream = shared.subscribe(path == "idle").map(move |payload| {

@@ -2,7 +2,7 @@
 //! `redis-server`, and `loadgen --hold` workers. Their output is read line by line on a
 //! thread of its own, and every wait for a line has a deadline.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -12,24 +12,13 @@ use std::time::{Duration, Instant};
 use crate::client::Target;
 
 /// A child process, killed when dropped.
-pub struct Process(Child);
+struct Process(Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// The lines a child writes, read on a thread of their own.
-fn lines(output: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(output).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    rx
 }
 
 /// The first line of `rx` that `accept` takes, within `timeout`.
@@ -40,53 +29,57 @@ fn wait_for<T>(
 ) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
-        let left = deadline.checked_duration_since(Instant::now())?;
-        if let Some(found) = accept(&rx.recv_timeout(left).ok()?) {
+        let line = rx
+            .recv_timeout(deadline.checked_duration_since(Instant::now())?)
+            .ok()?;
+        if let Some(found) = accept(&line) {
             return Some(found);
         }
     }
 }
 
-/// Spawns `program` with `args`, its output piped.
-fn spawn(
-    program: &Path,
-    args: &[String],
-) -> Result<(Process, Receiver<String>, Option<ChildStdin>), String> {
-    let mut child = Command::new(program)
+/// Spawns `program` with `args`: the process, the lines of its output, its input.
+fn spawn(program: &Path, args: &[&str]) -> Result<(Process, Receiver<String>, ChildStdin), String> {
+    let child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{}: {e}", program.display()))?;
-    let (stdout, stdin) = (child.stdout.take().ok_or("no stdout")?, child.stdin.take());
-    Ok((Process(child), lines(stdout), stdin))
+        .spawn();
+    let mut child = child.map_err(|e| format!("{}: {e}", program.display()))?;
+    let (stdout, stdin) = (
+        child.stdout.take().ok_or("no stdout")?,
+        child.stdin.take().ok_or("no stdin")?,
+    );
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    Ok((Process(child), rx, stdin))
 }
 
-/// A fan-out server.
-pub struct Server {
+/// A fan-out server: its process id, event stream listener and control listener.
+pub(super) struct Server {
     _process: Process,
-    /// Its process id.
-    pub pid: u32,
-    /// Its event stream listener.
-    pub addr: SocketAddr,
-    /// Its control listener.
-    pub control: Target,
+    pub(super) pid: u32,
+    pub(super) addr: SocketAddr,
+    pub(super) control: Target,
 }
 
 impl Server {
     /// Starts `fanout-server` (the binary at `program`) with `args`.
-    pub fn start(program: &Path, args: &[String]) -> Result<Server, String> {
+    pub(super) fn start(program: &Path, args: &[&str]) -> Result<Server, String> {
         let (process, rx, _) = spawn(program, args)?;
-        let pid = process.0.id();
         let listening = wait_for(&rx, Duration::from_secs(30), |line| {
             let mut words = line.strip_prefix("LISTENING ")?.split_whitespace();
-            Some((
-                words.next()?.parse().ok()?,
-                words.next()?.parse::<SocketAddr>().ok()?,
-            ))
+            Some((words.next()?.parse().ok()?, words.next()?.to_string()))
         });
         let (addr, control) = listening.ok_or_else(|| format!("server {args:?} did not start"))?;
-        let control = Target::parse(&format!("http://{control}/"))?;
+        let (pid, control) = (
+            process.0.id(),
+            Target::parse(&format!("http://{control}/"))?,
+        );
         Ok(Server {
             _process: process,
             pid,
@@ -96,28 +89,29 @@ impl Server {
     }
 
     /// The URL of `path` on the event stream listener.
-    pub fn url(&self, path: &str) -> Target {
+    pub(super) fn url(&self, path: &str) -> Target {
         Target::parse(&format!("http://{}{path}", self.addr)).expect("a valid URL")
     }
 }
 
-/// A `redis-server` on a free loopback port, without persistence.
-pub struct Redis {
+/// A `redis-server` (from the `PATH`) on a free loopback port, without persistence.
+pub(super) struct Redis {
     _process: Process,
-    /// `redis://127.0.0.1:<port>/`.
-    pub url: String,
+    pub(super) url: String,
 }
 
 impl Redis {
-    /// Starts one (`redis-server` on the `PATH`).
-    pub fn start() -> Result<Redis, String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
+    pub(super) fn start() -> Result<Redis, String> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let port = listener
+            .local_addr()
             .map_err(|e| e.to_string())?
-            .port();
+            .port()
+            .to_string();
+        drop(listener);
         let args = [
             "--port",
-            &port.to_string(),
+            &port,
             "--bind",
             "127.0.0.1",
             "--save",
@@ -125,7 +119,6 @@ impl Redis {
             "--appendonly",
             "no",
         ];
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let (process, rx, _) = spawn(Path::new("redis-server"), &args)?;
         wait_for(&rx, Duration::from_secs(30), |l| {
             l.contains("Ready to accept").then_some(())
@@ -138,35 +131,30 @@ impl Redis {
     }
 }
 
-/// `loadgen --hold` workers, each with its stdin and its answers.
-pub struct Holders(Vec<(Process, ChildStdin, Receiver<String>)>);
+/// `loadgen --hold` workers, each with its input and the lines of its output.
+pub(super) struct Holders(Vec<(Process, ChildStdin, Receiver<String>)>);
 
 impl Holders {
-    /// Starts `workers` of `loadgen` (the binary at `program`) with `args`, the i-th
-    /// also binding source address 127.0.0.(10 + i).
-    pub fn start(program: &Path, workers: usize, args: &[String]) -> Result<Holders, String> {
+    /// Starts `workers` of `loadgen` (the binary at `program`) with `args`, the i-th also
+    /// binding source address 127.0.0.(10 + i).
+    pub(super) fn start(program: &Path, workers: usize, args: &[&str]) -> Result<Holders, String> {
         let mut holders = Vec::new();
         for i in 0..workers {
-            let mut args = args.to_vec();
-            args.extend([
-                "--hold".into(),
-                "--bind".into(),
-                format!("127.0.0.{}", 10 + i),
-            ]);
+            let source = format!("127.0.0.{}", 10 + i);
+            let args = [args, &["--hold", "--bind", &source]].concat();
             let (process, rx, stdin) = spawn(program, &args)?;
-            holders.push((process, stdin.ok_or("no stdin")?, rx));
+            holders.push((process, stdin, rx));
         }
         Ok(Holders(holders))
     }
 
-    /// Workers.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Sends each worker its command (they work at once), then reads every answer, as
+    /// Sends each worker its command (they work at once), then reads every answer, as the
     /// numbers after its first word.
-    pub fn ask(&mut self, commands: &[String], timeout: Duration) -> Result<Vec<Vec<f64>>, String> {
+    pub(super) fn ask(
+        &mut self,
+        commands: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<Vec<f64>>, String> {
         for ((_, stdin, _), command) in self.0.iter_mut().zip(commands) {
             writeln!(stdin, "{command}").map_err(|e| format!("loadgen --hold: {e}"))?;
         }

@@ -1,24 +1,22 @@
 //! Encode: criterion's `benches/encode.rs`, run by cargo with criterion's documented
-//! `--output-format bencher` (one `test <case>/<side> ... bench: <median> ns/iter` line
-//! per benchmark), read from its output. At smoke size it runs in the dev profile (the
+//! `--output-format bencher` (a `test <case>/<side> ... bench: <median> ns/iter` line a
+//! benchmark), read from its output. At smoke size it runs in the dev profile (the
 //! tests' build) with criterion's shortest times.
 
 use std::process::Command;
 
-use super::{Config, root};
-use crate::results::Encode;
-
-pub(super) fn run(config: &Config) -> Result<Vec<Encode>, String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
+pub(super) fn run(smoke: bool) -> Result<Vec<(String, String, f64)>, String> {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command
-        .current_dir(root())
+        .current_dir(super::root())
         .args(["bench", "--all-features", "--bench", "encode"]);
-    if config.smoke {
-        command.args(["--profile", "dev"]);
-    }
+    command.args(if smoke {
+        &["--profile", "dev"][..]
+    } else {
+        &[]
+    });
     command.args(["--", "--output-format", "bencher"]);
-    if config.smoke {
+    if smoke {
         command.args([
             "--warm-up-time",
             "0.01",
@@ -36,48 +34,27 @@ pub(super) fn run(config: &Config) -> Result<Vec<Encode>, String> {
             output.status
         ));
     }
-    Ok(parse(&String::from_utf8_lossy(&output.stdout)))
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(parse)
+        .collect())
 }
 
-/// The `test <case>/<side> ... bench: <n> ns/iter (+/- <m>)` lines of `output`.
-fn parse(output: &str) -> Vec<Encode> {
-    let line = |line: &str| {
-        let (name, rest) = line.strip_prefix("test ")?.split_once(" ... bench:")?;
-        let (case, bench) = name.trim().split_once('/')?;
-        let ns = rest
-            .split_whitespace()
-            .next()?
-            .replace(',', "")
-            .parse::<f64>()
-            .ok()?;
-        let unit = rest.split_whitespace().nth(1)?;
-        let scale = match unit {
-            "ns/iter" => 1.0,
-            "us/iter" | "µs/iter" => 1e3,
-            "ms/iter" => 1e6,
-            _ => return None,
-        };
-        let ns_per_event = ns * scale;
-        Some(Encode {
-            case: case.into(),
-            bench: bench.into(),
-            ns_per_event,
-        })
-    };
-    output.lines().filter_map(line).collect()
+/// A `test <case>/<side> ... bench: <n> ns/iter (+/- <m>)` line.
+fn parse(line: &str) -> Option<(String, String, f64)> {
+    let (name, rest) = line.strip_prefix("test ")?.split_once(" ... bench:")?;
+    let (case, side) = name.trim().split_once('/')?;
+    let mut words = rest.split_whitespace();
+    let ns: f64 = words.next()?.replace(',', "").parse().ok()?;
+    (words.next()? == "ns/iter").then(|| (case.into(), side.into(), ns))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn bencher_lines() {
-        let output = "alloc line\ntest position-json/tower-sse/body ... bench:       1,412 ns/iter (+/- 31)\n";
-        let parsed = super::parse(output);
-        assert_eq!(parsed.len(), 1);
-        assert_eq!(
-            (parsed[0].case.as_str(), parsed[0].bench.as_str()),
-            ("position-json", "tower-sse/body")
-        );
-        assert_eq!(parsed[0].ns_per_event, 1412.0);
-    }
+#[test]
+fn bencher_lines() {
+    let line = "test position-json/tower-sse/body ... bench:       1,412 ns/iter (+/- 31)";
+    assert_eq!(
+        parse(line),
+        Some(("position-json".into(), "tower-sse/body".into(), 1412.0))
+    );
+    assert_eq!(parse("allocations per event: 1"), None);
 }

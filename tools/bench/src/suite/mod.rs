@@ -1,9 +1,9 @@
 //! The benchmark suite (the `bench-suite` binary; `benches/run.sh` runs it): every
 //! section, tower-sse side by side with axum, warp and the two floors, written to
-//! `benches/results/results.json` and, made from that, `results.md`
-//! ([`crate::markdown`]). Each server is a child process (`fanout-server`), the load
-//! runs in this process ([`crate::loadgen`]) or, for idle memory, in `loadgen --hold`
-//! child processes; burst runs in this process; encode runs criterion.
+//! `benches/results/results.json` and, made from that, `results.md`. Each server is a
+//! child process (`fanout-server`); the load runs in this process or, for idle memory,
+//! in `loadgen --hold` child processes; burst runs in this process; encode is
+//! criterion's `benches/encode.rs`.
 
 mod child;
 mod encode;
@@ -11,7 +11,6 @@ mod idle;
 mod sections;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use crate::loadgen::seconds;
@@ -19,19 +18,18 @@ use crate::results::{Meta, Results};
 use crate::{markdown, proc};
 
 /// The sections, in the order they run.
-pub const SECTIONS: [&str; 9] = [
-    "check",
+pub const SECTIONS: [&str; 8] = [
     "fanout",
-    "idle",
     "churn",
     "redis",
     "high-rate",
     "compression",
     "burst",
+    "idle",
     "encode",
 ];
 
-/// The command line of `bench-suite`: a size (full, or `--smoke`), then overrides.
+/// The command line of `bench-suite`: the full sizes (or `--smoke`), then overrides.
 #[derive(clap::Parser, Debug, Clone)]
 #[command(name = "bench-suite", about = "tower-sse's benchmark suite")]
 pub struct Args {
@@ -44,47 +42,39 @@ pub struct Args {
     /// Sections to leave out.
     #[arg(long, value_delimiter = ',', value_parser = SECTIONS)]
     pub skip: Vec<String>,
-    /// Fan-out: subscribers at each step.
+    /// Fan-out: subscribers at each step (default 1000,5000,15000).
     #[arg(long, value_delimiter = ',')]
     pub steps: Option<Vec<usize>>,
-    /// Fan-out: rounds (every stack once a round; figures are medians of the rounds).
+    /// Fan-out: rounds; each figure is the median of the rounds (default 3).
     #[arg(long)]
     pub rounds: Option<usize>,
-    /// Seconds of each measuring window.
+    /// Seconds of each measuring window (default 6).
     #[arg(long, value_parser = seconds)]
     pub window: Option<Duration>,
-    /// Idle memory: streams at each size, in one server process.
+    /// High rate: subscribers at each step (default 500,2000).
+    #[arg(long, value_delimiter = ',')]
+    pub high_rate_steps: Option<Vec<usize>>,
+    /// Idle memory: streams at each size, in one server process (default
+    /// 5000,10000,19000).
     #[arg(long, value_delimiter = ',')]
     pub idle_sizes: Option<Vec<usize>>,
-    /// Idle memory: streams per load generator process (at most ~19,000 here).
+    /// Idle memory: streams per load generator process (default 9500).
     #[arg(long)]
     pub idle_per_process: Option<usize>,
-    /// Idle memory: seconds of the heartbeat CPU window (the heartbeat is every 15 s).
+    /// Idle memory: seconds of the CPU window with every stream open (default 32: two
+    /// heartbeats of 15 s).
     #[arg(long, value_parser = seconds)]
     pub idle_window: Option<Duration>,
-    /// Idle memory of a server already running at this event stream URL (with
-    /// `--idle-pid`), instead of the suite's own servers.
+    /// Idle memory of a server already running, at this event stream URL.
     #[arg(long, requires = "idle_pid")]
     pub idle_url: Option<String>,
     /// The process id of the server at `--idle-url`.
     #[arg(long, requires = "idle_url")]
     pub idle_pid: Option<u32>,
-    /// High rate: subscribers at each step.
-    #[arg(long, value_delimiter = ',')]
-    pub high_rate_steps: Option<Vec<usize>>,
-    /// High rate: tower-sse's write delays besides none, milliseconds.
-    #[arg(long, value_delimiter = ',')]
-    pub write_delays: Option<Vec<u64>>,
-    /// Compression: subscribers.
-    #[arg(long)]
-    pub compression_subscribers: Option<usize>,
-    /// Burst: events per run.
-    #[arg(long)]
-    pub burst_events: Option<u64>,
     /// Where the results go (default: benches/results).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Only write the Markdown of this results JSON (next to it).
+    /// Write the Markdown of this results JSON, next to it, and do nothing else.
     #[arg(long)]
     pub render: Option<PathBuf>,
     /// The command to name in the results.
@@ -92,84 +82,59 @@ pub struct Args {
     pub command: String,
 }
 
-/// The sizes of one run.
+/// The sizes of one run: the full ones, or with `--smoke` tiny ones; then the overrides.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The command line.
     pub args: Args,
-    /// The directory of `fanout-server` and `loadgen`.
-    pub bin: PathBuf,
-    /// Measuring window, and the settle before it.
-    pub window: Duration,
+    pub(crate) window: Duration,
     pub(crate) settle: Duration,
-    pub(crate) connect_rate: f64,
-    /// Delivery check: subscribers and events.
-    pub(crate) check: (usize, u64),
     pub(crate) steps: Vec<usize>,
     pub(crate) rounds: usize,
-    pub(crate) idle_sizes: Vec<usize>,
-    pub(crate) idle_per_process: usize,
-    pub(crate) idle_window: Duration,
     /// Churn: workers and seconds.
     pub(crate) churn: (usize, Duration),
     pub(crate) redis: usize,
     pub(crate) high_rate_steps: Vec<usize>,
-    pub(crate) write_delays: Vec<u64>,
-    /// Aircraft topics and reports per second of each (compression's feed).
+    /// Aircraft topics and reports per second of each.
     pub(crate) aircraft: (u64, f64),
-    pub(crate) compression_subscribers: usize,
+    pub(crate) compression: usize,
     /// Burst: events and runs.
     pub(crate) burst: (u64, usize),
-    pub(crate) smoke: bool,
+    pub(crate) idle_sizes: Vec<usize>,
+    pub(crate) idle_per_process: usize,
+    pub(crate) idle_window: Duration,
 }
 
 impl Config {
-    /// The full suite, or with `--smoke` tiny sizes; then the overrides of `args`.
-    pub fn new(args: Args) -> Result<Config, String> {
+    pub fn new(args: Args) -> Config {
         let smoke = args.smoke;
-        fn pick<T>(smoke: bool, full: T, tiny: T) -> T {
-            if smoke { tiny } else { full }
-        }
-        let ms = |full, tiny| Duration::from_millis(pick(smoke, full, tiny));
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        Ok(Config {
-            bin: exe.parent().ok_or("no directory")?.to_path_buf(),
+        let ms = |full, tiny| Duration::from_millis(if smoke { tiny } else { full });
+        let n = |full: &[usize], tiny: &[usize]| if smoke { tiny.to_vec() } else { full.to_vec() };
+        Config {
             window: args.window.unwrap_or(ms(6_000, 500)),
             settle: ms(2_000, 100),
-            connect_rate: pick(smoke, 2_500.0, 1_000.0),
-            check: (pick(smoke, 100, 20), 20),
-            steps: args.steps.clone().unwrap_or(if smoke {
-                vec![20]
-            } else {
-                vec![1_000, 5_000, 15_000]
-            }),
-            rounds: args.rounds.unwrap_or(pick(smoke, 3, 1)).max(1),
-            idle_sizes: args.idle_sizes.clone().unwrap_or(if smoke {
-                vec![10, 30]
-            } else {
-                vec![5_000, 10_000, 19_000]
-            }),
-            idle_per_process: args.idle_per_process.unwrap_or(pick(smoke, 9_500, 20)),
+            steps: args
+                .steps
+                .clone()
+                .unwrap_or(n(&[1_000, 5_000, 15_000], &[20])),
+            rounds: args.rounds.unwrap_or(n(&[3], &[1])[0]).max(1),
+            churn: (n(&[64], &[4])[0], ms(10_000, 500)),
+            redis: n(&[1_000], &[20])[0],
+            high_rate_steps: args
+                .high_rate_steps
+                .clone()
+                .unwrap_or(n(&[500, 2_000], &[20])),
+            aircraft: if smoke { (32, 5.0) } else { (320, 1.0) },
+            compression: n(&[1_000], &[10])[0],
+            burst: if smoke { (2_000, 1) } else { (1_000_000, 3) },
+            idle_sizes: args
+                .idle_sizes
+                .clone()
+                .unwrap_or(n(&[5_000, 10_000, 19_000], &[10, 30])),
+            // At smoke size too, more than one load generator process.
+            idle_per_process: args.idle_per_process.unwrap_or(n(&[9_500], &[20])[0]),
             idle_window: args.idle_window.unwrap_or(ms(32_000, 300)),
-            churn: (pick(smoke, 64, 4), ms(10_000, 500)),
-            redis: pick(smoke, 1_000, 20),
-            high_rate_steps: args.high_rate_steps.clone().unwrap_or(if smoke {
-                vec![20]
-            } else {
-                vec![500, 2_000]
-            }),
-            write_delays: args.write_delays.clone().unwrap_or(vec![5, 20, 50]),
-            aircraft: (pick(smoke, 320, 32), pick(smoke, 1.0, 5.0)),
-            compression_subscribers: args
-                .compression_subscribers
-                .unwrap_or(pick(smoke, 1_000, 10)),
-            burst: (
-                args.burst_events.unwrap_or(pick(smoke, 1_000_000, 2_000)),
-                pick(smoke, 3, 1),
-            ),
-            smoke,
             args,
-        })
+        }
     }
 
     /// Whether `section` runs.
@@ -182,42 +147,36 @@ impl Config {
 
     /// Progress on stderr, unless at smoke size.
     pub(crate) fn say(&self, text: &str) {
-        if !self.smoke {
+        if !self.args.smoke {
             eprintln!("suite: {text}");
         }
     }
 
-    /// A binary next to this one.
+    /// The path of a binary next to this one (`fanout-server`, `loadgen`).
     pub(crate) fn tool(&self, name: &str) -> PathBuf {
-        self.bin
-            .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+        let exe = std::env::current_exe().unwrap_or_default();
+        exe.with_file_name(format!("{name}{}", std::env::consts::EXE_SUFFIX))
     }
 }
 
 /// The repository's root.
-pub(crate) fn root() -> PathBuf {
+fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn commit() -> String {
-    let output = Command::new("git")
+/// Runs the sections, writes `<stem>.json` and, from it, `<stem>.md`; returns the latter.
+pub fn run(config: &Config) -> Result<String, String> {
+    let git = std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .current_dir(root())
         .output();
-    let output = output.ok().filter(|o| o.status.success());
-    output.map_or("?".into(), |o| {
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    })
-}
-
-/// Runs the sections and writes `<stem>.json` and `<stem>.md` into the output directory;
-/// returns the Markdown.
-pub fn run(config: &Config) -> Result<String, String> {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut results = Results {
         meta: Meta {
             date: httpdate::fmt_http_date(SystemTime::now()),
-            commit: commit(),
+            commit: git.map_or("?".into(), |o| {
+                String::from_utf8_lossy(&o.stdout).trim().into()
+            }),
             command: config.args.command.clone(),
             machine: format!("{cores} cores, {}", proc::cpu_model()),
             open_files: proc::open_files_limit(),
@@ -232,7 +191,7 @@ pub fn run(config: &Config) -> Result<String, String> {
     }
     if config.runs("encode") {
         config.say("encode (criterion)");
-        results.encode = encode::run(config)?;
+        results.encode = encode::run(config.args.smoke)?;
     }
     results.meta.load_after = proc::load_average();
     let out = config
@@ -246,21 +205,18 @@ pub fn run(config: &Config) -> Result<String, String> {
         .as_ref()
         .map_or("results".into(), |o| format!("results-{}", o.join("-")));
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let json = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
-    write(&out.join(format!("{stem}.json")), &json)?;
-    render(&out.join(format!("{stem}.json")))
+    let json = out.join(format!("{stem}.json"));
+    let text = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
+    std::fs::write(&json, text).map_err(|e| format!("{}: {e}", json.display()))?;
+    render(&json)
 }
 
 /// Writes the Markdown of a results JSON next to it; returns it.
 pub fn render(json: &Path) -> Result<String, String> {
     let text = std::fs::read_to_string(json).map_err(|e| format!("{}: {e}", json.display()))?;
-    let results: Results =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json.display()))?;
+    let results = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json.display()))?;
     let md = markdown::render(&results);
-    write(&json.with_extension("md"), &md)?;
+    let path = json.with_extension("md");
+    std::fs::write(&path, &md).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(md)
-}
-
-fn write(path: &Path, text: &str) -> Result<(), String> {
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }

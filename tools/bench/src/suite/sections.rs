@@ -1,78 +1,49 @@
-//! The sections that run a fan-out server and the load generator: delivery check,
-//! fan-out, churn, two instances on one Redis, high rate (with write batching) and
-//! compression; and burst.
+//! The sections that run fan-out servers and the load generator (fan-out, churn, two
+//! instances on one Redis, high rate with write batching, compression), and burst.
 
 use serde_json::Value;
 
 use super::Config;
 use super::child::{Redis, Server};
-use crate::burst;
 use crate::codec::Codec;
-use crate::loadgen::{self, Report};
-use crate::results::{Burst, Check, Churn, Results, Run};
-use crate::server::{Stack, events_path};
+use crate::loadgen::{self, Options};
+use crate::results::{Report, Results, Run};
+use crate::server::{Stack, path};
 
-/// A fan-out server's settings.
-#[derive(Clone, Debug)]
-struct Setup {
+/// Starts `fanout-server` with `stack` and `args`; the load generator's options for it.
+fn start(
+    config: &Config,
     stack: Stack,
-    rate: f64,
     topics: u64,
-    extra: Vec<String>,
+    args: &[&str],
+) -> Result<(Server, Options), String> {
+    let topics_arg = topics.to_string();
+    let mut all = vec!["--stack", stack.name(), "--topics", &topics_arg];
+    all.extend(args);
+    let server = Server::start(&config.tool("fanout-server"), &all)?;
+    let mut options = Options::new(vec![server.url(&path(stack, Some(topics)))]);
+    (options.settle, options.duration, options.quiet) =
+        (config.settle, config.window, config.args.smoke);
+    (options.pids, options.control) = (vec![server.pid], Some(server.control.clone()));
+    Ok((server, options))
 }
 
-impl Setup {
-    fn new(stack: Stack, rate: f64, topics: u64, extra: &[&str]) -> Setup {
-        let extra = extra.iter().map(|s| s.to_string()).collect();
-        Setup {
-            stack,
-            rate,
-            topics,
-            extra,
-        }
-    }
-
-    fn args(&self) -> Vec<String> {
-        let args = [
-            "--stack",
-            self.stack.name(),
-            "--rate",
-            &self.rate.to_string(),
-        ];
-        let topics = ["--topics".to_string(), self.topics.to_string()];
-        args.iter()
-            .map(|s| s.to_string())
-            .chain(topics)
-            .chain(self.extra.clone())
-            .collect()
-    }
-}
-
-/// Starts the server of `setup`, runs the load generator against it.
+/// A server of `stack` with `args`, the load generator at `steps`: its report, or, if
+/// the run failed as a whole, its error in the report's errors.
 fn measure(
     config: &Config,
-    setup: &Setup,
+    stack: Stack,
+    topics: u64,
+    args: &[&str],
     steps: &[usize],
-    tweak: impl FnOnce(&mut loadgen::Options),
-) -> Result<Report, String> {
-    let server = Server::start(&config.tool("fanout-server"), &setup.args())?;
-    let mut options =
-        loadgen::Options::new(vec![server.url(&events_path(setup.stack, setup.topics))]);
-    options.steps = steps.to_vec();
-    options.connect_rate = config.connect_rate;
-    options.settle = config.settle;
-    options.duration = config.window;
-    options.pids = vec![server.pid];
-    options.controls = vec![server.control.clone()];
-    options.quiet = config.smoke;
-    tweak(&mut options);
-    loadgen::run(&options)
-}
-
-/// A run that failed as a whole is reported with its error, and the section goes on.
-fn tolerate(result: Result<Report, String>) -> Report {
-    result.unwrap_or_else(|error| {
-        eprintln!("suite: run failed: {error}");
+    codec: Option<Codec>,
+) -> Report {
+    let report = start(config, stack, topics, args).and_then(|(_server, mut options)| {
+        (options.steps, options.accept_encoding) = (steps.to_vec(), codec);
+        loadgen::run(&options)
+    });
+    report.unwrap_or_else(|error| {
+        eprintln!("suite: {} {args:?}: {error}", stack.name());
         Report {
             errors: [(format!("run failed: {error}"), 1)].into(),
             ..Report::default()
@@ -93,32 +64,37 @@ fn median(reports: &[Report]) -> Report {
                     .collect(),
             );
         }
-        let mut numbers: Vec<f64> = values.iter().filter_map(|v| v.as_f64()).collect();
-        numbers.sort_by(f64::total_cmp);
+        if let Some(Value::Array(first)) = values.first() {
+            let item = |i| values.iter().filter_map(|v| v.get(i)).collect::<Vec<_>>();
+            return Value::Array((0..first.len()).map(|i| combine(&item(i), key)).collect());
+        }
+        let mut numbers: Vec<&Value> = values.iter().copied().filter(|v| v.is_number()).collect();
+        numbers.sort_by(|a, b| {
+            a.as_f64()
+                .unwrap_or(0.0)
+                .total_cmp(&b.as_f64().unwrap_or(0.0))
+        });
         let pick = match key {
             "lost" | "reordered" | "failed" => numbers.last(),
             "connected" => numbers.first(),
             _ => numbers.get(numbers.len() / 2),
         };
-        match (pick, values.first()) {
-            (Some(&n), Some(v)) if v.is_u64() => Value::from(n as u64),
-            (Some(&n), _) => Value::from(n),
-            (None, first) => first.map_or(Value::Null, |v| (*v).clone()),
-        }
+        pick.or(values.first())
+            .map_or(Value::Null, |v| (*v).clone())
     }
     let values: Vec<Value> = reports
         .iter()
         .filter_map(|r| serde_json::to_value(r).ok())
         .collect();
-    let all: Vec<&Value> = values.iter().collect();
-    let mut report: Report = serde_json::from_value(combine(&all, "")).unwrap_or_default();
-    report.errors = reports.iter().flat_map(|r| r.errors.clone()).collect();
-    report
+    let mut median: Report =
+        serde_json::from_value(combine(&values.iter().collect::<Vec<_>>(), "")).unwrap_or_default();
+    median.errors = reports.iter().flat_map(|r| r.errors.clone()).collect();
+    median
 }
 
-fn run_of(label: String, stack: Stack, report: Report) -> Run {
+fn run_of(label: impl Into<String>, stack: Stack, report: Report) -> Run {
     Run {
-        label,
+        label: label.into(),
         stack: stack.name().into(),
         report,
         ..Run::default()
@@ -127,163 +103,93 @@ fn run_of(label: String, stack: Stack, report: Report) -> Run {
 
 /// Every section here that `config` runs.
 pub(super) fn run(config: &Config, results: &mut Results) -> Result<(), String> {
-    if config.runs("check") {
-        check(config, results)?;
-    }
     if config.runs("fanout") {
-        for stack in Stack::ALL {
-            let mut rounds = Vec::new();
-            for round in 1..=config.rounds {
+        // One topic, 10 events/s; each stack once a round, in turn.
+        let mut rounds = vec![Vec::new(); Stack::ALL.len()];
+        for round in 1..=config.rounds {
+            for (stack, reports) in Stack::ALL.iter().zip(&mut rounds) {
                 config.say(&format!(
-                    "fan-out {}, round {round}: {:?}",
+                    "fan-out round {round}: {} {:?}",
                     stack.name(),
                     config.steps
                 ));
-                let setup = Setup::new(stack, 10.0, 1, &[]);
-                rounds.push(measure(config, &setup, &config.steps, |_| {})?);
+                reports.push(measure(config, *stack, 1, &[], &config.steps, None));
             }
-            results
-                .fanout
-                .push(run_of(stack.name().into(), stack, median(&rounds)));
         }
+        let runs = Stack::ALL
+            .iter()
+            .zip(rounds)
+            .map(|(&s, r)| run_of(s.name(), s, median(&r)));
+        results.fanout = runs.collect();
     }
     if config.runs("churn") {
         for stack in [Stack::TowerSse, Stack::Axum, Stack::Warp] {
             config.say(&format!("churn: {}", stack.name()));
-            let server = Server::start(
-                &config.tool("fanout-server"),
-                &Setup::new(stack, 10.0, 1, &[]).args(),
-            )?;
-            let mut options = loadgen::Options::new(vec![server.url(&events_path(stack, 1))]);
-            (options.churn, options.duration, options.settle) =
-                (Some(config.churn.0), config.churn.1, config.settle);
-            (options.pids, options.controls, options.quiet) =
-                (vec![server.pid], vec![server.control.clone()], config.smoke);
-            let rounds = vec![loadgen::run(&options)?, loadgen::run(&options)?];
-            results.churn.push(Churn {
-                stack: stack.name().into(),
-                rounds,
-            });
+            let (_server, mut options) = start(config, stack, 1, &[])?;
+            (options.churn, options.duration) = (Some(config.churn.0), config.churn.1);
+            for round in ["round 1", "round 2"] {
+                let run = run_of(stack.name(), stack, loadgen::run(&options)?);
+                results.churn.push(Run {
+                    shape: Some(round.into()),
+                    ..run
+                });
+            }
         }
     }
     if config.runs("redis") {
         config.say("two tower-sse instances on one Redis");
-        match redis(config) {
-            Ok(report) => {
-                results.redis = Some(run_of(
-                    "2 instances + Redis".into(),
-                    Stack::TowerSse,
-                    report,
-                ))
-            }
-            Err(err) => results.redis_skipped = Some(err),
-        }
+        let report = redis(config).unwrap_or_else(|e| Report {
+            errors: [(e, 1)].into(),
+            ..Report::default()
+        });
+        results
+            .redis
+            .push(run_of("2 instances + Redis", Stack::TowerSse, report));
     }
     if config.runs("high-rate") {
-        high_rate(config, results)?;
+        high_rate(config, results);
     }
     if config.runs("compression") {
         compression(config, results);
     }
     if config.runs("burst") {
         config.say("burst");
-        let (events, runs) = config.burst;
-        for (stack, run) in burst::bench(&burst::Stack::ALL, events, runs)? {
-            let (events_per_sec, mb_per_sec) = (run.events_per_sec(), run.mb_per_sec());
-            results.burst.push(Burst {
-                stack: stack.name().into(),
-                events,
-                events_per_sec,
-                mb_per_sec,
-            });
-        }
+        results.burst = crate::burst::bench(config.burst.0, config.burst.1)?;
     }
     Ok(())
 }
 
-/// Every stack; then tower-sse with a 20 ms write delay, each codec, and both.
-fn check(config: &Config, results: &mut Results) -> Result<(), String> {
-    let (subscribers, events) = config.check;
-    let mut cases: Vec<(String, Stack, Vec<String>, Option<Codec>)> = Stack::ALL
-        .iter()
-        .map(|&s| (s.name().to_string(), s, Vec::new(), None))
-        .collect();
-    for codec in [None].into_iter().chain(Codec::ALL.map(Some)) {
-        for delay in [None, Some(20)] {
-            if codec.is_none() && delay.is_none() {
-                continue;
-            }
-            let (mut label, mut extra) = ("tower-sse".to_string(), Vec::new());
-            if let Some(codec) = codec {
-                label.push_str(&format!(", {}", codec.token()));
-                extra.extend(["--compression".into(), codec.token().into()]);
-            }
-            if let Some(delay) = delay {
-                label.push_str(&format!(", write delay {delay} ms"));
-                extra.extend(["--write-delay-ms".into(), delay.to_string()]);
-            }
-            cases.push((label, Stack::TowerSse, extra, codec));
-        }
-    }
-    for (label, stack, mut extra, codec) in cases {
-        config.say(&format!("delivery check: {label}"));
-        extra.extend(["--events".into(), events.to_string(), "--paused".into()]);
-        let setup = Setup {
-            stack,
-            rate: 100.0,
-            topics: 1,
-            extra,
-        };
-        let report = measure(config, &setup, &[subscribers], |o| {
-            (o.until_seq, o.accept_encoding) = (Some(events), codec);
-        })?;
-        let complete = report.complete.unwrap_or(0);
-        results.check.push(Check {
-            label,
-            subscribers,
-            events,
-            complete,
-            errors: report.errors,
-        });
-    }
-    Ok(())
-}
-
+/// Two tower-sse instances on one `redis-server`, the subscribers split over both, 10
+/// events/s published on one.
 fn redis(config: &Config) -> Result<Report, String> {
     let redis = Redis::start()?;
-    let program = config.tool("fanout-server");
-    let a = Server::start(
-        &program,
-        &Setup::new(Stack::TowerSse, 10.0, 1, &["--redis", &redis.url]).args(),
+    let (_a, mut options) = start(config, Stack::TowerSse, 1, &["--redis", &redis.url])?;
+    let (b, _) = start(
+        config,
+        Stack::TowerSse,
+        1,
+        &["--redis", &redis.url, "--rate", "0"],
     )?;
-    let b = Server::start(
-        &program,
-        &Setup::new(Stack::TowerSse, 0.0, 1, &["--redis", &redis.url]).args(),
-    )?;
-    let path = events_path(Stack::TowerSse, 1);
-    let mut options = loadgen::Options::new(vec![a.url(&path), b.url(&path)]);
-    options.steps = vec![config.redis];
-    (options.connect_rate, options.duration) = (config.connect_rate, config.window);
+    options.targets.push(b.url(&path(Stack::TowerSse, Some(1))));
+    options.pids.push(b.pid);
     // A subscription on Redis starts once its instance reads the topic: a moment more.
-    options.settle = config.settle.max(std::time::Duration::from_secs(1));
-    (options.pids, options.quiet) = (vec![a.pid, b.pid], config.smoke);
+    (options.steps, options.settle) = (
+        vec![config.redis],
+        config.settle.max(std::time::Duration::from_secs(1)),
+    );
     loadgen::run(&options)
 }
 
-/// One topic at 200 events/s, and 320 topics at 1 event/s each (the aircraft example's
-/// shape), every subscriber on all: every stack, then tower-sse with each write delay.
-fn high_rate(config: &Config, results: &mut Results) -> Result<(), String> {
-    let shapes = [
-        ("200 events/s".to_string(), 1, 200.0),
-        (
-            format!("{} topics x 1 event/s", config.aircraft.0),
-            config.aircraft.0,
-            1.0,
-        ),
-    ];
-    for (shape, topics, rate) in shapes {
+/// One topic at 200 events/s, and the aircraft example's shape (320 topics at 1 event/s
+/// each), every subscriber on all: every stack, then tower-sse with each write delay.
+fn high_rate(config: &Config, results: &mut Results) {
+    let aircraft = config.aircraft.0;
+    for (shape, topics, rate) in [
+        ("200 events/s".into(), 1, "200"),
+        (format!("{aircraft} topics x 1 event/s"), aircraft, "1"),
+    ] {
         let stacks = Stack::ALL.map(|s| (s.name().to_string(), s, None));
-        let delays = config.write_delays.iter().map(|&d| {
+        let delays = [5, 20, 50].map(|d| {
             (
                 format!("tower-sse (write delay {d} ms)"),
                 Stack::TowerSse,
@@ -292,17 +198,10 @@ fn high_rate(config: &Config, results: &mut Results) -> Result<(), String> {
         });
         for (label, stack, delay) in stacks.into_iter().chain(delays) {
             config.say(&format!("high rate, {shape}: {label}"));
-            let delay_arg = delay.map(|d| d.to_string());
-            let extra: Vec<&str> = delay_arg
-                .iter()
-                .flat_map(|d| ["--write-delay-ms", d])
-                .collect();
-            let report = measure(
-                config,
-                &Setup::new(stack, rate, topics, &extra),
-                &config.high_rate_steps,
-                |_| {},
-            )?;
+            let delay_arg = delay.map(|d: u64| d.to_string());
+            let mut args = vec!["--rate", rate];
+            args.extend(delay_arg.iter().flat_map(|d| ["--write-delay-ms", d]));
+            let report = measure(config, stack, topics, &args, &config.high_rate_steps, None);
             let delay_ms = delay.or((stack == Stack::TowerSse).then_some(0));
             results.high_rate.push(Run {
                 shape: Some(shape.clone()),
@@ -311,48 +210,50 @@ fn high_rate(config: &Config, results: &mut Results) -> Result<(), String> {
             });
         }
     }
-    Ok(())
 }
 
 /// tower-sse, identity and each codec, the aircraft feed (published together, as the
-/// example's tick does) and the sensors feed, with and without a 20 ms write delay.
+/// example's tick does) and the sensors feed, without and with a 20 ms write delay.
 fn compression(config: &Config, results: &mut Results) {
     let (aircraft, rate) = config.aircraft;
+    let aircraft_shape =
+        format!("aircraft: {aircraft} topics x {rate} event/s, published together");
+    let rate = rate.to_string();
     let feeds = [
         (
-            format!("aircraft: {aircraft} topics x {rate} event/s, published together"),
+            aircraft_shape,
             aircraft,
-            rate,
-            vec!["--feed", "aircraft", "--burst"],
+            vec!["--feed", "aircraft", "--burst", "--rate", &rate],
         ),
         (
-            "sensors: 6 topics x 1 event/s".to_string(),
+            "sensors: 6 topics x 1 event/s".into(),
             6,
-            1.0,
-            vec!["--feed", "sensors"],
+            vec!["--feed", "sensors", "--rate", "1"],
         ),
     ];
-    for (shape, topics, rate, feed) in feeds {
+    for (shape, topics, feed) in feeds {
         for delay in [0u64, 20] {
             for codec in [None].into_iter().chain(Codec::ALL.map(Some)) {
-                let coding = codec.map_or("identity", Codec::token).to_string();
+                let coding = codec.map_or("identity", Codec::token);
                 config.say(&format!(
                     "compression, {shape}, write delay {delay} ms: {coding}"
                 ));
-                let mut extra = feed.clone();
                 let delay_arg = delay.to_string();
-                extra.extend(["--write-delay-ms", &delay_arg]);
-                extra.extend(codec.iter().flat_map(|c| ["--compression", c.token()]));
-                let setup = Setup::new(Stack::TowerSse, rate, topics, &extra);
-                let steps = [config.compression_subscribers];
-                let report = tolerate(measure(config, &setup, &steps, |o| {
-                    o.accept_encoding = codec
-                }));
-                let run = run_of(coding.clone(), Stack::TowerSse, report);
+                let mut args = feed.clone();
+                args.extend(["--write-delay-ms", &delay_arg]);
+                args.extend(codec.iter().flat_map(|c| ["--compression", c.token()]));
+                let report = measure(
+                    config,
+                    Stack::TowerSse,
+                    topics,
+                    &args,
+                    &[config.compression],
+                    codec,
+                );
+                let run = run_of(coding, Stack::TowerSse, report);
                 results.compression.push(Run {
                     shape: Some(shape.clone()),
                     delay_ms: Some(delay),
-                    coding: Some(coding),
                     ..run
                 });
             }
