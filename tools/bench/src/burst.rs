@@ -137,10 +137,8 @@ fn run(rt: &Runtime, stack: &'static str, events: u64) -> Result<(Duration, u64)
     let server = tokio_util::task::AbortOnDropHandle::new(rt.spawn(serve(listener, stack, events)));
     let (started, mut frames) = (Instant::now(), Frames::default());
     rt.block_on(async {
-        let mut body = client::event_stream(&target, &client::Options::default())
-            .await?
-            .body;
-        while let Some(frame) = body.frame().await {
+        let mut response = client::event_stream(&target, &client::Options::default()).await?;
+        while let Some(frame) = response.body.frame().await {
             let frame = frame.map_err(|e| client::Failure::new("body", e))?;
             frames.feed(frame.data_ref().map_or(&[][..], |d| &d[..]));
         }

@@ -154,8 +154,8 @@ pub async fn event_stream(target: &Target, options: &Options) -> Result<Response
             format!("{content_type:?}"),
         ));
     }
-    let coding = headers.get(header::CONTENT_ENCODING);
-    if coding.map(|c| c.as_bytes()) != options.accept_encoding.map(str::as_bytes) {
+    let coding = headers.get(header::CONTENT_ENCODING).map(|c| c.as_bytes());
+    if coding.filter(|&c| c != b"identity") != options.accept_encoding.map(str::as_bytes) {
         return Err(Failure::new("content-encoding", format!("{coding:?}")));
     }
     Ok(response)
