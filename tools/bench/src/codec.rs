@@ -1,13 +1,15 @@
 //! Content codings: their names (`--compression`, `--accept-encoding`) and the load
-//! generator's streaming decoder, which hands back everything the server flushed.
+//! generator's decoders (`async-compression`), which hand on what each flush decodes to.
 
-use std::io::{self, Write};
+use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder};
+use bytes::Bytes;
+use futures_util::stream::{BoxStream, Stream, StreamExt};
+use tokio_util::io::{ReaderStream, StreamReader};
 
-/// A content coding.
+/// A content coding (`deflate`: zlib-wrapped, as HTTP's is).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Codec {
     Gzip,
-    /// zlib-wrapped, as HTTP's `deflate` is.
     Deflate,
     Br,
     Zstd,
@@ -19,63 +21,20 @@ impl Codec {
 
     /// The token of `Accept-Encoding` and `Content-Encoding`.
     pub fn token(self) -> &'static str {
+        ["gzip", "deflate", "br", "zstd"][self as usize]
+    }
+
+    /// `body`, decoded.
+    pub fn decode<S>(self, body: S) -> BoxStream<'static, std::io::Result<Bytes>>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    {
+        let body = StreamReader::new(body);
         match self {
-            Codec::Gzip => "gzip",
-            Codec::Deflate => "deflate",
-            Codec::Br => "br",
-            Codec::Zstd => "zstd",
+            Codec::Gzip => ReaderStream::new(GzipDecoder::new(body)).boxed(),
+            Codec::Deflate => ReaderStream::new(ZlibDecoder::new(body)).boxed(),
+            Codec::Br => ReaderStream::new(BrotliDecoder::new(body)).boxed(),
+            Codec::Zstd => ReaderStream::new(ZstdDecoder::new(body)).boxed(),
         }
-    }
-}
-
-/// A decoder that writes into a `Vec<u8>`, and that vector.
-trait Sink: Write + Send {
-    fn output(&mut self) -> &mut Vec<u8>;
-}
-
-impl Sink for flate2::write::GzDecoder<Vec<u8>> {
-    fn output(&mut self) -> &mut Vec<u8> {
-        self.get_mut()
-    }
-}
-
-impl Sink for flate2::write::ZlibDecoder<Vec<u8>> {
-    fn output(&mut self) -> &mut Vec<u8> {
-        self.get_mut()
-    }
-}
-
-impl Sink for brotli::DecompressorWriter<Vec<u8>> {
-    fn output(&mut self) -> &mut Vec<u8> {
-        self.get_mut()
-    }
-}
-
-impl Sink for zstd::stream::write::Decoder<'static, Vec<u8>> {
-    fn output(&mut self) -> &mut Vec<u8> {
-        self.get_mut()
-    }
-}
-
-/// Decodes a response body piece by piece.
-pub struct Decoder(Box<dyn Sink>);
-
-impl Decoder {
-    /// A decoder of `codec`.
-    pub fn new(codec: Codec) -> io::Result<Decoder> {
-        let sink: Box<dyn Sink> = match codec {
-            Codec::Gzip => Box::new(flate2::write::GzDecoder::new(Vec::new())),
-            Codec::Deflate => Box::new(flate2::write::ZlibDecoder::new(Vec::new())),
-            Codec::Br => Box::new(brotli::DecompressorWriter::new(Vec::new(), 4096)),
-            Codec::Zstd => Box::new(zstd::stream::write::Decoder::new(Vec::new())?),
-        };
-        Ok(Decoder(sink))
-    }
-
-    /// Decodes `input`; returns what it decodes to.
-    pub fn decode(&mut self, input: &[u8]) -> io::Result<Vec<u8>> {
-        self.0.write_all(input)?;
-        self.0.flush()?;
-        Ok(std::mem::take(self.0.output()))
     }
 }

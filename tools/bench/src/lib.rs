@@ -16,7 +16,6 @@
 //! suite     -> server, loadgen, burst, client, codec, proc, results, markdown
 //! ```
 
-pub mod burst;
 pub mod client;
 pub mod codec;
 pub mod feed;

@@ -106,7 +106,7 @@ pub struct Meta {
     pub load_after: String,
 }
 
-/// Everything measured. `burst`: stack, events per second, MB/s (the median run);
+/// Everything measured. `burst`: stack, events per second (criterion's median);
 /// `encode`: case, side, criterion's median in nanoseconds per event.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Results {
@@ -117,6 +117,6 @@ pub struct Results {
     pub redis: Vec<Run>,
     pub high_rate: Vec<Run>,
     pub compression: Vec<Run>,
-    pub burst: Vec<(String, f64, f64)>,
+    pub burst: Vec<(String, f64)>,
     pub encode: Vec<(String, String, f64)>,
 }

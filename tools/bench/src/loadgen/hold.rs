@@ -25,7 +25,7 @@ pub(super) async fn run(options: &Options, shared: &Arc<Shared>) -> Result<(), S
         let answer = match words[..] {
             ["open", n] => {
                 let n = n.parse().map_err(|_| format!("open {n:?}"))?;
-                let secs = open(options, shared, &mut tasks, n, None)
+                let secs = open(options, shared, &mut tasks, n)
                     .await
                     .unwrap_or(f64::NAN);
                 let failed = shared.failed.load(Relaxed);

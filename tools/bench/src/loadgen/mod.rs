@@ -2,12 +2,12 @@
 //! parses their events with `eventsource-stream`, and measures publish-to-receive
 //! latency from the stamp the publisher puts in each event's data ([`stream`]).
 //!
-//! - `-n 1000,5000,15000`: a ramp; open 1,000 streams at `--connect-rate` per second,
-//!   wait `--settle`, measure for `--duration`, add 4,000 more, and so on.
+//! - `-n 1000,5000,15000`: a ramp; open 1,000 streams (as fast as the server answers,
+//!   512 at a time), wait `--settle`, measure for `--duration`, add 4,000, and so on.
 //! - `--pid PID` (repeatable): server processes whose CPU time, write system calls and
 //!   RSS are read from `/proc` around each window.
-//! - `--churn C` ([`churn`]); `--hold` ([`hold`]): a worker process of a run of more
-//!   streams than one process may hold.
+//! - `--churn C` ([`churn`]); `--hold` ([`hold`]): a worker of a run of more streams than
+//!   one process may hold.
 //! - `--bind 127.0.0.2,..`: source addresses, round-robin (more ports).
 //! - `--accept-encoding <codec>`: asks for a compressed stream and decodes it.
 
@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 use crate::client::Target;
 use crate::codec::Codec;
 use crate::proc::Usage;
-use crate::results::{Latency, Report, Step};
+use crate::results::{Report, Step};
 
 /// Command-line seconds, such as `2` or `0.5`.
 pub fn seconds(text: &str) -> Result<Duration, String> {
@@ -47,9 +47,6 @@ pub struct Options {
     /// Streams held at each step of a rising ramp, such as `1000,5000,15000`.
     #[arg(short = 'n', value_delimiter = ',', default_value = "100")]
     pub steps: Vec<usize>,
-    /// New streams per second.
-    #[arg(long, default_value_t = 2500.0)]
-    pub connect_rate: f64,
     /// Seconds between the last stream of a step and its window.
     #[arg(long, value_parser = seconds, default_value = "2")]
     pub settle: Duration,
@@ -59,7 +56,7 @@ pub struct Options {
     /// A server process to read from `/proc`; repeatable.
     #[arg(long = "pid")]
     pub pids: Vec<u32>,
-    /// A fan-out server's control URL, for the subscribers it counts after a churn.
+    /// A fan-out server's control URL: the subscribers it counts after a churn.
     #[arg(long, value_parser = Target::parse)]
     pub control: Option<Target>,
     /// Churn workers: connect, GET, read the head, close, again.
@@ -88,10 +85,9 @@ pub struct Options {
 impl Options {
     /// The defaults, for `targets`.
     pub fn new(targets: Vec<Target>) -> Options {
-        let url = "http://127.0.0.1:1/";
         Options {
             targets,
-            ..clap::Parser::parse_from(["loadgen", "--url", url])
+            ..clap::Parser::parse_from(["loadgen", "--url", "http://127.0.0.1:1/"])
         }
     }
 }
@@ -106,62 +102,44 @@ pub fn run(options: &Options) -> Result<Report, String> {
         .worker_threads(options.threads.max(1))
         .enable_all()
         .build();
-    let runtime = runtime.map_err(|e| e.to_string())?;
-    let shared = Shared::new(options.accept_encoding, options.quiet);
-    let result = runtime.block_on(async {
-        let result = match (options.hold, options.churn) {
+    let (runtime, shared) = (runtime.map_err(|e| e.to_string())?, Shared::new(options));
+    let steps = runtime.block_on(async {
+        let steps = match (options.hold, options.churn) {
             (true, _) => hold::run(options, &shared).await.map(|()| Vec::new()),
             (false, Some(workers)) => churn::run(options, &shared, workers).await,
             (false, None) => ramp(options, &shared).await,
         };
         shared.stop.cancel();
-        result
+        steps
     });
     runtime.shutdown_timeout(Duration::from_secs(2));
     Ok(Report {
-        steps: result?,
+        steps: steps?,
         errors: lock(&shared.errors).clone(),
     })
 }
 
-/// Streams being opened at once when they are opened as fast as the server answers.
-const IN_FLIGHT: usize = 512;
-
-/// Opens streams until `count` are open, at `rate` per second (`None`: as fast as the
-/// server answers, [`IN_FLIGHT`] at a time); returns the seconds it took.
+/// Opens streams until `count` are open, as fast as the server answers, 512 at a time;
+/// returns the seconds it took.
 async fn open(
     options: &Options,
     shared: &Arc<Shared>,
     tasks: &mut JoinSet<()>,
     count: usize,
-    rate: Option<f64>,
 ) -> Result<f64, String> {
-    let (started, first) = (Instant::now(), tasks.len());
-    let mut opened = first;
-    while opened < count {
-        let due = match rate {
-            Some(rate) => first + (started.elapsed().as_secs_f64() * rate) as usize + 1,
-            None => {
-                let room = || shared.answered() + IN_FLIGHT > opened;
-                let _ = wait_for(shared, options.timeout, room).await;
-                shared.answered() + IN_FLIGHT
-            }
-        };
-        for n in opened..count.min(due) {
-            let target = options.targets[n % options.targets.len()].clone();
-            let source = options
-                .sources
-                .get(n % options.sources.len().max(1))
-                .copied();
-            tasks.spawn(stream::subscriber(target, source, shared.clone()));
+    let started = Instant::now();
+    for n in tasks.len()..count {
+        if shared.answered() + 512 <= n {
+            let _ = wait_for(shared, options.timeout, || shared.answered() + 512 > n).await;
         }
-        opened = opened.max(count.min(due));
-        if opened < count && rate.is_some() {
-            // The connect rate, in batches every 10 ms.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let target = options.targets[n % options.targets.len()].clone();
+        let source = options
+            .sources
+            .get(n % options.sources.len().max(1))
+            .copied();
+        tasks.spawn(stream::subscriber(target, source, shared.clone()));
     }
-    let timeout = options.timeout;
+    let (timeout, opened) = (options.timeout, tasks.len());
     wait_for(shared, timeout, || shared.answered() >= opened)
         .await
         .map_err(|()| {
@@ -175,8 +153,7 @@ async fn open(
 async fn wait_for(shared: &Shared, timeout: Duration, done: impl Fn() -> bool) -> Result<(), ()> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let changed = std::pin::pin!(shared.changed.notified());
-        let mut changed = changed;
+        let mut changed = std::pin::pin!(shared.changed.notified());
         changed.as_mut().enable();
         if done() {
             return Ok(());
@@ -194,20 +171,17 @@ fn usage(options: &Options) -> Option<Usage> {
 
 async fn ramp(options: &Options, shared: &Arc<Shared>) -> Result<Vec<Step>, String> {
     let (base, mut tasks, mut steps) = (usage(options), JoinSet::new(), Vec::new());
-    for (index, &count) in options.steps.iter().enumerate() {
-        let label = format!(
-            "step {}/{} ({count} streams)",
-            index + 1,
-            options.steps.len()
-        );
-        let rate = Some(options.connect_rate);
-        open(options, shared, &mut tasks, count, rate)
+    for &count in &options.steps {
+        open(options, shared, &mut tasks, count)
             .await
-            .map_err(|e| format!("{label}: {e}"))?;
+            .map_err(|e| format!("{count} streams: {e}"))?;
         tokio::time::sleep(options.settle).await;
         let step = window(options, shared, base, count).await;
         if !options.quiet {
-            eprintln!("loadgen: {label}: {}", step_line(&step));
+            eprintln!(
+                "loadgen: {}",
+                serde_json::to_string(&step).unwrap_or_default()
+            );
         }
         steps.push(step);
     }
@@ -221,10 +195,9 @@ async fn window(options: &Options, shared: &Shared, base: Option<Usage>, count: 
         &shared.lost,
         &shared.reordered,
         &*shared.wire,
-        &shared.decoded,
     ];
     let before = counters.map(|c| c.load(Relaxed));
-    lock(&shared.latency).as_mut().map(|h| h.reset());
+    shared.latency();
     let (start, client, started) = (usage(options), Usage::of(0), Instant::now());
     tokio::time::sleep(options.duration).await;
     let (secs, end, client_end) = (
@@ -232,15 +205,15 @@ async fn window(options: &Options, shared: &Shared, base: Option<Usage>, count: 
         usage(options),
         Usage::of(0),
     );
-    let [events, lost, reordered, wire, decoded] =
+    let [events, lost, reordered, wire] =
         std::array::from_fn(|i| counters[i].load(Relaxed) - before[i]);
     let per_event = |n: u64| (events > 0).then(|| n as f64 / events as f64);
     let server = start
         .zip(end)
         .map(|(s, e)| (e.cpu_ns - s.cpu_ns, e.syscw - s.syscw));
-    let guard = lock(&shared.latency);
-    let histogram = guard.as_ref().expect("a histogram");
-    let at = |q| histogram.value_at_quantile(q);
+    let rss = base
+        .zip(end)
+        .map(|(b, e)| (e.rss_kib as f64 - b.rss_kib as f64) / count.max(1) as f64);
     Step {
         connections: count,
         connected: shared.connected.load(Relaxed),
@@ -250,47 +223,20 @@ async fn window(options: &Options, shared: &Shared, base: Option<Usage>, count: 
         events_per_sec: events as f64 / secs,
         lost,
         reordered,
-        latency: Latency {
-            count: histogram.len(),
-            p50_us: at(0.5),
-            p99_us: at(0.99),
-            max_us: histogram.max(),
-        },
+        latency: shared.latency(),
         server_cpu_us_per_event: server
             .and_then(|(cpu, _)| per_event(cpu))
             .map(|ns| ns / 1e3),
         server_syscw_per_event: server.and_then(|(_, syscw)| per_event(syscw)),
         server_rss_base_kib: base.map(|b| b.rss_kib),
         server_rss_kib: end.map(|e| e.rss_kib),
-        server_rss_per_conn_kib: base
-            .zip(end)
-            .map(|(b, e)| (e.rss_kib as f64 - b.rss_kib as f64) / count.max(1) as f64),
+        server_rss_per_conn_kib: rss,
         client_cpu_cores: client
             .zip(client_end)
             .map_or(0, |(s, e)| e.cpu_ns - s.cpu_ns) as f64
             / 1e9
             / secs,
         wire_bytes_per_event: per_event(wire),
-        decoded_bytes_per_event: per_event(decoded),
         ..Step::default()
     }
-}
-
-/// One line summing up a step.
-pub fn step_line(step: &Step) -> String {
-    let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
-    let ms = |us: u64| us as f64 / 1e3;
-    format!(
-        "{} streams ({} failed): {:.0} events/s, p50 {:.1} ms, p99 {:.1} ms, lost {}, \
-         server {} us and {} writes per event, {} KiB per stream",
-        step.connections,
-        step.failed,
-        step.events_per_sec,
-        ms(step.latency.p50_us),
-        ms(step.latency.p99_us),
-        step.lost,
-        opt(step.server_cpu_us_per_event),
-        opt(step.server_syscw_per_event),
-        opt(step.server_rss_per_conn_kib),
-    )
 }

@@ -3,39 +3,40 @@
 //! publisher's stamp: `t` (publish time, Unix microseconds), `k` (topic) and `seq`
 //! (that topic's sequence number: a jump counts the events lost in between).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
+use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use eventsource_stream::Eventsource;
-use futures_util::{Stream, StreamExt, stream};
+use futures_util::stream::{self, BoxStream, Stream, StreamExt};
 use hdrhistogram::Histogram;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use http_body_util::BodyDataStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::Options;
 use crate::client::{self, Failure, Target};
-use crate::codec::{Codec, Decoder};
+use crate::codec::Codec;
 use crate::feed::now_micros;
+use crate::results::Latency;
 
-/// Counters shared by every stream of one load generator.
+/// Counters shared by every stream of one load generator. `first`: streams that
+/// received an event; `changed` is told whenever a stream answers, fails or receives
+/// its first event.
 #[derive(Default)]
 pub(super) struct Shared {
     pub(super) connected: AtomicUsize,
     pub(super) failed: AtomicUsize,
-    /// Streams that received an event.
     pub(super) first: AtomicUsize,
     pub(super) events: AtomicU64,
     pub(super) lost: AtomicU64,
     pub(super) reordered: AtomicU64,
     pub(super) cycles: AtomicU64,
     pub(super) wire: Arc<AtomicU64>,
-    pub(super) decoded: AtomicU64,
-    pub(super) latency: Mutex<Option<Histogram<u64>>>,
-    /// Told whenever a stream answers, fails or receives its first event.
+    latency: Mutex<Option<Histogram<u64>>>,
     pub(super) changed: Notify,
     pub(super) stop: CancellationToken,
     pub(super) errors: Mutex<BTreeMap<String, u64>>,
@@ -48,15 +49,27 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub(super) fn new(codec: Option<Codec>, quiet: bool) -> Arc<Shared> {
-        let histogram = Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("bounds");
-        let latency = Mutex::new(Some(histogram));
+    pub(super) fn new(options: &Options) -> Arc<Shared> {
+        let (codec, quiet) = (options.accept_encoding, options.quiet);
         Arc::new(Shared {
             codec,
             quiet,
-            latency,
             ..Shared::default()
         })
+    }
+
+    /// The latency recorded since the last call.
+    pub(super) fn latency(&self) -> Latency {
+        let Some(h) = lock(&self.latency).take() else {
+            return Latency::default();
+        };
+        let at = |q| h.value_at_quantile(q);
+        Latency {
+            count: h.len(),
+            p50_us: at(0.5),
+            p99_us: at(0.99),
+            max_us: h.max(),
+        }
     }
 
     /// Counts a failure by kind; prints the first few.
@@ -99,8 +112,7 @@ async fn read_events(
     source: Option<IpAddr>,
     shared: &Shared,
 ) -> Result<(), Failure> {
-    let accept_encoding = shared.codec.map(Codec::token);
-    let wire = shared.wire.clone();
+    let (accept_encoding, wire) = (shared.codec.map(Codec::token), shared.wire.clone());
     let response = client::event_stream(
         target,
         &client::Options {
@@ -112,21 +124,20 @@ async fn read_events(
     .await?;
     shared.connected.fetch_add(1, Relaxed);
     shared.changed.notify_waiters();
-    let decoder = shared
-        .codec
-        .map(Decoder::new)
-        .transpose()
-        .map_err(|e| Failure::new("decoder", e))?;
-    let mut events = std::pin::pin!(pieces(response.body, decoder, shared).eventsource());
+    let body = BodyDataStream::new(response.body).map(|chunk| chunk.map_err(io::Error::other));
+    let body = match shared.codec {
+        Some(codec) => codec.decode(body),
+        None => body.boxed(),
+    };
+    let mut events = std::pin::pin!(pieces(body).eventsource());
     // The last `seq` of each topic, 0 before the first.
     let (mut last_seq, mut first) = (Vec::<u64>::new(), true);
     loop {
         let event = tokio::select! {
             biased;
             _ = shared.stop.cancelled() => return Ok(()),
-            event = events.next() => event,
+            event = events.next() => event.ok_or_else(|| Failure::new("body ended", target))?,
         };
-        let event = event.ok_or_else(|| Failure::new("body ended", target))?;
         let event = event.map_err(|e| Failure::new("event stream", e))?;
         shared.events.fetch_add(1, Relaxed);
         if std::mem::take(&mut first) {
@@ -136,58 +147,44 @@ async fn read_events(
         let Ok(Stamp { t, k, seq }) = serde_json::from_str(&event.data) else {
             continue;
         };
-        if let Some(histogram) = lock(&shared.latency).as_mut() {
-            histogram.saturating_record(now_micros().saturating_sub(t));
-        }
+        let mut latency = lock(&shared.latency);
+        let histogram = latency.get_or_insert_with(|| {
+            Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("bounds")
+        });
+        histogram.saturating_record(now_micros().saturating_sub(t));
+        drop(latency);
         if last_seq.len() <= k {
             last_seq.resize(k + 1, 0);
         }
-        let last = std::mem::replace(&mut last_seq[k], seq);
-        if last != 0 && seq <= last {
-            shared.reordered.fetch_add(1, Relaxed);
-            last_seq[k] = last;
-        } else if last != 0 && seq > last + 1 {
-            shared.lost.fetch_add(seq - last - 1, Relaxed);
+        match std::mem::replace(&mut last_seq[k], seq) {
+            0 => {}
+            last if seq <= last => {
+                shared.reordered.fetch_add(1, Relaxed);
+                last_seq[k] = last;
+            }
+            last => drop(shared.lost.fetch_add(seq - last - 1, Relaxed)),
         }
     }
 }
 
-/// The body as the event stream's bytes: counted, decoded, and cut after each blank
-/// line (`eventsource-stream` copies the rest of its buffer at every line it parses,
-/// so it is handed one event at a time).
-fn pieces(
-    body: Incoming,
-    decoder: Option<Decoder>,
-    shared: &Shared,
-) -> impl Stream<Item = Result<Bytes, Failure>> + '_ {
-    let state = (body, decoder, VecDeque::<Bytes>::new());
-    stream::unfold(
-        state,
-        move |(mut body, mut decoder, mut ready)| async move {
-            while ready.is_empty() {
-                let chunk = match body.frame().await?.map(|f| f.into_data()) {
-                    Ok(Ok(chunk)) => chunk,
-                    Ok(Err(_trailers)) => continue,
-                    Err(err) => return Some((Err(Failure::new("body", err)), (body, None, ready))),
-                };
-                let chunk = match decoder.as_mut().map(|d| d.decode(&chunk)) {
-                    None => chunk,
-                    Some(Ok(decoded)) => Bytes::from(decoded),
-                    Some(Err(err)) => {
-                        return Some((Err(Failure::new("decode", err)), (body, None, ready)));
-                    }
-                };
-                shared.decoded.fetch_add(chunk.len() as u64, Relaxed);
+/// The event stream's bytes cut after each blank line: `eventsource-stream` copies the
+/// rest of its buffer at every line it parses, so it is handed one event at a time.
+fn pieces(body: BoxStream<'static, io::Result<Bytes>>) -> impl Stream<Item = io::Result<Bytes>> {
+    body.flat_map(|chunk| {
+        let mut pieces = Vec::new();
+        match chunk {
+            Err(err) => pieces.push(Err(err)),
+            Ok(chunk) => {
                 let mut at = 0;
-                for end in memchr::memmem::find_iter(&chunk, b"\n\n").map(|end| end + 2) {
-                    ready.push_back(chunk.slice(at..end));
-                    at = end;
-                }
-                if at < chunk.len() {
-                    ready.push_back(chunk.slice(at..));
+                let ends = memchr::memmem::find_iter(&chunk, b"\n\n").map(|end| end + 2);
+                for end in ends.chain([chunk.len()]) {
+                    if end > at {
+                        pieces.push(Ok(chunk.slice(at..end)));
+                        at = end;
+                    }
                 }
             }
-            Some((Ok(ready.pop_front()?), (body, decoder, ready)))
-        },
-    )
+        }
+        stream::iter(pieces)
+    })
 }

@@ -144,7 +144,12 @@ pub fn run(options: &Options) -> Result<(), String> {
             "LISTENING {addr} {}",
             control.local_addr().map_err(|e| e.to_string())?
         );
-        let publisher = publisher::Publisher::new(options, sink);
+        let published = Default::default();
+        let publisher = publisher::Publisher {
+            sink,
+            options: options.clone(),
+            published,
+        };
         control::start(control, publisher.clone());
         publisher.run().await;
         std::future::pending().await

@@ -44,8 +44,8 @@ fn measure(
     control: Option<&Target>,
 ) -> Result<Idle, String> {
     let usage = || Usage::of(pid).ok_or_else(|| format!("{label}: process {pid} is gone"));
-    let top = config.idle_sizes.iter().copied().max().unwrap_or(0);
-    let processes = top.div_ceil(config.idle_per_process.max(1)).max(1);
+    let top = config.args.idle_sizes.iter().copied().max().unwrap_or(0);
+    let processes = top.div_ceil(config.args.idle_per_process.max(1)).max(1);
     let args = [
         "--url",
         &url.to_string(),
@@ -63,7 +63,7 @@ fn measure(
         rss_before_kib: usage()?.rss_kib,
         ..Idle::default()
     };
-    for &streams in &config.idle_sizes {
+    for &streams in &config.args.idle_sizes {
         config.say(&format!(
             "idle: {label} x {streams}, {processes} load generator processes"
         ));
@@ -102,7 +102,7 @@ fn measure(
         open = streams;
     }
     let (before, started) = (usage()?.cpu_ns, Instant::now());
-    std::thread::sleep(config.idle_window);
+    std::thread::sleep(config.args.idle_window);
     idle.cpu_window_secs = started.elapsed().as_secs_f64();
     idle.cpu_percent = (usage()?.cpu_ns - before) as f64 / 1e9 / idle.cpu_window_secs * 100.0;
     if let Some(control) = control {

@@ -1,12 +1,11 @@
 //! The benchmark suite (the `bench-suite` binary; `benches/run.sh` runs it): every
-//! section, tower-sse side by side with axum, warp and the two floors, written to
+//! section, tower-sse side by side with axum, warp and the floors, written to
 //! `benches/results/results.json` and, made from that, `results.md`. Each server is a
 //! child process (`fanout-server`); the load runs in this process or, for idle memory,
-//! in `loadgen --hold` child processes; burst runs in this process; encode is
-//! criterion's `benches/encode.rs`.
+//! in `loadgen --hold` child processes; burst and encode are criterion benches.
 
 mod child;
-mod encode;
+mod criterion;
 mod idle;
 mod sections;
 
@@ -24,12 +23,12 @@ pub const SECTIONS: [&str; 8] = [
     "redis",
     "high-rate",
     "compression",
-    "burst",
     "idle",
+    "burst",
     "encode",
 ];
 
-/// The command line of `bench-suite`: the full sizes (or `--smoke`), then overrides.
+/// The command line of `bench-suite`: the full sizes, `--smoke` for tiny ones.
 #[derive(clap::Parser, Debug, Clone)]
 #[command(name = "bench-suite", about = "tower-sse's benchmark suite")]
 pub struct Args {
@@ -42,30 +41,28 @@ pub struct Args {
     /// Sections to leave out.
     #[arg(long, value_delimiter = ',', value_parser = SECTIONS)]
     pub skip: Vec<String>,
-    /// Fan-out: subscribers at each step (default 1000,5000,15000).
-    #[arg(long, value_delimiter = ',')]
-    pub steps: Option<Vec<usize>>,
-    /// Fan-out: rounds; each figure is the median of the rounds (default 3).
-    #[arg(long)]
-    pub rounds: Option<usize>,
-    /// Seconds of each measuring window (default 6).
-    #[arg(long, value_parser = seconds)]
-    pub window: Option<Duration>,
-    /// High rate: subscribers at each step (default 500,2000).
-    #[arg(long, value_delimiter = ',')]
-    pub high_rate_steps: Option<Vec<usize>>,
-    /// Idle memory: streams at each size, in one server process (default
-    /// 5000,10000,19000).
-    #[arg(long, value_delimiter = ',')]
-    pub idle_sizes: Option<Vec<usize>>,
-    /// Idle memory: streams per load generator process (default 9500).
-    #[arg(long)]
-    pub idle_per_process: Option<usize>,
-    /// Idle memory: seconds of the CPU window with every stream open (default 32: two
-    /// heartbeats of 15 s).
-    #[arg(long, value_parser = seconds)]
-    pub idle_window: Option<Duration>,
-    /// Idle memory of a server already running, at this event stream URL.
+    /// Fan-out: subscribers at each step.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000,15000")]
+    pub steps: Vec<usize>,
+    /// Fan-out: rounds (each figure is the median of the rounds).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Seconds of each measuring window.
+    #[arg(long, value_parser = seconds, default_value = "6")]
+    pub window: Duration,
+    /// High rate: subscribers at each step.
+    #[arg(long, value_delimiter = ',', default_value = "500,2000")]
+    pub high_rate_steps: Vec<usize>,
+    /// Idle memory: streams at each size, in one server process.
+    #[arg(long, value_delimiter = ',', default_value = "5000,10000,19000")]
+    pub idle_sizes: Vec<usize>,
+    /// Idle memory: streams per load generator process.
+    #[arg(long, default_value_t = 9_500)]
+    pub idle_per_process: usize,
+    /// Idle memory: seconds of the CPU window with every stream open.
+    #[arg(long, value_parser = seconds, default_value = "32")]
+    pub idle_window: Duration,
+    /// Idle memory of a server already running at this event stream URL instead.
     #[arg(long, requires = "idle_pid")]
     pub idle_url: Option<String>,
     /// The process id of the server at `--idle-url`.
@@ -74,7 +71,7 @@ pub struct Args {
     /// Where the results go (default: benches/results).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Write the Markdown of this results JSON, next to it, and do nothing else.
+    /// Write the Markdown of this results JSON, next to it, and nothing else.
     #[arg(long)]
     pub render: Option<PathBuf>,
     /// The command to name in the results.
@@ -82,57 +79,39 @@ pub struct Args {
     pub command: String,
 }
 
-/// The sizes of one run: the full ones, or with `--smoke` tiny ones; then the overrides.
+/// What a run does: `args`, and the sizes `args` do not set.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub args: Args,
-    pub(crate) window: Duration,
+    /// Before each window.
     pub(crate) settle: Duration,
-    pub(crate) steps: Vec<usize>,
-    pub(crate) rounds: usize,
     /// Churn: workers and seconds.
     pub(crate) churn: (usize, Duration),
     pub(crate) redis: usize,
-    pub(crate) high_rate_steps: Vec<usize>,
-    /// Aircraft topics and reports per second of each.
+    /// Aircraft topics, and reports per second of each.
     pub(crate) aircraft: (u64, f64),
     pub(crate) compression: usize,
-    /// Burst: events and runs.
-    pub(crate) burst: (u64, usize),
-    pub(crate) idle_sizes: Vec<usize>,
-    pub(crate) idle_per_process: usize,
-    pub(crate) idle_window: Duration,
+    pub(crate) burst_events: u64,
 }
 
 impl Config {
-    pub fn new(args: Args) -> Config {
+    /// The full sizes, or with `--smoke` tiny ones (more than one idle load generator
+    /// process even so).
+    pub fn new(mut args: Args) -> Config {
         let smoke = args.smoke;
+        if smoke {
+            (args.steps, args.rounds, args.window) = (vec![20], 1, Duration::from_millis(500));
+            (args.high_rate_steps, args.idle_sizes) = (vec![20], vec![10, 30]);
+            (args.idle_per_process, args.idle_window) = (20, Duration::from_millis(300));
+        }
         let ms = |full, tiny| Duration::from_millis(if smoke { tiny } else { full });
-        let n = |full: &[usize], tiny: &[usize]| if smoke { tiny.to_vec() } else { full.to_vec() };
         Config {
-            window: args.window.unwrap_or(ms(6_000, 500)),
             settle: ms(2_000, 100),
-            steps: args
-                .steps
-                .clone()
-                .unwrap_or(n(&[1_000, 5_000, 15_000], &[20])),
-            rounds: args.rounds.unwrap_or(n(&[3], &[1])[0]).max(1),
-            churn: (n(&[64], &[4])[0], ms(10_000, 500)),
-            redis: n(&[1_000], &[20])[0],
-            high_rate_steps: args
-                .high_rate_steps
-                .clone()
-                .unwrap_or(n(&[500, 2_000], &[20])),
+            churn: (if smoke { 4 } else { 64 }, ms(10_000, 500)),
+            redis: if smoke { 20 } else { 1_000 },
             aircraft: if smoke { (32, 5.0) } else { (320, 1.0) },
-            compression: n(&[1_000], &[10])[0],
-            burst: if smoke { (2_000, 1) } else { (1_000_000, 3) },
-            idle_sizes: args
-                .idle_sizes
-                .clone()
-                .unwrap_or(n(&[5_000, 10_000, 19_000], &[10, 30])),
-            // At smoke size too, more than one load generator process.
-            idle_per_process: args.idle_per_process.unwrap_or(n(&[9_500], &[20])[0]),
-            idle_window: args.idle_window.unwrap_or(ms(32_000, 300)),
+            compression: if smoke { 10 } else { 1_000 },
+            burst_events: if smoke { 2_000 } else { 1_000_000 },
             args,
         }
     }
@@ -166,17 +145,19 @@ fn root() -> PathBuf {
 
 /// Runs the sections, writes `<stem>.json` and, from it, `<stem>.md`; returns the latter.
 pub fn run(config: &Config) -> Result<String, String> {
-    let git = std::process::Command::new("git")
+    let mut git = std::process::Command::new("git");
+    let git = git
         .args(["rev-parse", "--short", "HEAD"])
         .current_dir(root())
         .output();
+    let commit = git.map_or("?".into(), |o| {
+        String::from_utf8_lossy(&o.stdout).trim().into()
+    });
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut results = Results {
         meta: Meta {
             date: httpdate::fmt_http_date(SystemTime::now()),
-            commit: git.map_or("?".into(), |o| {
-                String::from_utf8_lossy(&o.stdout).trim().into()
-            }),
+            commit,
             command: config.args.command.clone(),
             machine: format!("{cores} cores, {}", proc::cpu_model()),
             open_files: proc::open_files_limit(),
@@ -189,9 +170,19 @@ pub fn run(config: &Config) -> Result<String, String> {
     if config.runs("idle") {
         results.idle = idle::run(config)?;
     }
+    if config.runs("burst") {
+        config.say("burst (criterion)");
+        let events = config.burst_events;
+        let env = [("BURST_EVENTS", events.to_string())];
+        let runs = criterion::run("burst", config.args.smoke, &env)?;
+        results.burst = runs
+            .into_iter()
+            .map(|(_, s, ns)| (s, events as f64 * 1e9 / ns))
+            .collect();
+    }
     if config.runs("encode") {
         config.say("encode (criterion)");
-        results.encode = encode::run(config.args.smoke)?;
+        results.encode = criterion::run("encode", config.args.smoke, &[])?;
     }
     results.meta.load_after = proc::load_average();
     let out = config
@@ -215,8 +206,7 @@ pub fn run(config: &Config) -> Result<String, String> {
 pub fn render(json: &Path) -> Result<String, String> {
     let text = std::fs::read_to_string(json).map_err(|e| format!("{}: {e}", json.display()))?;
     let results = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json.display()))?;
-    let md = markdown::render(&results);
-    let path = json.with_extension("md");
+    let (md, path) = (markdown::render(&results), json.with_extension("md"));
     std::fs::write(&path, &md).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(md)
 }

@@ -23,7 +23,7 @@ fn start(
     let server = Server::start(&config.tool("fanout-server"), &all)?;
     let mut options = Options::new(vec![server.url(&path(stack, Some(topics)))]);
     (options.settle, options.duration, options.quiet) =
-        (config.settle, config.window, config.args.smoke);
+        (config.settle, config.args.window, config.args.smoke);
     (options.pids, options.control) = (vec![server.pid], Some(server.control.clone()));
     Ok((server, options))
 }
@@ -106,14 +106,14 @@ pub(super) fn run(config: &Config, results: &mut Results) -> Result<(), String> 
     if config.runs("fanout") {
         // One topic, 10 events/s; each stack once a round, in turn.
         let mut rounds = vec![Vec::new(); Stack::ALL.len()];
-        for round in 1..=config.rounds {
+        for round in 1..=config.args.rounds {
             for (stack, reports) in Stack::ALL.iter().zip(&mut rounds) {
                 config.say(&format!(
                     "fan-out round {round}: {} {:?}",
                     stack.name(),
-                    config.steps
+                    config.args.steps
                 ));
-                reports.push(measure(config, *stack, 1, &[], &config.steps, None));
+                reports.push(measure(config, *stack, 1, &[], &config.args.steps, None));
             }
         }
         let runs = Stack::ALL
@@ -151,10 +151,6 @@ pub(super) fn run(config: &Config, results: &mut Results) -> Result<(), String> 
     }
     if config.runs("compression") {
         compression(config, results);
-    }
-    if config.runs("burst") {
-        config.say("burst");
-        results.burst = crate::burst::bench(config.burst.0, config.burst.1)?;
     }
     Ok(())
 }
@@ -201,7 +197,14 @@ fn high_rate(config: &Config, results: &mut Results) {
             let delay_arg = delay.map(|d: u64| d.to_string());
             let mut args = vec!["--rate", rate];
             args.extend(delay_arg.iter().flat_map(|d| ["--write-delay-ms", d]));
-            let report = measure(config, stack, topics, &args, &config.high_rate_steps, None);
+            let report = measure(
+                config,
+                stack,
+                topics,
+                &args,
+                &config.args.high_rate_steps,
+                None,
+            );
             let delay_ms = delay.or((stack == Stack::TowerSse).then_some(0));
             results.high_rate.push(Run {
                 shape: Some(shape.clone()),

@@ -1,15 +1,21 @@
-//! Encode: criterion's `benches/encode.rs`, run by cargo with criterion's documented
-//! `--output-format bencher` (a `test <case>/<side> ... bench: <median> ns/iter` line a
-//! benchmark), read from its output. At smoke size it runs in the dev profile (the
-//! tests' build) with criterion's shortest times.
+//! The criterion sections: `benches/encode.rs` and `benches/burst.rs`, run by cargo with
+//! criterion's documented `--output-format bencher` (a `test <group>/<name> ... bench:
+//! <median> ns/iter` line a benchmark), read from their output. At smoke size they run
+//! in the dev profile (the tests' build) with criterion's shortest times.
 
 use std::process::Command;
 
-pub(super) fn run(smoke: bool) -> Result<Vec<(String, String, f64)>, String> {
+/// The (group, name, nanoseconds per iteration) of every benchmark of `bench`.
+pub(super) fn run(
+    bench: &str,
+    smoke: bool,
+    env: &[(&str, String)],
+) -> Result<Vec<(String, String, f64)>, String> {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command
         .current_dir(super::root())
-        .args(["bench", "--all-features", "--bench", "encode"]);
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    command.args(["bench", "--all-features", "--bench", bench]);
     command.args(if smoke {
         &["--profile", "dev"][..]
     } else {
@@ -30,7 +36,7 @@ pub(super) fn run(smoke: bool) -> Result<Vec<(String, String, f64)>, String> {
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(format!(
-            "cargo bench --bench encode: {}\n{stderr}",
+            "cargo bench --bench {bench}: {}\n{stderr}",
             output.status
         ));
     }
@@ -40,13 +46,13 @@ pub(super) fn run(smoke: bool) -> Result<Vec<(String, String, f64)>, String> {
         .collect())
 }
 
-/// A `test <case>/<side> ... bench: <n> ns/iter (+/- <m>)` line.
+/// A `test <group>/<name> ... bench: <n> ns/iter (+/- <m>)` line.
 fn parse(line: &str) -> Option<(String, String, f64)> {
     let (name, rest) = line.strip_prefix("test ")?.split_once(" ... bench:")?;
-    let (case, side) = name.trim().split_once('/')?;
+    let (group, name) = name.trim().split_once('/')?;
     let mut words = rest.split_whitespace();
     let ns: f64 = words.next()?.replace(',', "").parse().ok()?;
-    (words.next()? == "ns/iter").then(|| (case.into(), side.into(), ns))
+    (words.next()? == "ns/iter").then(|| (group.into(), name.into(), ns))
 }
 
 #[test]
