@@ -11,34 +11,24 @@ pub(super) fn run(
     smoke: bool,
     env: &[(&str, String)],
 ) -> Result<Vec<(String, String, f64)>, String> {
+    let quick = "--profile dev -- --warm-up-time 0.01 --measurement-time 0.05 --sample-size 10 \
+                 --nresamples 1000";
+    let args = format!(
+        "bench --all-features --bench {bench} {}",
+        if smoke { quick } else { "--" }
+    );
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command
+        .args(args.split_whitespace())
+        .args(["--output-format", "bencher", "--noplot"]);
+    let output = command
         .current_dir(super::root())
-        .envs(env.iter().map(|(k, v)| (k, v)));
-    command.args(["bench", "--all-features", "--bench", bench]);
-    command.args(if smoke {
-        &["--profile", "dev"][..]
-    } else {
-        &[]
-    });
-    command.args(["--", "--output-format", "bencher"]);
-    if smoke {
-        command.args([
-            "--warm-up-time",
-            "0.01",
-            "--measurement-time",
-            "0.05",
-            "--sample-size",
-            "10",
-        ]);
-    }
-    let output = command.output().map_err(|e| format!("cargo bench: {e}"))?;
+        .envs(env.iter().cloned())
+        .output();
+    let output = output.map_err(|e| format!("cargo bench: {e}"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(format!(
-            "cargo bench --bench {bench}: {}\n{stderr}",
-            output.status
-        ));
+        return Err(format!("cargo {args}: {}\n{stderr}", output.status));
     }
     Ok(String::from_utf8_lossy(&output.stdout)
         .lines()
