@@ -75,7 +75,8 @@ impl Drop for Killed {
     }
 }
 
-/// A `fanout-server` with `args`: the process and its stream and control addresses.
+/// A `fanout-server` with `args`: the process, the URLs of its streams of every topic and
+/// of the idle topic.
 fn fanout_server(args: &[&str]) -> (Killed, String, String) {
     let mut child = Command::new(tool("fanout-server"))
         .args(args)
@@ -252,9 +253,8 @@ fn loadgen_against_a_fanout_server() {
     for coding in [None, Some("br")] {
         let mut args = vec!["--stack", "tower-sse", "--feed", "sensors", "--rate", "50"];
         args.extend(coding.iter().flat_map(|c| ["--compression", c]));
-        let (server, address, _) = fanout_server(&args);
+        let (server, url, _) = fanout_server(&args);
         let pid = server.0.id().to_string();
-        let url = format!("http://{address}/events?topic=topic-0");
         let mut loadgen = Command::new(tool("loadgen"));
         loadgen.args([
             "--url",
@@ -293,16 +293,10 @@ fn loadgen_against_a_fanout_server() {
 /// it measures an example binary: every stream opens; nothing is published.
 #[test]
 fn idle_memory_of_a_running_server() {
-    let (server, address, _) = fanout_server(&["--stack", "tower-sse", "--rate", "0"]);
+    let (server, _, url) = fanout_server(&["--stack", "tower-sse", "--rate", "0"]);
     let out = out_dir("idle-url");
     let mut suite = Command::new(tool("bench-suite"));
-    suite.args([
-        "--smoke",
-        "--only",
-        "idle",
-        "--idle-url",
-        &format!("http://{address}/events?topic=idle"),
-    ]);
+    suite.args(["--smoke", "--only", "idle", "--idle-url", &url]);
     suite
         .args(["--idle-pid", &server.0.id().to_string(), "--out"])
         .arg(&out);

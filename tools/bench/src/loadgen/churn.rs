@@ -45,7 +45,7 @@ pub(super) async fn run(
     tasks.join_all().await;
     tokio::time::sleep(options.settle).await;
     let subscribers = match &options.control {
-        Some(control) => client::get_json(&control.at("/stats")).await?["subscribers"].as_u64(),
+        Some(control) => client::get_json(control).await?["subscribers"].as_u64(),
         None => None,
     };
     let cpu = base

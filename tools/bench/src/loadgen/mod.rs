@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use stream::{Shared, lock};
 use tokio::task::JoinSet;
 
-use crate::client::Target;
 use crate::codec::Codec;
 use crate::proc::Usage;
 use crate::results::{Report, Step};
+use http::Uri;
 
 /// Command-line seconds, such as `2` or `0.5`.
 pub fn seconds(text: &str) -> Result<Duration, String> {
@@ -42,8 +42,8 @@ pub fn seconds(text: &str) -> Result<Duration, String> {
 #[command(name = "loadgen", about = "A Server-Sent Events load generator")]
 pub struct Options {
     /// An event stream URL; repeat it to spread streams over several, round-robin.
-    #[arg(long = "url", value_parser = Target::parse, required = true)]
-    pub targets: Vec<Target>,
+    #[arg(long = "url", required = true)]
+    pub targets: Vec<Uri>,
     /// Streams held at each step of a rising ramp, such as `1000,5000,15000`.
     #[arg(short = 'n', value_delimiter = ',', default_value = "100")]
     pub steps: Vec<usize>,
@@ -56,9 +56,9 @@ pub struct Options {
     /// A server process to read from `/proc`; repeatable.
     #[arg(long = "pid")]
     pub pids: Vec<u32>,
-    /// A fan-out server's control URL: the subscribers it counts after a churn.
-    #[arg(long, value_parser = Target::parse)]
-    pub control: Option<Target>,
+    /// A fan-out server's `/stats` URL: the subscribers it counts after a churn.
+    #[arg(long)]
+    pub control: Option<Uri>,
     /// Churn workers: connect, GET, read the head, close, again.
     #[arg(long)]
     pub churn: Option<usize>,
@@ -84,7 +84,7 @@ pub struct Options {
 
 impl Options {
     /// The defaults, for `targets`.
-    pub fn new(targets: Vec<Target>) -> Options {
+    pub fn new(targets: Vec<Uri>) -> Options {
         Options {
             targets,
             ..clap::Parser::parse_from(["loadgen", "--url", "http://127.0.0.1:1/"])

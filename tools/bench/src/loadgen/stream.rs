@@ -13,12 +13,13 @@ use bytes::Bytes;
 use eventsource_stream::Eventsource;
 use futures_util::stream::{self, BoxStream, Stream, StreamExt};
 use hdrhistogram::Histogram;
+use http::Uri;
 use http_body_util::BodyDataStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::Options;
-use crate::client::{self, Failure, Target};
+use crate::client::{self, Failure};
 use crate::codec::Codec;
 use crate::feed::now_micros;
 use crate::results::Latency;
@@ -88,7 +89,7 @@ impl Shared {
 }
 
 /// Holds one event stream until told to stop.
-pub(super) async fn subscriber(target: Target, source: Option<IpAddr>, shared: Arc<Shared>) {
+pub(super) async fn subscriber(target: Uri, source: Option<IpAddr>, shared: Arc<Shared>) {
     if let Err(failure) = read_events(&target, source, &shared).await
         && !shared.stop.is_cancelled()
     {
@@ -107,11 +108,7 @@ struct Stamp {
     seq: u64,
 }
 
-async fn read_events(
-    target: &Target,
-    source: Option<IpAddr>,
-    shared: &Shared,
-) -> Result<(), Failure> {
+async fn read_events(target: &Uri, source: Option<IpAddr>, shared: &Shared) -> Result<(), Failure> {
     let (accept_encoding, wire) = (shared.codec.map(Codec::token), shared.wire.clone());
     let response = client::event_stream(
         target,

@@ -1,17 +1,18 @@
 //! The fan-out servers (the `fanout-server` binary): events published at a fixed rate on
-//! one topic or many ([`publisher`]), every subscriber of `/events` reading them all, and
-//! an idle topic nobody publishes on, served on tokio with `--workers` workers by:
+//! one topic or many ([`publisher`]), and an idle topic nobody publishes on, served on
+//! tokio with `--workers` workers by:
 //!
 //! - `tower-sse`: the `Hub` as the service under `SseLayer::new()`, served by
 //!   `tower_sse::serve` ([`tower_sse`](self::tower_sse));
 //! - `axum` and `warp`: the usual idiom, a tokio `broadcast` per topic and each
-//!   subscriber building its own events, served by `axum::serve` and `warp::serve`;
+//!   subscriber building its own events ([`broadcasts`]), served by `axum::serve` and
+//!   `warp::serve`;
 //! - `hyper-floor` and `raw-floor`: pre-encoded frames through hyper alone, or written to
 //!   raw sockets by a plain accept loop ([`floors`]).
 //!
-//! Every listener has `TCP_NODELAY`, which the sockets it accepts inherit on Linux.
-//! A second listener ([`control`]) answers `/stats` and `/publish-idle`. The server
-//! prints `LISTENING <address> <control address>`.
+//! Every listener has `TCP_NODELAY`, which the sockets it accepts inherit on Linux. A
+//! second listener ([`control`]) answers `/stats` and `/publish-idle`. The server prints
+//! `LISTENING <URL of every topic> <URL of the idle topic> <control address>`.
 
 mod axum;
 mod broadcasts;
@@ -23,7 +24,6 @@ mod warp;
 
 use std::net::SocketAddr;
 
-pub use floors::serve_http1;
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::codec::Codec;
@@ -37,35 +37,6 @@ pub enum Stack {
     Warp,
     HyperFloor,
     RawFloor,
-}
-
-impl Stack {
-    /// Every stack, floors last.
-    pub const ALL: [Stack; 5] = [
-        Stack::TowerSse,
-        Stack::Axum,
-        Stack::Warp,
-        Stack::HyperFloor,
-        Stack::RawFloor,
-    ];
-
-    /// The name on the command line and in tables.
-    pub fn name(self) -> &'static str {
-        ["tower-sse", "axum", "warp", "hyper-floor", "raw-floor"][self as usize]
-    }
-}
-
-/// The path of a stream of every one of `topics` topics (`None`: of the idle topic).
-pub fn path(stack: Stack, topics: Option<u64>) -> String {
-    match (stack, topics) {
-        (Stack::TowerSse, None) => "/events?topic=idle".into(),
-        (Stack::TowerSse, Some(n)) => {
-            let query: Vec<String> = (0..n).map(|k| format!("topic=topic-{k}")).collect();
-            format!("/events?{}", query.join("&"))
-        }
-        (_, None) => "/idle".into(),
-        (_, Some(_)) => "/events".into(),
-    }
 }
 
 /// Settings of a server.
@@ -121,10 +92,11 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Runs a server until the process is killed.
 pub fn run(options: &Options) -> Result<(), String> {
-    let ours = options.write_delay_ms.is_some()
-        || options.compression.is_some()
-        || options.redis.is_some();
-    if ours && options.stack != Stack::TowerSse {
+    let ours = options
+        .write_delay_ms
+        .or(options.compression.map(|_| 0))
+        .is_some();
+    if (ours || options.redis.is_some()) && options.stack != Stack::TowerSse {
         return Err("--write-delay-ms, --compression and --redis are tower-sse's".into());
     }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
@@ -132,6 +104,14 @@ pub fn run(options: &Options) -> Result<(), String> {
     runtime.map_err(|e| e.to_string())?.block_on(async {
         let listener = listen(options.listen).map_err(|e| e.to_string())?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let topics = (0..options.topics).map(|k| format!("topic=topic-{k}"));
+        let (events, idle) = match options.stack {
+            Stack::TowerSse => (
+                format!("/events?{}", topics.collect::<Vec<_>>().join("&")),
+                "/events?topic=idle",
+            ),
+            _ => ("/events".into(), "/idle"),
+        };
         let sink = match options.stack {
             Stack::TowerSse => tower_sse::start(listener, options)?,
             Stack::Axum => axum::start(listener, options),
@@ -140,15 +120,12 @@ pub fn run(options: &Options) -> Result<(), String> {
             Stack::RawFloor => floors::start_raw(listener),
         };
         let control = listen(SocketAddr::new(addr.ip(), 0)).map_err(|e| e.to_string())?;
-        println!(
-            "LISTENING {addr} {}",
-            control.local_addr().map_err(|e| e.to_string())?
-        );
-        let published = Default::default();
+        let control_addr = control.local_addr().map_err(|e| e.to_string())?;
+        println!("LISTENING http://{addr}{events} http://{addr}{idle} {control_addr}");
         let publisher = publisher::Publisher {
             sink,
             options: options.clone(),
-            published,
+            published: Default::default(),
         };
         control::start(control, publisher.clone());
         publisher.run().await;

@@ -3,13 +3,12 @@
 //! thread of its own, and every wait for a line has a deadline.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use crate::client::Target;
+use http::Uri;
 
 /// A child process, killed when dropped.
 struct Process(Child);
@@ -25,7 +24,7 @@ impl Drop for Process {
 fn wait_for<T>(
     rx: &Receiver<String>,
     timeout: Duration,
-    mut accept: impl FnMut(&str) -> Option<T>,
+    accept: impl Fn(&str) -> Option<T>,
 ) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -52,19 +51,21 @@ fn spawn(program: &Path, args: &[&str]) -> Result<(Process, Receiver<String>, Ch
     );
     let (tx, rx) = channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .try_for_each(|l| tx.send(l))
     });
     Ok((Process(child), rx, stdin))
 }
 
-/// A fan-out server: its process id, event stream listener and control listener.
+/// A fan-out server: its process, the URLs of its streams of every topic and of the idle
+/// topic, and its control listener (`host:port`).
 pub(super) struct Server {
-    _process: Process,
-    pub(super) pid: u32,
-    pub(super) addr: SocketAddr,
-    pub(super) control: Target,
+    process: Process,
+    pub(super) events: Uri,
+    pub(super) idle: Uri,
+    control: String,
 }
 
 impl Server {
@@ -72,25 +73,28 @@ impl Server {
     pub(super) fn start(program: &Path, args: &[&str]) -> Result<Server, String> {
         let (process, rx, _) = spawn(program, args)?;
         let listening = wait_for(&rx, Duration::from_secs(30), |line| {
-            let mut words = line.strip_prefix("LISTENING ")?.split_whitespace();
-            Some((words.next()?.parse().ok()?, words.next()?.to_string()))
+            let mut words = line.strip_prefix("LISTENING ")?.split(' ');
+            let mut url = || words.next()?.parse().ok();
+            Some((url()?, url()?, words.next()?.to_string()))
         });
-        let (addr, control) = listening.ok_or_else(|| format!("server {args:?} did not start"))?;
-        let (pid, control) = (
-            process.0.id(),
-            Target::parse(&format!("http://{control}/"))?,
-        );
+        let (events, idle, control) = listening.ok_or_else(|| format!("{args:?} did not start"))?;
         Ok(Server {
-            _process: process,
-            pid,
-            addr,
+            process,
+            events,
+            idle,
             control,
         })
     }
 
-    /// The URL of `path` on the event stream listener.
-    pub(super) fn url(&self, path: &str) -> Target {
-        Target::parse(&format!("http://{}{path}", self.addr)).expect("a valid URL")
+    pub(super) fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
+
+    /// The URL of `path` on the control listener.
+    pub(super) fn control(&self, path: &str) -> Uri {
+        format!("http://{}{path}", self.control)
+            .parse()
+            .expect("a valid URL")
     }
 }
 
@@ -120,10 +124,10 @@ impl Redis {
             "no",
         ];
         let (process, rx, _) = spawn(Path::new("redis-server"), &args)?;
-        wait_for(&rx, Duration::from_secs(30), |l| {
+        let ready = wait_for(&rx, Duration::from_secs(30), |l| {
             l.contains("Ready to accept").then_some(())
-        })
-        .ok_or("redis-server did not start")?;
+        });
+        ready.ok_or("redis-server did not start")?;
         Ok(Redis {
             _process: process,
             url: format!("redis://127.0.0.1:{port}/"),
@@ -138,14 +142,15 @@ impl Holders {
     /// Starts `workers` of `loadgen` (the binary at `program`) with `args`, the i-th also
     /// binding source address 127.0.0.(10 + i).
     pub(super) fn start(program: &Path, workers: usize, args: &[&str]) -> Result<Holders, String> {
-        let mut holders = Vec::new();
-        for i in 0..workers {
+        let spawn = |i| {
             let source = format!("127.0.0.{}", 10 + i);
-            let args = [args, &["--hold", "--bind", &source]].concat();
-            let (process, rx, stdin) = spawn(program, &args)?;
-            holders.push((process, stdin, rx));
-        }
-        Ok(Holders(holders))
+            let (process, rx, stdin) =
+                spawn(program, &[args, &["--hold", "--bind", &source]].concat())?;
+            Ok((process, stdin, rx))
+        };
+        Ok(Holders(
+            (0..workers).map(spawn).collect::<Result<_, String>>()?,
+        ))
     }
 
     /// Sends each worker its command (they work at once), then reads every answer, as the

@@ -9,76 +9,68 @@
 
 use std::time::{Duration, Instant};
 
+use http::Uri;
+
 use super::Config;
 use super::child::{Holders, Server};
-use crate::client::{Target, get_json_blocking};
+use crate::client::get_json_blocking;
 use crate::proc::Usage;
 use crate::results::{Idle, IdleSize};
-use crate::server::{Stack, path};
 
 pub(super) fn run(config: &Config) -> Result<Vec<Idle>, String> {
     if let (Some(url), Some(pid)) = (&config.args.idle_url, config.args.idle_pid) {
-        return Ok(vec![measure(config, url, &Target::parse(url)?, pid, None)?]);
+        return Ok(vec![measure(config, url, pid, None)?]);
     }
     let mut all = Vec::new();
-    for stack in [Stack::TowerSse, Stack::Axum, Stack::RawFloor] {
-        let args = ["--stack", stack.name(), "--rate", "0"];
-        let server = Server::start(&config.tool("fanout-server"), &args)?;
-        let url = server.url(&path(stack, None));
-        all.push(measure(
-            config,
-            stack.name(),
-            &url,
-            server.pid,
-            Some(&server.control),
-        )?);
+    for stack in ["tower-sse", "axum", "raw-floor"] {
+        let program = config.tool("fanout-server");
+        let server = Server::start(&program, &["--stack", stack, "--rate", "0"])?;
+        let publish = Some(server.control("/publish-idle"));
+        let idle = measure(config, &server.idle.to_string(), server.pid(), publish)?;
+        all.push(Idle {
+            label: stack.into(),
+            ..idle
+        });
     }
     Ok(all)
 }
 
-fn measure(
-    config: &Config,
-    label: &str,
-    url: &Target,
-    pid: u32,
-    control: Option<&Target>,
-) -> Result<Idle, String> {
-    let usage = || Usage::of(pid).ok_or_else(|| format!("{label}: process {pid} is gone"));
-    let top = config.args.idle_sizes.iter().copied().max().unwrap_or(0);
-    let processes = top.div_ceil(config.args.idle_per_process.max(1)).max(1);
-    let args = [
-        "--url",
-        &url.to_string(),
-        "--threads",
-        "1",
-        "--quiet",
-        "--timeout",
-        "60",
-    ];
+fn measure(config: &Config, url: &str, pid: u32, publish: Option<Uri>) -> Result<Idle, String> {
+    let usage = || Usage::of(pid).ok_or_else(|| format!("{url}: process {pid} is gone"));
+    let (sizes, timeout) = (&config.args.idle_sizes, Duration::from_secs(120));
+    let processes = sizes
+        .iter()
+        .max()
+        .unwrap_or(&0)
+        .div_ceil(config.args.idle_per_process.max(1))
+        .max(1);
+    let args = ["--url", url, "--threads", "1", "--quiet", "--timeout", "60"];
     let mut holders = Holders::start(&config.tool("loadgen"), processes, &args)?;
-    let (timeout, mut open) = (Duration::from_secs(120), 0);
-    let mut idle = Idle {
-        label: label.into(),
-        processes,
-        rss_before_kib: usage()?.rss_kib,
-        ..Idle::default()
-    };
-    for &streams in &config.args.idle_sizes {
+    let (mut idle, mut open) = (
+        Idle {
+            label: url.into(),
+            processes,
+            ..Idle::default()
+        },
+        0,
+    );
+    idle.rss_before_kib = usage()?.rss_kib;
+    for &streams in sizes {
         config.say(&format!(
-            "idle: {label} x {streams}, {processes} load generator processes"
+            "idle: {url} x {streams}, {processes} load generator processes"
         ));
         // The i-th process holds its share of `streams`.
-        let share = |i| streams / processes + usize::from(i < streams % processes);
-        let answers = holders.ask(
-            &(0..processes)
-                .map(|i| format!("open {}", share(i)))
-                .collect::<Vec<_>>(),
-            timeout,
-        )?;
+        let share = |i| {
+            format!(
+                "open {}",
+                streams / processes + usize::from(i < streams % processes)
+            )
+        };
+        let answers = holders.ask(&(0..processes).map(share).collect::<Vec<_>>(), timeout)?;
         let sum = |i: usize| {
             answers
                 .iter()
-                .map(|a| a.get(i).copied().unwrap_or(0.0))
+                .map(|a| a.get(i).unwrap_or(&0.0))
                 .sum::<f64>() as usize
         };
         let secs = answers
@@ -90,7 +82,7 @@ fn measure(
         let rss_kib = usage()?.rss_kib;
         let kib_per_stream = (rss_kib as f64 - idle.rss_before_kib as f64) / streams.max(1) as f64;
         let (connected, failed, streams_per_sec) = (sum(0), sum(1), (streams - open) as f64 / secs);
-        idle.sizes.push(IdleSize {
+        let size = IdleSize {
             streams,
             connected,
             failed,
@@ -98,15 +90,15 @@ fn measure(
             kib_per_stream,
             connect_secs: secs,
             streams_per_sec,
-        });
-        open = streams;
+        };
+        (open, _) = (streams, idle.sizes.push(size));
     }
     let (before, started) = (usage()?.cpu_ns, Instant::now());
     std::thread::sleep(config.args.idle_window);
     idle.cpu_window_secs = started.elapsed().as_secs_f64();
     idle.cpu_percent = (usage()?.cpu_ns - before) as f64 / 1e9 / idle.cpu_window_secs * 100.0;
-    if let Some(control) = control {
-        get_json_blocking(&control.at("/publish-idle"))?;
+    if let Some(publish) = publish {
+        get_json_blocking(&publish)?;
         let answers = holders.ask(&vec!["first".to_string(); processes], timeout)?;
         idle.delivered = Some(
             answers
