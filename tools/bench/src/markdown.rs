@@ -1,84 +1,92 @@
-//! The Markdown tables of a results document (`results.md`), made from the JSON alone.
+//! The Markdown tables of a results document (`results.md`), made from its JSON alone:
+//! each table's columns are the JSON fields it shows.
 
 use std::fmt::Write as _;
 
-use crate::results::{Results, Run, Step};
+use serde_json::{Value, json};
 
-/// Appends a table: the header's columns are separated by `|`.
-fn table(out: &mut String, header: &str, rows: impl IntoIterator<Item = Vec<String>>) {
-    let columns = header.split('|').count();
-    let _ = writeln!(out, "\n| {header} |\n|{}", "---|".repeat(columns));
-    for row in rows {
-        let _ = writeln!(out, "| {} |", row.join(" | "));
-    }
-}
+use crate::results::Results;
 
-/// Three significant digits, at most two decimals; `-` for none.
-fn num(x: impl Into<Option<f64>>) -> String {
-    match x.into() {
-        None => "-".into(),
+/// Three significant digits, at most two decimals; a string as it is; `-` for none.
+fn cell(value: &Value) -> String {
+    match value.as_f64() {
+        Some(_) if value.is_u64() || value.is_i64() => value.to_string(),
         Some(x) if x.abs() >= 100.0 || x == 0.0 => format!("{x:.0}"),
         Some(x) if x.abs() >= 10.0 => format!("{x:.1}"),
         Some(x) => format!("{x:.2}"),
+        None if value.is_null() => "-".into(),
+        None => value.as_str().map_or_else(|| value.to_string(), str::to_string),
     }
 }
 
-fn ms(us: u64) -> f64 {
-    us as f64 / 1e3
-}
-
-fn ratio(a: Option<f64>, b: Option<f64>) -> String {
-    a.zip(b)
-        .map_or("-".into(), |(a, b)| format!("{:.2}x", a / b))
-}
-
-/// The step of `connections` of the first run `pick` takes.
-fn step<'a>(runs: &'a [Run], n: usize, pick: impl Fn(&Run) -> bool) -> Option<&'a Step> {
-    let steps = &runs.iter().find(|r| pick(r))?.report.steps;
-    steps.iter().find(|s| s.connections == n)
-}
-
-/// A table of load runs, a row per step, CPU and p99 also against axum's in the same
-/// feed (if the section has axum).
-fn loads(out: &mut String, title: &str, text: &str, runs: &[Run]) {
-    if !runs.is_empty() {
-        let _ = writeln!(out, "\n## {title}\n\n{text}");
+/// Appends a table of `rows` (JSON objects): a column per `(heading, field)`; a field
+/// of a nested object is `outer/inner`.
+fn table(out: &mut String, columns: &[(&str, &str)], rows: &[Value]) {
+    let headings: Vec<&str> = columns.iter().map(|c| c.0).collect();
+    let _ = writeln!(out, "\n| {} |\n|{}", headings.join(" | "), "---|".repeat(columns.len()));
+    for row in rows {
+        let cells = columns
+            .iter()
+            .map(|(_, field)| cell(field.split('/').fold(row, |value, key| &value[key])));
+        let _ = writeln!(out, "| {} |", cells.collect::<Vec<_>>().join(" | "));
     }
-    let header = "feed|stack|subscribers|delivered/s|lost|failed|server CPU/event (us)|vs axum|\
-                  write syscalls/event|p50 (ms)|p99 (ms)|vs axum|max (ms)|RSS/conn (KiB)|\
-                  wire bytes/event|errors";
-    let rows = runs.iter().flat_map(|r| {
-        r.report.steps.iter().map(|s| {
-            let axum = step(runs, s.connections, |x| {
-                x.shape == r.shape && x.stack == "axum"
-            });
-            let p99 = |s: &Step| Some(ms(s.latency.p99_us));
-            vec![
-                r.shape.clone().unwrap_or_default(),
-                r.label.clone(),
-                s.connections.to_string(),
-                format!("{:.0}", s.events_per_sec),
-                s.lost.to_string(),
-                s.failed.to_string(),
-                num(s.server_cpu_us_per_event),
-                ratio(
-                    s.server_cpu_us_per_event,
-                    axum.and_then(|a| a.server_cpu_us_per_event),
-                ),
-                s.server_syscw_per_event
-                    .map_or("-".into(), |w| format!("{w:.3}")),
-                num(ms(s.latency.p50_us)),
-                num(ms(s.latency.p99_us)),
-                ratio(p99(s), axum.and_then(p99)),
-                num(ms(s.latency.max_us)),
-                num(s.server_rss_per_conn_kib),
-                num(s.wire_bytes_per_event),
-                format!("{:?}", r.report.errors),
-            ]
-        })
-    });
-    table(out, header, rows);
 }
+
+/// Each step of each run of a section as one object: the run's fields and the step's,
+/// latency in milliseconds, and the ratios of server CPU and p99 to axum's in the same
+/// feed and step.
+fn steps(runs: &Value) -> Vec<Value> {
+    let runs = runs.as_array().cloned().unwrap_or_default();
+    let axum = |run: &Value, i| {
+        runs.iter()
+            .find(|r| r["stack"] == "axum" && r["shape"] == run["shape"])
+            .map(|r| r["report"]["steps"][i].clone())
+    };
+    let ratio = |a: &Value, b: Option<&Value>| match (a.as_f64(), b.and_then(Value::as_f64)) {
+        (Some(a), Some(b)) if b > 0.0 => json!(format!("{:.2}x", a / b)),
+        _ => Value::Null,
+    };
+    let mut rows = Vec::new();
+    for run in &runs {
+        for (i, step) in run["report"]["steps"].as_array().into_iter().flatten().enumerate() {
+            let mut row = step.clone();
+            for (key, us) in [("p50", "p50_us"), ("p99", "p99_us"), ("max", "max_us")] {
+                row[key] = json!(step["latency"][us].as_f64().map(|us| us / 1e3));
+            }
+            let axum = axum(run, i);
+            row["cpu_vs_axum"] = ratio(
+                &step["server_cpu_us_per_event"],
+                axum.as_ref().map(|a| &a["server_cpu_us_per_event"]),
+            );
+            row["p99_vs_axum"] =
+                ratio(&step["latency"]["p99_us"], axum.as_ref().map(|a| &a["latency"]["p99_us"]));
+            for key in ["label", "shape", "delay_ms"] {
+                row[key] = run[key].clone();
+            }
+            row["errors"] = json!(format!("{}", run["report"]["errors"]));
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+const LOADS: [(&str, &str); 15] = [
+    ("feed", "shape"),
+    ("stack", "label"),
+    ("subscribers", "connections"),
+    ("delivered/s", "events_per_sec"),
+    ("lost", "lost"),
+    ("failed", "failed"),
+    ("server CPU/event (us)", "server_cpu_us_per_event"),
+    ("vs axum", "cpu_vs_axum"),
+    ("write syscalls/event", "server_syscw_per_event"),
+    ("p50 (ms)", "p50"),
+    ("p99 (ms)", "p99"),
+    ("vs axum", "p99_vs_axum"),
+    ("max (ms)", "max"),
+    ("RSS/conn (KiB)", "server_rss_per_conn_kib"),
+    ("wire bytes/event", "wire_bytes_per_event"),
+];
 
 /// The whole document.
 pub fn render(results: &Results) -> String {
@@ -95,162 +103,135 @@ pub fn render(results: &Results) -> String {
         meta.date, meta.commit, meta.machine, meta.load_before, meta.load_after, meta.command
     );
     targets(&mut out, results);
-    let text = "One topic, 10 events/s of a 140-byte JSON payload; the median of the rounds.";
-    loads(&mut out, "Fan-out", text, &results.fanout);
-    idle(&mut out, results);
-    churn(&mut out, &results.churn);
-    let text = "Two tower-sse instances (`RedisStorage`) on one `redis-server`, the subscribers \
-                split over both, 10 events/s published on one.";
-    loads(&mut out, "Cross-instance (Redis)", text, &results.redis);
-    let text = "Every subscriber reads every topic. Write system calls: `syscw` of \
-                `/proc/PID/io` (socket writes and the runtime's wake-ups).";
-    loads(&mut out, "High rate", text, &results.high_rate);
-    batching(&mut out, &results.high_rate);
-    let text = "tower-sse with `SseLayer::compression` (one codec, the crate's defaults) and a \
-                write delay of 0 or 20 ms; subscribers ask for it and decode every piece. Wire \
-                bytes: all read from the sockets, HTTP/1.1 framing included.";
-    loads(&mut out, "Compression", text, &results.compression);
+    let json = serde_json::to_value(results).unwrap_or_default();
+    let sections = [
+        (
+            "fanout",
+            "Fan-out",
+            "One topic, 10 events/s of a 140-byte JSON payload; of the rounds, the one of median server CPU per event.",
+        ),
+        (
+            "redis",
+            "Cross-instance (Redis)",
+            "Two tower-sse instances (`RedisStorage`) on one `redis-server`, the subscribers split over both, 10 events/s published on one.",
+        ),
+        (
+            "high_rate",
+            "High rate",
+            "Every subscriber reads every topic; tower-sse also with write delays (`SseLayer::batch_delay`; 0: none). Write system calls: `syscw` of `/proc/PID/io` (socket writes and the runtime's wake-ups).",
+        ),
+        (
+            "compression",
+            "Compression",
+            "tower-sse with `SseLayer::compression` (one codec, the crate's defaults) and a write delay of 0 or 20 ms; subscribers ask for it and decode every piece. Wire bytes: all read from the sockets, HTTP/1.1 framing included.",
+        ),
+    ];
+    for (key, title, text) in sections {
+        let rows = steps(&json[key]);
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n## {title}\n\n{text}");
+        let mut columns = LOADS.to_vec();
+        if key == "high_rate" || key == "compression" {
+            columns.insert(2, ("write delay (ms)", "delay_ms"));
+        }
+        if key == "compression" {
+            columns[1].0 = "coding";
+        }
+        table(&mut out, &columns, &rows);
+    }
+    if !results.idle.is_empty() {
+        out.push_str(
+            "\n## Idle memory\n\nOpen event streams on a topic nobody publishes on, HTTP/1.1, \
+             the default heartbeat (15 s; the raw floor sends none), in one server process, held \
+             by several load generator processes: (RSS with the streams - RSS before) / \
+             streams. With every stream open, the server's CPU over a window, and one event \
+             published on their topic: the streams that received it.\n",
+        );
+        let rows: Vec<Value> = results
+            .idle
+            .iter()
+            .flat_map(|idle| {
+                let server =
+                    json!({ "label": idle.label, "before": idle.rss_before_kib as f64 / 1024.0 });
+                idle.sizes.iter().map(move |size| {
+                    let mut row = serde_json::to_value(size).unwrap_or_default();
+                    row["label"] = server["label"].clone();
+                    row["before"] = server["before"].clone();
+                    row["mib"] = json!(size.rss_kib as f64 / 1024.0);
+                    row
+                })
+            })
+            .collect();
+        let columns = [
+            ("server", "label"),
+            ("streams", "streams"),
+            ("failed", "failed"),
+            ("RSS before (MiB)", "before"),
+            ("RSS with them (MiB)", "mib"),
+            ("KiB per stream", "kib_per_stream"),
+            ("new streams/s", "streams_per_sec"),
+        ];
+        table(&mut out, &columns, &rows);
+        let columns = [
+            ("server", "label"),
+            ("CPU window (s)", "cpu_window_secs"),
+            ("server CPU (% of a core)", "cpu_percent"),
+            ("received the event", "delivered"),
+            ("load generator processes", "processes"),
+        ];
+        table(&mut out, &columns, json["idle"].as_array().map_or(&[][..], |a| a));
+    }
+    if !results.churn.is_empty() {
+        out.push_str("\n## Churn\n\nWorkers loop connect, GET the stream, read the response head, close, while 10 events/s are published; two rounds on one server. After: once settled (0 subscribers: every stream cleaned up).\n");
+        let columns = [
+            ("stack", "label"),
+            ("round", "shape"),
+            ("cycles/s", "cycles_per_sec"),
+            ("server CPU/cycle (us)", "server_cpu_us_per_cycle"),
+            ("RSS before (KiB)", "server_rss_base_kib"),
+            ("RSS at end (KiB)", "server_rss_kib"),
+            ("RSS after (KiB)", "server_rss_after_kib"),
+            ("subscribers after", "subscribers_after"),
+            ("errors", "errors"),
+        ];
+        table(&mut out, &columns, &steps(&json["churn"]));
+    }
     if !results.burst.is_empty() {
-        out.push_str("\n## Burst\n\nReady events (~100 bytes) to one client, the median run.\n");
-        let axum = results.burst.iter().find(|b| b.0 == "axum").map(|b| b.1);
-        let rows = results
+        out.push_str("\n## Burst\n\nReady events (~100 bytes) to one client (`benches/burst.rs`), criterion's median.\n");
+        let axum = results.burst.iter().find(|b| b.0 == "axum").map_or(f64::NAN, |b| b.1);
+        let rows: Vec<Value> = results
             .burst
             .iter()
-            .map(|(stack, eps)| vec![stack.clone(), num(*eps), ratio(Some(*eps), axum)]);
-        table(&mut out, "stack|events/s|vs axum", rows);
+            .map(|(s, eps)| json!({ "s": s, "e": eps, "x": format!("{:.2}x", eps / axum) }))
+            .collect();
+        table(&mut out, &[("stack", "s"), ("events/s", "e"), ("vs axum", "x")], &rows);
     }
     if !results.encode.is_empty() {
-        out.push_str(
-            "\n## Encode\n\nEvents per second from the caller's input to the frame's bytes, \
-             criterion's median (`benches/encode.rs`); `tower-sse/body`: through the body of \
-             `Sse`, as axum and warp are measured.\n",
-        );
-        let mut cases: Vec<&String> = results.encode.iter().map(|e| &e.0).collect();
-        cases.dedup();
-        let rows = cases.into_iter().map(|case| {
-            let eps = |side| results.encode.iter().find(|e| &e.0 == case && e.1 == side);
-            let eps = |side| eps(side).map(|e| 1e9 / e.2);
-            let mut row = vec![case.clone()];
-            row.extend(["tower-sse", "tower-sse/body", "axum", "warp"].map(|s| num(eps(s))));
-            row.push(ratio(eps("tower-sse"), eps("axum")));
-            row
-        });
-        table(
-            &mut out,
-            "case|tower-sse|tower-sse/body|axum|warp|tower-sse / axum",
-            rows,
-        );
+        out.push_str("\n## Encode\n\nEvents per second from the caller's input to the frame's bytes, criterion's median (`benches/encode.rs`); `tower-sse/body`: through the body of `Sse`, as axum and warp are measured.\n");
+        let mut rows: Vec<Value> = Vec::new();
+        for (case, side, ns) in &results.encode {
+            if rows.last().is_none_or(|r| r["case"] != case.as_str()) {
+                rows.push(json!({ "case": case }));
+            }
+            let row = rows.last_mut().expect("a row");
+            row[side] = json!(1e9 / ns);
+            if let (Some(a), Some(b)) = (row["tower-sse"].as_f64(), row["axum"].as_f64()) {
+                row["ratio"] = json!(format!("{:.2}x", a / b));
+            }
+        }
+        let columns = [
+            ("case", "case"),
+            ("tower-sse", "tower-sse"),
+            ("tower-sse/body", "tower-sse/body"),
+            ("axum", "axum"),
+            ("warp", "warp"),
+            ("tower-sse / axum", "ratio"),
+        ];
+        table(&mut out, &columns, &rows);
     }
     out
-}
-
-fn idle(out: &mut String, results: &Results) {
-    if results.idle.is_empty() {
-        return;
-    }
-    out.push_str(
-        "\n## Idle memory\n\nOpen event streams on a topic nobody publishes on, HTTP/1.1, the \
-         default heartbeat (15 s; the raw floor sends none), in one server process, held by \
-         several load generator processes: (RSS with the streams - RSS before) / streams. \
-         Then the server's CPU over a window with every stream open, and one event published \
-         on their topic: the streams that received it.\n",
-    );
-    let mib = |k: u64| format!("{:.1}", k as f64 / 1024.0);
-    let rows = results.idle.iter().flat_map(|i| {
-        i.sizes.iter().map(move |s| {
-            vec![
-                i.label.clone(),
-                s.streams.to_string(),
-                s.failed.to_string(),
-                mib(i.rss_before_kib),
-                mib(s.rss_kib),
-                format!("{:.2}", s.kib_per_stream),
-                format!("{:.0}", s.streams_per_sec),
-            ]
-        })
-    });
-    let header = "server|streams|failed|RSS before (MiB)|RSS with them (MiB)|KiB per stream|\
-                  new streams/s";
-    table(out, header, rows);
-    let rows = results.idle.iter().map(|i| {
-        vec![
-            i.label.clone(),
-            i.sizes.last().map_or(0, |s| s.connected).to_string(),
-            format!("{:.1}", i.cpu_window_secs),
-            format!("{:.3}", i.cpu_percent),
-            i.delivered
-                .map_or("not published".into(), |d| d.to_string()),
-            i.processes.to_string(),
-        ]
-    });
-    let header = "server|streams|window (s)|server CPU (% of a core)|received the event|\
-                  load generator processes";
-    table(out, header, rows);
-}
-
-fn churn(out: &mut String, runs: &[Run]) {
-    if runs.is_empty() {
-        return;
-    }
-    out.push_str(
-        "\n## Churn\n\nWorkers loop connect, GET the stream, read the response head, close, \
-         while 10 events/s are published; two rounds on one server. After: once settled (0 \
-         subscribers: every stream cleaned up).\n",
-    );
-    let mib = |k: Option<u64>| num(k.map(|k| k as f64 / 1024.0));
-    let rows = runs.iter().filter_map(|r| {
-        let s = r.report.steps.first()?;
-        Some(vec![
-            r.label.clone(),
-            r.shape.clone().unwrap_or_default(),
-            format!("{:.0}", s.cycles_per_sec),
-            num(s.server_cpu_us_per_cycle),
-            mib(s.server_rss_base_kib),
-            mib(s.server_rss_kib),
-            mib(s.server_rss_after_kib),
-            s.subscribers_after.map_or("-".into(), |n| n.to_string()),
-            format!("{:?}", r.report.errors),
-        ])
-    });
-    let header = "stack|round|cycles/s|server CPU/cycle (us)|RSS before (MiB)|RSS at end (MiB)|\
-                  RSS after (MiB)|subscribers after|errors";
-    table(out, header, rows);
-}
-
-/// Each write delay; p99 bound: the no-delay p99 plus the delay.
-fn batching(out: &mut String, runs: &[Run]) {
-    let rows: Vec<Vec<String>> = (runs.iter().filter(|r| r.delay_ms.is_some()))
-        .flat_map(|r| r.report.steps.iter().map(move |s| (r, s)))
-        .map(|(r, s)| {
-            let none = step(runs, s.connections, |x| {
-                x.shape == r.shape && x.delay_ms == Some(0)
-            });
-            let bound = none.map(|n| ms(n.latency.p99_us) + r.delay_ms.unwrap_or(0) as f64);
-            let p99 = ms(s.latency.p99_us);
-            vec![
-                r.shape.clone().unwrap_or_default(),
-                s.connections.to_string(),
-                r.delay_ms.unwrap_or(0).to_string(),
-                num(s.server_cpu_us_per_event),
-                s.server_syscw_per_event
-                    .map_or("-".into(), |w| format!("{w:.3}")),
-                num(p99),
-                num(bound),
-                if bound.is_some_and(|b| p99 <= b) {
-                    "yes"
-                } else {
-                    "**no**"
-                }
-                .into(),
-            ]
-        })
-        .collect();
-    if !rows.is_empty() {
-        out.push_str("\n### Write batching (`SseLayer::batch_delay`)\n");
-        let header = "feed|subscribers|write delay (ms)|server CPU/event (us)|\
-                      write syscalls/event|p99 (ms)|p99 bound (ms)|within";
-        table(out, header, rows);
-    }
 }
 
 /// The targets of issue 22 (idle streams) and burst's, and what this run measured; the
@@ -258,20 +239,13 @@ fn batching(out: &mut String, runs: &[Run]) {
 fn targets(out: &mut String, results: &Results) {
     let mut rows = Vec::new();
     let mut row = |target: String, measured: String, met: bool| {
-        rows.push(vec![
-            target,
-            measured,
-            if met { "met" } else { "**missed**" }.into(),
-        ]);
+        let met = if met { "met" } else { "**missed**" };
+        rows.push(json!({ "t": target, "m": measured, "ok": met }));
     };
     for ours in results.idle.iter().filter(|i| i.label == "tower-sse") {
         for s in &ours.sizes {
             let (n, kib) = (s.streams, s.kib_per_stream);
-            row(
-                format!("idle, {n} streams: <= 3 KiB each"),
-                format!("{kib:.2} KiB"),
-                kib <= 3.0,
-            );
+            row(format!("idle, {n} streams: <= 3 KiB each"), format!("{kib:.2} KiB"), kib <= 3.0);
         }
         let n = ours.sizes.last().map_or(0, |s| s.streams);
         let rate = n as f64 / ours.sizes.iter().map(|s| s.connect_secs).sum::<f64>();
@@ -281,29 +255,17 @@ fn targets(out: &mut String, results: &Results) {
             format!("{cpu:.3} %"),
             cpu <= 1.0,
         );
-        row(
-            format!("{n} streams opened at >= 5,000/s"),
-            format!("{rate:.0}/s"),
-            rate >= 5e3,
-        );
+        row(format!("{n} streams opened at >= 5,000/s"), format!("{rate:.0}/s"), rate >= 5e3);
         if let Some(d) = ours.delivered {
-            row(
-                format!("each of {n} streams gets the event"),
-                d.to_string(),
-                d == n,
-            );
+            row(format!("each of {n} streams gets the event"), d.to_string(), d == n);
         }
     }
     let burst = |stack: &str| results.burst.iter().find(|b| b.0 == stack).map(|b| b.1);
     if let Some((ours, axum)) = burst("tower-sse").zip(burst("axum")) {
-        row(
-            "burst >= 4x axum".into(),
-            format!("{:.2}x", ours / axum),
-            ours >= 4.0 * axum,
-        );
+        row("burst >= 4x axum".into(), format!("{:.2}x", ours / axum), ours >= 4.0 * axum);
     }
     if !rows.is_empty() {
         out.push_str("\n## Targets\n");
-        table(out, "target|measured|", rows);
+        table(out, &[("target", "t"), ("measured", "m"), ("", "ok")], &rows);
     }
 }

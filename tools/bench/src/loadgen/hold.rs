@@ -25,30 +25,19 @@ pub(super) async fn run(options: &Options, shared: &Arc<Shared>) -> Result<(), S
         let answer = match words[..] {
             ["open", n] => {
                 let n = n.parse().map_err(|_| format!("open {n:?}"))?;
-                let secs = open(options, shared, &mut tasks, n)
-                    .await
-                    .unwrap_or(f64::NAN);
+                let secs = open(options, shared, &mut tasks, n).await.unwrap_or(f64::NAN);
                 let failed = shared.failed.load(Relaxed);
-                format!(
-                    "opened {} {failed} {secs:.3}",
-                    shared.connected.load(Relaxed)
-                )
+                format!("opened {} {failed} {secs:.3}", shared.connected.load(Relaxed))
             }
             ["first"] => {
                 let all = || shared.first.load(Relaxed) >= shared.connected.load(Relaxed);
                 let _ = wait_for(shared, options.timeout, all).await;
-                format!(
-                    "first {} {}",
-                    shared.first.load(Relaxed),
-                    shared.connected.load(Relaxed)
-                )
+                format!("first {} {}", shared.first.load(Relaxed), shared.connected.load(Relaxed))
             }
             _ => return Err(format!("unknown command {line:?}")),
         };
         let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{answer}")
-            .and_then(|()| stdout.flush())
-            .map_err(|e| e.to_string())?;
+        writeln!(stdout, "{answer}").and_then(|()| stdout.flush()).map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -30,10 +30,7 @@ use http::Uri;
 
 /// Command-line seconds, such as `2` or `0.5`.
 pub fn seconds(text: &str) -> Result<Duration, String> {
-    let secs = text
-        .parse()
-        .ok()
-        .and_then(|s| Duration::try_from_secs_f64(s).ok());
+    let secs = text.parse().ok().and_then(|s| Duration::try_from_secs_f64(s).ok());
     secs.ok_or_else(|| format!("not seconds: {text:?}"))
 }
 
@@ -85,10 +82,7 @@ pub struct Options {
 impl Options {
     /// The defaults, for `targets`.
     pub fn new(targets: Vec<Uri>) -> Options {
-        Options {
-            targets,
-            ..clap::Parser::parse_from(["loadgen", "--url", "http://127.0.0.1:1/"])
-        }
+        Options { targets, ..clap::Parser::parse_from(["loadgen", "--url", "http://127.0.0.1:1/"]) }
     }
 }
 
@@ -98,10 +92,7 @@ pub fn run(options: &Options) -> Result<Report, String> {
         return Err("-n: a rising list of stream counts".into());
     }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    let runtime = runtime
-        .worker_threads(options.threads.max(1))
-        .enable_all()
-        .build();
+    let runtime = runtime.worker_threads(options.threads.max(1)).enable_all().build();
     let (runtime, shared) = (runtime.map_err(|e| e.to_string())?, Shared::new(options));
     let steps = runtime.block_on(async {
         let steps = match (options.hold, options.churn) {
@@ -113,10 +104,7 @@ pub fn run(options: &Options) -> Result<Report, String> {
         steps
     });
     runtime.shutdown_timeout(Duration::from_secs(2));
-    Ok(Report {
-        steps: steps?,
-        errors: lock(&shared.errors).clone(),
-    })
+    Ok(Report { steps: steps?, errors: lock(&shared.errors).clone() })
 }
 
 /// Opens streams until `count` are open, as fast as the server answers, 512 at a time;
@@ -133,19 +121,14 @@ async fn open(
             let _ = wait_for(shared, options.timeout, || shared.answered() + 512 > n).await;
         }
         let target = options.targets[n % options.targets.len()].clone();
-        let source = options
-            .sources
-            .get(n % options.sources.len().max(1))
-            .copied();
+        let source = options.sources.get(n % options.sources.len().max(1)).copied();
         tasks.spawn(stream::subscriber(target, source, shared.clone()));
     }
     let (timeout, opened) = (options.timeout, tasks.len());
-    wait_for(shared, timeout, || shared.answered() >= opened)
-        .await
-        .map_err(|()| {
-            let connected = shared.connected.load(Relaxed);
-            format!("only {connected} of {opened} streams answered in {timeout:?}")
-        })?;
+    wait_for(shared, timeout, || shared.answered() >= opened).await.map_err(|()| {
+        let connected = shared.connected.load(Relaxed);
+        format!("only {connected} of {opened} streams answered in {timeout:?}")
+    })?;
     Ok(started.elapsed().as_secs_f64())
 }
 
@@ -158,15 +141,13 @@ async fn wait_for(shared: &Shared, timeout: Duration, done: impl Fn() -> bool) -
         if done() {
             return Ok(());
         }
-        tokio::time::timeout_at(deadline, changed)
-            .await
-            .map_err(|_| ())?;
+        tokio::time::timeout_at(deadline, changed).await.map_err(|_| ())?;
     }
 }
 
 /// The servers' usage now, summed.
 fn usage(options: &Options) -> Option<Usage> {
-    Usage::sum(&options.pids).filter(|_| !options.pids.is_empty())
+    Usage::sum(&options.pids)
 }
 
 async fn ramp(options: &Options, shared: &Arc<Shared>) -> Result<Vec<Step>, String> {
@@ -178,10 +159,7 @@ async fn ramp(options: &Options, shared: &Arc<Shared>) -> Result<Vec<Step>, Stri
         tokio::time::sleep(options.settle).await;
         let step = window(options, shared, base, count).await;
         if !options.quiet {
-            eprintln!(
-                "loadgen: {}",
-                serde_json::to_string(&step).unwrap_or_default()
-            );
+            eprintln!("loadgen: {}", serde_json::to_string(&step).unwrap_or_default());
         }
         steps.push(step);
     }
@@ -190,30 +168,18 @@ async fn ramp(options: &Options, shared: &Arc<Shared>) -> Result<Vec<Step>, Stri
 
 /// Measures one window with `count` streams open.
 async fn window(options: &Options, shared: &Shared, base: Option<Usage>, count: usize) -> Step {
-    let counters = [
-        &shared.events,
-        &shared.lost,
-        &shared.reordered,
-        &*shared.wire,
-    ];
+    let counters = [&shared.events, &shared.lost, &shared.reordered, &*shared.wire];
     let before = counters.map(|c| c.load(Relaxed));
     shared.latency();
     let (start, client, started) = (usage(options), Usage::of(0), Instant::now());
     tokio::time::sleep(options.duration).await;
-    let (secs, end, client_end) = (
-        started.elapsed().as_secs_f64(),
-        usage(options),
-        Usage::of(0),
-    );
+    let (secs, end, client_end) = (started.elapsed().as_secs_f64(), usage(options), Usage::of(0));
     let [events, lost, reordered, wire] =
         std::array::from_fn(|i| counters[i].load(Relaxed) - before[i]);
     let per_event = |n: u64| (events > 0).then(|| n as f64 / events as f64);
-    let server = start
-        .zip(end)
-        .map(|(s, e)| (e.cpu_ns - s.cpu_ns, e.syscw - s.syscw));
-    let rss = base
-        .zip(end)
-        .map(|(b, e)| (e.rss_kib as f64 - b.rss_kib as f64) / count.max(1) as f64);
+    let server = start.zip(end).map(|(s, e)| (e.cpu_ns - s.cpu_ns, e.syscw - s.syscw));
+    let rss =
+        base.zip(end).map(|(b, e)| (e.rss_kib as f64 - b.rss_kib as f64) / count.max(1) as f64);
     Step {
         connections: count,
         connected: shared.connected.load(Relaxed),
@@ -224,16 +190,12 @@ async fn window(options: &Options, shared: &Shared, base: Option<Usage>, count: 
         lost,
         reordered,
         latency: shared.latency(),
-        server_cpu_us_per_event: server
-            .and_then(|(cpu, _)| per_event(cpu))
-            .map(|ns| ns / 1e3),
+        server_cpu_us_per_event: server.and_then(|(cpu, _)| per_event(cpu)).map(|ns| ns / 1e3),
         server_syscw_per_event: server.and_then(|(_, syscw)| per_event(syscw)),
         server_rss_base_kib: base.map(|b| b.rss_kib),
         server_rss_kib: end.map(|e| e.rss_kib),
         server_rss_per_conn_kib: rss,
-        client_cpu_cores: client
-            .zip(client_end)
-            .map_or(0, |(s, e)| e.cpu_ns - s.cpu_ns) as f64
+        client_cpu_cores: client.zip(client_end).map_or(0, |(s, e)| e.cpu_ns - s.cpu_ns) as f64
             / 1e9
             / secs,
         wire_bytes_per_event: per_event(wire),

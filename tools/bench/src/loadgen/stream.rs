@@ -52,11 +52,7 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     pub(super) fn new(options: &Options) -> Arc<Shared> {
         let (codec, quiet) = (options.accept_encoding, options.quiet);
-        Arc::new(Shared {
-            codec,
-            quiet,
-            ..Shared::default()
-        })
+        Arc::new(Shared { codec, quiet, ..Shared::default() })
     }
 
     /// The latency recorded since the last call.
@@ -65,12 +61,7 @@ impl Shared {
             return Latency::default();
         };
         let at = |q| h.value_at_quantile(q);
-        Latency {
-            count: h.len(),
-            p50_us: at(0.5),
-            p99_us: at(0.99),
-            max_us: h.max(),
-        }
+        Latency { count: h.len(), p50_us: at(0.5), p99_us: at(0.99), max_us: h.max() }
     }
 
     /// Counts a failure by kind; prints the first few.
@@ -110,15 +101,8 @@ struct Stamp {
 
 async fn read_events(target: &Uri, source: Option<IpAddr>, shared: &Shared) -> Result<(), Failure> {
     let (accept_encoding, wire) = (shared.codec.map(Codec::token), shared.wire.clone());
-    let response = client::event_stream(
-        target,
-        &client::Options {
-            accept_encoding,
-            source,
-            wire,
-        },
-    )
-    .await?;
+    let response =
+        client::event_stream(target, &client::Options { accept_encoding, source, wire }).await?;
     shared.connected.fetch_add(1, Relaxed);
     shared.changed.notify_waiters();
     let body = BodyDataStream::new(response.body).map(|chunk| chunk.map_err(io::Error::other));

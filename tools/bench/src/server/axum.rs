@@ -32,14 +32,8 @@ fn events(
 pub(super) fn start(listener: TcpListener, options: &super::Options) -> Arc<dyn Sink> {
     let broadcasts = Broadcasts::new(options);
     let router = axum::Router::new()
-        .route(
-            "/events",
-            get(|State(b): State<Arc<Broadcasts>>| async move { events(&b, false) }),
-        )
-        .route(
-            "/idle",
-            get(|State(b): State<Arc<Broadcasts>>| async move { events(&b, true) }),
-        )
+        .route("/events", get(|State(b): State<Arc<Broadcasts>>| async move { events(&b, false) }))
+        .route("/idle", get(|State(b): State<Arc<Broadcasts>>| async move { events(&b, true) }))
         .with_state(broadcasts.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
     broadcasts

@@ -21,15 +21,9 @@ pub(super) struct Broadcasts {
 
 impl Broadcasts {
     pub(super) fn new(options: &super::Options) -> Arc<Broadcasts> {
-        let topics = (0..options.topics)
-            .map(|_| broadcast::channel(1024).0)
-            .collect();
+        let topics = (0..options.topics).map(|_| broadcast::channel(1024).0).collect();
         let (idle, event_type) = (broadcast::channel(16).0, options.feed.event_type());
-        Arc::new(Broadcasts {
-            topics,
-            idle,
-            event_type,
-        })
+        Arc::new(Broadcasts { topics, idle, event_type })
     }
 
     /// The payloads of every topic (`idle`: of the idle topic), merged.
@@ -37,11 +31,7 @@ impl Broadcasts {
         fn ok(message: Result<String, BroadcastStreamRecvError>) -> Ready<Option<String>> {
             std::future::ready(message.ok())
         }
-        match if idle {
-            std::slice::from_ref(&self.idle)
-        } else {
-            &self.topics[..]
-        } {
+        match if idle { std::slice::from_ref(&self.idle) } else { &self.topics[..] } {
             [one] => Either::Left(BroadcastStream::new(one.subscribe()).filter_map(ok)),
             many => Either::Right(
                 select_all(many.iter().map(|tx| BroadcastStream::new(tx.subscribe())))

@@ -17,14 +17,12 @@ pub(super) fn start(listener: TcpListener, publisher: Publisher) {
         if request.uri().path() == "/publish-idle" {
             publisher.publish_idle();
         }
-        let (published, subscribers) = (
-            publisher.published.load(Relaxed),
-            publisher.sink.subscribers(),
-        );
+        let (published, subscribers) =
+            (publisher.published.load(Relaxed), publisher.sink.subscribers());
         let body = serde_json::json!({ "published": published, "subscribers": subscribers });
-        std::future::ready(Ok::<_, Infallible>(Response::new(
-            Full::<bytes::Bytes>::from(body.to_string()),
-        )))
+        std::future::ready(Ok::<_, Infallible>(Response::new(Full::<bytes::Bytes>::from(
+            body.to_string(),
+        ))))
     });
     tokio::spawn(serve_http1(listener, service));
 }

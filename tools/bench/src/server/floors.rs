@@ -37,12 +37,8 @@ impl Sink for Frames {
         if self.chunked {
             frame = format!("{:x}\r\n{frame}\r\n", frame.len());
         }
-        let _ = if topic.is_some() {
-            &self.all
-        } else {
-            &self.idle
-        }
-        .send(Bytes::from(frame));
+        let tx = if topic.is_some() { &self.all } else { &self.idle };
+        let _ = tx.send(Bytes::from(frame));
     }
 
     fn subscribers(&self) -> usize {
@@ -71,10 +67,7 @@ where
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let (io, service) = (
-            TokioIo::new(socket),
-            TowerToHyperService::new(service.clone()),
-        );
+        let (io, service) = (TokioIo::new(socket), TowerToHyperService::new(service.clone()));
         let http1 = hyper::server::conn::http1::Builder::new();
         tokio::spawn(async move { http1.serve_connection(io, service).await });
     }
@@ -84,11 +77,7 @@ pub(super) fn start_hyper(listener: TcpListener) -> Arc<dyn Sink> {
     let frames = frames(false);
     let shared = frames.clone();
     let service = tower::service_fn(move |request: Request<Incoming>| {
-        let tx = if request.uri().path() == "/idle" {
-            &shared.idle
-        } else {
-            &shared.all
-        };
+        let tx = if request.uri().path() == "/idle" { &shared.idle } else { &shared.all };
         let body = BroadcastStream::new(tx.subscribe())
             .filter_map(|frame| std::future::ready(frame.ok().map(|f| Ok(Frame::data(f)))));
         let response = Response::builder()
@@ -125,11 +114,7 @@ async fn raw_stream(mut socket: TcpStream, frames: Arc<Frames>) {
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    let tx = if head.starts_with(b"GET /idle") {
-        &frames.idle
-    } else {
-        &frames.all
-    };
+    let tx = if head.starts_with(b"GET /idle") { &frames.idle } else { &frames.all };
     let mut rx = tx.subscribe();
     drop(head);
     if write_all(&mut socket, HEAD).await.is_err() {

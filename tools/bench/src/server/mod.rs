@@ -41,10 +41,7 @@ pub enum Stack {
 
 /// Settings of a server.
 #[derive(clap::Parser, Clone, Debug)]
-#[command(
-    name = "fanout-server",
-    about = "An SSE fan-out server of the benchmarks"
-)]
+#[command(name = "fanout-server", about = "An SSE fan-out server of the benchmarks")]
 pub struct Options {
     #[arg(long, value_enum, default_value = "tower-sse")]
     pub stack: Stack,
@@ -79,11 +76,7 @@ pub struct Options {
 
 /// A listener whose accepted sockets have `TCP_NODELAY`.
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
@@ -92,10 +85,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Runs a server until the process is killed.
 pub fn run(options: &Options) -> Result<(), String> {
-    let ours = options
-        .write_delay_ms
-        .or(options.compression.map(|_| 0))
-        .is_some();
+    let ours = options.write_delay_ms.or(options.compression.map(|_| 0)).is_some();
     if (ours || options.redis.is_some()) && options.stack != Stack::TowerSse {
         return Err("--write-delay-ms, --compression and --redis are tower-sse's".into());
     }
@@ -106,10 +96,9 @@ pub fn run(options: &Options) -> Result<(), String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let topics = (0..options.topics).map(|k| format!("topic=topic-{k}"));
         let (events, idle) = match options.stack {
-            Stack::TowerSse => (
-                format!("/events?{}", topics.collect::<Vec<_>>().join("&")),
-                "/events?topic=idle",
-            ),
+            Stack::TowerSse => {
+                (format!("/events?{}", topics.collect::<Vec<_>>().join("&")), "/events?topic=idle")
+            }
             _ => ("/events".into(), "/idle"),
         };
         let sink = match options.stack {
@@ -122,11 +111,8 @@ pub fn run(options: &Options) -> Result<(), String> {
         let control = listen(SocketAddr::new(addr.ip(), 0)).map_err(|e| e.to_string())?;
         let control_addr = control.local_addr().map_err(|e| e.to_string())?;
         println!("LISTENING http://{addr}{events} http://{addr}{idle} {control_addr}");
-        let publisher = publisher::Publisher {
-            sink,
-            options: options.clone(),
-            published: Default::default(),
-        };
+        let publisher =
+            publisher::Publisher { sink, options: options.clone(), published: Default::default() };
         control::start(control, publisher.clone());
         publisher.run().await;
         std::future::pending().await

@@ -32,19 +32,9 @@ impl Publisher {
 
     /// Publishes forever (missed ticks are caught up: the rate holds on average).
     pub(super) async fn run(&self) {
-        let Options {
-            rate,
-            topics,
-            burst,
-            feed,
-            size,
-            ..
-        } = self.options;
-        let (period, per_tick) = if burst {
-            (1.0 / rate, topics)
-        } else {
-            (1.0 / rate / topics as f64, 1)
-        };
+        let Options { rate, topics, burst, feed, size, .. } = self.options;
+        let (period, per_tick) =
+            if burst { (1.0 / rate, topics) } else { (1.0 / rate / topics as f64, 1) };
         if rate <= 0.0 {
             return;
         }
@@ -54,8 +44,7 @@ impl Publisher {
             for n in first..first + per_tick {
                 let (topic, seq) = (n % topics, n / topics + 1);
                 let payload = feed.payload(size, now_micros(), topic, seq);
-                self.sink
-                    .publish(Some(topic as usize), feed.event_type(), payload);
+                self.sink.publish(Some(topic as usize), feed.event_type(), payload);
             }
             self.published.store(first + per_tick, Relaxed);
         }

@@ -19,11 +19,7 @@ impl Sink for Hub {
         let topic = topic.map_or("idle".into(), |k| format!("topic-{k}"));
         let event = match event_type {
             None => Event::data(&payload),
-            Some(t) => Event::builder()
-                .event(t)
-                .data(&payload)
-                .build()
-                .expect("a valid type"),
+            Some(t) => Event::builder().event(t).data(&payload).build().expect("a valid type"),
         };
         if let Err(err) = Hub::publish(self, &topic, event) {
             eprintln!("publish: {err}");
@@ -31,10 +27,7 @@ impl Sink for Hub {
     }
 
     fn subscribers(&self) -> usize {
-        ["topic-0", "idle"]
-            .map(|t| self.stats(t).map_or(0, |s| s.subscribers))
-            .iter()
-            .sum()
+        ["topic-0", "idle"].map(|t| self.stats(t).map_or(0, |s| s.subscribers)).iter().sum()
     }
 }
 
@@ -58,17 +51,11 @@ pub(super) fn start(listener: TcpListener, options: &Options) -> Result<Arc<dyn 
     let mut layer =
         SseLayer::new().batch_delay(Duration::from_millis(options.write_delay_ms.unwrap_or(0)));
     if let Some(codec) = options.compression {
-        let only = Compression::new()
-            .gzip(codec == Codec::Gzip)
-            .deflate(codec == Codec::Deflate);
+        let only = Compression::new().gzip(codec == Codec::Gzip).deflate(codec == Codec::Deflate);
         layer = layer.compression(only.br(codec == Codec::Br).zstd(codec == Codec::Zstd));
     }
-    let service = tower::ServiceBuilder::new()
-        .layer(layer)
-        .service(hub.clone());
-    let files = crate::proc::open_files_limit()
-        .unwrap_or(20_000)
-        .min(1 << 20) as usize;
+    let service = tower::ServiceBuilder::new().layer(layer).service(hub.clone());
+    let files = crate::proc::open_files_limit().unwrap_or(20_000).min(1 << 20) as usize;
     let server =
         tower_sse::serve(listener, service).max_connections(files.saturating_sub(100).max(100));
     tokio::spawn(async move { server.await });

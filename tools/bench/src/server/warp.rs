@@ -14,20 +14,18 @@ use super::publisher::Sink;
 pub(super) fn start(listener: TcpListener, options: &super::Options) -> Arc<dyn Sink> {
     let broadcasts = Broadcasts::new(options);
     let shared = broadcasts.clone();
-    let filter = warp::get()
-        .and(warp::path::param())
-        .map(move |path: String| {
-            let event_type = shared.event_type;
-            let stream = shared.subscribe(path == "idle").map(move |payload| {
-                let event = warp::sse::Event::default();
-                let event = match event_type {
-                    Some(t) => event.event(t),
-                    None => event,
-                };
-                Ok::<_, Infallible>(event.data(payload))
-            });
-            warp::sse::reply(warp::sse::keep_alive().stream(stream))
+    let filter = warp::get().and(warp::path::param()).map(move |path: String| {
+        let event_type = shared.event_type;
+        let stream = shared.subscribe(path == "idle").map(move |payload| {
+            let event = warp::sse::Event::default();
+            let event = match event_type {
+                Some(t) => event.event(t),
+                None => event,
+            };
+            Ok::<_, Infallible>(event.data(payload))
         });
+        warp::sse::reply(warp::sse::keep_alive().stream(stream))
+    });
     tokio::spawn(warp::serve(filter).incoming(listener).run());
     broadcasts
 }

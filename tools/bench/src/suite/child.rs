@@ -28,9 +28,7 @@ fn wait_for<T>(
 ) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
-        let line = rx
-            .recv_timeout(deadline.checked_duration_since(Instant::now())?)
-            .ok()?;
+        let line = rx.recv_timeout(deadline.checked_duration_since(Instant::now())?).ok()?;
         if let Some(found) = accept(&line) {
             return Some(found);
         }
@@ -39,22 +37,14 @@ fn wait_for<T>(
 
 /// Spawns `program` with `args`: the process, the lines of its output, its input.
 fn spawn(program: &Path, args: &[&str]) -> Result<(Process, Receiver<String>, ChildStdin), String> {
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn();
+    let child =
+        Command::new(program).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
     let mut child = child.map_err(|e| format!("{}: {e}", program.display()))?;
-    let (stdout, stdin) = (
-        child.stdout.take().ok_or("no stdout")?,
-        child.stdin.take().ok_or("no stdin")?,
-    );
+    let (stdout, stdin) =
+        (child.stdout.take().ok_or("no stdout")?, child.stdin.take().ok_or("no stdin")?);
     let (tx, rx) = channel();
     std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .try_for_each(|l| tx.send(l))
+        BufReader::new(stdout).lines().map_while(Result::ok).try_for_each(|l| tx.send(l))
     });
     Ok((Process(child), rx, stdin))
 }
@@ -78,12 +68,7 @@ impl Server {
             Some((url()?, url()?, words.next()?.to_string()))
         });
         let (events, idle, control) = listening.ok_or_else(|| format!("{args:?} did not start"))?;
-        Ok(Server {
-            process,
-            events,
-            idle,
-            control,
-        })
+        Ok(Server { process, events, idle, control })
     }
 
     pub(super) fn pid(&self) -> u32 {
@@ -92,9 +77,7 @@ impl Server {
 
     /// The URL of `path` on the control listener.
     pub(super) fn control(&self, path: &str) -> Uri {
-        format!("http://{}{path}", self.control)
-            .parse()
-            .expect("a valid URL")
+        format!("http://{}{path}", self.control).parse().expect("a valid URL")
     }
 }
 
@@ -107,31 +90,14 @@ pub(super) struct Redis {
 impl Redis {
     pub(super) fn start() -> Result<Redis, String> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| e.to_string())?
-            .port()
-            .to_string();
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port().to_string();
         drop(listener);
-        let args = [
-            "--port",
-            &port,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ];
+        let args = ["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
         let (process, rx, _) = spawn(Path::new("redis-server"), &args)?;
-        let ready = wait_for(&rx, Duration::from_secs(30), |l| {
-            l.contains("Ready to accept").then_some(())
-        });
+        let ready =
+            wait_for(&rx, Duration::from_secs(30), |l| l.contains("Ready to accept").then_some(()));
         ready.ok_or("redis-server did not start")?;
-        Ok(Redis {
-            _process: process,
-            url: format!("redis://127.0.0.1:{port}/"),
-        })
+        Ok(Redis { _process: process, url: format!("redis://127.0.0.1:{port}/") })
     }
 }
 
@@ -148,9 +114,7 @@ impl Holders {
                 spawn(program, &[args, &["--hold", "--bind", &source]].concat())?;
             Ok((process, stdin, rx))
         };
-        Ok(Holders(
-            (0..workers).map(spawn).collect::<Result<_, String>>()?,
-        ))
+        Ok(Holders((0..workers).map(spawn).collect::<Result<_, String>>()?))
     }
 
     /// Sends each worker its command (they work at once), then reads every answer, as the
@@ -167,11 +131,7 @@ impl Holders {
             let answer = wait_for(rx, timeout, |line| Some(line.to_string()));
             let answer =
                 answer.ok_or_else(|| format!("loadgen --hold: no answer to {command:?}"))?;
-            Ok(answer
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|n| n.parse().ok())
-                .collect())
+            Ok(answer.split_whitespace().skip(1).filter_map(|n| n.parse().ok()).collect())
         });
         answers.collect()
     }

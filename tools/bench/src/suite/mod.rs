@@ -17,16 +17,8 @@ use crate::results::{Meta, Results};
 use crate::{markdown, proc};
 
 /// The sections, in the order they run.
-pub const SECTIONS: [&str; 8] = [
-    "fanout",
-    "churn",
-    "redis",
-    "high-rate",
-    "compression",
-    "idle",
-    "burst",
-    "encode",
-];
+pub const SECTIONS: [&str; 8] =
+    ["fanout", "churn", "redis", "high-rate", "compression", "idle", "burst", "encode"];
 
 /// The command line of `bench-suite`: the full sizes, `--smoke` for tiny ones.
 #[derive(clap::Parser, Debug, Clone)]
@@ -146,13 +138,8 @@ fn root() -> PathBuf {
 /// Runs the sections, writes `<stem>.json` and, from it, `<stem>.md`; returns the latter.
 pub fn run(config: &Config) -> Result<String, String> {
     let mut git = std::process::Command::new("git");
-    let git = git
-        .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(root())
-        .output();
-    let commit = git.map_or("?".into(), |o| {
-        String::from_utf8_lossy(&o.stdout).trim().into()
-    });
+    let git = git.args(["rev-parse", "--short", "HEAD"]).current_dir(root()).output();
+    let commit = git.map_or("?".into(), |o| String::from_utf8_lossy(&o.stdout).trim().into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut results = Results {
         meta: Meta {
@@ -175,26 +162,16 @@ pub fn run(config: &Config) -> Result<String, String> {
         let events = config.burst_events;
         let env = [("BURST_EVENTS", events.to_string())];
         let runs = criterion::run("burst", config.args.smoke, &env)?;
-        results.burst = runs
-            .into_iter()
-            .map(|(_, s, ns)| (s, events as f64 * 1e9 / ns))
-            .collect();
+        results.burst = runs.into_iter().map(|(_, s, ns)| (s, events as f64 * 1e9 / ns)).collect();
     }
     if config.runs("encode") {
         config.say("encode (criterion)");
         results.encode = criterion::run("encode", config.args.smoke, &[])?;
     }
     results.meta.load_after = proc::load_average();
-    let out = config
-        .args
-        .out
-        .clone()
-        .unwrap_or_else(|| root().join("benches/results"));
-    let stem = config
-        .args
-        .only
-        .as_ref()
-        .map_or("results".into(), |o| format!("results-{}", o.join("-")));
+    let out = config.args.out.clone().unwrap_or_else(|| root().join("benches/results"));
+    let stem =
+        config.args.only.as_ref().map_or("results".into(), |o| format!("results-{}", o.join("-")));
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let json = out.join(format!("{stem}.json"));
     let text = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;

@@ -28,10 +28,7 @@ fn measure(config: &Config, args: &[&str], steps: &[usize], codec: Option<Codec>
     });
     report.unwrap_or_else(|error| {
         eprintln!("suite: {args:?}: {error}");
-        Report {
-            errors: [(format!("run failed: {error}"), 1)].into(),
-            ..Report::default()
-        }
+        Report { errors: [(format!("run failed: {error}"), 1)].into(), ..Report::default() }
     })
 }
 
@@ -42,14 +39,9 @@ fn median(reports: &[Report]) -> Report {
     for (i, step) in median.steps.iter_mut().enumerate() {
         let mut all: Vec<&Step> = reports.iter().filter_map(|r| r.steps.get(i)).collect();
         all.sort_by(|a, b| {
-            a.server_cpu_us_per_event
-                .partial_cmp(&b.server_cpu_us_per_event)
-                .unwrap()
+            a.server_cpu_us_per_event.partial_cmp(&b.server_cpu_us_per_event).unwrap()
         });
-        let (lost, failed) = (
-            all.iter().map(|s| s.lost).max(),
-            all.iter().map(|s| s.failed).max(),
-        );
+        let (lost, failed) = (all.iter().map(|s| s.lost).max(), all.iter().map(|s| s.failed).max());
         *step = all[all.len() / 2].clone();
         (step.lost, step.failed) = (lost.unwrap_or(0), failed.unwrap_or(0));
     }
@@ -58,12 +50,7 @@ fn median(reports: &[Report]) -> Report {
 }
 
 fn run_of(label: impl Into<String>, stack: &str, report: Report) -> Run {
-    Run {
-        label: label.into(),
-        stack: stack.into(),
-        report,
-        ..Run::default()
-    }
+    Run { label: label.into(), stack: stack.into(), report, ..Run::default() }
 }
 
 /// The stacks: every one, floors last.
@@ -77,18 +64,10 @@ pub(super) fn run(config: &Config, results: &mut Results) -> Result<(), String> 
         for round in 1..=config.args.rounds {
             for (stack, reports) in STACKS.iter().zip(&mut rounds) {
                 config.say(&format!("fan-out, round {round}: {stack}"));
-                reports.push(measure(
-                    config,
-                    &["--stack", stack],
-                    &config.args.steps,
-                    None,
-                ));
+                reports.push(measure(config, &["--stack", stack], &config.args.steps, None));
             }
         }
-        let runs = STACKS
-            .iter()
-            .zip(rounds)
-            .map(|(s, r)| run_of(*s, s, median(&r)));
+        let runs = STACKS.iter().zip(rounds).map(|(s, r)| run_of(*s, s, median(&r)));
         results.fanout = runs.collect();
     }
     if config.runs("churn") {
@@ -98,23 +77,15 @@ pub(super) fn run(config: &Config, results: &mut Results) -> Result<(), String> 
             (options.churn, options.duration) = (Some(config.churn.0), config.churn.1);
             for round in ["round 1", "round 2"] {
                 let run = run_of(*stack, stack, loadgen::run(&options)?);
-                results.churn.push(Run {
-                    shape: Some(round.into()),
-                    ..run
-                });
+                results.churn.push(Run { shape: Some(round.into()), ..run });
             }
         }
     }
     if config.runs("redis") {
         config.say("two tower-sse instances on one Redis");
-        let error = |e| Report {
-            errors: [(e, 1)].into(),
-            ..Report::default()
-        };
+        let error = |e| Report { errors: [(e, 1)].into(), ..Report::default() };
         let report = redis(config).unwrap_or_else(error);
-        results
-            .redis
-            .push(run_of("2 instances + Redis", STACKS[0], report));
+        results.redis.push(run_of("2 instances + Redis", STACKS[0], report));
     }
     if config.runs("high-rate") {
         high_rate(config, results);
@@ -133,10 +104,7 @@ fn redis(config: &Config) -> Result<Report, String> {
     let (b, _) = start(config, &["--redis", &redis.url, "--rate", "0"])?;
     (options.steps, _) = (vec![config.redis], options.targets.push(b.events.clone()));
     // A subscription on Redis starts once its instance reads the topic: a moment more.
-    (options.settle, _) = (
-        config.settle.max(Duration::from_secs(1)),
-        options.pids.push(b.pid()),
-    );
+    (options.settle, _) = (config.settle.max(Duration::from_secs(1)), options.pids.push(b.pid()));
     loadgen::run(&options)
 }
 
@@ -156,19 +124,14 @@ fn high_rate(config: &Config, results: &mut Results) {
             .map(|s| (*s, None))
             .chain(delays[2..].iter().map(|d| ("tower-sse", d.as_deref())));
         for (stack, delay) in runs {
-            let label = delay.map_or(stack.to_string(), |d| {
-                format!("tower-sse (write delay {d} ms)")
-            });
+            let label =
+                delay.map_or(stack.to_string(), |d| format!("tower-sse (write delay {d} ms)"));
             config.say(&format!("high rate, {shape}: {label}"));
             let mut args = vec!["--stack", stack, "--topics", topics, "--rate", rate];
             args.extend(delay.iter().flat_map(|d| ["--write-delay-ms", d]));
             let report = measure(config, &args, &config.args.high_rate_steps, None);
             let delay_ms = delay.map_or((stack == "tower-sse").then_some(0), |d| d.parse().ok());
-            let run = Run {
-                shape: Some(shape.clone()),
-                delay_ms,
-                ..run_of(label, stack, report)
-            };
+            let run = Run { shape: Some(shape.clone()), delay_ms, ..run_of(label, stack, report) };
             results.high_rate.push(run);
         }
     }
@@ -178,14 +141,9 @@ fn high_rate(config: &Config, results: &mut Results) {
 /// example's tick does) and the sensors feed, without and with a 20 ms write delay.
 fn compression(config: &Config, results: &mut Results) {
     let (topics, rate) = (config.aircraft.0.to_string(), config.aircraft.1.to_string());
-    let aircraft = [
-        "--feed", "aircraft", "--burst", "--topics", &topics, "--rate", &rate,
-    ];
+    let aircraft = ["--feed", "aircraft", "--burst", "--topics", &topics, "--rate", &rate];
     let shapes = [
-        (
-            format!("aircraft: {topics} topics x {rate} event/s, together"),
-            &aircraft[..],
-        ),
+        (format!("aircraft: {topics} topics x {rate} event/s, together"), &aircraft[..]),
         (
             "sensors: 6 topics x 1 event/s".into(),
             &["--feed", "sensors", "--topics", "6", "--rate", "1"],
@@ -195,19 +153,13 @@ fn compression(config: &Config, results: &mut Results) {
         for delay in ["0", "20"] {
             for codec in [None].into_iter().chain(Codec::ALL.map(Some)) {
                 let coding = codec.map_or("identity", Codec::token);
-                config.say(&format!(
-                    "compression, {shape}, write delay {delay} ms: {coding}"
-                ));
+                config.say(&format!("compression, {shape}, write delay {delay} ms: {coding}"));
                 let mut args = [feed, &["--write-delay-ms", delay]].concat();
                 args.extend(codec.iter().flat_map(|c| ["--compression", c.token()]));
                 let report = measure(config, &args, &[config.compression], codec);
                 let (shape, delay_ms) = (Some(shape.clone()), delay.parse().ok());
                 let run = run_of(coding, "tower-sse", report);
-                results.compression.push(Run {
-                    shape,
-                    delay_ms,
-                    ..run
-                });
+                results.compression.push(Run { shape, delay_ms, ..run });
             }
         }
     }
