@@ -1,5 +1,5 @@
 //! Idle memory (issue 22): server RSS per open, idle event stream, (RSS with the streams
-//! - RSS before) / streams, at each size in one server process; then, with every stream
+//! less RSS before) / streams, at each size in one server process; then, with every stream
 //! open, the server's CPU over a window (heartbeats: every 15 s on every stack here but
 //! the raw floor, which sends none); then one event published on the streams' topic and
 //! the streams that received it. The streams are held by `loadgen --hold` processes (at
