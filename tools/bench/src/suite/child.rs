@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
@@ -101,20 +102,26 @@ impl Redis {
     }
 }
 
+/// Sets of `loadgen --hold` workers started so far.
+static SETS: AtomicUsize = AtomicUsize::new(0);
+
 /// `loadgen --hold` workers, each with its input and the lines of its output.
 pub(super) struct Holders(Vec<(Process, ChildStdin, Receiver<String>)>);
 
 impl Holders {
-    /// Starts `workers` of `loadgen` (the binary at `program`) with `args`, the i-th also
-    /// binding source address 127.0.0.(10 + i).
+    /// Starts `workers` of `loadgen` (the binary at `program`) with `args`, the i-th of
+    /// the n-th set binding source address 127.0.n.(10 + i): each set its own addresses,
+    /// so that the ports a set leaves in `TIME_WAIT` never slow the next one's binds.
     pub(super) fn start(program: &Path, workers: usize, args: &[&str]) -> Result<Holders, String> {
         let spawn = |i| {
-            let source = format!("127.0.0.{}", 10 + i);
+            let source = format!("127.0.{}.{}", SETS.load(Relaxed) % 250 + 1, 10 + i);
             let (process, rx, stdin) =
                 spawn(program, &[args, &["--hold", "--bind", &source]].concat())?;
             Ok((process, stdin, rx))
         };
-        Ok(Holders((0..workers).map(spawn).collect::<Result<_, String>>()?))
+        let holders = (0..workers).map(spawn).collect::<Result<_, String>>()?;
+        SETS.fetch_add(1, Relaxed);
+        Ok(Holders(holders))
     }
 
     /// Sends each worker its command (they work at once), then reads every answer, as the
