@@ -167,6 +167,7 @@ pub fn render(results: &Results) -> String {
         let columns = [
             ("server", "label"),
             ("streams", "streams"),
+            ("open", "connected"),
             ("failed", "failed"),
             ("RSS before (MiB)", "before"),
             ("RSS with them (MiB)", "mib"),

@@ -81,8 +81,8 @@ pub struct Idle {
     pub processes: usize,
 }
 
-/// Idle memory at one size: (RSS with the streams - RSS before) / streams, and how fast
-/// this size's new streams were opened.
+/// Idle memory at one size: (RSS with the streams - RSS before) / streams open, and how
+/// fast this size's new streams were opened.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct IdleSize {
     pub streams: usize,

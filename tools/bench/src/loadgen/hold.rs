@@ -25,7 +25,9 @@ pub(super) async fn run(options: &Options, shared: &Arc<Shared>) -> Result<(), S
         let answer = match words[..] {
             ["open", n] => {
                 let n = n.parse().map_err(|_| format!("open {n:?}"))?;
-                let secs = open(options, shared, &mut tasks, n).await.unwrap_or(f64::NAN);
+                let started = std::time::Instant::now();
+                let _ = open(options, shared, &mut tasks, n).await;
+                let secs = started.elapsed().as_secs_f64();
                 let failed = shared.failed.load(Relaxed);
                 format!("opened {} {failed} {secs:.3}", shared.connected.load(Relaxed))
             }

@@ -107,19 +107,18 @@ pub fn run(options: &Options) -> Result<Report, String> {
     Ok(Report { steps: steps?, errors: lock(&shared.errors).clone() })
 }
 
-/// Opens streams until `count` are open, as fast as the server answers, 512 at a time;
-/// returns the seconds it took.
+/// Opens streams until `count` are open, as fast as the server answers, 512 at a time.
 async fn open(
     options: &Options,
     shared: &Arc<Shared>,
     tasks: &mut JoinSet<()>,
     count: usize,
-) -> Result<f64, String> {
-    let started = Instant::now();
+) -> Result<(), String> {
     for n in tasks.len()..count {
-        if shared.answered() + 512 <= n {
-            let _ = wait_for(shared, options.timeout, || shared.answered() + 512 > n).await;
-        }
+        let room = || shared.answered() + 512 > n;
+        wait_for(shared, options.timeout, room)
+            .await
+            .map_err(|()| format!("{n} opened, the rest wait"))?;
         let target = options.targets[n % options.targets.len()].clone();
         let source = options.sources.get(n % options.sources.len().max(1)).copied();
         tasks.spawn(stream::subscriber(target, source, shared.clone()));
@@ -128,8 +127,7 @@ async fn open(
     wait_for(shared, timeout, || shared.answered() >= opened).await.map_err(|()| {
         let connected = shared.connected.load(Relaxed);
         format!("only {connected} of {opened} streams answered in {timeout:?}")
-    })?;
-    Ok(started.elapsed().as_secs_f64())
+    })
 }
 
 /// Waits until `done`, woken by every change of the streams; `Err` at the deadline.

@@ -52,8 +52,9 @@ fn measure(config: &Config, url: &str, pid: u32, publish: Option<Uri>) -> Result
         // What the accepts left to the allocator settles.
         std::thread::sleep(config.settle);
         let rss_kib = usage()?.rss_kib;
-        let kib_per_stream = (rss_kib as f64 - idle.rss_before_kib as f64) / streams.max(1) as f64;
         let (connected, failed, streams_per_sec) = (sum(0), sum(1), (streams - open) as f64 / secs);
+        let kib_per_stream =
+            (rss_kib as f64 - idle.rss_before_kib as f64) / connected.max(1) as f64;
         let size = IdleSize {
             streams,
             connected,
