@@ -1,19 +1,21 @@
 //! tower-sse's benchmark tools, each a binary of this crate: `fanout-server`
-//! ([`server`]), `loadgen` ([`loadgen`]), `burst` ([`burst`]) and `bench-suite`
-//! ([`suite`]), which runs them all and writes `benches/results/results.json` and,
-//! from it, `results.md` ([`markdown`]). Methods and how to run each section:
-//! `benches/README.md`.
+//! ([`server`]), `loadgen` ([`loadgen`]) and `bench-suite` ([`suite`]), which runs
+//! them and criterion's `benches/burst.rs` and `benches/encode.rs`, and writes
+//! `benches/results/results.json` and, from it, `results.md` ([`markdown`]). Methods,
+//! targets and how to run each section: `benches/README.md`.
 //!
-//! The modules and what each uses (no cycles):
+//! What each module uses; no module uses one above it in this list, so there is no
+//! cycle (inside a folder, `mod.rs` uses its files and no file uses `mod.rs`):
 //!
 //! ```text
-//! proc, feed, codec, client        leaves (/proc; payloads; content codings; HTTP client)
-//! server    -> feed, codec, proc   the fan-out servers
-//! loadgen   -> client, codec, feed, proc
-//! burst     -> client, server      (server: hyper's accept loop of the ceiling)
-//! results   -> loadgen             the JSON document
-//! markdown  -> results, loadgen
-//! suite     -> server, loadgen, burst, client, codec, proc, results, markdown
+//! proc, feed, codec, client, results   leaves: /proc, payloads, codings, HTTP, JSON
+//! markdown  -> results
+//! server    -> codec, feed, proc       options <- publisher <- floors <- control,
+//!                                      broadcasts <- axum, warp; tower_sse
+//! loadgen   -> client, codec, feed, proc, results
+//!                                      options <- stream <- churn, hold
+//! suite     -> loadgen, client, codec, proc, results, markdown
+//!                                      config <- child, criterion, idle, sections
 //! ```
 
 pub mod client;

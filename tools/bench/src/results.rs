@@ -40,8 +40,6 @@ pub struct Step {
     pub client_cpu_cores: f64,
     /// Bytes read from the sockets, HTTP framing included.
     pub wire_bytes_per_event: Option<f64>,
-    /// The event stream, decoded.
-    pub decoded_bytes_per_event: Option<f64>,
     pub cycles_per_sec: f64,
     pub server_cpu_us_per_cycle: Option<f64>,
     pub server_rss_after_kib: Option<u64>,

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
+use super::options::Options;
 use super::stream::Shared;
-use super::{Options, usage};
 use crate::client;
 use crate::results::Step;
 
@@ -17,7 +17,7 @@ pub(super) async fn run(
     shared: &Arc<Shared>,
     workers: usize,
 ) -> Result<Vec<Step>, String> {
-    let (base, started, mut tasks) = (usage(options), Instant::now(), JoinSet::new());
+    let (base, started, mut tasks) = (options.usage(), Instant::now(), JoinSet::new());
     for index in 0..workers {
         let (targets, shared) = (options.targets.clone(), shared.clone());
         tasks.spawn(async move {
@@ -37,7 +37,7 @@ pub(super) async fn run(
     }
     tokio::time::sleep(options.duration).await;
     let (cycles, secs, end) =
-        (shared.cycles.load(Relaxed), started.elapsed().as_secs_f64(), usage(options));
+        (shared.cycles.load(Relaxed), started.elapsed().as_secs_f64(), options.usage());
     shared.stop.cancel();
     tasks.join_all().await;
     tokio::time::sleep(options.settle).await;
@@ -53,7 +53,7 @@ pub(super) async fn run(
         server_cpu_us_per_cycle: cpu,
         server_rss_base_kib: base.map(|b| b.rss_kib),
         server_rss_kib: end.map(|e| e.rss_kib),
-        server_rss_after_kib: usage(options).map(|a| a.rss_kib),
+        server_rss_after_kib: options.usage().map(|a| a.rss_kib),
         subscribers_after: subscribers,
         ..Step::default()
     }])

@@ -15,8 +15,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::task::JoinSet;
 
-use super::stream::Shared;
-use super::{Options, open, wait_for};
+use super::options::Options;
+use super::stream::{Shared, open, wait_for};
 
 pub(super) async fn run(options: &Options, shared: &Arc<Shared>) -> Result<(), String> {
     let (mut tasks, mut lines) = (JoinSet::new(), BufReader::new(tokio::io::stdin()).lines());

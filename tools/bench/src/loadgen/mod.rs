@@ -13,78 +13,19 @@
 
 mod churn;
 mod hold;
+mod options;
 mod stream;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use stream::{Shared, lock};
+pub use options::{Options, seconds};
+use stream::{Shared, lock, open};
 use tokio::task::JoinSet;
 
-use crate::codec::Codec;
 use crate::proc::Usage;
 use crate::results::{Report, Step};
-use http::Uri;
-
-/// Command-line seconds, such as `2` or `0.5`.
-pub fn seconds(text: &str) -> Result<Duration, String> {
-    let secs = text.parse().ok().and_then(|s| Duration::try_from_secs_f64(s).ok());
-    secs.ok_or_else(|| format!("not seconds: {text:?}"))
-}
-
-/// What the generator does.
-#[derive(clap::Parser, Clone, Debug)]
-#[command(name = "loadgen", about = "A Server-Sent Events load generator")]
-pub struct Options {
-    /// An event stream URL; repeat it to spread streams over several, round-robin.
-    #[arg(long = "url", required = true)]
-    pub targets: Vec<Uri>,
-    /// Streams held at each step of a rising ramp, such as `1000,5000,15000`.
-    #[arg(short = 'n', value_delimiter = ',', default_value = "100")]
-    pub steps: Vec<usize>,
-    /// Seconds between the last stream of a step and its window.
-    #[arg(long, value_parser = seconds, default_value = "2")]
-    pub settle: Duration,
-    /// Seconds of each window (or of the churn).
-    #[arg(long, value_parser = seconds, default_value = "10")]
-    pub duration: Duration,
-    /// A server process to read from `/proc`; repeatable.
-    #[arg(long = "pid")]
-    pub pids: Vec<u32>,
-    /// A fan-out server's `/stats` URL: the subscribers it counts after a churn.
-    #[arg(long)]
-    pub control: Option<Uri>,
-    /// Churn workers: connect, GET, read the head, close, again.
-    #[arg(long)]
-    pub churn: Option<usize>,
-    /// Hold streams as told on standard input.
-    #[arg(long)]
-    pub hold: bool,
-    /// Source addresses to bind, round-robin.
-    #[arg(long = "bind", value_delimiter = ',')]
-    pub sources: Vec<IpAddr>,
-    /// Ask for streams compressed with this codec, and decode them.
-    #[arg(long, value_enum)]
-    pub accept_encoding: Option<Codec>,
-    /// Worker threads.
-    #[arg(long, default_value_t = 2)]
-    pub threads: usize,
-    /// Seconds to wait for a step's streams to answer (`--hold`: also for events).
-    #[arg(long, value_parser = seconds, default_value = "60")]
-    pub timeout: Duration,
-    /// No progress lines.
-    #[arg(short, long)]
-    pub quiet: bool,
-}
-
-impl Options {
-    /// The defaults, for `targets`.
-    pub fn new(targets: Vec<Uri>) -> Options {
-        Options { targets, ..clap::Parser::parse_from(["loadgen", "--url", "http://127.0.0.1:1/"]) }
-    }
-}
 
 /// Runs the generator as `options` say, on a runtime of its own.
 pub fn run(options: &Options) -> Result<Report, String> {
@@ -107,49 +48,8 @@ pub fn run(options: &Options) -> Result<Report, String> {
     Ok(Report { steps: steps?, errors: lock(&shared.errors).clone() })
 }
 
-/// Opens streams until `count` are open, as fast as the server answers, 512 at a time.
-async fn open(
-    options: &Options,
-    shared: &Arc<Shared>,
-    tasks: &mut JoinSet<()>,
-    count: usize,
-) -> Result<(), String> {
-    for n in tasks.len()..count {
-        let room = || shared.answered() + 512 > n;
-        wait_for(shared, options.timeout, room)
-            .await
-            .map_err(|()| format!("{n} opened, the rest wait"))?;
-        let target = options.targets[n % options.targets.len()].clone();
-        let source = options.sources.get(n % options.sources.len().max(1)).copied();
-        tasks.spawn(stream::subscriber(target, source, shared.clone()));
-    }
-    let (timeout, opened) = (options.timeout, tasks.len());
-    wait_for(shared, timeout, || shared.answered() >= opened).await.map_err(|()| {
-        let connected = shared.connected.load(Relaxed);
-        format!("only {connected} of {opened} streams answered in {timeout:?}")
-    })
-}
-
-/// Waits until `done`, woken by every change of the streams; `Err` at the deadline.
-async fn wait_for(shared: &Shared, timeout: Duration, done: impl Fn() -> bool) -> Result<(), ()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let mut changed = std::pin::pin!(shared.changed.notified());
-        changed.as_mut().enable();
-        if done() {
-            return Ok(());
-        }
-        tokio::time::timeout_at(deadline, changed).await.map_err(|_| ())?;
-    }
-}
-
-/// The servers' usage now, summed.
-fn usage(options: &Options) -> Option<Usage> {
-    Usage::sum(&options.pids)
-}
-
 async fn ramp(options: &Options, shared: &Arc<Shared>) -> Result<Vec<Step>, String> {
-    let (base, mut tasks, mut steps) = (usage(options), JoinSet::new(), Vec::new());
+    let (base, mut tasks, mut steps) = (options.usage(), JoinSet::new(), Vec::new());
     for &count in &options.steps {
         open(options, shared, &mut tasks, count)
             .await
@@ -169,9 +69,9 @@ async fn window(options: &Options, shared: &Shared, base: Option<Usage>, count: 
     let counters = [&shared.events, &shared.lost, &shared.reordered, &*shared.wire];
     let before = counters.map(|c| c.load(Relaxed));
     shared.latency();
-    let (start, client, started) = (usage(options), Usage::of(0), Instant::now());
+    let (start, client, started) = (options.usage(), Usage::of(0), Instant::now());
     tokio::time::sleep(options.duration).await;
-    let (secs, end, client_end) = (started.elapsed().as_secs_f64(), usage(options), Usage::of(0));
+    let (secs, end, client_end) = (started.elapsed().as_secs_f64(), options.usage(), Usage::of(0));
     let [events, lost, reordered, wire] =
         std::array::from_fn(|i| counters[i].load(Relaxed) - before[i]);
     let per_event = |n: u64| (events > 0).then(|| n as f64 / events as f64);

@@ -8,6 +8,7 @@ use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 use eventsource_stream::Eventsource;
@@ -16,9 +17,10 @@ use hdrhistogram::Histogram;
 use http::Uri;
 use http_body_util::BodyDataStream;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::Options;
+use super::options::Options;
 use crate::client::{self, Failure};
 use crate::codec::Codec;
 use crate::feed::now_micros;
@@ -168,4 +170,44 @@ fn pieces(body: BoxStream<'static, io::Result<Bytes>>) -> impl Stream<Item = io:
         }
         stream::iter(pieces)
     })
+}
+
+/// Opens streams until `count` are open, as fast as the server answers, 512 at a time.
+pub(super) async fn open(
+    options: &Options,
+    shared: &Arc<Shared>,
+    tasks: &mut JoinSet<()>,
+    count: usize,
+) -> Result<(), String> {
+    for n in tasks.len()..count {
+        let room = || shared.answered() + 512 > n;
+        wait_for(shared, options.timeout, room)
+            .await
+            .map_err(|()| format!("{n} opened, the rest wait"))?;
+        let target = options.targets[n % options.targets.len()].clone();
+        let source = options.sources.get(n % options.sources.len().max(1)).copied();
+        tasks.spawn(subscriber(target, source, shared.clone()));
+    }
+    let (timeout, opened) = (options.timeout, tasks.len());
+    wait_for(shared, timeout, || shared.answered() >= opened).await.map_err(|()| {
+        let connected = shared.connected.load(Relaxed);
+        format!("only {connected} of {opened} streams answered in {timeout:?}")
+    })
+}
+
+/// Waits until `done`, woken by every change of the streams; `Err` at the deadline.
+pub(super) async fn wait_for(
+    shared: &Shared,
+    timeout: Duration,
+    done: impl Fn() -> bool,
+) -> Result<(), ()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let mut changed = std::pin::pin!(shared.changed.notified());
+        changed.as_mut().enable();
+        if done() {
+            return Ok(());
+        }
+        tokio::time::timeout_at(deadline, changed).await.map_err(|_| ())?;
+    }
 }

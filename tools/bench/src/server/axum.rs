@@ -29,7 +29,7 @@ fn events(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
-pub(super) fn start(listener: TcpListener, options: &super::Options) -> Arc<dyn Sink> {
+pub(super) fn start(listener: TcpListener, options: &super::options::Options) -> Arc<dyn Sink> {
     let broadcasts = Broadcasts::new(options);
     let router = axum::Router::new()
         .route("/events", get(|State(b): State<Arc<Broadcasts>>| async move { events(&b, false) }))

@@ -20,7 +20,7 @@ pub(super) struct Broadcasts {
 }
 
 impl Broadcasts {
-    pub(super) fn new(options: &super::Options) -> Arc<Broadcasts> {
+    pub(super) fn new(options: &super::options::Options) -> Arc<Broadcasts> {
         let topics = (0..options.topics).map(|_| broadcast::channel(1024).0).collect();
         let (idle, event_type) = (broadcast::channel(16).0, options.feed.event_type());
         Arc::new(Broadcasts { topics, idle, event_type })

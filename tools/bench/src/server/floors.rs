@@ -52,8 +52,8 @@ fn frames(chunked: bool) -> Arc<Frames> {
 }
 
 /// Serves every connection `listener` accepts with hyper's HTTP/1 connection (the
-/// hyper floor, the control listener, burst's ceiling).
-pub async fn serve_http1<S, B>(listener: TcpListener, service: S)
+/// hyper floor and the control listener).
+pub(super) async fn serve_http1<S, B>(listener: TcpListener, service: S)
 where
     S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
     S: Clone + Send + 'static,

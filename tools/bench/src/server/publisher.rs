@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use super::Options;
+use super::options::Options;
 use crate::feed::{Feed, now_micros};
 
 /// Where a stack takes events: a topic's (`None`: the idle topic's) payloads, and its

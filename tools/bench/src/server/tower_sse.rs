@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_sse::{Compression, Event, Hub, SseLayer};
 
-use super::Options;
+use super::options::Options;
 use super::publisher::Sink;
 use crate::codec::Codec;
 

@@ -11,7 +11,7 @@ use warp::Filter;
 use super::broadcasts::Broadcasts;
 use super::publisher::Sink;
 
-pub(super) fn start(listener: TcpListener, options: &super::Options) -> Arc<dyn Sink> {
+pub(super) fn start(listener: TcpListener, options: &super::options::Options) -> Arc<dyn Sink> {
     let broadcasts = Broadcasts::new(options);
     let shared = broadcasts.clone();
     let filter = warp::get().and(warp::path::param()).map(move |path: String| {

@@ -16,7 +16,7 @@ pub(super) fn run(
     let args = format!("bench --all-features --bench {bench} {}", if smoke { quick } else { "--" });
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.args(args.split_whitespace()).args(["--output-format", "bencher", "--noplot"]);
-    let output = command.current_dir(super::root()).envs(env.iter().cloned()).output();
+    let output = command.current_dir(super::config::root()).envs(env.iter().cloned()).output();
     let output = output.map_err(|e| format!("cargo bench: {e}"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use http::Uri;
 
-use super::Config;
 use super::child::{Holders, Server};
+use super::config::Config;
 use crate::client::get_json_blocking;
 use crate::proc::Usage;
 use crate::results::{Idle, IdleSize};

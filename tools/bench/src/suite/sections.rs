@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use super::Config;
 use super::child::{Redis, Server};
+use super::config::Config;
 use crate::codec::Codec;
 use crate::loadgen::{self, Options};
 use crate::results::{Report, Results, Run, Step};
