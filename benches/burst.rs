@@ -10,6 +10,8 @@
 //! - `ceiling`: the same bytes, encoded before the clock starts, in 64 KiB chunks of a
 //!   plain body on hyper's HTTP/1 connection: what the connection alone costs.
 //!
+//! Every listener has `TCP_NODELAY`, which the sockets it accepts inherit (Linux).
+//!
 //! Every event is `id: <n>` and 81 bytes of JSON (about 100 bytes a frame). The servers
 //! run on tokio with 2 workers, the client (hyper's) on the bench's thread. The client
 //! counts frames (each ends at a blank line; one that starts with `:` is a heartbeat),
@@ -47,8 +49,17 @@ fn expected_bytes(stack: &str, events: u64) -> u64 {
     events * fixed + digits - if stack == "warp" { 2 * events } else { 0 }
 }
 
-/// Serves `events` ready events on `listener` with `stack`.
-async fn serve(listener: TcpListener, stack: &'static str, events: u64) {
+/// The ceiling's bytes: the frames of events `1..=events`, encoded before the clock starts.
+fn encoded(events: u64) -> Bytes {
+    Bytes::from(
+        (1..=events)
+            .map(|n| format!("id: {n}\ndata: {PAYLOAD}\n\n"))
+            .collect::<String>(),
+    )
+}
+
+/// Serves `events` ready events on `listener` with `stack` (`all`: the ceiling's bytes).
+async fn serve(listener: TcpListener, stack: &'static str, events: u64, all: Bytes) {
     let ids = move || stream::iter(1..=events).map(|n| n.to_string());
     match stack {
         "tower-sse" => {
@@ -82,8 +93,6 @@ async fn serve(listener: TcpListener, stack: &'static str, events: u64) {
             warp::serve(filter).incoming(listener).run().await
         }
         _ => {
-            let frames = (1..=events).map(|n| format!("id: {n}\ndata: {PAYLOAD}\n\n"));
-            let all = Bytes::from(frames.collect::<String>());
             let (socket, _) = listener.accept().await.expect("a connection");
             let service = tower::service_fn(move |_: Request<Incoming>| {
                 let all = all.clone();
@@ -133,11 +142,23 @@ impl Frames {
 
 /// One burst of `events` events through `stack`, checked: how long it took.
 fn burst(rt: &Runtime, stack: &'static str, events: u64) -> Duration {
-    let listener = rt
-        .block_on(TcpListener::bind("127.0.0.1:0"))
-        .expect("a listener");
+    // Every stack's accepted sockets have TCP_NODELAY, which they inherit from the listener.
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_nodelay(true).expect("TCP_NODELAY");
+    socket
+        .bind(([127, 0, 0, 1], 0).into())
+        .expect("a bound socket");
+    let listener = {
+        let _runtime = rt.enter();
+        socket.listen(1024).expect("a listener")
+    };
     let addr = listener.local_addr().expect("an address");
-    let server = rt.spawn(serve(listener, stack, events));
+    let all = if stack == "ceiling" {
+        encoded(events)
+    } else {
+        Bytes::new()
+    };
+    let server = rt.spawn(serve(listener, stack, events, all));
     let (started, mut frames) = (Instant::now(), Frames::default());
     rt.block_on(async {
         let socket = TcpStream::connect(addr).await.expect("a connection");

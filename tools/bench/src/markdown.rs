@@ -217,7 +217,7 @@ pub fn render(results: &Results) -> String {
                 rows.push(json!({ "case": case }));
             }
             let row = rows.last_mut().expect("a row");
-            row[side] = json!(1e9 / ns);
+            row[side.replace('/', "_")] = json!(1e9 / ns);
             if let (Some(a), Some(b)) = (row["tower-sse"].as_f64(), row["axum"].as_f64()) {
                 row["ratio"] = json!(format!("{:.2}x", a / b));
             }
@@ -225,7 +225,7 @@ pub fn render(results: &Results) -> String {
         let columns = [
             ("case", "case"),
             ("tower-sse", "tower-sse"),
-            ("tower-sse/body", "tower-sse/body"),
+            ("tower-sse/body", "tower-sse_body"),
             ("axum", "axum"),
             ("warp", "warp"),
             ("tower-sse / axum", "ratio"),
