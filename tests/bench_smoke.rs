@@ -224,7 +224,6 @@ fn suite_smoke_every_section() {
         "## Idle memory",
         "## Churn",
         "## High rate",
-        "### Write batching",
         "## Compression",
         "## Burst",
         "## Encode",
