@@ -35,13 +35,12 @@
 //! and printed as one plain line per case (`alloc` and `realloc` calls are both
 //! counted; frees are not).
 //!
-//! After the criterion runs, a summary table reads criterion's estimates back from
-//! `target/criterion` (the median of the samples) and prints events/s and the ratios
-//! against axum.
+//! Criterion prints its own figures; `benches/run.sh` (the suite's `encode` section)
+//! reads them from criterion's `--output-format bencher` lines (the median of the
+//! samples) and writes events/s and the ratios against axum to `benches/results/`.
 
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -424,68 +423,6 @@ fn benches(c: &mut Criterion) {
     );
 }
 
-// ---------------------------------------------------------------------------------------
-// Summary read back from criterion's estimates.
-
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
-        PathBuf::from,
-    );
-    target.join("criterion")
-}
-
-/// Nanoseconds per event: the median of criterion's samples (sturdier than the mean on
-/// a shared, noisy machine).
-fn estimate_ns(group: &str, bench: &str) -> Option<f64> {
-    let bench_dir = bench.replace('/', "_");
-    let path = criterion_dir()
-        .join(group)
-        .join(bench_dir)
-        .join("new")
-        .join("estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-    value.get("median")?.get("point_estimate")?.as_f64()
-}
-
-fn print_summary() {
-    println!();
-    println!("summary (events/s from the median of criterion's samples):");
-    println!(
-        "{:<14} {:>12} {:>15} {:>12} {:>12} {:>8} {:>11} {:>8}",
-        "case", "tower-sse", "tower-sse/body", "axum", "warp", "ratio", "ratio/body", "vs warp"
-    );
-    for name in CASES {
-        let (Some(t), Some(tb), Some(a)) = (
-            estimate_ns(name, "tower-sse"),
-            estimate_ns(name, "tower-sse/body"),
-            estimate_ns(name, "axum"),
-        ) else {
-            continue;
-        };
-        let w = estimate_ns(name, "warp");
-        println!(
-            "{:<14} {:>12.0} {:>15.0} {:>12.0} {:>12} {:>7.2}x {:>10.2}x {:>8}",
-            name,
-            1e9 / t,
-            1e9 / tb,
-            1e9 / a,
-            w.map_or("-".to_string(), |w| format!("{:.0}", 1e9 / w)),
-            a / t,
-            a / tb,
-            w.map_or("-".to_string(), |w| format!("{:.2}x", w / t)),
-        );
-    }
-    println!(
-        "ratio = tower-sse events/s / axum events/s; ratio/body = tower-sse/body / axum; \
-         vs warp = tower-sse / warp"
-    );
-}
-
 fn main() {
     let mut criterion = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -494,5 +431,4 @@ fn main() {
         .configure_from_args();
     benches(&mut criterion);
     criterion.final_summary();
-    print_summary();
 }

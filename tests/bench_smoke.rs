@@ -1,180 +1,208 @@
-//! Keeps the benchmark tools (the `tower-sse-bench` crate in `tools/bench`) from rotting:
-//! cargo builds their binaries, as in a fresh clone; then the whole suite runs at smoke
-//! size (every fan-out server as a child process, the load generator, high rate with
-//! every write delay, batching's cost with idle streams, burst, the report files), the
-//! opt-in sections too (compression on the wire, memory per compressed stream, each
-//! event compressed alone), and a fan-out server and the load generator run on their own
-//! command lines, plain and compressed. Counts only, no timing or size assertions.
+//! Keeps the benchmark tools (`tools/bench`, and the criterion benches the suite runs)
+//! from rotting: cargo builds them as in a fresh clone, then every section of the suite
+//! runs at smoke size, a fan-out server and the load generator run on their own command
+//! lines (a compressed stream too), and the idle section measures a server it did not
+//! start. Counts only: no timing or size assertions. Every wait has a deadline.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::sync::mpsc::channel;
+use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The tools' executables by name, built by cargo once per test process.
-fn tool(name: &str) -> &'static Path {
-    static TOOLS: OnceLock<HashMap<String, PathBuf>> = OnceLock::new();
+fn tool(name: &str) -> PathBuf {
+    static TOOLS: OnceLock<Vec<(String, PathBuf)>> = OnceLock::new();
     let tools = TOOLS.get_or_init(|| {
         let mut cargo = Command::new(env!("CARGO"));
-        cargo.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        cargo.current_dir(env!("CARGO_MANIFEST_DIR"));
+        cargo.args([
             "build",
-            "--package=tower-sse-bench",
+            "-p",
+            "tower-sse-bench",
             "--bins",
-            "--message-format=json-render-diagnostics",
+            "--message-format=json",
         ]);
         if cfg!(feature = "redis") {
             cargo.arg("--features=redis");
         }
-        let output = cargo.stderr(Stdio::inherit()).output().expect("cargo");
+        let output = finish(cargo.stderr(Stdio::inherit()), Duration::from_secs(900));
         assert!(output.status.success(), "cargo could not build the tools");
-        let messages = String::from_utf8_lossy(&output.stdout);
-        let artifact = |message: Value| {
-            let name = message["target"]["name"].as_str()?.to_string();
-            Some((name, PathBuf::from(message["executable"].as_str()?)))
-        };
-        let lines = messages
+        let messages = String::from_utf8_lossy(&output.stdout).into_owned();
+        let artifacts = messages
             .lines()
-            .filter_map(|l| serde_json::from_str(l).ok());
-        lines.filter_map(artifact).collect()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok());
+        let artifact = |m: Value| {
+            Some((
+                m["target"]["name"].as_str()?.into(),
+                m["executable"].as_str()?.into(),
+            ))
+        };
+        artifacts.filter_map(artifact).collect()
     });
-    tools
-        .get(name)
+    let found = tools.iter().find(|(n, _)| n == name);
+    found
         .unwrap_or_else(|| panic!("cargo built no {name}"))
+        .1
+        .clone()
+}
+
+/// Runs `command` to its end, within `deadline` (else kills it and fails).
+fn finish(command: &mut Command, deadline: Duration) -> Output {
+    let child = command.stdout(Stdio::piped()).spawn().expect("a process");
+    let pid = child.id();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(deadline) {
+        Ok(output) => output.expect("its output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("{command:?} did not finish in {deadline:?}");
+        }
+    }
+}
+
+/// A child process, killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A `fanout-server` with `args`: the process, the URLs of its streams of every topic and
+/// of the idle topic.
+fn fanout_server(args: &[&str]) -> (Killed, String, String) {
+    let mut child = Command::new(tool("fanout-server"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("LISTENING within a minute");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words.first(), Some(&"LISTENING"), "{line}");
+    (Killed(child), words[1].to_string(), words[2].to_string())
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("tower-sse-{name}-{}", std::process::id()))
 }
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// The whole suite at smoke size: every stack's server delivers every event to every
-/// subscriber, in order; every section reports; the files are written.
-#[test]
-fn suite_smoke_every_subscriber_gets_every_event() {
-    let out = std::env::temp_dir().join(format!("tower-sse-suite-smoke-{}", std::process::id()));
-    let status = Command::new(tool("bench-suite"))
-        .args(["--smoke", "--out"])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "bench-suite --smoke: {status}");
-    let results = read_json(&out.join("results.json"));
-
-    // Every stack, then tower-sse with a write delay, each codec, and both.
-    let checks = results["check"].as_array().unwrap();
-    assert_eq!(checks.len(), 3 + 1 + 4 * 2);
-    for check in checks {
-        assert_eq!(check["complete"], check["subscribers"], "{check}");
-        assert_eq!(check["errors"], serde_json::json!({}), "{check}");
-    }
-    let labels: Vec<&str> = checks
+/// The counts of every step of `run`: connected, failed, lost, reordered.
+fn counts(run: &Value) -> Vec<[u64; 4]> {
+    let steps = run["report"]["steps"].as_array().unwrap();
+    let count = |s: &Value, k: &str| s[k].as_u64().unwrap();
+    steps
         .iter()
-        .map(|c| c["stack"].as_str().unwrap())
-        .collect();
-    for label in [
-        "tower-sse, write delay 20 ms",
-        "tower-sse, br",
-        "tower-sse, zstd, write delay 20 ms",
-    ] {
-        assert!(labels.contains(&label), "{label}: {labels:?}");
-    }
-    let stacks = ["tower-sse", "axum", "warp", "hyper-floor", "raw-floor"];
-    for stack in stacks {
-        let step = &results["fanout"][stack]["steps"][0];
-        let counts = [
-            &step["connected"],
-            &step["failed"],
-            &step["lost"],
-            &step["reordered"],
-        ];
-        assert_eq!(
-            counts.map(|c| c.as_u64()),
-            [20, 0, 0, 0].map(Some),
-            "{stack}: {step}"
-        );
-        // Every event carries its publish time (the two counters are read a moment apart
-        // at the window's ends, so they may differ by an event or a few).
-        assert!(step["events"].as_u64() > Some(0), "{stack}");
-        assert!(step["latency"]["count"].as_u64() > Some(0), "{stack}");
-        for figure in [
-            "server_cpu_us_per_event",
-            "server_rss_per_conn_kib",
-            "server_syscw_per_event",
-        ] {
-            assert!(step[figure].is_number(), "{stack}: {figure}");
-        }
-        let idle = &results["idle"][stack]["steps"][0];
-        let counts = [&idle["connected"], &idle["failed"], &idle["events"]];
-        assert_eq!(
-            counts.map(|c| c.as_u64()),
-            [20, 0, 0].map(Some),
-            "{stack}: {idle}"
-        );
+        .map(|s| ["connected", "failed", "lost", "reordered"].map(|k| count(s, k)))
+        .collect()
+}
 
-        for shape in results["high_rate"].as_object().unwrap().values() {
-            let step = &shape[stack]["steps"][0];
-            assert_eq!(step["failed"], 0, "{stack}: {step}");
-            assert_eq!(step["lost"], 0, "{stack}: {step}");
-            assert!(step["events"].as_u64() > Some(0), "{stack}");
-            assert!(step["server_syscw_per_event"].is_number(), "{stack}");
-        }
-    }
-    assert_eq!(results["high_rate"].as_object().unwrap().len(), 2);
-    // tower-sse with every write delay, on both shapes: every event, in order.
-    for (shape, stacks) in results["high_rate"].as_object().unwrap() {
-        for delay in [0, 5, 20, 50] {
-            let label = format!("tower-sse (write delay {delay} ms)");
-            let step = &stacks[&label]["steps"][0];
-            let counts = [
-                &step["connected"],
-                &step["failed"],
-                &step["lost"],
-                &step["reordered"],
-            ];
-            assert_eq!(
-                counts.map(|c| c.as_u64()),
-                [20, 0, 0, 0].map(Some),
-                "{shape}, {label}: {step}"
-            );
-            assert!(step["events"].as_u64() > Some(0), "{shape}, {label}");
-        }
-    }
-    // Batching's cost: idle streams alone, active ones alone, both; delay 0 and 20 ms.
-    let runs = results["batch_idle"].as_array().unwrap();
-    assert_eq!(runs.len(), 6);
-    for run in runs {
-        let step = &run["report"]["steps"][0];
-        let streams = run["idle"].as_u64().unwrap() + run["active"].as_u64().unwrap();
-        let counts = [&step["connected"], &step["failed"], &step["lost"]];
-        assert_eq!(
-            counts.map(|c| c.as_u64()),
-            [Some(streams), Some(0), Some(0)],
+fn every(results: &Value, section: &str) -> Vec<Value> {
+    results[section].as_array().unwrap().clone()
+}
+
+/// The whole suite at smoke size: every stack's server delivers to every subscriber with
+/// nothing lost; every section reports; the files are written, the Markdown from the JSON.
+#[test]
+fn suite_smoke_every_section() {
+    let out = out_dir("suite-smoke");
+    let mut suite = Command::new(tool("bench-suite"));
+    let output = finish(
+        suite.args(["--smoke", "--out"]).arg(&out),
+        Duration::from_secs(600),
+    );
+    assert!(
+        output.status.success(),
+        "bench-suite --smoke: {}",
+        output.status
+    );
+    let results = read_json(&out.join("results.json"));
+    let stacks = ["tower-sse", "axum", "warp", "hyper-floor", "raw-floor"];
+    let fanout = every(&results, "fanout");
+    assert_eq!(
+        fanout
+            .iter()
+            .map(|r| r["stack"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        stacks
+    );
+    for run in fanout.iter().chain(&every(&results, "high_rate")) {
+        assert_eq!(counts(run), [[20, 0, 0, 0]], "{run}");
+        assert!(
+            run["report"]["steps"][0]["events"].as_u64() > Some(0),
             "{run}"
         );
-        let active = run["active"].as_u64() > Some(0);
-        assert_eq!(step["events"].as_u64() > Some(0), active, "{run}");
-        assert!(step["server_cpu_ns"].is_number(), "{run}");
+        assert_eq!(run["report"]["errors"], json!({}), "{run}");
     }
-    for stack in &stacks[..3] {
-        let rounds = results["churn"][stack].as_array().unwrap();
-        assert_eq!(rounds.len(), 2, "{stack}: two rounds");
-        for round in rounds {
-            assert!(round["steps"][0]["cycles"].as_u64() > Some(0), "{stack}");
-            assert_eq!(
-                round["steps"][0]["server_subscribers"], 0,
-                "{stack}: cleaned up"
-            );
-            assert_eq!(round["errors"], serde_json::json!({}), "{stack}");
-        }
+    // Two shapes: every stack, then tower-sse with three write delays.
+    assert_eq!(every(&results, "high_rate").len(), 2 * (5 + 3));
+    // Two feeds, two write delays, identity and four codecs.
+    let compression = every(&results, "compression");
+    assert_eq!(compression.len(), 2 * 2 * 5);
+    for run in &compression {
+        assert_eq!(counts(run), [[10, 0, 0, 0]], "{run}");
+        assert!(
+            run["report"]["steps"][0]["events"].as_u64() > Some(0),
+            "{run}"
+        );
     }
-    if cfg!(feature = "redis") {
-        let step = &results["redis"]["steps"][0];
-        let counts = [&step["connected"], &step["failed"], &step["lost"]];
-        assert_eq!(counts.map(|c| c.as_u64()), [20, 0, 0].map(Some), "{step}");
-        assert!(step["events"].as_u64() > Some(0));
+    let churn = every(&results, "churn");
+    assert_eq!(churn.len(), 3 * 2);
+    for run in &churn {
+        let step = &run["report"]["steps"][0];
+        assert_eq!(step["subscribers_after"], 0, "cleaned up: {run}");
+        assert!(step["cycles_per_sec"].as_f64() > Some(0.0), "{run}");
+    }
+    let redis_server = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if cfg!(feature = "redis") && redis_server {
+        assert_eq!(counts(&results["redis"][0]), [[20, 0, 0, 0]]);
+    }
+    let idle = every(&results, "idle");
+    assert_eq!(
+        idle.iter()
+            .map(|i| i["label"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["tower-sse", "axum", "raw-floor"]
+    );
+    for server in &idle {
+        let sizes = server["sizes"].as_array().unwrap();
+        let open: Vec<_> = sizes
+            .iter()
+            .map(|s| (s["streams"].as_u64(), s["connected"].as_u64()))
+            .collect();
+        assert_eq!(
+            open,
+            [(Some(10), Some(10)), (Some(30), Some(30))],
+            "{server}"
+        );
+        // Two load generator processes, and every stream received the published event.
+        assert_eq!(
+            (&server["processes"], &server["delivered"]),
+            (&json!(2), &json!(30)),
+            "{server}"
+        );
     }
     let burst: Vec<&str> = results["burst"]
         .as_array()
@@ -182,215 +210,109 @@ fn suite_smoke_every_subscriber_gets_every_event() {
         .iter()
         .map(|b| b[0].as_str().unwrap())
         .collect();
+    assert_eq!(burst, ["tower-sse", "axum", "warp", "ceiling"]);
     assert_eq!(
-        burst,
-        ["tower-sse", "axum", "warp", "ceiling (pre-encoded)"]
+        results["encode"].as_array().unwrap().len(),
+        4 * 4,
+        "four cases, four sides"
     );
 
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
-    for text in [
+    for heading in [
+        "## Targets",
         "## Fan-out",
-        "| tower-sse | 20 |",
+        "## Idle memory",
+        "## Churn",
         "## High rate",
-        "| raw-floor | 20 |",
-        "### Write batching",
-        "write syscalls/event with a 20 ms write delay <= 0.4",
-        "## Batching's cost with idle streams",
+        "## Compression",
+        "## Burst",
+        "## Encode",
     ] {
-        assert!(md.contains(text), "{text}: {md}");
+        assert!(md.contains(heading), "{heading}: {md}");
     }
-    let svg = std::fs::read_to_string(out.join("fanout.svg")).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{svg}");
+    std::fs::remove_file(out.join("results.md")).unwrap();
+    let mut render = Command::new(tool("bench-suite"));
+    let output = finish(
+        render.arg("--render").arg(out.join("results.json")),
+        Duration::from_secs(60),
+    );
+    assert!(output.status.success());
+    assert_eq!(
+        std::fs::read_to_string(out.join("results.md")).unwrap(),
+        md,
+        "made from the JSON alone"
+    );
     let _ = std::fs::remove_dir_all(out);
 }
 
-/// The opt-in sections at smoke size: compression on the wire (every feed, delay and
-/// coding delivers every event in order, decoded), memory per compressed stream, and
-/// the offline comparison; written to their own files, leaving the suite's alone.
-#[test]
-fn suite_smoke_compression_sections() {
-    let out = std::env::temp_dir().join(format!(
-        "tower-sse-suite-smoke-compression-{}",
-        std::process::id()
-    ));
-    let status = Command::new(tool("bench-suite"))
-        .args(["--smoke", "--only", "compression,memory,blocks", "--out"])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "bench-suite --smoke --only ...: {status}");
-    assert!(!out.join("results.json").exists());
-    assert!(!out.join("fanout.svg").exists());
-    let results = read_json(&out.join("results-compression-memory-blocks.json"));
-
-    let runs = results["compression"].as_array().unwrap();
-    // Three feeds (aircraft together and spread, sensors), two write delays, identity
-    // and four codecs.
-    assert_eq!(runs.len(), 3 * 2 * 5);
-    for run in runs {
-        let step = &run["report"]["steps"][0];
-        let counts = [
-            &step["connected"],
-            &step["failed"],
-            &step["lost"],
-            &step["reordered"],
-        ];
-        assert_eq!(counts.map(|c| c.as_u64()), [10, 0, 0, 0].map(Some), "{run}");
-        assert_eq!(run["report"]["errors"], serde_json::json!({}), "{run}");
-        assert!(step["events"].as_u64() > Some(0), "{run}");
-        assert!(step["latency"]["count"].as_u64() > Some(0), "{run}");
-        for figure in [
-            "wire_bytes_per_event",
-            "body_bytes_per_event",
-            "decoded_bytes_per_event",
-            "server_cpu_us_per_event",
-        ] {
-            assert!(step[figure].is_number(), "{figure}: {run}");
-        }
-    }
-
-    let runs = results["memory"].as_array().unwrap();
-    // Identity and four codecs at two settings; idle and active.
-    assert_eq!(runs.len(), (1 + 4 * 2) * 2);
-    for run in runs {
-        let steps = run["report"]["steps"].as_array().unwrap();
-        assert_eq!(steps.len(), 2, "{run}");
-        for step in steps {
-            assert_eq!(step["connected"], step["connections"], "{run}");
-            assert_eq!(step["failed"], 0, "{run}");
-            assert_eq!(step["lost"], 0, "{run}");
-            assert!(step["server_rss_per_conn_kib"].is_number(), "{run}");
-        }
-        assert_eq!(run["report"]["errors"], serde_json::json!({}), "{run}");
-    }
-
-    let blocks = &results["blocks"];
-    assert_eq!(blocks["events"], 320, "{blocks}");
-    let rows = blocks["rows"].as_array().unwrap();
-    // Four codecs, two settings, four approaches.
-    assert_eq!(rows.len(), 4 * 2 * 4);
-    for row in rows {
-        assert!(row["bytes"].as_u64() > Some(0), "{row}");
-    }
-
-    let md = std::fs::read_to_string(out.join("results-compression-memory-blocks.md")).unwrap();
-    for text in [
-        "## Compression on the wire",
-        "bytes on the wire/event <= 1/4 of identity",
-        "## Memory per compressed stream",
-        "## A compressor per stream or each event compressed alone",
-    ] {
-        assert!(md.contains(text), "{text}: {md}");
-    }
-    let _ = std::fs::remove_dir_all(out);
-}
-
-/// Starts `fanout-server` with `args`; returns it and its event stream address.
-fn fanout_server(args: &[&str]) -> (std::process::Child, String) {
-    let mut server = Command::new(tool("fanout-server"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let listening =
-        lines.find_map(|line| line.unwrap().strip_prefix("LISTENING ").map(str::to_string));
-    let address = listening
-        .expect("the server's addresses")
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
-    (server, address)
-}
-
-/// A compressed stream on the command lines: `fanout-server --compression br` with the
-/// sensors feed, `loadgen --accept-encoding br`: every subscriber decodes events 1..=20
-/// in order.
-#[test]
-fn loadgen_decodes_a_compressed_stream() {
-    let (mut server, address) = fanout_server(&[
-        "--stack",
-        "tower-sse",
-        "--feed",
-        "sensors",
-        "--rate",
-        "100",
-        "--events",
-        "20",
-        "--start-after",
-        "5",
-        "--compression",
-        "br",
-        "--compression-level",
-        "1",
-        "--compression-window",
-        "1024",
-    ]);
-    let json =
-        std::env::temp_dir().join(format!("tower-sse-loadgen-br-{}.json", std::process::id()));
-    let status = Command::new(tool("loadgen"))
-        .args([
-            "--url",
-            &format!("http://{address}/events"),
-            "-n",
-            "5",
-            "--until-seq",
-            "20",
-            "--accept-encoding",
-            "br",
-            "--quiet",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
-    assert!(status.success(), "loadgen: {status}");
-    let report = read_json(&json);
-    assert_eq!(report["complete"], 5, "{report}");
-    assert_eq!(report["steps"][0]["events"], 100, "{report}");
-    let _ = std::fs::remove_file(json);
-}
-
-/// A fan-out server and the load generator on their command lines: every subscriber
-/// receives events 1..=20 of the topic, in order.
+/// A fan-out server and the load generator on their command lines, plain and with a
+/// compressed stream: every subscriber receives events, none lost.
 #[test]
 fn loadgen_against_a_fanout_server() {
-    let (mut server, address) = fanout_server(&[
-        "--stack",
-        "tower-sse",
-        "--rate",
-        "100",
-        "--events",
-        "20",
-        "--start-after",
-        "5",
-    ]);
-    let json = std::env::temp_dir().join(format!("tower-sse-loadgen-{}.json", std::process::id()));
-    let status = Command::new(tool("loadgen"))
-        .args([
+    for coding in [None, Some("br")] {
+        let mut args = vec!["--stack", "tower-sse", "--feed", "sensors", "--rate", "50"];
+        args.extend(coding.iter().flat_map(|c| ["--compression", c]));
+        let (server, url, _) = fanout_server(&args);
+        let pid = server.0.id().to_string();
+        let mut loadgen = Command::new(tool("loadgen"));
+        loadgen.args([
             "--url",
-            &format!("http://{address}/events"),
+            &url,
             "-n",
             "5",
-            "--until-seq",
-            "20",
-            "--quiet",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
-    assert!(status.success(), "loadgen: {status}");
-    let report = read_json(&json);
-    assert_eq!(report["complete"], 5, "{report}");
-    assert_eq!(report["steps"][0]["events"], 100, "{report}");
-    let _ = std::fs::remove_file(json);
+            "--settle",
+            "0.1",
+            "--duration",
+            "0.5",
+            "--pid",
+            &pid,
+            "-q",
+        ]);
+        loadgen.args(coding.iter().flat_map(|c| ["--accept-encoding", c]));
+        let output = finish(&mut loadgen, Duration::from_secs(120));
+        assert!(
+            output.status.success(),
+            "loadgen {coding:?}: {}",
+            output.status
+        );
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(
+            counts(&json!({ "report": report })),
+            [[5, 0, 0, 0]],
+            "{coding:?}: {report}"
+        );
+        assert!(
+            report["steps"][0]["events"].as_u64() > Some(0),
+            "{coding:?}: {report}"
+        );
+    }
+}
+
+/// The idle section against a server it did not start (`--idle-url`, `--idle-pid`), as
+/// it measures an example binary: every stream opens; nothing is published.
+#[test]
+fn idle_memory_of_a_running_server() {
+    let (server, _, url) = fanout_server(&["--stack", "tower-sse", "--rate", "0"]);
+    let out = out_dir("idle-url");
+    let mut suite = Command::new(tool("bench-suite"));
+    suite.args(["--smoke", "--only", "idle", "--idle-url", &url]);
+    suite
+        .args(["--idle-pid", &server.0.id().to_string(), "--out"])
+        .arg(&out);
+    let output = finish(&mut suite, Duration::from_secs(120));
+    assert!(
+        output.status.success(),
+        "bench-suite --only idle --idle-url: {}",
+        output.status
+    );
+    let idle = &read_json(&out.join("results-idle.json"))["idle"][0];
+    let connected: Vec<_> = idle["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["connected"].as_u64())
+        .collect();
+    assert_eq!(connected, [Some(10), Some(30)], "{idle}");
+    assert_eq!(idle["delivered"], Value::Null, "{idle}");
+    let _ = std::fs::remove_dir_all(out);
 }

@@ -1,18 +1,20 @@
 //! The benchmark suite on the command line (`benches/run.sh` runs it): see
-//! `tower_sse_bench::suite`. `--smoke` runs it at tiny sizes.
+//! `tower_sse_bench::suite`.
 
 use clap::Parser;
 use tower_sse_bench::suite::{self, Args, Config};
 
 fn main() {
-    let result = Config::new(Args::parse()).and_then(|config| {
-        let results = suite::run(&config)?;
-        println!("{}", tower_sse_bench::report::markdown(&results, &config));
-        println!("written to {}", config.out.display());
-        Ok(())
-    });
-    if let Err(err) = result {
-        eprintln!("bench-suite: {err}");
-        std::process::exit(1);
+    let args = Args::parse();
+    let result = match &args.render {
+        Some(json) => suite::render(json),
+        None => suite::run(&Config::new(args)),
+    };
+    match result {
+        Ok(markdown) => println!("{markdown}"),
+        Err(err) => {
+            eprintln!("bench-suite: {err}");
+            std::process::exit(1);
+        }
     }
 }

@@ -1,0 +1,213 @@
+//! One event stream of the load generator: hyper's client, the body decoded if it is
+//! content-coded, then `eventsource-stream`. Each event's data is read for the
+//! publisher's stamp: `t` (publish time, Unix microseconds), `k` (topic) and `seq`
+//! (that topic's sequence number: a jump counts the events lost in between).
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use eventsource_stream::Eventsource;
+use futures_util::stream::{self, BoxStream, Stream, StreamExt};
+use hdrhistogram::Histogram;
+use http::Uri;
+use http_body_util::BodyDataStream;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::options::Options;
+use crate::client::{self, Failure};
+use crate::codec::Codec;
+use crate::feed::now_micros;
+use crate::results::Latency;
+
+/// Counters shared by every stream of one load generator. `first`: streams that
+/// received an event; `changed` is told whenever a stream answers, fails or receives
+/// its first event.
+#[derive(Default)]
+pub(super) struct Shared {
+    pub(super) connected: AtomicUsize,
+    pub(super) failed: AtomicUsize,
+    pub(super) first: AtomicUsize,
+    pub(super) events: AtomicU64,
+    pub(super) lost: AtomicU64,
+    pub(super) reordered: AtomicU64,
+    pub(super) cycles: AtomicU64,
+    pub(super) wire: Arc<AtomicU64>,
+    latency: Mutex<Option<Histogram<u64>>>,
+    pub(super) changed: Notify,
+    pub(super) stop: CancellationToken,
+    pub(super) errors: Mutex<BTreeMap<String, u64>>,
+    codec: Option<Codec>,
+    quiet: bool,
+}
+
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub(super) fn new(options: &Options) -> Arc<Shared> {
+        let (codec, quiet) = (options.accept_encoding, options.quiet);
+        Arc::new(Shared { codec, quiet, ..Shared::default() })
+    }
+
+    /// The latency recorded since the last call.
+    pub(super) fn latency(&self) -> Latency {
+        let Some(h) = lock(&self.latency).take() else {
+            return Latency::default();
+        };
+        let at = |q| h.value_at_quantile(q);
+        Latency { count: h.len(), p50_us: at(0.5), p99_us: at(0.99), max_us: h.max() }
+    }
+
+    /// Counts a failure by kind; prints the first few.
+    pub(super) fn error(&self, failure: &Failure) {
+        let mut errors = lock(&self.errors);
+        if !self.quiet && errors.values().sum::<u64>() < 5 {
+            eprintln!("loadgen: {failure}");
+        }
+        *errors.entry(failure.kind.clone()).or_default() += 1;
+    }
+
+    /// Streams that answered or failed.
+    pub(super) fn answered(&self) -> usize {
+        self.connected.load(Relaxed) + self.failed.load(Relaxed)
+    }
+}
+
+/// Holds one event stream until told to stop.
+pub(super) async fn subscriber(target: Uri, source: Option<IpAddr>, shared: Arc<Shared>) {
+    if let Err(failure) = read_events(&target, source, &shared).await
+        && !shared.stop.is_cancelled()
+    {
+        shared.failed.fetch_add(1, Relaxed);
+        shared.error(&failure);
+    }
+    shared.changed.notify_waiters();
+}
+
+/// The publisher's stamp in an event's data.
+#[derive(serde::Deserialize)]
+struct Stamp {
+    t: u64,
+    #[serde(default)]
+    k: usize,
+    seq: u64,
+}
+
+async fn read_events(target: &Uri, source: Option<IpAddr>, shared: &Shared) -> Result<(), Failure> {
+    let (accept_encoding, wire) = (shared.codec.map(Codec::token), shared.wire.clone());
+    let response =
+        client::event_stream(target, &client::Options { accept_encoding, source, wire }).await?;
+    shared.connected.fetch_add(1, Relaxed);
+    shared.changed.notify_waiters();
+    let body = BodyDataStream::new(response.body).map(|chunk| chunk.map_err(io::Error::other));
+    let body = match shared.codec {
+        Some(codec) => codec.decode(body),
+        None => body.boxed(),
+    };
+    let mut events = std::pin::pin!(pieces(body).eventsource());
+    // The last `seq` of each topic, 0 before the first.
+    let (mut last_seq, mut first) = (Vec::<u64>::new(), true);
+    loop {
+        let event = tokio::select! {
+            biased;
+            _ = shared.stop.cancelled() => return Ok(()),
+            event = events.next() => event.ok_or_else(|| Failure::new("body ended", target))?,
+        };
+        let event = event.map_err(|e| Failure::new("event stream", e))?;
+        shared.events.fetch_add(1, Relaxed);
+        if std::mem::take(&mut first) {
+            shared.first.fetch_add(1, Relaxed);
+            shared.changed.notify_waiters();
+        }
+        let Ok(Stamp { t, k, seq }) = serde_json::from_str(&event.data) else {
+            continue;
+        };
+        let mut latency = lock(&shared.latency);
+        let histogram = latency.get_or_insert_with(|| {
+            Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("bounds")
+        });
+        histogram.saturating_record(now_micros().saturating_sub(t));
+        drop(latency);
+        if last_seq.len() <= k {
+            last_seq.resize(k + 1, 0);
+        }
+        match std::mem::replace(&mut last_seq[k], seq) {
+            0 => {}
+            last if seq <= last => {
+                shared.reordered.fetch_add(1, Relaxed);
+                last_seq[k] = last;
+            }
+            last => drop(shared.lost.fetch_add(seq - last - 1, Relaxed)),
+        }
+    }
+}
+
+/// The event stream's bytes cut after each blank line: `eventsource-stream` copies the
+/// rest of its buffer at every line it parses, so it is handed one event at a time.
+fn pieces(body: BoxStream<'static, io::Result<Bytes>>) -> impl Stream<Item = io::Result<Bytes>> {
+    body.flat_map(|chunk| {
+        let mut pieces = Vec::new();
+        match chunk {
+            Err(err) => pieces.push(Err(err)),
+            Ok(chunk) => {
+                let mut at = 0;
+                let ends = memchr::memmem::find_iter(&chunk, b"\n\n").map(|end| end + 2);
+                for end in ends.chain([chunk.len()]) {
+                    if end > at {
+                        pieces.push(Ok(chunk.slice(at..end)));
+                        at = end;
+                    }
+                }
+            }
+        }
+        stream::iter(pieces)
+    })
+}
+
+/// Opens streams until `count` are open, as fast as the server answers, 512 at a time.
+pub(super) async fn open(
+    options: &Options,
+    shared: &Arc<Shared>,
+    tasks: &mut JoinSet<()>,
+    count: usize,
+) -> Result<(), String> {
+    for n in tasks.len()..count {
+        let room = || shared.answered() + 512 > n;
+        wait_for(shared, options.timeout, room)
+            .await
+            .map_err(|()| format!("{n} opened, the rest wait"))?;
+        let target = options.targets[n % options.targets.len()].clone();
+        let source = options.sources.get(n % options.sources.len().max(1)).copied();
+        tasks.spawn(subscriber(target, source, shared.clone()));
+    }
+    let (timeout, opened) = (options.timeout, tasks.len());
+    wait_for(shared, timeout, || shared.answered() >= opened).await.map_err(|()| {
+        let connected = shared.connected.load(Relaxed);
+        format!("only {connected} of {opened} streams answered in {timeout:?}")
+    })
+}
+
+/// Waits until `done`, woken by every change of the streams; `Err` at the deadline.
+pub(super) async fn wait_for(
+    shared: &Shared,
+    timeout: Duration,
+    done: impl Fn() -> bool,
+) -> Result<(), ()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let mut changed = std::pin::pin!(shared.changed.notified());
+        changed.as_mut().enable();
+        if done() {
+            return Ok(());
+        }
+        tokio::time::timeout_at(deadline, changed).await.map_err(|_| ())?;
+    }
+}

@@ -1,0 +1,157 @@
+//! The two floors, with every topic's frames pre-encoded once into shared `Bytes` on one
+//! broadcast (and the idle topic's on another): `hyper-floor`, hyper's HTTP/1
+//! connection with a body of those frames; `raw-floor`, a plain accept loop that reads
+//! the request head, writes a fixed response head, then every chunk.
+
+use std::convert::Infallible;
+use std::io::IoSlice;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{Request, Response, header};
+use http_body_util::StreamBody;
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_stream::wrappers::BroadcastStream;
+
+use super::publisher::Sink;
+
+/// Frames of every topic and of the idle topic; `chunked`: with HTTP/1.1's chunk
+/// framing around each (the raw floor writes no other).
+struct Frames {
+    all: broadcast::Sender<Bytes>,
+    idle: broadcast::Sender<Bytes>,
+    chunked: bool,
+}
+
+impl Sink for Frames {
+    fn publish(&self, topic: Option<usize>, event_type: Option<&'static str>, payload: String) {
+        let event = event_type.map_or(String::new(), |t| format!("event: {t}\n"));
+        let mut frame = format!("{event}data: {payload}\n\n");
+        if self.chunked {
+            frame = format!("{:x}\r\n{frame}\r\n", frame.len());
+        }
+        let tx = if topic.is_some() { &self.all } else { &self.idle };
+        let _ = tx.send(Bytes::from(frame));
+    }
+
+    fn subscribers(&self) -> usize {
+        self.all.receiver_count() + self.idle.receiver_count()
+    }
+}
+
+fn frames(chunked: bool) -> Arc<Frames> {
+    let (all, idle) = (broadcast::channel(1024).0, broadcast::channel(16).0);
+    Arc::new(Frames { all, idle, chunked })
+}
+
+/// Serves every connection `listener` accepts with hyper's HTTP/1 connection (the
+/// hyper floor and the control listener).
+pub(super) async fn serve_http1<S, B>(listener: TcpListener, service: S)
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
+    S: Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body<Error = Infallible> + Send + 'static,
+    B::Data: Send,
+{
+    loop {
+        let Ok((socket, _)) = listener.accept().await else {
+            // Out of files, say: wait a little rather than spin.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let (io, service) = (TokioIo::new(socket), TowerToHyperService::new(service.clone()));
+        let http1 = hyper::server::conn::http1::Builder::new();
+        tokio::spawn(async move { http1.serve_connection(io, service).await });
+    }
+}
+
+pub(super) fn start_hyper(listener: TcpListener) -> Arc<dyn Sink> {
+    let frames = frames(false);
+    let shared = frames.clone();
+    let service = tower::service_fn(move |request: Request<Incoming>| {
+        let tx = if request.uri().path() == "/idle" { &shared.idle } else { &shared.all };
+        let body = BroadcastStream::new(tx.subscribe())
+            .filter_map(|frame| std::future::ready(frame.ok().map(|f| Ok(Frame::data(f)))));
+        let response = Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(StreamBody::new(body));
+        std::future::ready(Ok(response.expect("a valid response")))
+    });
+    tokio::spawn(serve_http1(listener, service));
+    frames
+}
+
+pub(super) fn start_raw(listener: TcpListener) -> Arc<dyn Sink> {
+    let frames = frames(true);
+    let shared = frames.clone();
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((socket, _)) => drop(tokio::spawn(raw_stream(socket, shared.clone()))),
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    });
+    frames
+}
+
+async fn raw_stream(mut socket: TcpStream, frames: Arc<Frames>) {
+    const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+        cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
+    let (mut head, mut buf) = (Vec::new(), [0u8; 512]);
+    while memchr::memmem::find(&head, b"\r\n\r\n").is_none() && head.len() < 16 * 1024 {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let tx = if head.starts_with(b"GET /idle") { &frames.idle } else { &frames.all };
+    let mut rx = tx.subscribe();
+    drop(head);
+    if write_all(&mut socket, HEAD).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            message = rx.recv() => match message {
+                Ok(chunk) => {
+                    // Chunks already waiting go out in the same write, as hyper does
+                    // with the frames a body has ready.
+                    let mut bytes = chunk.to_vec();
+                    while let Ok(next) = rx.try_recv() {
+                        bytes.extend_from_slice(&next);
+                    }
+                    if write_all(&mut socket, &bytes).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            },
+            read = socket.read(&mut buf) => if !matches!(read, Ok(n) if n > 0) {
+                return;
+            },
+        }
+    }
+}
+
+/// Writes all of `bytes` with `writev`, as hyper does: `syscw` counts `write` and
+/// `writev` but not `send` (what a plain `write` on a tokio `TcpStream` is on Linux).
+async fn write_all(socket: &mut TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        match socket.write_vectored(&[IoSlice::new(bytes)]).await? {
+            0 => return Err(std::io::ErrorKind::WriteZero.into()),
+            n => bytes = &bytes[n..],
+        }
+    }
+    Ok(())
+}

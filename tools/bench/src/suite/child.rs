@@ -1,0 +1,145 @@
+//! The suite's child processes, each killed when dropped: fan-out servers, a
+//! `redis-server`, and `loadgen --hold` workers. Their output is read line by line on a
+//! thread of its own, and every wait for a line has a deadline.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use http::Uri;
+
+/// A child process, killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The first line of `rx` that `accept` takes, within `timeout`.
+fn wait_for<T>(
+    rx: &Receiver<String>,
+    timeout: Duration,
+    accept: impl Fn(&str) -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let line = rx.recv_timeout(deadline.checked_duration_since(Instant::now())?).ok()?;
+        if let Some(found) = accept(&line) {
+            return Some(found);
+        }
+    }
+}
+
+/// Spawns `program` with `args`: the process, the lines of its output, its input.
+fn spawn(program: &Path, args: &[&str]) -> Result<(Process, Receiver<String>, ChildStdin), String> {
+    let child =
+        Command::new(program).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
+    let mut child = child.map_err(|e| format!("{}: {e}", program.display()))?;
+    let (stdout, stdin) =
+        (child.stdout.take().ok_or("no stdout")?, child.stdin.take().ok_or("no stdin")?);
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        BufReader::new(stdout).lines().map_while(Result::ok).try_for_each(|l| tx.send(l))
+    });
+    Ok((Process(child), rx, stdin))
+}
+
+/// A fan-out server: its process, the URLs of its streams of every topic and of the idle
+/// topic, and its control listener (`host:port`).
+pub(super) struct Server {
+    process: Process,
+    pub(super) events: Uri,
+    pub(super) idle: Uri,
+    control: String,
+}
+
+impl Server {
+    /// Starts `fanout-server` (the binary at `program`) with `args`.
+    pub(super) fn start(program: &Path, args: &[&str]) -> Result<Server, String> {
+        let (process, rx, _) = spawn(program, args)?;
+        let listening = wait_for(&rx, Duration::from_secs(30), |line| {
+            let mut words = line.strip_prefix("LISTENING ")?.split(' ');
+            let mut url = || words.next()?.parse().ok();
+            Some((url()?, url()?, words.next()?.to_string()))
+        });
+        let (events, idle, control) = listening.ok_or_else(|| format!("{args:?} did not start"))?;
+        Ok(Server { process, events, idle, control })
+    }
+
+    pub(super) fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
+
+    /// The URL of `path` on the control listener.
+    pub(super) fn control(&self, path: &str) -> Uri {
+        format!("http://{}{path}", self.control).parse().expect("a valid URL")
+    }
+}
+
+/// A `redis-server` (from the `PATH`) on a free loopback port, without persistence.
+pub(super) struct Redis {
+    _process: Process,
+    pub(super) url: String,
+}
+
+impl Redis {
+    pub(super) fn start() -> Result<Redis, String> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port().to_string();
+        drop(listener);
+        let args = ["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+        let (process, rx, _) = spawn(Path::new("redis-server"), &args)?;
+        let ready =
+            wait_for(&rx, Duration::from_secs(30), |l| l.contains("Ready to accept").then_some(()));
+        ready.ok_or("redis-server did not start")?;
+        Ok(Redis { _process: process, url: format!("redis://127.0.0.1:{port}/") })
+    }
+}
+
+/// Sets of `loadgen --hold` workers started so far.
+static SETS: AtomicUsize = AtomicUsize::new(0);
+
+/// `loadgen --hold` workers, each with its input and the lines of its output.
+pub(super) struct Holders(Vec<(Process, ChildStdin, Receiver<String>)>);
+
+impl Holders {
+    /// Starts `workers` of `loadgen` (the binary at `program`) with `args`, the i-th of
+    /// the n-th set binding source address 127.0.n.(10 + i): each set its own addresses,
+    /// so that the ports a set leaves in `TIME_WAIT` never slow the next one's binds.
+    pub(super) fn start(program: &Path, workers: usize, args: &[&str]) -> Result<Holders, String> {
+        let spawn = |i| {
+            let source = format!("127.0.{}.{}", SETS.load(Relaxed) % 250 + 1, 10 + i);
+            let (process, rx, stdin) =
+                spawn(program, &[args, &["--hold", "--bind", &source]].concat())?;
+            Ok((process, stdin, rx))
+        };
+        let holders = (0..workers).map(spawn).collect::<Result<_, String>>()?;
+        SETS.fetch_add(1, Relaxed);
+        Ok(Holders(holders))
+    }
+
+    /// Sends each worker its command (they work at once), then reads every answer, as the
+    /// numbers after its first word.
+    pub(super) fn ask(
+        &mut self,
+        commands: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<Vec<f64>>, String> {
+        for ((_, stdin, _), command) in self.0.iter_mut().zip(commands) {
+            writeln!(stdin, "{command}").map_err(|e| format!("loadgen --hold: {e}"))?;
+        }
+        let answers = self.0.iter().zip(commands).map(|((_, _, rx), command)| {
+            let answer = wait_for(rx, timeout, |line| Some(line.to_string()));
+            let answer =
+                answer.ok_or_else(|| format!("loadgen --hold: no answer to {command:?}"))?;
+            Ok(answer.split_whitespace().skip(1).filter_map(|n| n.parse().ok()).collect())
+        });
+        answers.collect()
+    }
+}

@@ -1,0 +1,72 @@
+//! The benchmark suite (the `bench-suite` binary; `benches/run.sh` runs it): every
+//! section, tower-sse side by side with axum, warp and the floors, written to
+//! `benches/results/results.json` and, made from that, `results.md`. Each server is a
+//! child process (`fanout-server`); the load runs in this process or, for idle memory,
+//! in `loadgen --hold` child processes; burst and encode are criterion benches.
+
+mod child;
+mod config;
+mod criterion;
+mod idle;
+mod sections;
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::results::{Meta, Results};
+use crate::{markdown, proc};
+use config::root;
+pub use config::{Args, Config, SECTIONS};
+
+/// Runs the sections, writes `<stem>.json` and, from it, `<stem>.md`; returns the latter.
+pub fn run(config: &Config) -> Result<String, String> {
+    let mut git = std::process::Command::new("git");
+    let git = git.args(["rev-parse", "--short", "HEAD"]).current_dir(root()).output();
+    let commit = git.map_or("?".into(), |o| String::from_utf8_lossy(&o.stdout).trim().into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut results = Results {
+        meta: Meta {
+            date: httpdate::fmt_http_date(SystemTime::now()),
+            commit,
+            command: config.args.command.clone(),
+            machine: format!("{cores} cores, {}", proc::cpu_model()),
+            open_files: proc::open_files_limit(),
+            load_before: proc::load_average(),
+            load_after: String::new(),
+        },
+        ..Results::default()
+    };
+    sections::run(config, &mut results)?;
+    if config.runs("idle") {
+        results.idle = idle::run(config)?;
+    }
+    if config.runs("burst") {
+        config.say("burst (criterion)");
+        let events = config.burst_events;
+        let env = [("BURST_EVENTS", events.to_string())];
+        let runs = criterion::run("burst", config.args.smoke, &env)?;
+        results.burst = runs.into_iter().map(|(_, s, ns)| (s, events as f64 * 1e9 / ns)).collect();
+    }
+    if config.runs("encode") {
+        config.say("encode (criterion)");
+        results.encode = criterion::run("encode", config.args.smoke, &[])?;
+    }
+    results.meta.load_after = proc::load_average();
+    let out = config.args.out.clone().unwrap_or_else(|| root().join("benches/results"));
+    let stem =
+        config.args.only.as_ref().map_or("results".into(), |o| format!("results-{}", o.join("-")));
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let json = out.join(format!("{stem}.json"));
+    let text = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
+    std::fs::write(&json, text).map_err(|e| format!("{}: {e}", json.display()))?;
+    render(&json)
+}
+
+/// Writes the Markdown of a results JSON next to it; returns it.
+pub fn render(json: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(json).map_err(|e| format!("{}: {e}", json.display()))?;
+    let results = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", json.display()))?;
+    let (md, path) = (markdown::render(&results), json.with_extension("md"));
+    std::fs::write(&path, &md).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(md)
+}
