@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tower_sse::{StreamCompression, Event, Hub, SseLayer};
+use tower_sse::{Event, Hub, SseLayer, StreamCompression};
 
 use super::options::Options;
 use super::publisher::Sink;
@@ -51,7 +51,8 @@ pub(super) fn start(listener: TcpListener, options: &Options) -> Result<Arc<dyn 
     let mut layer =
         SseLayer::new().batch_delay(Duration::from_millis(options.write_delay_ms.unwrap_or(0)));
     if let Some(codec) = options.compression {
-        let only = StreamCompression::new().gzip(codec == Codec::Gzip).deflate(codec == Codec::Deflate);
+        let only =
+            StreamCompression::new().gzip(codec == Codec::Gzip).deflate(codec == Codec::Deflate);
         layer = layer.compression(only.br(codec == Codec::Br).zstd(codec == Codec::Zstd));
     }
     let service = tower::ServiceBuilder::new().layer(layer).service(hub.clone());
