@@ -255,6 +255,51 @@ fn readme_programs_build_and_run_in_a_fresh_crate_with_the_readme_dependencies()
             assert!(!seen.contains("id: 41\n"), "resumed after 41:\n{seen}");
             let mut rest = [0u8; 1];
             let _ = socket.read(&mut rest);
+            drop(reader);
+            drop(socket);
+
+            // Whatever a client sends as its last event id, the Quick start answers
+            // with a stream (a panic in the handler would end the connection without
+            // an answer): the largest id, one past it, a negative one, a huge one,
+            // one that is no number, and one longer than the layer reads.
+            let long = "7".repeat(2000);
+            for id in [
+                "18446744073709551615",
+                "18446744073709551616",
+                "-1",
+                "99999999999999999999999999999999",
+                "abc",
+                " 5",
+                long.as_str(),
+            ] {
+                let first = quick_start_first_event(port, id);
+                assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "{id}: {first}");
+                assert!(first.contains("event: tick\n"), "{id}: {first}");
+            }
         }
     }
+}
+
+/// Asks the Quick start's server for its stream with `Last-Event-ID: id`: what it wrote
+/// up to its first event (or until it closed the connection).
+fn quick_start_first_event(port: u16, id: &str) -> String {
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let request = format!(
+        "GET / HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\nlast-event-id: {id}\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).unwrap();
+    let mut reader = BufReader::new(socket);
+    let mut seen = String::new();
+    let mut line = String::new();
+    while !seen.contains("event: tick\n") {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => seen.push_str(&line),
+        }
+    }
+    seen
 }
