@@ -116,12 +116,15 @@
 //!
 //! # Example
 //!
+//! With the dependencies of README's Quick start (`tower-sse`, `futures-util`, `http`,
+//! `hyper`, `tokio` with `macros`, `net`, `rt-multi-thread` and `time`, `tower` with
+//! `util`):
+//!
 //! ```no_run
 //! use std::convert::Infallible;
 //! use std::time::Duration;
 //!
-//! use futures_util::StreamExt;
-//! use tokio_stream::wrappers::IntervalStream;
+//! use futures_util::{StreamExt, stream};
 //! use tower::{ServiceBuilder, service_fn};
 //! use tower_sse::{Event, Sse, SseLayer};
 //!
@@ -129,9 +132,11 @@
 //! async fn main() -> std::io::Result<()> {
 //!     let service = ServiceBuilder::new()
 //!         .layer(SseLayer::new().retry(Duration::from_secs(2)))
-//!         .service(service_fn(|_request| async {
-//!             let ticks = IntervalStream::new(tokio::time::interval(Duration::from_secs(1)));
-//!             let events = ticks.map(|_| Event::builder().event("tick").data("tock").build());
+//!         .service(service_fn(|_request: http::Request<hyper::body::Incoming>| async {
+//!             let events = stream::repeat(()).then(|()| async {
+//!                 tokio::time::sleep(Duration::from_secs(1)).await;
+//!                 Event::builder().event("tick").data("tock").build()
+//!             });
 //!             Ok::<_, Infallible>(Sse::new(events).into_response())
 //!         }));
 //!
