@@ -55,6 +55,9 @@
 //! - `a_page_back_after_a_minute_away_gets_one_snapshot` (issue 24): a page whose server
 //!   was gone for 60 rounds of reports reconnects and receives the newest report of each
 //!   aircraft, 320 events, not the 19,200 published, and no reset.
+//! - `figures_of_the_example_behind` (issue 24, point 6): with the example's settings
+//!   and reports, what a page 10 s and 60 s behind receives under each policy (exact
+//!   counts; the table is printed with `--nocapture`).
 
 #[path = "../examples/aircraft/app.rs"]
 #[allow(dead_code)]
@@ -1671,4 +1674,149 @@ async fn a_page_back_after_a_minute_away_gets_one_snapshot() {
     });
     browser.quit().await;
     server.stop().await;
+}
+
+/// What a page received to catch up: events, and bytes of their frames.
+#[derive(Debug, Default, Clone, Copy)]
+struct Caught {
+    events: usize,
+    bytes: usize,
+    /// `stream-reset` events among them.
+    resets: usize,
+}
+
+/// Everything a held subscription has for now (in-process it is ready at once), polled
+/// until it would wait, counted into `caught`; a lag that ends it is returned.
+fn drain(
+    subscription: &mut tower_sse::Subscription,
+    caught: &mut Caught,
+) -> Option<tower_sse::hub::SubscriptionError> {
+    use futures_util::FutureExt;
+    loop {
+        match subscription.next().now_or_never() {
+            Some(Some(Ok(event))) => {
+                caught.events += 1;
+                caught.bytes += event.as_bytes().len();
+                caught.resets += usize::from(event.as_bytes().starts_with(b"event: stream-reset"));
+            }
+            Some(Some(Err(error))) => return Some(error),
+            Some(None) | None => return None,
+        }
+    }
+}
+
+/// The example's fleet on a hub built by `hub`, read by a page on every aircraft's
+/// topic that has read everything, then stops reading for `seconds` rounds of reports;
+/// what it receives before it holds the newest report of every aircraft again: `(at
+/// once, over the next second)`. At once is what the hub sends when it reads again
+/// (and, if its stream ends for lagging, on its reconnection with its `Last-Event-ID`);
+/// over the next second, what it still needs after a reset (a report of every aircraft;
+/// the page would also reload `/snapshot`, which is not counted).
+fn figures_behind(hub: tower_sse::hub::HubBuilder, seconds: usize) -> (Caught, Caught) {
+    let settings = Settings::default();
+    let hub = hub.build();
+    let mut simulator = Simulator::new(&settings, hub.clone());
+    let topics: Vec<String> = app::fleet::Fleet::new(settings.aircraft, settings.seed)
+        .aircraft()
+        .iter()
+        .map(|a| format!("aircraft/{}", a.icao24()))
+        .collect();
+    let mut page = hub.subscribe(&topics, None);
+    simulator.tick(0.0);
+    let mut first = Caught::default();
+    assert_eq!(drain(&mut page, &mut first).map(|e| e.to_string()), None);
+    assert_eq!(first.events, settings.aircraft);
+    let read = hub.last_id();
+    for _ in 0..seconds {
+        simulator.tick(60.0);
+    }
+    let mut now = Caught::default();
+    if drain(&mut page, &mut now).is_some() {
+        page = hub.subscribe(
+            &topics,
+            Some(&tower_sse::LastEventId::new(read.to_string())),
+        );
+        assert!(drain(&mut page, &mut now).is_none());
+    }
+    let mut later = Caught::default();
+    if now.resets > 0 {
+        // Reset (on every aircraft's topic): the page waits for every aircraft to
+        // report again.
+        simulator.tick(60.0);
+        assert!(drain(&mut page, &mut later).is_none());
+    }
+    (now, later)
+}
+
+/// Issue 24, point 6, with the example's own settings: 320 aircraft on a topic each,
+/// one report per aircraft per second, and a page 10 s and 60 s behind, under each
+/// policy. Counts are exact (held subscriptions, the simulator's own reports); the
+/// table goes to stderr (`--nocapture`).
+#[test]
+fn figures_of_the_example_behind() {
+    let settings = Settings::default();
+    use tower_sse::hub::LagPolicy;
+    // The example's hub before issue 24.
+    fn before(settings: &Settings) -> tower_sse::hub::HubBuilder {
+        tower_sse::Hub::builder()
+            .history_events(settings.history)
+            .max_topics(settings.aircraft)
+    }
+    type Build = fn(&Settings) -> tower_sse::hub::HubBuilder;
+    let cases: [(&str, Build); 5] = [
+        (
+            "Disconnect, default window (1024 per topic): the example before",
+            before,
+        ),
+        ("Disconnect, window 5", |s| {
+            before(s).queue_events(app::LIVE_WINDOW)
+        }),
+        ("Disconnect + conflate_replay, window 5", |s| {
+            before(s)
+                .queue_events(app::LIVE_WINDOW)
+                .conflate_replay(true)
+        }),
+        ("SkipAhead, window 5", |s| {
+            before(s)
+                .queue_events(app::LIVE_WINDOW)
+                .lag_policy(LagPolicy::SkipAhead)
+        }),
+        (
+            "Conflate + conflate_replay, window 5: the example",
+            Settings::hub,
+        ),
+    ];
+    eprintln!("| policy | 10 s behind: events (bytes) | 60 s behind: events (bytes) |");
+    eprintln!("|---|---|---|");
+    let mut rows = Vec::new();
+    for (name, hub) in &cases {
+        let cell = |(now, later): (Caught, Caught)| match (now.resets, later.events) {
+            (0, 0) => format!("{} ({} B)", now.events, now.bytes),
+            (resets, _) => format!(
+                "{resets} resets ({} B) + {} over the next second ({} B)",
+                now.bytes, later.events, later.bytes
+            ),
+        };
+        let ten = figures_behind(hub(&settings), 10);
+        let sixty = figures_behind(hub(&settings), 60);
+        eprintln!("| {name} | {} | {} |", cell(ten), cell(sixty));
+        rows.push([ten, sixty].map(|(now, later)| (now.events, now.resets, later.events)));
+    }
+    assert_eq!(
+        rows[0],
+        [(3200, 0, 0), (19_200, 0, 0)],
+        "no lag within 1024"
+    );
+    assert_eq!(
+        rows[1],
+        [(3200, 0, 0), (19_200, 0, 0)],
+        "cut off, then history"
+    );
+    assert_eq!(rows[2], [(320, 0, 0), (320, 0, 0)]);
+    assert_eq!(
+        rows[3],
+        [(320, 320, 320), (320, 320, 320)],
+        "a reset per topic"
+    );
+    assert_eq!(rows[4], [(320, 0, 0), (320, 0, 0)]);
 }
