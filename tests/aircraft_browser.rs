@@ -15,11 +15,12 @@
 //! - `map_moves_live_and_resumes_after_restarts`: with Debian's Leaflet, the map draws
 //!   the shipped coastlines and every aircraft of the fleet as a marker, and the markers
 //!   move on screen with each tick. The HTTP server is
-//!   then shut down while the simulation keeps publishing, and started again on the same
-//!   socket: the page reconnects by itself, the hub replays what it missed, and the ids
-//!   it received form one unbroken sequence (each is the previous plus one, since the
-//!   page reads every topic of the hub), so there is no gap and no duplicate, and its
-//!   state equals the server's. Then the server is replaced by a new one with a new hub
+//!   then shut down while the simulation keeps publishing three rounds, and started
+//!   again on the same socket: the page reconnects by itself, and the hub sends the
+//!   newest report of each aircraft it missed (the third round: conflation); the ids it
+//!   received form one unbroken sequence on either side of that (each is the previous
+//!   plus one, since the page reads every topic of the hub), so there is no duplicate
+//!   and nothing older than what it had, and its state equals the server's. Then the server is replaced by a new one with a new hub
 //!   and a different fleet, as after a real restart: the hub cannot replay, sends
 //!   `stream-reset`, and the page reloads its state (exactly the new fleet). A second tab
 //!   follows one aircraft with `?icao24=`. No page logs an error, and Leaflet comes from
@@ -42,9 +43,21 @@
 //! - `events_follow_one_aircraft`: over plain HTTP, `/events?icao24=` carries that
 //!   aircraft's reports only, and an unknown address is a 404.
 //! - `the_snapshot_survives_falling_behind`: more ticks than a subscriber's live window,
-//!   published while the snapshot's task cannot run, cut its subscription off; it
-//!   subscribes again from where it was and the snapshot still ends up exactly what was
-//!   published.
+//!   published while the snapshot's task cannot run, leave its subscription behind; the
+//!   hub conflates (once per aircraft) instead of cutting it off, and the snapshot ends
+//!   up exactly the last tick.
+//! - `a_stalled_page_shows_every_aircraft_where_it_is_now` (issue 24): the page's event
+//!   stream passes nothing (Chromium's network throttling) while the fleet reports 150
+//!   times; the hub finds the page behind on every aircraft and conflates; once its link
+//!   is back the page gets what the buffers held, then the newest report of each
+//!   aircraft, far fewer events than were published, and shows (and paints) every
+//!   aircraft where its newest report puts it, nothing older after anything newer.
+//! - `a_page_back_after_a_minute_away_gets_one_snapshot` (issue 24): a page whose server
+//!   was gone for 60 rounds of reports reconnects and receives the newest report of each
+//!   aircraft, 320 events, not the 19,200 published, and no reset.
+//! - `figures_of_the_example_behind` (issue 24, point 6): with the example's settings
+//!   and reports, what a page 10 s and 60 s behind receives under each policy (exact
+//!   counts; the table is printed with `--nocapture`).
 
 #[path = "../examples/aircraft/app.rs"]
 #[allow(dead_code)]
@@ -534,7 +547,19 @@ async fn map_moves_live_and_resumes_after_restarts() {
         "the stream starts right after the snapshot"
     );
     assert_eq!(ids.last(), Some(&app.hub().last_id()));
-    assert_unbroken(&ids, "ids across the restart");
+    // Back after three rounds, it received the newest report of each aircraft (the
+    // third round, in fleet order), not all three: then the live ones.
+    let (before, after): (Vec<u64>, Vec<u64>) = ids.iter().partition(|id| **id <= before_cut);
+    assert_unbroken(&before, "ids before the restart");
+    assert_eq!(
+        (after.first(), after.len()),
+        (
+            Some(&(before_cut + missed - fleet_size as u64 + 1)),
+            3 * fleet_size
+        ),
+        "after the restart, the newest round, then two live ones"
+    );
+    assert_unbroken(&after, "ids after the restart");
     let (state, _) = server_state(&app);
     let seen: BTreeMap<String, Seen> = browser.eval(map, "aircraftMap.state()").await;
     assert_eq!(
@@ -558,8 +583,8 @@ async fn map_moves_live_and_resumes_after_restarts() {
     assert_eq!(badge, "live");
     let screenshot = browser.screenshot(map, "aircraft").await;
     eprintln!(
-        "aircraft: {fleet_size} markers, {moved_total} moves seen on screen, {} ids checked \
-         unbroken, {missed} replayed after the restart; screenshot {}",
+        "aircraft: {fleet_size} markers, {moved_total} moves seen on screen, {} ids checked, \
+         {fleet_size} of {missed} missed sent after the restart; screenshot {}",
         ids.len(),
         screenshot.display()
     );
@@ -1170,16 +1195,12 @@ async fn events_follow_one_aircraft() {
     server.stop().await;
 }
 
-/// How far a hub subscriber may fall behind on one topic before it is cut off: the hub's
-/// live window, `queue_events`, which the example leaves at its default.
-const LIVE_WINDOW: usize = 1024;
-
 /// On a single-threaded runtime the snapshot's task cannot run while the test publishes:
-/// more ticks in a row than a topic's live window holds leave its subscription behind
-/// (history, 120 events, is long gone by then), and it is cut off when it reads again.
-/// The task subscribes again after the last id it took in, receives `stream-reset` (what
-/// it missed is gone), and goes on: the snapshot reaches the hub's newest id, and after
-/// the next tick it is exactly that tick.
+/// more ticks in a row than a topic's live window holds (`LIVE_WINDOW`) leave its
+/// subscription behind on every aircraft, which it finds when it reads again. It is not
+/// cut off: the hub conflates (`LagPolicy::Conflate`), once per aircraft's topic, and
+/// hands it the newest report of each aircraft, so the snapshot reaches the hub's newest
+/// id holding exactly the last tick; after the next tick it is exactly that tick.
 #[tokio::test]
 async fn the_snapshot_survives_falling_behind() {
     let settings = Settings {
@@ -1187,15 +1208,615 @@ async fn the_snapshot_survives_falling_behind() {
         ..Settings::default()
     };
     let (app, mut simulator) = start(settings.clone()).await;
-    for _ in 0..LIVE_WINDOW + 10 {
-        simulator.tick(10.0);
+    let mut last = Vec::new();
+    for _ in 0..app::LIVE_WINDOW + 10 {
+        last = simulator.tick(10.0);
     }
     let newest = app.hub().last_id();
     let reached = tokio::time::timeout(Duration::from_secs(30), app.snapshot_reaches(newest)).await;
     assert!(reached.is_ok(), "the snapshot is at {}", app.snapshot_id());
-    // A subscriber finds its own lag when it reads again, and is cut off at the first
-    // topic it finds it on: counted once, once the task ran.
-    let lagged: u64 = app.hub().all_stats().iter().map(|s| s.lagged).sum();
-    assert_eq!(lagged, 1, "the snapshot's subscription was cut off");
+    let counters: Vec<(u64, u64, u64)> = app
+        .hub()
+        .all_stats()
+        .iter()
+        .map(|s| (s.lagged, s.conflated, s.conflate_fallbacks))
+        .collect();
+    assert_eq!(
+        counters,
+        vec![(1, 1, 0); 5],
+        "(lagged, conflated, fallbacks) of each aircraft's topic"
+    );
+    let snapshot: serde_json::Value = serde_json::from_str(&app.snapshot(None)).unwrap();
+    let held: Vec<(u64, serde_json::Value)> = snapshot["aircraft"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["id"].as_u64().unwrap(), e["data"].clone()))
+        .collect();
+    let published: Vec<(u64, serde_json::Value)> = last
+        .iter()
+        .map(|s| {
+            (
+                s.published.id().unwrap(),
+                serde_json::from_str(&s.json).unwrap(),
+            )
+        })
+        .collect();
+    assert!(held == published, "the snapshot is not the last tick");
     tick(&app, &mut simulator, 60.0).await;
+}
+
+/// Advances the simulation by one round of reports, as [`tick`] does but without
+/// comparing the snapshot with the round (for many rounds in a row): waits until the
+/// app's snapshot has taken it in, so that the app's own subscription never falls
+/// behind and every lag the hub counts is a page's. Returns `(id, aircraft)` of each
+/// report, in fleet order.
+async fn round(app: &App, simulator: &mut Simulator, seconds: f64) -> Vec<(u64, String)> {
+    let sent = simulator.tick(seconds);
+    assert_eq!(sent.len(), app.icao24s().len(), "every report published");
+    let newest = app.hub().last_id();
+    let reached = tokio::time::timeout(Duration::from_secs(30), app.snapshot_reaches(newest)).await;
+    assert!(
+        reached.is_ok(),
+        "the snapshot is at {}, the hub at {newest}",
+        app.snapshot_id()
+    );
+    sent.iter()
+        .zip(app.icao24s())
+        .map(|(s, icao24)| (s.published.id().expect("an id in memory"), icao24))
+        .collect()
+}
+
+/// The hub's counters of every aircraft's topic, summed: `(lagged, conflated,
+/// conflate_fallbacks, dropped, delivered)`, and how many topics conflated at least once.
+fn lag_counters(app: &App) -> ([u64; 5], usize) {
+    let mut sums = [0; 5];
+    let mut conflated_topics = 0;
+    for icao24 in app.icao24s() {
+        let stats = app
+            .hub()
+            .stats(&format!("aircraft/{icao24}"))
+            .expect("the aircraft's topic");
+        for (sum, n) in sums.iter_mut().zip([
+            stats.lagged,
+            stats.conflated,
+            stats.conflate_fallbacks,
+            stats.dropped,
+            stats.delivered,
+        ]) {
+            *sum += n;
+        }
+        conflated_topics += usize::from(stats.conflated > 0);
+    }
+    (sums, conflated_topics)
+}
+
+/// Fails unless each aircraft's reports came in the order they were published: ids go
+/// up per aircraft (and overall), so that nothing the page drew was older than what it
+/// showed before. `aircraft` maps each id published to its aircraft.
+fn assert_each_aircraft_goes_forward(
+    ids: &[u64],
+    aircraft: &std::collections::HashMap<u64, String>,
+    what: &str,
+) {
+    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+    for pair in ids.windows(2) {
+        assert!(
+            pair[1] > pair[0],
+            "{what}: id {} after {}",
+            pair[1],
+            pair[0]
+        );
+    }
+    for id in ids {
+        let key = aircraft
+            .get(id)
+            .unwrap_or_else(|| panic!("{what}: id {id} was not published"));
+        if let Some(before) = last.insert(key, *id) {
+            assert!(
+                before < *id,
+                "{what}: {key} went from id {before} back to {id}"
+            );
+        }
+    }
+}
+
+/// Rounds of reports published while the page's stream is stalled: 150 s of the feed,
+/// 48,000 events (about 11 MB).
+const STALLED_ROUNDS: usize = 150;
+
+/// The send buffer of the stalled test's sockets. Loopback lets the send buffer of a
+/// connection whose reader stalled grow to `tcp_wmem`'s maximum (4 MiB by default, 50 s
+/// of this feed: with it, the buffers held 20,849 events before the server found the
+/// page behind); a real link's is about what it carries in a round trip. 128 KiB (the
+/// kernel doubles it) keeps what the buffers hold small beside what the hub conflates.
+const SEND_BUFFER: u32 = 128 << 10;
+
+/// Issue 24: a tab whose stream stalls (its link passes nothing: Chromium's own
+/// network throttling, which holds the stream's reads in the browser's network
+/// service, so its socket fills and the server cannot write) while the fleet reports
+/// 100 times. The server really finds the page behind: the hub's counters show every
+/// aircraft's topic lagged and conflated, none fell back to a reset, and what the page
+/// did not receive is exactly what the hub dropped for it. When its link comes back the
+/// page receives what the buffers held (in order), then the newest report of every
+/// aircraft (the last round, in id order), and is live again: no reconnect, no reset,
+/// no report older than one it showed (ids go up per aircraft), far fewer events than
+/// were published, and every aircraft shown, in the model and on the canvas, where its
+/// newest report puts it. The simple map is used because it says where it painted
+/// each aircraft in the same pixels as it projects a position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_page_shows_every_aircraft_where_it_is_now() {
+    let _alone = ONE_BROWSER.lock().await;
+    let settings = Settings {
+        retry: Duration::from_millis(300),
+        ..Settings::default()
+    };
+    let fleet_size = settings.aircraft;
+    let page = Page::locate(Some(empty_dir("aircraft-stalled").as_os_str()));
+    let (app, mut simulator) = start(settings).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(SEND_BUFFER).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = Arc::new(socket.listen(64).unwrap());
+    let addr = listener.local_addr().unwrap();
+    let server = Server::start(&listener, &app, &page);
+    let mut browser = Browser::launch(1280, 800).await;
+
+    // The page's event stream passes nothing: throttled to 1 byte/s (the browser holds
+    // each read of the socket until its bytes are paid for, so nothing passes). Set
+    // before the page opens the stream, which is when Chromium applies it; the page's
+    // other requests are not throttled.
+    let map = browser.open("about:blank").await;
+    browser
+        .cdp(map, "Network.enable", serde_json::json!({}), None)
+        .await;
+    let stall = serde_json::json!({
+        "offline": false,
+        "matchedNetworkConditions": [{
+            "urlPattern": format!("http://{addr}/events*"),
+            "latency": 0,
+            "downloadThroughput": 1,
+            "uploadThroughput": -1,
+        }],
+    });
+    browser
+        .cdp(map, "Network.emulateNetworkConditionsByRule", stall, None)
+        .await;
+    let _: bool = browser
+        .eval(
+            map,
+            &format!("(location.href = 'http://{addr}/?record', true)"),
+        )
+        .await;
+    browser
+        .expect(
+            map,
+            &format!(
+                "window.aircraftMap && aircraftMap.ready && aircraftMap.view === 'canvas' && \
+                 aircraftMap.markers() === {fleet_size}"
+            ),
+            "the page shows the fleet from its snapshot",
+            SHOW_MAP,
+        )
+        .await;
+    open_streams_become(&app, 1).await;
+    let start = app.hub().last_id();
+    let snapshot: u64 = browser.eval(map, "aircraftMap.snapshots[0]").await;
+    assert_eq!(
+        snapshot, start,
+        "the page's snapshot is the fleet as published"
+    );
+    let (before, _) = lag_counters(&app);
+
+    // The fleet reports STALLED_ROUNDS times while the page's stream passes nothing.
+    let mut aircraft = std::collections::HashMap::new();
+    let mut last_round = Vec::new();
+    for _ in 0..STALLED_ROUNDS {
+        last_round = round(&app, &mut simulator, 60.0).await;
+        aircraft.extend(last_round.iter().cloned());
+    }
+    let newest = app.hub().last_id();
+    let published = newest - start;
+    assert_eq!(published, (STALLED_ROUNDS * fleet_size) as u64);
+    let received: usize = browser.eval(map, "aircraftMap.ids.length").await;
+    assert_eq!(received, 0, "the stalled page received events");
+
+    // Its link comes back (any new conditions release the stream's throttle).
+    let release = serde_json::json!({ "offline": false, "matchedNetworkConditions": [] });
+    browser
+        .cdp(map, "Network.emulateNetworkConditionsByRule", release, None)
+        .await;
+    caught_up(
+        &mut browser,
+        map,
+        newest,
+        "the page catches up once its link is back",
+    )
+    .await;
+
+    // The server found the page behind on every aircraft and caught it up in short.
+    let (after, conflated_topics) = lag_counters(&app);
+    let [lagged, conflated, fallbacks, dropped, _] = std::array::from_fn(|n| after[n] - before[n]);
+    let ids: Vec<u64> = browser.eval(map, "aircraftMap.ids").await;
+    assert_eq!(
+        (conflated_topics, before[1]),
+        (fleet_size, 0),
+        "topics that conflated, and catch-ups in short before the stall (lagged {lagged}, \
+         conflated {conflated})"
+    );
+    assert_eq!((lagged, fallbacks), (conflated, 0), "every lag conflated");
+    assert_eq!(
+        ids.len() as u64,
+        published - dropped,
+        "the page received every event the hub did not drop for it"
+    );
+    assert_each_aircraft_goes_forward(&ids, &aircraft, "after the stall");
+    // What the buffers held came first (in order, and in short for any aircraft the
+    // server found the page behind on while it could still write); last, the newest
+    // report of every aircraft: the last round, in id order.
+    assert!(
+        ids.len() >= fleet_size,
+        "the page received {} events",
+        ids.len()
+    );
+    let buffered = ids.len() - fleet_size;
+    assert!(
+        buffered + fleet_size * (app::LIVE_WINDOW + 1) <= published as usize,
+        "the buffers held {buffered} of {published} events: publish more rounds"
+    );
+    let newest_of_each: Vec<u64> = last_round.iter().map(|(id, _)| *id).collect();
+    if ids[buffered..] != newest_of_each[..] {
+        let rounds: Vec<(u64, u64)> = ids[buffered..]
+            .iter()
+            .map(|id| {
+                (
+                    (id - start - 1) / fleet_size as u64,
+                    (id - start - 1) % fleet_size as u64,
+                )
+            })
+            .collect();
+        panic!(
+            "after the {buffered} events the buffers held, the page got (round, aircraft) \
+             {rounds:?}, not the newest report of each aircraft (round {})",
+            STALLED_ROUNDS - 1
+        );
+    }
+    assert!(
+        ids.len() * 5 <= published as usize,
+        "the page received {} of {published} events",
+        ids.len()
+    );
+
+    // Every aircraft is where its newest report puts it, in the model and on the map.
+    let (state, _) = server_state(&app);
+    let seen: BTreeMap<String, Seen> = browser.eval(map, "aircraftMap.state()").await;
+    assert_eq!(
+        seen, state,
+        "the page shows the newest report of every aircraft"
+    );
+    let misplaced: Vec<(String, Option<String>, String)> = browser
+        .eval(
+            map,
+            "(() => { const drawn = aircraftMap.drawn(); const state = aircraftMap.state(); \
+               return Object.keys(state).map((key) => { \
+                 const at = aircraftMap.project(state[key].lat, state[key].lon) \
+                   .map((v) => v.toFixed(1)).join(','); \
+                 return [key, drawn[key], at]; }) \
+               .filter(([, drawn, at]) => drawn !== at); })()",
+        )
+        .await;
+    assert!(
+        misplaced.is_empty(),
+        "{} aircraft not painted where their newest report is (key, painted, expected): \
+         {misplaced:?}",
+        misplaced.len()
+    );
+    let (opens, stale, resets, snapshots): (u32, u32, usize, usize) = browser
+        .eval(
+            map,
+            "[aircraftMap.opens, aircraftMap.stale, aircraftMap.resets.length, \
+              aircraftMap.snapshots.length]",
+        )
+        .await;
+    assert_eq!(
+        (opens, stale, resets, snapshots),
+        (1, 0, 0, 1),
+        "(opens, stale events, resets, snapshots loaded)"
+    );
+
+    // And it is live again.
+    tick(&app, &mut simulator, 60.0).await;
+    caught_up(
+        &mut browser,
+        map,
+        app.hub().last_id(),
+        "the page is live again",
+    )
+    .await;
+    let (state, _) = server_state(&app);
+    let seen: BTreeMap<String, Seen> = browser.eval(map, "aircraftMap.state()").await;
+    assert_eq!(seen, state);
+    eprintln!(
+        "aircraft, stalled page: {published} events published while stalled; the page \
+         received {} ({buffered} the buffers held, then the {fleet_size} newest), the hub \
+         dropped {dropped} for it, {conflated} catch-ups in short",
+        ids.len()
+    );
+
+    browser.close_page(map).await;
+    browser.errors().await.assert_none(|failed| {
+        failed.url.contains("/events?") && failed.error.as_deref() == Some("net::ERR_ABORTED")
+    });
+    browser.quit().await;
+    server.stop().await;
+}
+
+/// Issue 24: a page away for a minute (its server gone while the fleet reports 60
+/// times, 19,200 events, all still in history) comes back with its `Last-Event-ID` and
+/// receives one snapshot: the newest report of each aircraft, 320 events in id order
+/// (the last round), not the backlog, and no `stream-reset`; it reloads nothing, each
+/// aircraft's ids only go up, it shows exactly the server's state, and it is live
+/// again. The hub counts one catch-up in short per aircraft's topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_back_after_a_minute_away_gets_one_snapshot() {
+    let _alone = ONE_BROWSER.lock().await;
+    let settings = Settings {
+        retry: Duration::from_millis(300),
+        ..Settings::default()
+    };
+    let fleet_size = settings.aircraft;
+    let page = page_with_debian_leaflet();
+    let (app, mut simulator) = start(settings).await;
+    let listener = Arc::new(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let addr = listener.local_addr().unwrap();
+    let server = Server::start(&listener, &app, &page);
+    let mut browser = Browser::launch(1280, 800).await;
+    let map = browser.open(&format!("http://{addr}/?record")).await;
+    browser
+        .expect(
+            map,
+            &format!(
+                "window.aircraftMap && aircraftMap.ready && aircraftMap.view === 'leaflet' && \
+                 aircraftMap.markers() === {fleet_size}"
+            ),
+            "Leaflet's map shows the whole fleet",
+            SHOW_MAP,
+        )
+        .await;
+    open_streams_become(&app, 1).await;
+    tick(&app, &mut simulator, 60.0).await;
+    caught_up(&mut browser, map, app.hub().last_id(), "the page is live").await;
+
+    // A minute away: the server goes while the fleet reports 60 times.
+    let away = app.hub().last_id();
+    let received_before: usize = browser.eval(map, "aircraftMap.ids.length").await;
+    server.stop().await;
+    assert_eq!(app.open_streams(), 0, "the shutdown ended the stream");
+    let (before, _) = lag_counters(&app);
+    let mut last_round = Vec::new();
+    for _ in 0..60 {
+        last_round = round(&app, &mut simulator, 60.0).await;
+    }
+    let newest = app.hub().last_id();
+    assert_eq!(newest - away, 60 * fleet_size as u64);
+
+    // Back: one snapshot, the newest report of each aircraft.
+    let server = Server::start(&listener, &app, &page);
+    caught_up(
+        &mut browser,
+        map,
+        newest,
+        "the page catches up when it is back",
+    )
+    .await;
+    let resumed = app.stream_starts().last().cloned().expect("a stream start");
+    assert_eq!(
+        (resumed.resumed_after.as_deref(), resumed.newest),
+        (Some(away.to_string().as_str()), newest),
+        "the browser resumed after the last id it had: {resumed:?}"
+    );
+    let ids: Vec<u64> = browser.eval(map, "aircraftMap.ids").await;
+    let newest_of_each: Vec<u64> = last_round.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        ids.len() - received_before,
+        fleet_size,
+        "events received on the reconnect, after {} published",
+        newest - away
+    );
+    assert_eq!(
+        ids[received_before..],
+        newest_of_each[..],
+        "after a minute away, the newest report of each aircraft, in id order, and \
+         nothing else"
+    );
+    let (after, conflated_topics) = lag_counters(&app);
+    assert_eq!(
+        (after[1] - before[1], conflated_topics, after[2] - before[2]),
+        (fleet_size as u64, fleet_size, 0),
+        "(catch-ups in short, topics, fallbacks)"
+    );
+    let (state, _) = server_state(&app);
+    let seen: BTreeMap<String, Seen> = browser.eval(map, "aircraftMap.state()").await;
+    assert_eq!(
+        seen, state,
+        "the page shows the newest report of every aircraft"
+    );
+    let (opens, stale, resets, snapshots): (u32, u32, usize, usize) = browser
+        .eval(
+            map,
+            "[aircraftMap.opens, aircraftMap.stale, aircraftMap.resets.length, \
+              aircraftMap.snapshots.length]",
+        )
+        .await;
+    assert_eq!(
+        (opens, stale, resets, snapshots),
+        (2, 0, 0, 1),
+        "(opens, stale events, resets, snapshots loaded)"
+    );
+
+    // Live again.
+    let live = tick(&app, &mut simulator, 60.0).await;
+    caught_up(&mut browser, map, live, "the page is live again").await;
+    let ids: Vec<u64> = browser.eval(map, "aircraftMap.ids").await;
+    assert_eq!(ids.len(), received_before + 2 * fleet_size);
+    let (state, _) = server_state(&app);
+    let seen: BTreeMap<String, Seen> = browser.eval(map, "aircraftMap.state()").await;
+    assert_eq!(seen, state);
+    eprintln!(
+        "aircraft, a minute away: {} events published, {fleet_size} received on the \
+         reconnect",
+        newest - away
+    );
+
+    browser.close_page(map).await;
+    browser.errors().await.assert_none(|failed| {
+        failed.url.contains("/events?") && failed.error.as_deref() == Some("net::ERR_ABORTED")
+    });
+    browser.quit().await;
+    server.stop().await;
+}
+
+/// What a page received to catch up: events, and bytes of their frames.
+#[derive(Debug, Default, Clone, Copy)]
+struct Caught {
+    events: usize,
+    bytes: usize,
+    /// `stream-reset` events among them.
+    resets: usize,
+}
+
+/// Everything a held subscription has for now (in-process it is ready at once), polled
+/// until it would wait, counted into `caught`; a lag that ends it is returned.
+fn drain(
+    subscription: &mut tower_sse::Subscription,
+    caught: &mut Caught,
+) -> Option<tower_sse::hub::SubscriptionError> {
+    use futures_util::FutureExt;
+    loop {
+        match subscription.next().now_or_never() {
+            Some(Some(Ok(event))) => {
+                caught.events += 1;
+                caught.bytes += event.as_bytes().len();
+                caught.resets += usize::from(event.as_bytes().starts_with(b"event: stream-reset"));
+            }
+            Some(Some(Err(error))) => return Some(error),
+            Some(None) | None => return None,
+        }
+    }
+}
+
+/// The example's fleet on a hub built by `hub`, read by a page on every aircraft's
+/// topic that has read everything, then stops reading for `seconds` rounds of reports;
+/// what it receives before it holds the newest report of every aircraft again: `(at
+/// once, over the next second)`. At once is what the hub sends when it reads again
+/// (and, if its stream ends for lagging, on its reconnection with its `Last-Event-ID`);
+/// over the next second, what it still needs after a reset (a report of every aircraft;
+/// the page would also reload `/snapshot`, which is not counted).
+fn figures_behind(hub: tower_sse::hub::HubBuilder, seconds: usize) -> (Caught, Caught) {
+    let settings = Settings::default();
+    let hub = hub.build();
+    let mut simulator = Simulator::new(&settings, hub.clone());
+    let topics: Vec<String> = app::fleet::Fleet::new(settings.aircraft, settings.seed)
+        .aircraft()
+        .iter()
+        .map(|a| format!("aircraft/{}", a.icao24()))
+        .collect();
+    let mut page = hub.subscribe(&topics, None);
+    simulator.tick(0.0);
+    let mut first = Caught::default();
+    assert_eq!(drain(&mut page, &mut first).map(|e| e.to_string()), None);
+    assert_eq!(first.events, settings.aircraft);
+    let read = hub.last_id();
+    for _ in 0..seconds {
+        simulator.tick(60.0);
+    }
+    let mut now = Caught::default();
+    if drain(&mut page, &mut now).is_some() {
+        page = hub.subscribe(
+            &topics,
+            Some(&tower_sse::LastEventId::new(read.to_string())),
+        );
+        assert!(drain(&mut page, &mut now).is_none());
+    }
+    let mut later = Caught::default();
+    if now.resets > 0 {
+        // Reset (on every aircraft's topic): the page waits for every aircraft to
+        // report again.
+        simulator.tick(60.0);
+        assert!(drain(&mut page, &mut later).is_none());
+    }
+    (now, later)
+}
+
+/// Issue 24, point 6, with the example's own settings: 320 aircraft on a topic each,
+/// one report per aircraft per second, and a page 10 s and 60 s behind, under each
+/// policy. Counts are exact (held subscriptions, the simulator's own reports); the
+/// table goes to stderr (`--nocapture`).
+#[test]
+fn figures_of_the_example_behind() {
+    let settings = Settings::default();
+    use tower_sse::hub::LagPolicy;
+    // The example's hub before issue 24.
+    fn before(settings: &Settings) -> tower_sse::hub::HubBuilder {
+        tower_sse::Hub::builder()
+            .history_events(settings.history)
+            .max_topics(settings.aircraft)
+    }
+    type Build = fn(&Settings) -> tower_sse::hub::HubBuilder;
+    let cases: [(&str, Build); 5] = [
+        (
+            "Disconnect, default window (1024 per topic): the example before",
+            before,
+        ),
+        ("Disconnect, window 5", |s| {
+            before(s).queue_events(app::LIVE_WINDOW)
+        }),
+        ("Disconnect + conflate_replay, window 5", |s| {
+            before(s)
+                .queue_events(app::LIVE_WINDOW)
+                .conflate_replay(true)
+        }),
+        ("SkipAhead, window 5", |s| {
+            before(s)
+                .queue_events(app::LIVE_WINDOW)
+                .lag_policy(LagPolicy::SkipAhead)
+        }),
+        (
+            "Conflate + conflate_replay, window 5: the example",
+            Settings::hub,
+        ),
+    ];
+    eprintln!("| policy | 10 s behind: events (bytes) | 60 s behind: events (bytes) |");
+    eprintln!("|---|---|---|");
+    let mut rows = Vec::new();
+    for (name, hub) in &cases {
+        let cell = |(now, later): (Caught, Caught)| match (now.resets, later.events) {
+            (0, 0) => format!("{} ({} B)", now.events, now.bytes),
+            (resets, _) => format!(
+                "{resets} resets ({} B) + {} over the next second ({} B)",
+                now.bytes, later.events, later.bytes
+            ),
+        };
+        let ten = figures_behind(hub(&settings), 10);
+        let sixty = figures_behind(hub(&settings), 60);
+        eprintln!("| {name} | {} | {} |", cell(ten), cell(sixty));
+        rows.push([ten, sixty].map(|(now, later)| (now.events, now.resets, later.events)));
+    }
+    assert_eq!(
+        rows[0],
+        [(3200, 0, 0), (19_200, 0, 0)],
+        "no lag within 1024"
+    );
+    assert_eq!(
+        rows[1],
+        [(3200, 0, 0), (19_200, 0, 0)],
+        "cut off, then history"
+    );
+    assert_eq!(rows[2], [(320, 0, 0), (320, 0, 0)]);
+    assert_eq!(
+        rows[3],
+        [(320, 320, 320), (320, 320, 320)],
+        "a reset per topic"
+    );
+    assert_eq!(rows[4], [(320, 0, 0), (320, 0, 0)]);
 }

@@ -13,7 +13,9 @@
 //!   `/events?lastEventId=<its lastId>`), receives every position the simulator
 //!   published, in order, with the same ids and data, and nothing else in between;
 //! - a page that loaded its snapshot from the simulating instance and connects its stream
-//!   to the serving one with `Last-Event-ID` receives exactly what followed;
+//!   to the serving one with `Last-Event-ID` three rounds later receives exactly the
+//!   newest report of each aircraft (the example conflates replays by aircraft, and the
+//!   key travels with each event in Redis), then live ones;
 //! - `/snapshot` on the serving instance equals the latest report of every aircraft, as
 //!   published, and the simulating instance's own `/snapshot`.
 
@@ -319,25 +321,28 @@ async fn a_serving_instance_relays_the_simulated_fleet() {
     published.extend(next);
 
     // A page that loaded its snapshot from the simulating instance, and whose stream
-    // lands on the serving one (a load balancer, a reconnect), resumes exactly there.
+    // lands on the serving one (a load balancer, a reconnect), resumes exactly there:
+    // three rounds later, it receives the newest report of each aircraft (the third
+    // round, read from the Redis streams in short), then live ones.
     let loaded = simulating.snapshot_at(published.last().unwrap().0).await;
     let loaded_id = loaded["lastId"].as_u64().unwrap();
-    for _ in 0..2 {
-        published.extend(simulating.tick(30.0).await);
+    let mut last_round = Vec::new();
+    for _ in 0..3 {
+        last_round = simulating.tick(30.0).await;
+        published.extend(last_round.iter().cloned());
     }
+    let missed = published.iter().filter(|(id, _)| *id > loaded_id).count();
+    assert_eq!(missed, 3 * FLEET);
     let mut resumed = connect(serving.addr, "/events", Some(loaded_id)).await;
-    let missed: Vec<(u64, String)> = published
-        .iter()
-        .filter(|(id, _)| *id > loaded_id)
-        .cloned()
-        .collect();
-    assert_eq!(missed.len(), 2 * FLEET);
     receive_exactly(
         &mut resumed,
-        &missed,
-        "the page resumed on the other instance",
+        &last_round,
+        "the page resumed on the other instance: the newest report of each aircraft",
     )
     .await;
+    let live = simulating.tick(30.0).await;
+    receive_exactly(&mut resumed, &live[..1], "then live").await;
+    published.extend(live);
 
     // `/snapshot` on the serving instance: every aircraft's latest report as published,
     // the same as on the simulating instance.

@@ -1,12 +1,14 @@
 // The live map: one marker per aircraft, kept current by the server's event stream.
 //
 // Start-up: load /snapshot (every aircraft's latest report, current as of event
-// `lastId`), draw it, then open /events?lastEventId=<lastId>. The hub replays anything
-// published in between, so nothing is missed and nothing arrives twice. When the
-// connection drops the browser reconnects by itself and sends `Last-Event-ID`; the hub
-// replays what was missed. If the hub can no longer replay (the server restarted, or the
-// page was away longer than the history), it sends `stream-reset` and the page reloads
-// the snapshot.
+// `lastId`), draw it, then open /events?lastEventId=<lastId>. The hub sends the newest
+// report of each aircraft published in between, so nothing current is missed and
+// nothing arrives twice. When the connection drops the browser reconnects by itself and
+// sends `Last-Event-ID`; the hub sends the newest report of each aircraft it missed (one
+// event per aircraft), and the same when the page falls behind the feed (a stalled tab,
+// a slow link). Ids only go up, per aircraft too; a report older than the one shown
+// would not be drawn (`stale` counts them). If the hub can no longer catch the page up
+// (the server restarted), it sends `stream-reset` and the page reloads the snapshot.
 //
 // Two views draw the same thing: Leaflet's map when the server found a copy of Leaflet
 // to serve (it loads before this script), or else a simple map of our own on a canvas,

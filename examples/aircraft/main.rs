@@ -13,10 +13,14 @@
 //! second each aircraft's position is published through a [`tower_sse::Hub`] as a
 //! `position` event carrying JSON, on a topic of its own, the fleet in 20 parts spread
 //! over the second (320 events a second, arriving steadily); the map reads them all on
-//! one connection. A browser that reconnects sends its `Last-Event-ID` and the hub
-//! replays what it missed, so the map neither jumps back nor loses an update. Each topic
-//! keeps two minutes of history; a browser away for longer (or one that comes back to a
-//! restarted server) receives `stream-reset` instead and reloads the snapshot.
+//! one connection. A report is keyed by its aircraft, and the hub conflates: a browser
+//! that reconnects sends its `Last-Event-ID` and receives the newest report of each
+//! aircraft it missed (320 events after a minute away, not 19,200), and a browser too
+//! slow for the feed (a stalled tab, a poor link) receives the same once it is more than
+//! five seconds behind, so the map shows every aircraft where it is now and never
+//! jumps back. A browser that comes back to a restarted server (or, on Redis, after more
+//! than the two minutes of history each topic keeps there) receives `stream-reset`
+//! instead and reloads the snapshot.
 //!
 //! - `GET /`: the map. The coastlines come with the example, so no tile server is
 //!   needed (`/?tiles=<url template>` adds a tile layer), and the page loads nothing from

@@ -16,7 +16,12 @@
 //   {"id":6,"op":"close","page":0}
 //   {"id":7,"op":"errors"}  -> console errors, page errors, failed requests of every page,
 //                              and the requests blocked for not going to loopback
-//   {"id":8,"op":"quit"}
+//   {"id":8,"op":"cdp","page":0,"method":"Debugger.pause","event":"Debugger.paused"}
+//       -> {"id":8,"ok":true,"value":<the method's result>}: a Chrome DevTools Protocol
+//       command on the page's own session (one per page, kept, so that what it sets
+//       stays set); with "event", answers once that event has fired, with its params
+//       (to pause the page's scripts and know they are paused, say)
+//   {"id":9,"op":"quit"}
 //
 // Pages reach loopback only: the harness aborts every other request (see harness.mjs).
 // `expr` is a JavaScript expression evaluated in the page. A failed command answers
@@ -48,6 +53,8 @@ async function main() {
   });
   const pages = [];
   const responses = [];
+  /** page number -> its CDP session */
+  const sessions = [];
 
   const page = (n) => {
     const found = pages[n];
@@ -91,6 +98,13 @@ async function main() {
     },
     async errors() {
       return harness.errors();
+    },
+    async cdp({ page: n, method, params, event }) {
+      sessions[n] ??= await harness.context.newCDPSession(page(n));
+      const session = sessions[n];
+      const fired = event ? new Promise((resolve) => session.once(event, resolve)) : null;
+      const result = await session.send(method, params ?? {});
+      return fired ? await fired : result;
     },
   };
 

@@ -253,6 +253,27 @@ impl Browser {
         serde_json::from_value(answer["value"].clone()).expect("responses")
     }
 
+    /// Sends the Chrome DevTools Protocol command `method` with `params` to `page`, on
+    /// a session of its own that stays open (so that what it sets stays set), and
+    /// returns its result; with `event`, waits until that event fires and returns its
+    /// params instead (`Debugger.pause` returns before the page is paused:
+    /// `Debugger.paused` says it is).
+    pub async fn cdp(
+        &mut self,
+        page: usize,
+        method: &str,
+        params: Value,
+        event: Option<&str>,
+    ) -> Value {
+        let answer = self
+            .call(
+                json!({"op": "cdp", "page": page, "method": method, "params": params, "event": event}),
+                Duration::from_secs(30),
+            )
+            .await;
+        answer["value"].clone()
+    }
+
     /// Closes `page`.
     pub async fn close_page(&mut self, page: usize) {
         self.call(
