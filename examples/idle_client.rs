@@ -55,9 +55,14 @@ async fn main() {
 
     let start = Instant::now();
     let opened: Vec<Option<TcpStream>> = futures_util::stream::iter(0..streams)
-        .map(|_| {
+        .map(|i| {
             let request = request.clone();
-            async move { open_stream(source, addr, &request).await.ok() }
+            async move {
+                open_stream(source, i, addr, &request)
+                    .await
+                    .map_err(|error| eprintln!("FAILED TO OPEN: {error}"))
+                    .ok()
+            }
         })
         .buffer_unordered(concurrency)
         .collect()
@@ -104,15 +109,22 @@ async fn main() {
     }
 }
 
-/// Connects from `source`, sends `request` and reads the response head, which must be
-/// a 200.
+/// The local port of the first stream: below the kernel's ephemeral ports.
+const FIRST_PORT: u16 = 10_000;
+
+/// Connects from `source`, port `FIRST_PORT + n` (a bound socket whose port the kernel
+/// picks takes longer the more ports it has given out), sends `request` and reads the
+/// response head, which must be a 200.
 async fn open_stream(
     source: IpAddr,
+    n: usize,
     addr: SocketAddr,
     request: &[u8],
 ) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(source, 0))?;
+    socket.set_reuseaddr(true)?;
+    let port = FIRST_PORT + (n % 22_000) as u16;
+    socket.bind(SocketAddr::new(source, port))?;
     let mut stream = socket.connect(addr).await?;
     stream.write_all(request).await?;
     let mut head = Vec::with_capacity(512);
