@@ -19,7 +19,7 @@
 //! curl 'http://127.0.0.1:<port>/heap'
 //! ```
 //!
-//! `ADDR` (default `127.0.0.1:0`) and `MAX_CONNECTIONS` (`tower_sse::serve`'s cap,
+//! `ADDR` (default `127.0.0.1:0`), `HEARTBEAT_SECS` (default 15) and `MAX_CONNECTIONS` (`tower_sse::serve`'s cap,
 //! default 19,990 here, above the 7/8 of a 20,000 open-file limit it would take). It
 //! prints `LISTENING <address>` on stdout.
 //!
@@ -125,6 +125,18 @@ fn heap_report() -> String {
 }
 
 const IDLE_TOPIC: &str = "idle";
+
+/// The heartbeat interval: `HEARTBEAT_SECS`, 15 by default (the crate's and axum's).
+fn heartbeat() -> Duration {
+    static HEARTBEAT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *HEARTBEAT.get_or_init(|| {
+        Duration::from_secs(
+            std::env::var("HEARTBEAT_SECS")
+                .ok()
+                .map_or(15, |v| v.parse().expect("HEARTBEAT_SECS: a number")),
+        )
+    })
+}
 const PUBLISHED: &str = "published";
 
 #[tokio::main]
@@ -153,7 +165,7 @@ fn text(body: String) -> Full<Bytes> {
 async fn tower_sse_stack(listener: TcpListener) {
     let hub = Hub::new();
     let app = ServiceBuilder::new()
-        .layer(SseLayer::new())
+        .layer(SseLayer::new().heartbeat(heartbeat()))
         .service(service_fn(move |request: Request<Incoming>| {
             let hub = hub.clone();
             async move {
@@ -195,7 +207,7 @@ async fn axum_stack(listener: TcpListener) {
                         Some(Ok::<_, Infallible>(AxumEvent::default().data(data)))
                     },
                 );
-                Sse::new(stream).keep_alive(KeepAlive::default())
+                Sse::new(stream).keep_alive(KeepAlive::default().interval(heartbeat()))
             }
         }
     };
@@ -261,7 +273,7 @@ async fn raw_connection(mut socket: TcpStream, sender: broadcast::Sender<Bytes>)
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            () = tokio::time::sleep(Duration::from_secs(15)) => Bytes::from_static(b":\n\n"),
+            () = tokio::time::sleep(heartbeat()) => Bytes::from_static(b":\n\n"),
             read = socket.read(&mut buf) => match read {
                 Ok(0) | Err(_) => return,
                 Ok(_) => continue,
