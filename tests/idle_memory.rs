@@ -19,7 +19,10 @@
 //!   stream must receive it (counted).
 //!
 //! Memory figures hold on a busy machine; CPU figures depend on the load, which each
-//! line prints.
+//! line prints. The memory target (at most 3 KiB of RSS per idle stream, for tower-sse
+//! and for the hyper example, at every step) and every delivery are asserted; the
+//! accept rate and the heartbeats' CPU are printed only.
+#![cfg(all(feature = "serve", feature = "axum"))]
 
 mod support;
 
@@ -177,22 +180,28 @@ fn clients(addr: SocketAddr, path: &str, streams: usize, source: &str) -> (Proce
     (client, held)
 }
 
-/// Streams added in steps to one server; one `IDLE` line per step.
-fn steps(name: &str, server: &Process, path: &str, steps: &[usize]) {
+/// The most RSS an idle tower-sse stream may cost.
+const TARGET_KIB: f64 = 3.0;
+
+/// Streams added in steps to one server; one `IDLE` line per step; the KiB per stream
+/// of each step.
+fn steps(name: &str, server: &Process, path: &str, steps: &[usize]) -> Vec<f64> {
     let addr: SocketAddr = server.line("LISTENING ").parse().unwrap();
     let before = server.rss_kib();
     let mut held = Vec::new();
     let mut total = 0;
+    let mut per_stream = Vec::new();
     for (i, &step) in steps.iter().enumerate() {
         let (client, line) = clients(addr, path, step, &format!("127.0.0.{}", i + 2));
         assert!(line.contains("FAILED 0 "), "{name}: {line}");
         held.push(client);
         total += step;
         let rss = server.rss_kib();
+        let kib = (rss - before) as f64 / total as f64;
+        per_stream.push(kib);
         println!(
             "IDLE stack={name} streams={total} rss_before_kib={before} rss_kib={rss} \
-             kib_per_stream={:.2} load={}",
-            (rss - before) as f64 / total as f64,
+             kib_per_stream={kib:.2} [{line}] load={}",
             load()
         );
         if total == 10_000 {
@@ -202,6 +211,7 @@ fn steps(name: &str, server: &Process, path: &str, steps: &[usize]) {
             }
         }
     }
+    per_stream
 }
 
 fn idle_server(stack: &str) -> Process {
@@ -213,7 +223,12 @@ fn idle_server(stack: &str) -> Process {
 fn idle_memory_per_stream() {
     for stack in ["tower-sse", "axum", "raw"] {
         let server = idle_server(stack);
-        steps(stack, &server, "/events?topic=idle", &[5_000, 5_000, 9_000]);
+        let per_stream = steps(stack, &server, "/events?topic=idle", &[5_000, 5_000, 9_000]);
+        if stack == "tower-sse" {
+            for kib in per_stream {
+                assert!(kib <= TARGET_KIB, "{kib:.2} KiB per idle stream");
+            }
+        }
     }
 }
 
@@ -252,11 +267,15 @@ fn steps_from_log(server: &Process) {
         held.push(client);
         total += step;
         let rss = server.rss_kib();
+        let kib = (rss - before) as f64 / total as f64;
         println!(
             "IDLE stack=examples/hyper.rs streams={total} rss_before_kib={before} rss_kib={rss} \
-             kib_per_stream={:.2} load={}",
-            (rss - before) as f64 / total as f64,
+             kib_per_stream={kib:.2} [{line}] load={}",
             load()
+        );
+        assert!(
+            kib <= TARGET_KIB,
+            "examples/hyper.rs: {kib:.2} KiB per idle stream"
         );
     }
 }
