@@ -11,7 +11,9 @@
 //!   every 15 s, each published event) to the socket.
 //!
 //! Every stack also answers `GET /publish` (one event, `data: published`, to every
-//! stream) and `GET /heap` (the heap: live bytes and allocations by size class).
+//! stream) and `GET /heap` (the heap: live bytes and allocations by size class); the
+//! tower-sse stack also `GET /burst?n=<events>`: that many ready events of 140 bytes of
+//! data, as fast as the client reads them.
 //!
 //! ```text
 //! cargo run --release --example idle_server --features axum
@@ -163,6 +165,7 @@ fn text(body: String) -> Full<Bytes> {
 }
 
 async fn tower_sse_stack(listener: TcpListener) {
+    use futures_util::StreamExt;
     let hub = Hub::new();
     let app = ServiceBuilder::new()
         .layer(SseLayer::new().heartbeat(heartbeat()))
@@ -176,9 +179,21 @@ async fn tower_sse_stack(listener: TcpListener) {
                         Ok::<_, Infallible>(Response::new(Either::Right(text("ok".into()))))
                     }
                     "/heap" => Ok(Response::new(Either::Right(text(heap_report())))),
+                    "/burst" => {
+                        let n: usize = request
+                            .uri()
+                            .query()
+                            .and_then(|q| q.strip_prefix("n="))
+                            .and_then(|n| n.parse().ok())
+                            .unwrap_or(1_000_000);
+                        let event = Event::data(&"x".repeat(140));
+                        let events = futures_util::stream::repeat(event).take(n);
+                        let sse = tower_sse::Sse::new(events).into_response();
+                        Ok(sse.map(|body| Either::Left(Either::Right(body))))
+                    }
                     _ => {
                         let response = hub.oneshot(request).await?;
-                        Ok(response.map(Either::Left))
+                        Ok(response.map(|body| Either::Left(Either::Left(body))))
                     }
                 }
             }
