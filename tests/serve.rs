@@ -15,11 +15,20 @@
 //! - Five HTTP/2 connections of 200 streams each that grant no flow-control window,
 //!   under a stream limit of 1,000: the layer's stall timeout gives their places back.
 //!
+//! - `serve` reads the first request head itself and writes plain event streams from a
+//!   task of its own: 19,000 connections that send half a head (under an open-file limit
+//!   of 20,000) are closed at the deadline and hold about 3 KiB each meanwhile (hyper's
+//!   connection held 16 KiB each); heads dripped a byte a second are closed by the
+//!   header read timeout; streams whose clients close or reset end as `client gone` and
+//!   give their places back.
+//!
 //! Next to each attack a healthy client reads an event stream and must receive every
 //! event, in order, throughout. No duration is asserted: only counts and states, with
 //! generous hang guards. Each run prints one `SERVE ...` line with its figures.
 //!
-//! A last test runs `serve` in this process to check its graceful shutdown.
+//! The last tests run `serve` in this process: its graceful shutdown, and every request
+//! shape it leaves to hyper (smuggling shapes, bodies, `Expect`, pipelining, obsolete line
+//! folding, HTTP/1.0, 64 KiB and malformed heads) answered as hyper alone answers it.
 
 mod support;
 
