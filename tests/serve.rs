@@ -15,11 +15,20 @@
 //! - Five HTTP/2 connections of 200 streams each that grant no flow-control window,
 //!   under a stream limit of 1,000: the layer's stall timeout gives their places back.
 //!
+//! - `serve` reads the first request head itself and writes plain event streams from a
+//!   task of its own: 19,000 connections that send half a head (under an open-file limit
+//!   of 20,000) are closed at the deadline and hold about 3 KiB each meanwhile (hyper's
+//!   connection held 16 KiB each); heads dripped a byte a second are closed by the
+//!   header read timeout; streams whose clients close or reset end as `client gone` and
+//!   give their places back.
+//!
 //! Next to each attack a healthy client reads an event stream and must receive every
 //! event, in order, throughout. No duration is asserted: only counts and states, with
 //! generous hang guards. Each run prints one `SERVE ...` line with its figures.
 //!
-//! A last test runs `serve` in this process to check its graceful shutdown.
+//! The last tests run `serve` in this process: its graceful shutdown, and every request
+//! shape it leaves to hyper (smuggling shapes, bodies, `Expect`, pipelining, obsolete line
+//! folding, HTTP/1.0, 64 KiB and malformed heads) answered as hyper alone answers it.
 
 mod support;
 
@@ -83,9 +92,14 @@ struct Server {
 impl Server {
     /// Starts the server under an open-file limit of 1,024 with `envs` set.
     fn start(envs: &[(&str, &str)]) -> Server {
+        Server::start_with(envs, OPEN_FILES)
+    }
+
+    /// Starts the server under an open-file limit of `open_files` with `envs` set.
+    fn start_with(envs: &[(&str, &str)], open_files: usize) -> Server {
         let mut child = Command::new("sh")
             .arg("-c")
-            .arg(format!("ulimit -n {OPEN_FILES} && exec \"$0\""))
+            .arg(format!("ulimit -n {open_files} && exec \"$0\""))
             .arg(server_binary())
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
@@ -114,8 +128,8 @@ impl Server {
         let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
         assert!(
             limits.lines().any(|line| line.starts_with("Max open files")
-                && line.split_whitespace().nth(3) == Some(&OPEN_FILES.to_string())),
-            "the server runs under an open-file limit of {OPEN_FILES}:\n{limits}"
+                && line.split_whitespace().nth(3) == Some(&open_files.to_string())),
+            "the server runs under an open-file limit of {open_files}:\n{limits}"
         );
         server
     }
@@ -218,6 +232,11 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// This process must be able to open the attackers' sockets.
 fn check_own_open_file_limit() {
+    check_open_file_limit_for(SILENT);
+}
+
+/// This process must be able to open `sockets` sockets.
+fn check_open_file_limit_for(sockets: usize) {
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
     let soft = limits
         .lines()
@@ -226,9 +245,9 @@ fn check_own_open_file_limit() {
         .unwrap();
     if let Ok(soft) = soft.parse::<usize>() {
         assert!(
-            soft >= SILENT + 500,
-            "this test opens {SILENT} sockets: raise the open-file limit (ulimit -n) above {}",
-            SILENT + 500
+            soft >= sockets + 500,
+            "this test opens {sockets} sockets: raise the open-file limit (ulimit -n) above {}",
+            sockets + 500
         );
     }
 }
@@ -708,4 +727,332 @@ async fn graceful_shutdown_closes_the_listener_and_completes_once_every_connecti
         TcpStream::connect(addr).await.is_err(),
         "the listener is closed"
     );
+}
+
+// ---- Requests that `serve` hands to hyper, and what it serves itself --------------------
+
+/// What a server answered to raw request bytes: the status line and the framing headers
+/// of the first response (or `closed` when it closed without one), and whether the
+/// connection was closed after it.
+async fn answer_to(addr: SocketAddr, request: &[u8]) -> String {
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    // The client may be cut off while it writes (hyper closes on an error): what it
+    // managed to send is what is answered.
+    let _ = socket.write_all(request).await;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let head_end = |seen: &[u8]| seen.windows(4).position(|w| w == b"\r\n\r\n");
+    let closed = loop {
+        if head_end(&seen).is_some() {
+            break false;
+        }
+        match timeout(GUARD, socket.read(&mut buf)).await {
+            Err(_) => panic!(
+                "hang guard: no answer to {:?}",
+                String::from_utf8_lossy(request)
+            ),
+            Ok(Ok(0) | Err(_)) => break true,
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+        }
+    };
+    let Some(end) = head_end(&seen) else {
+        return format!("closed after {} bytes", seen.len());
+    };
+    let head = String::from_utf8_lossy(&seen[..end]).to_lowercase();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap_or_default().to_owned();
+    let mut framing: Vec<&str> = lines
+        .filter(|l| {
+            [
+                "content-type",
+                "transfer-encoding",
+                "content-length",
+                "connection",
+            ]
+            .iter()
+            .any(|name| l.starts_with(name))
+        })
+        .collect();
+    framing.sort_unstable();
+    format!(
+        "{status} | {} | closed early: {closed}",
+        framing.join(" | ")
+    )
+}
+
+/// Each request shape that `serve` leaves to hyper (a body, `Transfer-Encoding`,
+/// `Expect`, pipelined bytes, obsolete line folding, duplicate `Content-Length`,
+/// HTTP/1.0, an upgrade, heads too large or malformed) gets the answer hyper alone gives
+/// it, with the same service behind both: `tower_sse::serve` next to hyper-util's
+/// `auto::Builder` on another port. The plain requests for an event stream, served by
+/// `serve` itself, too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_shape_is_answered_as_hyper_alone_answers_it() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceBuilder;
+    use tower_sse::{Hub, SseLayer};
+
+    let hub = Hub::new();
+    let service = ServiceBuilder::new()
+        .layer(SseLayer::new())
+        .service(hub.clone());
+    let ours = support::serve(service.clone()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hyper_addr = listener.local_addr().unwrap();
+    let hyper_alone = tokio::spawn(async move {
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            let service = TowerToHyperService::new(service.clone());
+            tokio::spawn(async move {
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let _ = builder
+                    .serve_connection_with_upgrades(TokioIo::new(socket), service)
+                    .await;
+            });
+        }
+    });
+
+    const GET: &str = "GET /events?topic=news HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n";
+    let huge_value = "a".repeat(64 * 1024);
+    let many: String = (0..150).map(|i| format!("x-{i}: y\r\n")).collect();
+    let shapes: Vec<(&str, String)> = vec![
+        ("plain", format!("{GET}\r\n")),
+        ("keep-alive", format!("{GET}connection: keep-alive\r\n\r\n")),
+        ("no topic", "GET /events HTTP/1.1\r\naccept: text/event-stream\r\n\r\n".into()),
+        ("content-length and transfer-encoding", format!(
+            "{GET}content-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"
+        )),
+        ("two content-lengths", format!(
+            "{GET}content-length: 5\r\ncontent-length: 6\r\n\r\nhello!"
+        )),
+        ("two equal content-lengths", format!(
+            "{GET}content-length: 5\r\ncontent-length: 5\r\n\r\nhello"
+        )),
+        ("a body on a GET", format!("{GET}content-length: 5\r\n\r\nhello")),
+        ("chunked body", format!("{GET}transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")),
+        ("expect", format!("{GET}expect: 100-continue\r\ncontent-length: 0\r\n\r\n")),
+        ("pipelined", format!("{GET}\r\nGET /events?topic=b HTTP/1.1\r\n\r\n")),
+        ("obsolete line folding", format!("{GET}x-folded: a\r\n b\r\n\r\n")),
+        ("HTTP/1.0", "GET /events?topic=news HTTP/1.0\r\naccept: text/event-stream\r\n\r\n".into()),
+        ("upgrade", format!("{GET}connection: upgrade\r\nupgrade: websocket\r\n\r\n")),
+        ("connection close", format!("{GET}connection: close\r\n\r\n")),
+        ("absolute form", "GET http://x/events?topic=news HTTP/1.1\r\naccept: text/event-stream\r\n\r\n".into()),
+        ("64 KiB header", format!("{GET}x-huge: {huge_value}\r\n\r\n")),
+        ("150 headers", format!("{GET}{many}\r\n")),
+        ("control byte in a value", format!("{GET}x-bad: a\x01b\r\n\r\n")),
+        ("no colon", format!("{GET}bad header\r\n\r\n")),
+        ("space before colon", format!("{GET}x-bad : a\r\n\r\n")),
+        ("bad request line", "GET  /events HTTP/1.1\r\naccept: text/event-stream\r\n\r\n".into()),
+        ("POST", "POST /events?topic=news HTTP/1.1\r\naccept: text/event-stream\r\ncontent-length: 0\r\n\r\n".into()),
+    ];
+    for (name, request) in &shapes {
+        let expected = answer_to(hyper_addr, request.as_bytes()).await;
+        let got = answer_to(ours.addr, request.as_bytes()).await;
+        println!("SHAPE {name}: {got}");
+        assert_eq!(got, expected, "{name}");
+    }
+    hyper_alone.abort();
+}
+
+/// Opens a connection from `from` (a loopback address), so that many connections do not
+/// share one address's ports.
+async fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::from((from, 0)))
+        .expect("bind a loopback source address");
+    timeout(GUARD, socket.connect(addr))
+        .await
+        .expect("hang guard: connect")
+        .unwrap()
+}
+
+/// Waits until the server closes the connection, with a small buffer (thousands of
+/// these run at once).
+async fn until_closed_small(mut socket: TcpStream) {
+    let mut buf = [0u8; 64];
+    loop {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// 19,000 connections that send half a request head (the start of a request for an
+/// event stream, which `serve` reads itself) and nothing more, in a server that may
+/// hold 20,000 open files: every one is closed at the first-request deadline, with one
+/// log line each; the healthy stream misses nothing; the memory they hold while open
+/// is small and does not follow what they send (a head is read into at most 8 KiB, and
+/// most of these hold 1 KiB); the server's file descriptors come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nineteen_thousand_half_heads_are_closed_at_the_deadline() {
+    const HALF_HEADS: usize = 19_000;
+    /// RSS the server may hold per connection that sent half a head: hyper's own
+    /// connection state alone is more than 16 KiB (its 8 KiB read buffer and 8 KiB
+    /// header buffer).
+    const KIB_PER_HALF_HEAD: f64 = 6.0;
+    let _one = ONE_AT_A_TIME.lock().await;
+    check_open_file_limit_for(HALF_HEADS);
+    let server = Server::start_with(
+        &[
+            // Long enough to open them all while the first ones wait.
+            ("FIRST_REQUEST_TIMEOUT_MS", "45000"),
+            ("HEADER_READ_TIMEOUT_MS", "60000"),
+            ("MAX_CONNECTIONS", "19500"),
+        ],
+        20_000,
+    );
+    let addr = server.addr;
+    let healthy = Healthy::start(addr).await;
+    let fds_before = server.open_fds();
+    let rss_before = server.rss_kib();
+    const HALF: &[u8] =
+        b"GET /events?topic=ticks HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n";
+
+    let mut attackers = Vec::with_capacity(HALF_HEADS);
+    for i in 0..HALF_HEADS {
+        // Four source addresses: about 5,000 ports each.
+        let from = [127, 0, 0, 2 + (i % 4) as u8];
+        let mut socket = connect_from(from, addr).await;
+        socket.write_all(HALF).await.unwrap();
+        attackers.push(tokio::spawn(until_closed_small(socket)));
+    }
+    // Every one of them is accepted and has sent its bytes: the server holds them all.
+    until("the server holds every half head", || {
+        server.open_fds() >= fds_before + HALF_HEADS
+    })
+    .await;
+    let rss_held = server.rss_kib();
+    let kib_each = (rss_held.saturating_sub(rss_before)) as f64 / HALF_HEADS as f64;
+    all_closed("connections with half a head", attackers).await;
+    server.expect_lines(DEADLINE_LINE, HALF_HEADS).await;
+    server.expect_fds(fds_before).await;
+    let received = healthy.check().await;
+    println!(
+        "SERVE half_heads={HALF_HEADS} rss_before_kib={rss_before} rss_held_kib={rss_held} \
+         kib_each={kib_each:.2} healthy_events={received}"
+    );
+    assert!(
+        kib_each < KIB_PER_HALF_HEAD,
+        "{kib_each:.2} KiB of RSS per connection holding half a head"
+    );
+}
+
+/// Heads dripped one byte a second, on new connections whose first-request deadline is
+/// further away than the header read timeout: `serve` reads these heads itself, and its
+/// header read timeout closes each one (one log line each), whether the head asks for
+/// an event stream (read by `serve`) or is too long to be read there (hyper's, then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_dripped_one_byte_a_second_are_closed_by_the_header_read_timeout() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = Server::start(&[
+        ("FIRST_REQUEST_TIMEOUT_MS", "60000"),
+        ("HEADER_READ_TIMEOUT_MS", "2000"),
+    ]);
+    let addr = server.addr;
+    let healthy = Healthy::start(addr).await;
+    let fds_before = server.open_fds();
+    const HEAD: &[u8] = b"GET /events?topic=ticks HTTP/1.1\r\naccept: text/event-stream\r\n";
+
+    /// Writes `head`, then a byte a second until the server closes the connection.
+    async fn slow_drip(socket: TcpStream, head: Vec<u8>) {
+        let (mut reader, mut writer) = socket.into_split();
+        if writer.write_all(&head).await.is_err() {
+            return;
+        }
+        let mut buf = [0u8; 64];
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                read = reader.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                },
+                _ = tick.tick() => {
+                    if writer.write_all(b"x").await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    let mut attackers = Vec::new();
+    for i in 0..EACH {
+        let head = if i % 2 == 0 {
+            HEAD.to_vec()
+        } else {
+            // Longer than what `serve` reads itself: hyper reads on.
+            [HEAD, b"x-long: ", &[b'a'; 12 * 1024]].concat()
+        };
+        let socket = TcpStream::connect(addr).await.unwrap();
+        attackers.push(tokio::spawn(slow_drip(socket, head)));
+    }
+    all_closed("heads dripped a byte a second", attackers).await;
+    server.expect_lines(HEADER_TIMEOUT_LINE, EACH).await;
+    assert_eq!(server.lines(DEADLINE_LINE), 0);
+    server.expect_fds(fds_before).await;
+    let received = healthy.check().await;
+    println!("SERVE dripped_slowly={EACH} healthy_events={received}");
+}
+
+/// Event streams that `serve` writes itself, whose clients close the connection
+/// (a FIN) or reset it (an RST): each stream ends as `client gone`, once, and gives its
+/// place under the limit back, while the healthy stream goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_whose_clients_close_or_reset_end_as_client_gone_and_free_their_places() {
+    const STREAMS: usize = 40;
+    const GONE_LINE: &str = "stream ended: client gone";
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = Server::start(&[("STREAM_LIMIT", "100")]);
+    let addr = server.addr;
+    let healthy = Healthy::start(addr).await;
+    let mut stats = h1_connect(addr).await;
+    let fds_before = server.open_fds();
+
+    let mut sockets = Vec::new();
+    for _ in 0..STREAMS {
+        let mut socket = TcpStream::connect(addr).await.unwrap();
+        socket
+            .write_all(
+                b"GET /events?topic=ticks HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        // The head and a first event.
+        while !seen.windows(6).any(|w| w == b"data: ") {
+            let n = timeout(GUARD, socket.read(&mut buf))
+                .await
+                .expect("hang guard: the stream's first event")
+                .unwrap();
+            assert!(n > 0, "the stream ended at once");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        assert!(seen.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        sockets.push(socket);
+    }
+    assert_eq!(open_streams(&mut stats).await, STREAMS + 1);
+    for (i, socket) in sockets.into_iter().enumerate() {
+        if i % 2 == 0 {
+            // An RST: close with a zero linger.
+            #[allow(deprecated)] // linger 0 resets at once; it never blocks
+            socket.set_linger(Some(Duration::ZERO)).unwrap();
+        }
+        drop(socket);
+    }
+    timeout(GUARD, async {
+        while open_streams(&mut stats).await > 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("hang guard: the places come back");
+    server.expect_lines(GONE_LINE, STREAMS).await;
+    server.expect_fds(fds_before).await;
+    let received = healthy.check().await;
+    println!("SERVE closed_and_reset={STREAMS} healthy_events={received}");
 }

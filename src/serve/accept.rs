@@ -5,6 +5,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -14,7 +15,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::Serve;
-use super::connection::{Held, serve_connection};
+use super::connection::{Held, Settings, serve_connection};
 use crate::WriteTimeout;
 use crate::error::BoxError;
 
@@ -61,7 +62,12 @@ where
         .timer(TokioTimer::new())
         .max_concurrent_streams(max_concurrent_streams)
         .keep_alive_interval(HTTP2_PING_INTERVAL);
-    let builder = Arc::new(builder);
+    let settings = Arc::new(Settings {
+        builder,
+        first_request_timeout,
+        header_read_timeout,
+        shutdown: shutdown.clone(),
+    });
 
     // `acquire_many` below takes a u32.
     let max_connections = max_connections
@@ -139,14 +145,13 @@ where
         let io = Held {
             io: stream,
             _permit: permit,
+            rewind: Bytes::new(),
         };
         tokio::spawn(serve_connection(
-            builder.clone(),
+            settings.clone(),
             io,
             peer,
             service.clone(),
-            first_request_timeout,
-            shutdown.clone(),
         ));
     }
 

@@ -7,7 +7,13 @@ mod accept;
 #[cfg(feature = "serve")]
 mod connection;
 #[cfg(feature = "serve")]
+mod head;
+#[cfg(feature = "serve")]
+mod request;
+#[cfg(feature = "serve")]
 mod server;
+#[cfg(feature = "serve")]
+mod stream;
 mod write_timeout;
 
 #[cfg(feature = "serve")]
