@@ -10,14 +10,20 @@
 //! - `ceiling`: the same bytes, encoded before the clock starts, in 64 KiB chunks of a
 //!   plain body on hyper's HTTP/1 connection: what the connection alone costs.
 //!
-//! Every listener has `TCP_NODELAY`, which the sockets it accepts inherit (Linux).
+//! Group `burst`: the sockets as each server leaves them by default (none of the three
+//! sets `TCP_NODELAY`). Group `burst-nodelay`: the same with `TCP_NODELAY` on the
+//! listener, which the sockets it accepts inherit (Linux), as a server that sets it runs.
 //!
 //! Every event is `id: <n>` and 81 bytes of JSON (about 100 bytes a frame). The servers
-//! run on tokio with 2 workers, the client (hyper's) on the bench's thread. The client
-//! counts frames (each ends at a blank line; one that starts with `:` is a heartbeat),
-//! and every iteration checks that exactly N events and at least their bytes arrived.
-//! An iteration is one burst (criterion's flat sampling, 10 samples): criterion's time
-//! per iteration is the time of N events.
+//! run on tokio with 2 workers. The client is hyper's HTTP/1 client connection, polled
+//! by the task that reads the body, on the bench's thread: axum and warp send each event
+//! as its own HTTP/1.1 chunk, and a connection spawned as a task of its own hands every
+//! chunk to the reader across threads (a wake-up each, 3 to 5 µs of CPU an event here,
+//! which made axum look 4 to 8 times slower than it is). The client counts frames (each
+//! ends at a blank line; one that starts with `:` is a heartbeat), and every iteration
+//! checks that exactly N events and at least their bytes arrived. An iteration is one
+//! burst (criterion's flat sampling, 10 samples): criterion's time per iteration is the
+//! time of N events.
 //!
 //! Run with `cargo bench --bench burst`; the suite (`benches/run.sh`) reads criterion's
 //! `--output-format bencher` lines.
@@ -141,10 +147,9 @@ impl Frames {
 }
 
 /// One burst of `events` events through `stack`, checked: how long it took.
-fn burst(rt: &Runtime, stack: &'static str, events: u64) -> Duration {
-    // Every stack's accepted sockets have TCP_NODELAY, which they inherit from the listener.
+fn burst(rt: &Runtime, stack: &'static str, nodelay: bool, events: u64) -> Duration {
     let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
-    socket.set_nodelay(true).expect("TCP_NODELAY");
+    socket.set_nodelay(nodelay).expect("TCP_NODELAY");
     socket
         .bind(([127, 0, 0, 1], 0).into())
         .expect("a bound socket");
@@ -162,29 +167,35 @@ fn burst(rt: &Runtime, stack: &'static str, events: u64) -> Duration {
     let (started, mut frames) = (Instant::now(), Frames::default());
     rt.block_on(async {
         let socket = TcpStream::connect(addr).await.expect("a connection");
-        socket.set_nodelay(true).expect("TCP_NODELAY");
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(socket))
             .await
             .expect("a handshake");
-        tokio::spawn(connection);
+        let mut connection = std::pin::pin!(connection);
         let request = Request::get("/")
             .header(header::HOST, addr.to_string())
             .header(header::ACCEPT, "text/event-stream")
             .body(Empty::<Bytes>::new())
             .expect("a request");
-        let mut body = sender
-            .send_request(request)
-            .await
-            .expect("a response")
-            .into_body();
-        while let Some(frame) = body.frame().await {
-            frames.feed(
-                frame
-                    .expect("a frame")
-                    .data_ref()
-                    .map_or(&[][..], |d| &d[..]),
-            );
-        }
+        let response = tokio::select! {
+            response = sender.send_request(request) => response.expect("a response"),
+            closed = &mut connection => panic!("{stack}: the connection closed: {closed:?}"),
+        };
+        // Without its sender, the connection ends with the body; until then this task
+        // polls both, so that no chunk crosses a thread.
+        drop(sender);
+        let mut body = response.into_body();
+        let read = async {
+            while let Some(frame) = body.frame().await {
+                frames.feed(
+                    frame
+                        .expect("a frame")
+                        .data_ref()
+                        .map_or(&[][..], |d| &d[..]),
+                );
+            }
+        };
+        let ((), closed) = tokio::join!(read, connection);
+        closed.expect("the connection");
     });
     let elapsed = started.elapsed();
     server.abort();
@@ -209,16 +220,18 @@ fn main() {
         .warm_up_time(Duration::from_secs(1))
         .sample_size(10)
         .configure_from_args();
-    let mut group = criterion.benchmark_group("burst");
-    group
-        .throughput(Throughput::Elements(events))
-        .sampling_mode(SamplingMode::Flat);
-    for stack in STACKS {
-        group.bench_function(stack, |b| {
-            b.iter_custom(|iterations| (0..iterations).map(|_| burst(&rt, stack, events)).sum())
-        });
+    for (name, nodelay) in [("burst", false), ("burst-nodelay", true)] {
+        let mut group = criterion.benchmark_group(name);
+        group
+            .throughput(Throughput::Elements(events))
+            .sampling_mode(SamplingMode::Flat);
+        for stack in STACKS {
+            group.bench_function(stack, |b| {
+                b.iter_custom(|n| (0..n).map(|_| burst(&rt, stack, nodelay, events)).sum())
+            });
+        }
+        group.finish();
     }
-    group.finish();
     criterion.final_summary();
 }
 

@@ -200,13 +200,16 @@ pub fn render(results: &Results) -> String {
         table(&mut out, &columns, &steps(&json["churn"]));
     }
     if !results.burst.is_empty() {
-        out.push_str("\n## Burst\n\nReady events (~100 bytes) to one client (`benches/burst.rs`), criterion's median.\n");
-        let axum = results.burst.iter().find(|b| b.0 == "axum").map_or(f64::NAN, |b| b.1);
-        let rows: Vec<Value> = results
-            .burst
-            .iter()
-            .map(|(s, eps)| json!({ "s": s, "e": eps, "x": format!("{:.2}x", eps / axum) }))
-            .collect();
+        out.push_str("\n## Burst\n\nReady events (~100 bytes) to one client (`benches/burst.rs`), criterion's median; each server's default socket options, then with `TCP_NODELAY` (against axum's of the same).\n");
+        let eps = |s: &str| results.burst.iter().find(|b| b.0 == s).map_or(f64::NAN, |b| b.1);
+        let x = |s: &str, e: f64| {
+            format!(
+                "{:.2}x",
+                e / eps(if s.ends_with("TCP_NODELAY") { "axum + TCP_NODELAY" } else { "axum" })
+            )
+        };
+        let rows: Vec<Value> =
+            results.burst.iter().map(|(s, e)| json!({ "s": s, "e": e, "x": x(s, *e) })).collect();
         table(&mut out, &[("stack", "s"), ("events/s", "e"), ("vs axum", "x")], &rows);
     }
     if !results.encode.is_empty() {

@@ -45,7 +45,11 @@ pub fn run(config: &Config) -> Result<String, String> {
         let events = config.burst_events;
         let env = [("BURST_EVENTS", events.to_string())];
         let runs = criterion::run("burst", config.args.smoke, &env)?;
-        results.burst = runs.into_iter().map(|(_, s, ns)| (s, events as f64 * 1e9 / ns)).collect();
+        // Group `burst-nodelay`: the same stacks with TCP_NODELAY on the listener.
+        let name =
+            |group: String, s| if group == "burst" { s } else { format!("{s} + TCP_NODELAY") };
+        results.burst =
+            runs.into_iter().map(|(g, s, ns)| (name(g, s), events as f64 * 1e9 / ns)).collect();
     }
     if config.runs("encode") {
         config.say("encode (criterion)");
