@@ -10,7 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Now, in microseconds since the Unix epoch.
 pub fn now_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// A feed.

@@ -11,7 +11,10 @@ fn main() {
     let options = tower_sse_bench::loadgen::Options::parse();
     match tower_sse_bench::loadgen::run(&options) {
         Ok(report) if !options.hold => {
-            println!("{}", serde_json::to_string_pretty(&report).expect("a report"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("a report")
+            );
             if !report.errors.is_empty() {
                 std::process::exit(3);
             }

@@ -36,8 +36,11 @@ pub(super) async fn run(
         });
     }
     tokio::time::sleep(options.duration).await;
-    let (cycles, secs, end) =
-        (shared.cycles.load(Relaxed), started.elapsed().as_secs_f64(), options.usage());
+    let (cycles, secs, end) = (
+        shared.cycles.load(Relaxed),
+        started.elapsed().as_secs_f64(),
+        options.usage(),
+    );
     shared.stop.cancel();
     tasks.join_all().await;
     tokio::time::sleep(options.settle).await;
@@ -45,7 +48,9 @@ pub(super) async fn run(
         Some(control) => client::get_json(control).await?["subscribers"].as_u64(),
         None => None,
     };
-    let cpu = base.zip(end).map(|(b, e)| (e.cpu_ns - b.cpu_ns) as f64 / 1e3 / cycles.max(1) as f64);
+    let cpu = base
+        .zip(end)
+        .map(|(b, e)| (e.cpu_ns - b.cpu_ns) as f64 / 1e3 / cycles.max(1) as f64);
     Ok(vec![Step {
         connections: workers,
         window_secs: secs,

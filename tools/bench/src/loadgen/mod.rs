@@ -33,7 +33,10 @@ pub fn run(options: &Options) -> Result<Report, String> {
         return Err("-n: a rising list of stream counts".into());
     }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    let runtime = runtime.worker_threads(options.threads.max(1)).enable_all().build();
+    let runtime = runtime
+        .worker_threads(options.threads.max(1))
+        .enable_all()
+        .build();
     let (runtime, shared) = (runtime.map_err(|e| e.to_string())?, Shared::new(options));
     let steps = runtime.block_on(async {
         let steps = match (options.hold, options.churn) {
@@ -45,19 +48,25 @@ pub fn run(options: &Options) -> Result<Report, String> {
         steps
     });
     runtime.shutdown_timeout(Duration::from_secs(2));
-    Ok(Report { steps: steps?, errors: lock(&shared.errors).clone() })
+    let errors = lock(&shared.errors).clone();
+    Ok(Report {
+        steps: steps?,
+        errors,
+    })
 }
 
 async fn ramp(options: &Options, shared: &Arc<Shared>) -> Result<Vec<Step>, String> {
     let (base, mut tasks, mut steps) = (options.usage(), JoinSet::new(), Vec::new());
     for &count in &options.steps {
-        open(options, shared, &mut tasks, count)
-            .await
-            .map_err(|e| format!("{count} streams: {e}"))?;
+        let opened = open(options, shared, &mut tasks, count).await;
+        opened.map_err(|e| format!("{count} streams: {e}"))?;
         tokio::time::sleep(options.settle).await;
         let step = window(options, shared, base, count).await;
         if !options.quiet {
-            eprintln!("loadgen: {}", serde_json::to_string(&step).unwrap_or_default());
+            eprintln!(
+                "loadgen: {}",
+                serde_json::to_string(&step).unwrap_or_default()
+            );
         }
         steps.push(step);
     }
@@ -66,18 +75,26 @@ async fn ramp(options: &Options, shared: &Arc<Shared>) -> Result<Vec<Step>, Stri
 
 /// Measures one window with `count` streams open.
 async fn window(options: &Options, shared: &Shared, base: Option<Usage>, count: usize) -> Step {
-    let counters = [&shared.events, &shared.lost, &shared.reordered, &*shared.wire];
+    let counters = [
+        &shared.events,
+        &shared.lost,
+        &shared.reordered,
+        &*shared.request.wire,
+    ];
     let before = counters.map(|c| c.load(Relaxed));
     shared.latency();
-    let (start, client, started) = (options.usage(), Usage::of(0), Instant::now());
+    let (start, started) = (options.usage(), Instant::now());
     tokio::time::sleep(options.duration).await;
-    let (secs, end, client_end) = (started.elapsed().as_secs_f64(), options.usage(), Usage::of(0));
+    let (secs, end) = (started.elapsed().as_secs_f64(), options.usage());
     let [events, lost, reordered, wire] =
         std::array::from_fn(|i| counters[i].load(Relaxed) - before[i]);
     let per_event = |n: u64| (events > 0).then(|| n as f64 / events as f64);
-    let server = start.zip(end).map(|(s, e)| (e.cpu_ns - s.cpu_ns, e.syscw - s.syscw));
-    let rss =
-        base.zip(end).map(|(b, e)| (e.rss_kib as f64 - b.rss_kib as f64) / count.max(1) as f64);
+    let server = start
+        .zip(end)
+        .map(|(s, e)| (e.cpu_ns - s.cpu_ns, e.syscw - s.syscw));
+    let rss = base
+        .zip(end)
+        .map(|(b, e)| e.rss_kib as f64 - b.rss_kib as f64);
     Step {
         connections: count,
         connected: shared.connected.load(Relaxed),
@@ -88,14 +105,13 @@ async fn window(options: &Options, shared: &Shared, base: Option<Usage>, count: 
         lost,
         reordered,
         latency: shared.latency(),
-        server_cpu_us_per_event: server.and_then(|(cpu, _)| per_event(cpu)).map(|ns| ns / 1e3),
+        server_cpu_us_per_event: server
+            .and_then(|(cpu, _)| per_event(cpu))
+            .map(|ns| ns / 1e3),
         server_syscw_per_event: server.and_then(|(_, syscw)| per_event(syscw)),
         server_rss_base_kib: base.map(|b| b.rss_kib),
         server_rss_kib: end.map(|e| e.rss_kib),
-        server_rss_per_conn_kib: rss,
-        client_cpu_cores: client.zip(client_end).map_or(0, |(s, e)| e.cpu_ns - s.cpu_ns) as f64
-            / 1e9
-            / secs,
+        server_rss_per_conn_kib: rss.map(|kib| kib / count.max(1) as f64),
         wire_bytes_per_event: per_event(wire),
         ..Step::default()
     }

@@ -38,7 +38,9 @@ pub(super) struct Shared {
     pub(super) lost: AtomicU64,
     pub(super) reordered: AtomicU64,
     pub(super) cycles: AtomicU64,
-    pub(super) wire: Arc<AtomicU64>,
+    /// What every stream's request adds (its source address aside), and its counter of
+    /// the bytes on the wire.
+    pub(super) request: client::Options,
     latency: Mutex<Option<Histogram<u64>>>,
     pub(super) changed: Notify,
     pub(super) stop: CancellationToken,
@@ -53,8 +55,10 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     pub(super) fn new(options: &Options) -> Arc<Shared> {
-        let (codec, quiet) = (options.accept_encoding, options.quiet);
-        Arc::new(Shared { codec, quiet, ..Shared::default() })
+        let mut shared = Shared::default();
+        (shared.codec, shared.quiet) = (options.accept_encoding, options.quiet);
+        shared.request.accept_encoding = shared.codec.map(Codec::token);
+        Arc::new(shared)
     }
 
     /// The latency recorded since the last call.
@@ -63,7 +67,12 @@ impl Shared {
             return Latency::default();
         };
         let at = |q| h.value_at_quantile(q);
-        Latency { count: h.len(), p50_us: at(0.5), p99_us: at(0.99), max_us: h.max() }
+        Latency {
+            count: h.len(),
+            p50_us: at(0.5),
+            p99_us: at(0.99),
+            max_us: h.max(),
+        }
     }
 
     /// Counts a failure by kind; prints the first few.
@@ -102,16 +111,13 @@ struct Stamp {
 }
 
 async fn read_events(target: &Uri, source: Option<IpAddr>, shared: &Shared) -> Result<(), Failure> {
-    let (accept_encoding, wire) = (shared.codec.map(Codec::token), shared.wire.clone());
-    let response =
-        client::event_stream(target, &client::Options { accept_encoding, source, wire }).await?;
+    let mut request = shared.request.clone();
+    request.source = source;
+    let response = client::event_stream(target, &request).await?;
     shared.connected.fetch_add(1, Relaxed);
     shared.changed.notify_waiters();
     let body = BodyDataStream::new(response.body).map(|chunk| chunk.map_err(io::Error::other));
-    let body = match shared.codec {
-        Some(codec) => codec.decode(body),
-        None => body.boxed(),
-    };
+    let body = Codec::decode(shared.codec, body);
     let mut events = std::pin::pin!(pieces(body).eventsource());
     // The last `seq` of each topic, 0 before the first.
     let (mut last_seq, mut first) = (Vec::<u64>::new(), true);
@@ -180,34 +186,35 @@ pub(super) async fn open(
     count: usize,
 ) -> Result<(), String> {
     for n in tasks.len()..count {
-        let room = || shared.answered() + 512 > n;
-        wait_for(shared, options.timeout, room)
-            .await
-            .map_err(|()| format!("{n} opened, the rest wait"))?;
+        if !wait_for(shared, options.timeout, || shared.answered() + 512 > n).await {
+            return Err(format!("{n} opened, the rest wait"));
+        }
         let target = options.targets[n % options.targets.len()].clone();
-        let source = options.sources.get(n % options.sources.len().max(1)).copied();
-        tasks.spawn(subscriber(target, source, shared.clone()));
+        let source = options.sources.get(n % options.sources.len().max(1));
+        tasks.spawn(subscriber(target, source.copied(), shared.clone()));
     }
     let (timeout, opened) = (options.timeout, tasks.len());
-    wait_for(shared, timeout, || shared.answered() >= opened).await.map_err(|()| {
+    if !wait_for(shared, timeout, || shared.answered() >= opened).await {
         let connected = shared.connected.load(Relaxed);
-        format!("only {connected} of {opened} streams answered in {timeout:?}")
-    })
+        return Err(format!(
+            "only {connected} of {opened} streams answered in {timeout:?}"
+        ));
+    }
+    Ok(())
 }
 
-/// Waits until `done`, woken by every change of the streams; `Err` at the deadline.
-pub(super) async fn wait_for(
-    shared: &Shared,
-    timeout: Duration,
-    done: impl Fn() -> bool,
-) -> Result<(), ()> {
+/// Waits until `done`, woken by every change of the streams: whether it is, by the
+/// deadline.
+pub(super) async fn wait_for(shared: &Shared, timeout: Duration, done: impl Fn() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let mut changed = std::pin::pin!(shared.changed.notified());
         changed.as_mut().enable();
         if done() {
-            return Ok(());
+            return true;
         }
-        tokio::time::timeout_at(deadline, changed).await.map_err(|_| ())?;
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            return false;
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use serde_json::json;
 use tokio::net::TcpListener;
 
 use super::floors::serve_http1;
@@ -17,12 +18,10 @@ pub(super) fn start(listener: TcpListener, publisher: Publisher) {
         if request.uri().path() == "/publish-idle" {
             publisher.publish_idle();
         }
-        let (published, subscribers) =
-            (publisher.published.load(Relaxed), publisher.sink.subscribers());
-        let body = serde_json::json!({ "published": published, "subscribers": subscribers });
-        std::future::ready(Ok::<_, Infallible>(Response::new(Full::<bytes::Bytes>::from(
-            body.to_string(),
-        ))))
+        let published = publisher.published.load(Relaxed);
+        let body = json!({ "published": published, "subscribers": publisher.sink.subscribers() });
+        let body = Full::<bytes::Bytes>::from(body.to_string());
+        std::future::ready(Ok::<_, Infallible>(Response::new(body)))
     });
     tokio::spawn(serve_http1(listener, service));
 }

@@ -37,8 +37,7 @@ impl Sink for Frames {
         if self.chunked {
             frame = format!("{:x}\r\n{frame}\r\n", frame.len());
         }
-        let tx = if topic.is_some() { &self.all } else { &self.idle };
-        let _ = tx.send(Bytes::from(frame));
+        let _ = self.channel(topic.is_none()).send(Bytes::from(frame));
     }
 
     fn subscribers(&self) -> usize {
@@ -46,9 +45,30 @@ impl Sink for Frames {
     }
 }
 
-fn frames(chunked: bool) -> Arc<Frames> {
-    let (all, idle) = (broadcast::channel(1024).0, broadcast::channel(16).0);
-    Arc::new(Frames { all, idle, chunked })
+impl Frames {
+    fn new(chunked: bool) -> Arc<Frames> {
+        let (all, idle) = (broadcast::channel(1024).0, broadcast::channel(16).0);
+        Arc::new(Frames { all, idle, chunked })
+    }
+
+    /// The channel of the idle topic's frames, or of every other topic's.
+    fn channel(&self, idle: bool) -> &broadcast::Sender<Bytes> {
+        if idle { &self.idle } else { &self.all }
+    }
+}
+
+/// Calls `serve` with every connection `listener` accepts, on a task of its own.
+async fn accept_each<F: Future<Output = ()> + Send + 'static>(
+    listener: TcpListener,
+    serve: impl Fn(TcpStream) -> F,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((socket, _)) => drop(tokio::spawn(serve(socket))),
+            // Out of files, say: wait a little rather than spin.
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
 }
 
 /// Serves every connection `listener` accepts with hyper's HTTP/1 connection (the
@@ -61,23 +81,19 @@ where
     B: hyper::body::Body<Error = Infallible> + Send + 'static,
     B::Data: Send,
 {
-    loop {
-        let Ok((socket, _)) = listener.accept().await else {
-            // Out of files, say: wait a little rather than spin.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        let (io, service) = (TokioIo::new(socket), TowerToHyperService::new(service.clone()));
+    accept_each(listener, move |socket| {
+        let service = TowerToHyperService::new(service.clone());
         let http1 = hyper::server::conn::http1::Builder::new();
-        tokio::spawn(async move { http1.serve_connection(io, service).await });
-    }
+        async move { drop(http1.serve_connection(TokioIo::new(socket), service).await) }
+    })
+    .await
 }
 
 pub(super) fn start_hyper(listener: TcpListener) -> Arc<dyn Sink> {
-    let frames = frames(false);
+    let frames = Frames::new(false);
     let shared = frames.clone();
     let service = tower::service_fn(move |request: Request<Incoming>| {
-        let tx = if request.uri().path() == "/idle" { &shared.idle } else { &shared.all };
+        let tx = shared.channel(request.uri().path() == "/idle");
         let body = BroadcastStream::new(tx.subscribe())
             .filter_map(|frame| std::future::ready(frame.ok().map(|f| Ok(Frame::data(f)))));
         let response = Response::builder()
@@ -91,16 +107,10 @@ pub(super) fn start_hyper(listener: TcpListener) -> Arc<dyn Sink> {
 }
 
 pub(super) fn start_raw(listener: TcpListener) -> Arc<dyn Sink> {
-    let frames = frames(true);
+    let frames = Frames::new(true);
     let shared = frames.clone();
-    tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((socket, _)) => drop(tokio::spawn(raw_stream(socket, shared.clone()))),
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        }
-    });
+    let serve = move |socket| raw_stream(socket, shared.clone());
+    tokio::spawn(accept_each(listener, serve));
     frames
 }
 
@@ -114,8 +124,7 @@ async fn raw_stream(mut socket: TcpStream, frames: Arc<Frames>) {
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
-    let tx = if head.starts_with(b"GET /idle") { &frames.idle } else { &frames.all };
-    let mut rx = tx.subscribe();
+    let mut rx = frames.channel(head.starts_with(b"GET /idle")).subscribe();
     drop(head);
     if write_all(&mut socket, HEAD).await.is_err() {
         return;

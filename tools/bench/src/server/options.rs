@@ -17,7 +17,10 @@ pub enum Stack {
 
 /// Settings of a server.
 #[derive(clap::Parser, Clone, Debug)]
-#[command(name = "fanout-server", about = "An SSE fan-out server of the benchmarks")]
+#[command(
+    name = "fanout-server",
+    about = "An SSE fan-out server of the benchmarks"
+)]
 pub struct Options {
     #[arg(long, value_enum, default_value = "tower-sse")]
     pub stack: Stack,

@@ -6,8 +6,16 @@ use std::time::Duration;
 use crate::loadgen::seconds;
 
 /// The sections, in the order they run.
-pub const SECTIONS: [&str; 8] =
-    ["fanout", "churn", "redis", "high-rate", "compression", "idle", "burst", "encode"];
+pub const SECTIONS: [&str; 8] = [
+    "fanout",
+    "churn",
+    "redis",
+    "high-rate",
+    "compression",
+    "idle",
+    "burst",
+    "encode",
+];
 
 /// The command line of `bench-suite`: the full sizes, `--smoke` for tiny ones.
 #[derive(clap::Parser, Debug, Clone)]

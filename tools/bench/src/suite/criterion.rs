@@ -13,16 +13,27 @@ pub(super) fn run(
 ) -> Result<Vec<(String, String, f64)>, String> {
     let quick = "--profile dev -- --warm-up-time 0.01 --measurement-time 0.05 --sample-size 10 \
                  --nresamples 1000";
-    let args = format!("bench --all-features --bench {bench} {}", if smoke { quick } else { "--" });
+    let args = format!(
+        "bench --all-features --bench {bench} {}",
+        if smoke { quick } else { "--" }
+    );
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    command.args(args.split_whitespace()).args(["--output-format", "bencher", "--noplot"]);
-    let output = command.current_dir(super::config::root()).envs(env.iter().cloned()).output();
+    command
+        .args(args.split_whitespace())
+        .args(["--output-format", "bencher", "--noplot"]);
+    let output = command
+        .current_dir(super::config::root())
+        .envs(env.iter().cloned())
+        .output();
     let output = output.map_err(|e| format!("cargo bench: {e}"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         return Err(format!("cargo {args}: {}\n{stderr}", output.status));
     }
-    Ok(String::from_utf8_lossy(&output.stdout).lines().filter_map(parse).collect())
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(parse)
+        .collect())
 }
 
 /// A `test <group>/<name> ... bench: <n> ns/iter (+/- <m>)` line.
@@ -37,6 +48,9 @@ fn parse(line: &str) -> Option<(String, String, f64)> {
 #[test]
 fn bencher_lines() {
     let line = "test position-json/tower-sse/body ... bench:       1,412 ns/iter (+/- 31)";
-    assert_eq!(parse(line), Some(("position-json".into(), "tower-sse/body".into(), 1412.0)));
+    assert_eq!(
+        parse(line),
+        Some(("position-json".into(), "tower-sse/body".into(), 1412.0))
+    );
     assert_eq!(parse("allocations per event: 1"), None);
 }

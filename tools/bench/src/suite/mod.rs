@@ -21,13 +21,14 @@ pub use config::{Args, Config, SECTIONS};
 /// Runs the sections, writes `<stem>.json` and, from it, `<stem>.md`; returns the latter.
 pub fn run(config: &Config) -> Result<String, String> {
     let mut git = std::process::Command::new("git");
-    let git = git.args(["rev-parse", "--short", "HEAD"]).current_dir(root()).output();
-    let commit = git.map_or("?".into(), |o| String::from_utf8_lossy(&o.stdout).trim().into());
+    let git = git.args(["rev-parse", "--short", "HEAD"]);
+    let head = git.current_dir(root()).output();
+    let head = head.map(|o| o.stdout).unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut results = Results {
         meta: Meta {
             date: httpdate::fmt_http_date(SystemTime::now()),
-            commit,
+            commit: String::from_utf8_lossy(&head).trim().into(),
             command: config.args.command.clone(),
             machine: format!("{cores} cores, {}", proc::cpu_model()),
             open_files: proc::open_files_limit(),
@@ -46,19 +47,29 @@ pub fn run(config: &Config) -> Result<String, String> {
         let env = [("BURST_EVENTS", events.to_string())];
         let runs = criterion::run("burst", config.args.smoke, &env)?;
         // Group `burst-nodelay`: the same stacks with TCP_NODELAY on the listener.
-        let name =
-            |group: String, s| if group == "burst" { s } else { format!("{s} + TCP_NODELAY") };
-        results.burst =
-            runs.into_iter().map(|(g, s, ns)| (name(g, s), events as f64 * 1e9 / ns)).collect();
+        for (group, stack, ns) in runs {
+            let name = if group == "burst" {
+                stack
+            } else {
+                format!("{stack} + TCP_NODELAY")
+            };
+            results.burst.push((name, events as f64 * 1e9 / ns));
+        }
     }
     if config.runs("encode") {
         config.say("encode (criterion)");
         results.encode = criterion::run("encode", config.args.smoke, &[])?;
     }
     results.meta.load_after = proc::load_average();
-    let out = config.args.out.clone().unwrap_or_else(|| root().join("benches/results"));
-    let stem =
-        config.args.only.as_ref().map_or("results".into(), |o| format!("results-{}", o.join("-")));
+    let args = &config.args;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| root().join("benches/results"));
+    let stem = args
+        .only
+        .as_ref()
+        .map_or("results".into(), |o| format!("results-{}", o.join("-")));
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let json = out.join(format!("{stem}.json"));
     let text = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?;
