@@ -182,11 +182,11 @@ pub fn render(results: &Results) -> String {
         ("errors", "errors"),
     ];
     section(&mut out, "churn", &columns, &steps(&json["churn"]));
-    let eps = |stack: &str| json!(results.burst.iter().find(|b| b.0 == stack).map(|b| b.1));
     let burst = results.burst.iter().map(|(stack, e)| {
         // Against axum with the same socket options: the name's suffix after the stack.
         let suffix = stack.find(' ').map_or("", |at| &stack[at..]);
-        json!({ "stack": stack, "e": e, "x": ratio(&json!(e), &eps(&format!("axum{suffix}"))) })
+        let axum = json!(burst(results, &format!("axum{suffix}")));
+        json!({ "stack": stack, "e": e, "x": ratio(&json!(e), &axum) })
     });
     let columns = [("stack", "stack"), ("events/s", "e"), ("vs axum", "x")];
     section(&mut out, "burst", &columns, &burst.collect::<Vec<_>>());
@@ -209,6 +209,11 @@ pub fn render(results: &Results) -> String {
     ];
     section(&mut out, "encode", &columns, &encode);
     out
+}
+
+/// Burst's events per second of `stack`.
+fn burst(results: &Results, stack: &str) -> Option<f64> {
+    results.burst.iter().find(|b| b.0 == stack).map(|b| b.1)
 }
 
 /// The targets of issue 22 (idle streams) and burst's, and what this run measured; the
@@ -237,17 +242,13 @@ fn targets(out: &mut String, results: &Results) {
             row(target, d.to_string(), d == n);
         }
     }
-    let burst = |stack: &str| results.burst.iter().find(|b| b.0 == stack).map(|b| b.1);
-    if let Some((ours, axum)) = burst("tower-sse").zip(burst("axum")) {
+    if let Some((ours, axum)) = burst(results, "tower-sse").zip(burst(results, "axum")) {
         let ratio = format!("{:.2}x", ours / axum);
         row("burst >= 4x axum".into(), ratio, ours >= 4.0 * axum);
     }
     if !rows.is_empty() {
         out.push_str("\n## Targets\n");
-        table(
-            out,
-            &[("target", "t"), ("measured", "m"), ("", "ok")],
-            &rows,
-        );
+        let columns = [("target", "t"), ("measured", "m"), ("", "ok")];
+        table(out, &columns, &rows);
     }
 }

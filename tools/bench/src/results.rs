@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 /// Publish-to-receive latency, microseconds.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Latency {
-    pub count: u64,
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,

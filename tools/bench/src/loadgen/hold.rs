@@ -28,8 +28,8 @@ pub(super) async fn run(options: &Options, shared: &Arc<Shared>) -> Result<(), S
                 let started = std::time::Instant::now();
                 let _ = open(options, shared, &mut tasks, n).await;
                 let secs = started.elapsed().as_secs_f64();
-                let (connected, failed) =
-                    (shared.connected.load(Relaxed), shared.failed.load(Relaxed));
+                let connected = shared.connected.load(Relaxed);
+                let failed = shared.failed.load(Relaxed);
                 format!("opened {connected} {failed} {secs:.3}")
             }
             ["first"] => {

@@ -63,13 +63,6 @@ pub struct Options {
 }
 
 impl Options {
-    /// The defaults, for `targets`.
-    pub fn new(targets: Vec<Uri>) -> Options {
-        let mut options: Options = clap::Parser::parse_from(["loadgen", "--url", "http://a/"]);
-        options.targets = targets;
-        options
-    }
-
     /// The servers' usage now, summed.
     pub(super) fn usage(&self) -> Option<Usage> {
         Usage::of(&self.pids)

@@ -63,15 +63,12 @@ impl Shared {
 
     /// The latency recorded since the last call.
     pub(super) fn latency(&self) -> Latency {
-        let Some(h) = lock(&self.latency).take() else {
-            return Latency::default();
-        };
-        let at = |q| h.value_at_quantile(q);
+        let histogram = lock(&self.latency).take();
+        let at = |q| histogram.as_ref().map_or(0, |h| h.value_at_quantile(q));
         Latency {
-            count: h.len(),
             p50_us: at(0.5),
             p99_us: at(0.99),
-            max_us: h.max(),
+            max_us: at(1.0),
         }
     }
 
@@ -136,12 +133,10 @@ async fn read_events(target: &Uri, source: Option<IpAddr>, shared: &Shared) -> R
         let Ok(Stamp { t, k, seq }) = serde_json::from_str(&event.data) else {
             continue;
         };
-        let mut latency = lock(&shared.latency);
-        let histogram = latency.get_or_insert_with(|| {
-            Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("bounds")
-        });
-        histogram.saturating_record(now_micros().saturating_sub(t));
-        drop(latency);
+        let (latency, mut histogram) = (now_micros().saturating_sub(t), lock(&shared.latency));
+        let new = || Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("bounds");
+        histogram.get_or_insert_with(new).saturating_record(latency);
+        drop(histogram);
         if last_seq.len() <= k {
             last_seq.resize(k + 1, 0);
         }
@@ -160,20 +155,15 @@ async fn read_events(target: &Uri, source: Option<IpAddr>, shared: &Shared) -> R
 /// rest of its buffer at every line it parses, so it is handed one event at a time.
 fn pieces(body: BoxStream<'static, io::Result<Bytes>>) -> impl Stream<Item = io::Result<Bytes>> {
     body.flat_map(|chunk| {
+        let mut chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(err) => return stream::iter(vec![Err(err)]),
+        };
         let mut pieces = Vec::new();
-        match chunk {
-            Err(err) => pieces.push(Err(err)),
-            Ok(chunk) => {
-                let mut at = 0;
-                let ends = memchr::memmem::find_iter(&chunk, b"\n\n").map(|end| end + 2);
-                for end in ends.chain([chunk.len()]) {
-                    if end > at {
-                        pieces.push(Ok(chunk.slice(at..end)));
-                        at = end;
-                    }
-                }
-            }
+        while let Some(end) = memchr::memmem::find(&chunk, b"\n\n") {
+            pieces.push(Ok(chunk.split_to(end + 2)));
         }
+        pieces.extend((!chunk.is_empty()).then_some(Ok(chunk)));
         stream::iter(pieces)
     })
 }

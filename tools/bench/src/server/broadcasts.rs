@@ -69,10 +69,8 @@ impl Sink for Broadcasts {
 
 /// axum: `Sse::new(stream).keep_alive(KeepAlive::default())`.
 pub(super) fn start_axum(listener: TcpListener, options: &Options) -> Arc<dyn Sink> {
-    fn events(
-        b: &Broadcasts,
-        idle: bool,
-    ) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
+    type Item = Result<Event, Infallible>;
+    fn events(b: &Broadcasts, idle: bool) -> Sse<impl Stream<Item = Item> + use<>> {
         let event_type = b.event_type;
         let stream = b.subscribe(idle).map(move |payload| {
             let event = event_type.map_or_else(Event::default, |t| Event::default().event(t));
@@ -82,10 +80,8 @@ pub(super) fn start_axum(listener: TcpListener, options: &Options) -> Arc<dyn Si
     }
     let all = |State(b): State<Arc<Broadcasts>>| async move { events(&b, false) };
     let idle = |State(b): State<Arc<Broadcasts>>| async move { events(&b, true) };
-    let broadcasts = Broadcasts::new(options);
-    let router = axum::Router::new()
-        .route("/events", get(all))
-        .route("/idle", get(idle));
+    let (broadcasts, router) = (Broadcasts::new(options), axum::Router::new());
+    let router = router.route("/events", get(all)).route("/idle", get(idle));
     let router = router.with_state(broadcasts.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
     broadcasts
@@ -95,16 +91,15 @@ pub(super) fn start_axum(listener: TcpListener, options: &Options) -> Arc<dyn Si
 pub(super) fn start_warp(listener: TcpListener, options: &Options) -> Arc<dyn Sink> {
     let broadcasts = Broadcasts::new(options);
     let shared = broadcasts.clone();
-    let filter = warp::get()
-        .and(warp::path::param())
-        .map(move |path: String| {
-            let (event, event_type) = (warp::sse::Event::default, shared.event_type);
-            let stream = shared.subscribe(path == "idle").map(move |payload| {
-                let event = event_type.map_or_else(event, |t| event().event(t));
-                Ok::<_, Infallible>(event.data(payload))
-            });
-            warp::sse::reply(warp::sse::keep_alive().stream(stream))
+    let filter = warp::get().and(warp::path::param());
+    let filter = filter.map(move |path: String| {
+        let (event, event_type) = (warp::sse::Event::default, shared.event_type);
+        let stream = shared.subscribe(path == "idle").map(move |payload| {
+            let event = event_type.map_or_else(event, |t| event().event(t));
+            Ok::<_, Infallible>(event.data(payload))
         });
+        warp::sse::reply(warp::sse::keep_alive().stream(stream))
+    });
     tokio::spawn(warp::serve(filter).incoming(listener).run());
     broadcasts
 }

@@ -58,10 +58,10 @@ impl Frames {
 }
 
 /// Calls `serve` with every connection `listener` accepts, on a task of its own.
-async fn accept_each<F: Future<Output = ()> + Send + 'static>(
-    listener: TcpListener,
-    serve: impl Fn(TcpStream) -> F,
-) {
+async fn accept_each<F>(listener: TcpListener, serve: impl Fn(TcpStream) -> F)
+where
+    F: Future<Output: Send + 'static> + Send + 'static,
+{
     loop {
         match listener.accept().await {
             Ok((socket, _)) => drop(tokio::spawn(serve(socket))),
@@ -81,12 +81,10 @@ where
     B: hyper::body::Body<Error = Infallible> + Send + 'static,
     B::Data: Send,
 {
-    accept_each(listener, move |socket| {
-        let service = TowerToHyperService::new(service.clone());
-        let http1 = hyper::server::conn::http1::Builder::new();
-        async move { drop(http1.serve_connection(TokioIo::new(socket), service).await) }
-    })
-    .await
+    let http1 = hyper::server::conn::http1::Builder::new();
+    let service = TowerToHyperService::new(service);
+    let serve = move |socket| http1.serve_connection(TokioIo::new(socket), service.clone());
+    accept_each(listener, serve).await
 }
 
 pub(super) fn start_hyper(listener: TcpListener) -> Arc<dyn Sink> {
@@ -114,21 +112,19 @@ pub(super) fn start_raw(listener: TcpListener) -> Arc<dyn Sink> {
     frames
 }
 
-async fn raw_stream(mut socket: TcpStream, frames: Arc<Frames>) {
+async fn raw_stream(mut socket: TcpStream, frames: Arc<Frames>) -> std::io::Result<()> {
     const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
         cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
     let (mut head, mut buf) = (Vec::new(), [0u8; 512]);
     while memchr::memmem::find(&head, b"\r\n\r\n").is_none() && head.len() < 16 * 1024 {
-        match socket.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
+        match socket.read(&mut buf).await? {
+            0 => return Ok(()),
+            n => head.extend_from_slice(&buf[..n]),
         }
     }
     let mut rx = frames.channel(head.starts_with(b"GET /idle")).subscribe();
     drop(head);
-    if write_all(&mut socket, HEAD).await.is_err() {
-        return;
-    }
+    write_all(&mut socket, HEAD).await?;
     loop {
         tokio::select! {
             message = rx.recv() => match message {
@@ -139,15 +135,14 @@ async fn raw_stream(mut socket: TcpStream, frames: Arc<Frames>) {
                     while let Ok(next) = rx.try_recv() {
                         bytes.extend_from_slice(&next);
                     }
-                    if write_all(&mut socket, &bytes).await.is_err() {
-                        return;
-                    }
+                    write_all(&mut socket, &bytes).await?;
                 }
                 Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => return,
+                Err(RecvError::Closed) => return Ok(()),
             },
-            read = socket.read(&mut buf) => if !matches!(read, Ok(n) if n > 0) {
-                return;
+            // The client closed the connection (anything it sends is dropped).
+            read = socket.read(&mut buf) => if read? == 0 {
+                return Ok(());
             },
         }
     }

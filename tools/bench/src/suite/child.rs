@@ -114,6 +114,9 @@ impl Redis {
 /// Sets of `loadgen --hold` workers started so far.
 static SETS: AtomicUsize = AtomicUsize::new(0);
 
+/// The numbers of each worker's answer.
+pub(super) type Answers = Vec<Vec<f64>>;
+
 /// `loadgen --hold` workers, each with its input and the lines of its output.
 pub(super) struct Holders(Vec<(Process, ChildStdin, Receiver<String>)>);
 
@@ -135,16 +138,12 @@ impl Holders {
 
     /// Sends each worker its command (they work at once), then reads every answer, as the
     /// numbers after its first word.
-    pub(super) fn ask(
-        &mut self,
-        commands: &[String],
-        timeout: Duration,
-    ) -> Result<Vec<Vec<f64>>, String> {
+    pub(super) fn ask(&mut self, commands: &[String], wait: Duration) -> Result<Answers, String> {
         for ((_, stdin, _), command) in self.0.iter_mut().zip(commands) {
             writeln!(stdin, "{command}").map_err(|e| format!("loadgen --hold: {e}"))?;
         }
         let answers = self.0.iter().zip(commands).map(|((_, _, rx), command)| {
-            let answer = wait_for(rx, timeout, |line| Some(line.to_string()));
+            let answer = wait_for(rx, wait, |line| Some(line.to_string()));
             let answer = answer.ok_or(format!("loadgen --hold: no answer to {command:?}"))?;
             let numbers = answer.split_whitespace().skip(1);
             Ok(numbers.filter_map(|n| n.parse().ok()).collect())

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use clap::Parser;
+
 use super::child::{Redis, Server};
 use super::config::Config;
 use crate::codec::Codec;
@@ -12,7 +14,7 @@ use crate::results::{Report, Results, Run, Step};
 /// Starts `fanout-server` with `args`; the load generator's options for its streams.
 fn start(config: &Config, args: &[&str]) -> Result<(Server, Options), String> {
     let server = Server::start(&config.tool("fanout-server"), args)?;
-    let mut options = Options::new(vec![server.events.clone()]);
+    let mut options = Options::parse_from(["loadgen", "--url", &server.events.to_string()]);
     (options.settle, options.duration) = (config.settle, config.args.window);
     (options.pids, options.quiet) = (vec![server.pid()], config.args.smoke);
     options.control = Some(server.control("/stats"));
@@ -175,9 +177,8 @@ fn compression(config: &Config, results: &mut Results) {
         for delay in [0, 20] {
             for codec in [None].into_iter().chain(Codec::ALL.map(Some)) {
                 let coding = codec.map_or("identity", Codec::token);
-                config.say(&format!(
-                    "compression, {shape}, write delay {delay} ms: {coding}"
-                ));
+                let what = format!("compression, {shape}, write delay {delay} ms: {coding}");
+                config.say(&what);
                 let delay_ms = delay.to_string();
                 let mut args = [feed, &["--write-delay-ms", &delay_ms]].concat();
                 args.extend(codec.iter().flat_map(|c| ["--compression", c.token()]));
