@@ -32,6 +32,7 @@ pub(crate) struct HubInner {
     pub(crate) log: Option<Arc<dyn SharedLog>>,
     /// Bytes and topics held, and what goes when they are too many.
     pub(super) budget: Budget,
+    pub(crate) metrics: crate::metrics::HubMetrics,
 }
 
 impl fmt::Debug for HubInner {
@@ -58,6 +59,7 @@ impl HubInner {
                 .map_or(0, |d| d.as_micros() as u64),
         };
         let budget = Budget::new(config.budget_bytes, config.budget_topics);
+        let metrics = crate::metrics::HubMetrics::new(&config.metric_topics);
         let inner = Arc::new(HubInner {
             config,
             topics: RwLock::new(HashMap::new()),
@@ -67,6 +69,7 @@ impl HubInner {
             first,
             log,
             budget,
+            metrics,
         });
         deliveries::start(&inner);
         inner
@@ -99,6 +102,7 @@ impl HubInner {
             let topic = Arc::new(Topic::new(name.clone(), self.first, gone, held));
             topics.insert(name, topic.clone());
             self.budget.count_in(&topic);
+            self.metrics.topic_added();
             topic
         };
         self.budget.enter(topic.clone());
@@ -147,6 +151,7 @@ impl HubInner {
     /// The reset event: the reason as data, and `id` (the point the subscriber resumes
     /// from) when there is one.
     pub(crate) fn reset_event(&self, reason: GapReason, id: Option<u64>) -> Event {
+        crate::metrics::hub_reset(reason.as_str());
         let mut builder = Event::builder()
             .event(&self.config.reset_event_type)
             .data(reason.as_str());
@@ -191,6 +196,8 @@ impl HubInner {
             topics.push((topic, head));
         }
         tracing::debug!(topics = ?names, "hub subscriber joined");
+        crate::metrics::record_topics(&names);
+        self.metrics.subscribed(&names);
         self.tend(Instant::now(), created, true);
         Subscription::new(self.clone(), topics, start, last_event_id)
     }

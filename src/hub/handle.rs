@@ -83,13 +83,13 @@ impl Hub {
     /// # Ok::<(), tower_sse::hub::PublishError>(())
     /// ```
     pub fn publish(&self, topic: &str, event: Event) -> Result<Published, PublishError> {
-        if topic.is_empty() {
-            return Err(PublishError::EmptyTopic);
-        }
-        match &self.inner.log {
+        let published = match &self.inner.log {
+            _ if topic.is_empty() => Err(PublishError::EmptyTopic),
             None => Ok(Published::stored(self.inner.publish_local(topic, event))),
             Some(log) => log.publish(topic, event),
-        }
+        };
+        self.inner.metrics.published(topic, &published);
+        published
     }
 
     /// Subscribes to `topics`, resuming after `last_event_id` when given.

@@ -39,6 +39,7 @@ pub(super) async fn serve_connection<S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    let _open = crate::metrics::connection_open();
     let requested = Arc::new(Notify::new());
     let service = PerConnection {
         inner: TowerToHyperService::new(service),
@@ -63,11 +64,13 @@ pub(super) async fn serve_connection<S, B>(
             biased;
             () = &mut first_request, if waiting => waiting = false,
             () = &mut deadline, if waiting => {
+                crate::metrics::connection_timed_out("first_request");
                 tracing::debug!(%peer, "connection closed: no request before the deadline");
                 return;
             }
             result = connection.as_mut() => {
                 if let Err(error) = result {
+                    crate::metrics::connection_error(&*error);
                     tracing::debug!(%peer, %error, "connection closed with an error");
                 }
                 return;

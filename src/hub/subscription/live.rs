@@ -50,14 +50,16 @@ impl Subscription {
                     drop(state);
                     member.topic.lagged.fetch_add(1, Ordering::Relaxed);
                     member.topic.dropped.fetch_add(skipped, Ordering::Relaxed);
+                    let disconnect = config.lag_policy == LagPolicy::Disconnect;
+                    self.hub.metrics.lagged(&member.topic.name, disconnect);
                     match config.lag_policy {
                         LagPolicy::Disconnect => {
-                            tracing::warn!(topic = %member.topic.name, skipped, "hub subscriber lagged: its stream ends");
+                            tracing::debug!(topic = %member.topic.name, skipped, "hub subscriber lagged: its stream ends");
                             self.ended = Some(SubscriptionError::Lagged { skipped });
                             return true;
                         }
                         LagPolicy::SkipAhead => {
-                            tracing::warn!(topic = %member.topic.name, skipped, "hub subscriber lagged: it skips ahead");
+                            tracing::debug!(topic = %member.topic.name, skipped, "hub subscriber lagged: it skips ahead");
                             member.cursor = head;
                             member.live_from = head;
                             // What this round took from other topics is read again.

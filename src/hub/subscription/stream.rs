@@ -246,6 +246,8 @@ impl Subscription {
         for member in &mut self.members {
             let state = member.topic.lock();
             member.cursor = state.position_after(after);
+            let replayed = member.live_from.saturating_sub(member.cursor);
+            crate::metrics::hub_replayed(if after < self.start { replayed } else { 0 }, false);
         }
         self.revisit.iter_mut().for_each(|r| *r = true);
         self.phase = Phase::Live;
@@ -340,6 +342,7 @@ impl Stream for Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        self.hub.metrics.unsubscribed(self.topics());
         for member in &self.members {
             self.hub.leave(&member.topic, member.waiting);
         }
