@@ -93,14 +93,16 @@ pub(super) async fn write_loop(shared: Arc<Shared>, stop: CancellationToken) {
             }
         }
         depth.set(state.batch.len() + state.queue.len());
-        match write_round(&shared, &mut conn, &mut script, &mut state).await {
+        let round = write_round(&shared, &mut conn, &mut script, &mut state).await;
+        depth.set(state.batch.len() + state.queue.len());
+        match round {
             Ok(()) => backoff = MIN_BACKOFF,
             Err(err) => {
-                crate::metrics::redis_reconnect("writer");
                 if shared.write_log.due() {
                     tracing::warn!(address = %shared.address, %err, waiting = state.batch.len(), "redis write failed; retrying");
                 }
                 shared.unreachable(err);
+                crate::metrics::redis_reconnect("writer");
                 tokio::select! {
                     biased;
                     () = stop.cancelled() => return,
