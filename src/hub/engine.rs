@@ -195,8 +195,8 @@ impl HubInner {
             }
             topics.push((topic, head));
         }
-        tracing::debug!(topics = ?names, "hub subscriber joined");
         crate::metrics::record_topics(&names);
+        tracing::debug!(topics = ?names, "hub subscriber joined");
         self.metrics.subscribed(&names);
         self.tend(Instant::now(), created, true);
         Subscription::new(self.clone(), topics, start, last_event_id)
