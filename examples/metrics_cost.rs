@@ -10,18 +10,25 @@
 //! /tmp/metrics-on compare /tmp/metrics-off /tmp/metrics-on --rounds 7
 //! ```
 //!
-//! - `burst`: one client reads 1,000,000 ready events from one stream (the layer
-//!   coalesces them into 64 KiB writes); the rate in events per second, wall clock.
+//! - `burst`: one client reads 5,000,000 ready events from one stream (the layer
+//!   coalesces them into 64 KiB writes), in this process; the rate in events per
+//!   second (wall clock), and the process's CPU time per event.
 //! - `fanout`: 5,000 subscribers of one hub topic, over HTTP/1.1 from a separate
-//!   process (this program as `clients`); 200 events published at 20 per second; the
+//!   process (this program as `clients`); 300 events published at 20 per second; the
 //!   server's CPU time (every thread of its process, from `/proc/self/task/*/schedstat`)
 //!   per event delivered to one subscriber, from the first publish until the clients
 //!   have every event.
-//! - `compare OFF ON`: runs `burst` and `fanout` of both binaries in alternation (which
+//! - `writes`: the layer's path for one write alone, in this process without a
+//!   connection: a stream of 2,000,000 ready events written one per frame
+//!   (`max_frame_size(1)`, the most writes per event there can be), polled in a loop;
+//!   CPU time per write. And `publish`: 2,000,000 publishes to a hub topic nobody
+//!   reads; CPU time per publish. The two paths a per-event metric would weigh on most.
+//! - `compare OFF ON`: runs `burst`, `fanout` and `writes` of both binaries in alternation (which
 //!   goes first alternates too) for `--rounds` rounds, and prints each round, the
 //!   medians, their ratio, and the load average before and after.
 //!
-//! Options: `--events N`, `--subscribers N`, `--rate N`, `--rounds N`.
+//! Options: `--events N`, `--subscribers N`, `--rate N`, `--writes N`, `--rounds N`
+//! (given to `compare`, every one but `--rounds` goes to each run).
 
 use std::convert::Infallible;
 use std::future::IntoFuture;
@@ -54,15 +61,25 @@ fn main() {
     };
     match args.get(1).map(String::as_str) {
         Some("burst") => {
-            let rate = runtime().block_on(burst(option("--events", 1_000_000)));
+            let (rate, cpu) = runtime().block_on(burst(option("--events", 5_000_000)));
             println!("RESULT burst {rate:.0}");
+            println!("RESULT burst-cpu {cpu:.1}");
         }
         Some("fanout") => {
             let subscribers = option("--subscribers", 5_000);
-            let events = option("--events", 200);
+            let events = option("--events", 300);
             let rate = option("--rate", 20);
             let ns = runtime().block_on(fanout(subscribers, events, rate));
             println!("RESULT fanout {ns:.0}");
+        }
+        Some("writes") => {
+            let (write, publish) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(writes(option("--writes", 2_000_000)));
+            println!("RESULT writes {write:.1}");
+            println!("RESULT publish {publish:.1}");
         }
         Some("clients") => {
             let addr: SocketAddr = args[2].parse().expect("an address");
@@ -139,8 +156,9 @@ where
     addr
 }
 
-/// Events per second one client reads from a stream of `events` ready events.
-async fn burst(events: u64) -> f64 {
+/// Events per second one client reads from a stream of `events` ready events, and the
+/// CPU time (server and client, one process) per event in nanoseconds.
+async fn burst(events: u64) -> (f64, f64) {
     let handle = recorder();
     let event = Event::builder()
         .event("position")
@@ -162,6 +180,7 @@ async fn burst(events: u64) -> f64 {
         .body(Empty::<Bytes>::new())
         .unwrap();
     let started = Instant::now();
+    let cpu = cpu_ns();
     let mut body = sender.send_request(request).await.unwrap().into_body();
     let mut bytes = 0u64;
     while let Some(frame) = body.frame().await {
@@ -170,6 +189,7 @@ async fn burst(events: u64) -> f64 {
         }
     }
     let elapsed = started.elapsed();
+    let cpu = cpu_ns() - cpu;
     let expected = events
         * (Event::builder()
             .event("position")
@@ -180,7 +200,58 @@ async fn burst(events: u64) -> f64 {
             .len() as u64);
     assert_eq!(bytes, expected, "the client read every event");
     show(handle);
-    events as f64 / elapsed.as_secs_f64()
+    (
+        events as f64 / elapsed.as_secs_f64(),
+        cpu as f64 / events as f64,
+    )
+}
+
+/// CPU nanoseconds per write of the layer (one event per frame, no connection), and
+/// per publish to a topic nobody reads.
+async fn writes(n: u64) -> (f64, f64) {
+    let handle = recorder();
+    let event = Event::builder()
+        .event("position")
+        .data(DATA)
+        .build()
+        .unwrap();
+    let mut service = SseLayer::new()
+        .no_heartbeat()
+        .max_frame_size(1)
+        .layer(service_fn(move |_: Request<()>| {
+            let events = stream::iter(std::iter::repeat_n(event.clone(), n as usize));
+            async move { Ok::<_, Infallible>(Sse::new(events).into_response()) }
+        }));
+    let request = Request::get("/")
+        .header("accept", "text/event-stream")
+        .body(())
+        .unwrap();
+    let response = tower::Service::call(&mut service, request).await.unwrap();
+    let mut body = response.into_body();
+    let cpu = cpu_ns();
+    let mut frames = 0u64;
+    while let Some(frame) = body.frame().await {
+        if frame.unwrap().is_data() {
+            frames += 1;
+        }
+    }
+    let write = (cpu_ns() - cpu) as f64 / frames as f64;
+    assert_eq!(frames, n, "one frame per event");
+    drop(body);
+
+    let hub = Hub::new();
+    let event = Event::builder()
+        .event("position")
+        .data(DATA)
+        .build()
+        .unwrap();
+    let cpu = cpu_ns();
+    for _ in 0..n {
+        hub.publish("t", event.clone()).unwrap();
+    }
+    let publish = (cpu_ns() - cpu) as f64 / n as f64;
+    show(handle);
+    (write, publish)
 }
 
 /// The CPU time of every thread of this process so far, in nanoseconds.
@@ -302,20 +373,27 @@ fn load() -> String {
         .join(" ")
 }
 
-fn run(binary: &str, what: &str, extra: &[String]) -> f64 {
+/// Runs `binary what`, and gives its results: `RESULT <measure> <value>` lines.
+fn run(binary: &str, what: &str, extra: &[String]) -> Vec<(String, f64)> {
     let output = Command::new(binary)
         .arg(what)
         .args(extra)
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    stdout
+    let results: Vec<(String, f64)> = stdout
         .lines()
-        .find_map(|line| line.strip_prefix(&format!("RESULT {what} ")))
-        .unwrap_or_else(|| panic!("{binary} {what} printed no result: {stdout}"))
-        .parse()
-        .unwrap()
+        .filter_map(|line| {
+            let (measure, value) = line.strip_prefix("RESULT ")?.split_once(' ')?;
+            Some((measure.to_owned(), value.parse().ok()?))
+        })
+        .collect();
+    assert!(
+        !results.is_empty(),
+        "{binary} {what} printed no result: {stdout}"
+    );
+    results
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -340,37 +418,58 @@ fn compare(off: &str, on: &str, rounds: u64, options: &[String]) {
         }
     }
     println!("load average before: {}", load());
-    let mut results: [[Vec<f64>; 2]; 2] = Default::default();
+    const MEASURES: [(&str, &str); 5] = [
+        ("burst", "burst: events/s"),
+        ("burst-cpu", "burst: CPU ns per event"),
+        ("fanout", "fan-out: server CPU ns per delivered event"),
+        ("writes", "one write of the layer: CPU ns"),
+        ("publish", "one publish: CPU ns"),
+    ];
+    let mut results: [[Vec<f64>; 2]; 5] = Default::default();
     for round in 0..rounds {
         let order: [(usize, &str); 2] = if round % 2 == 0 {
             [(0, off), (1, on)]
         } else {
             [(1, on), (0, off)]
         };
-        for (kind, what) in ["burst", "fanout"].into_iter().enumerate() {
+        for what in ["burst", "fanout", "writes"] {
             for (variant, binary) in order {
-                let value = run(binary, what, &extra);
-                results[kind][variant].push(value);
+                for (measure, value) in run(binary, what, &extra) {
+                    let kind = MEASURES.iter().position(|(m, _)| *m == measure).unwrap();
+                    results[kind][variant].push(value);
+                }
             }
         }
+        let last = |kind: usize, variant: usize| *results[kind][variant].last().unwrap();
         println!(
-            "round {}: burst off {:.0} on {:.0} events/s; fanout off {:.0} on {:.0} ns CPU per delivery; load {}",
+            "round {}: burst off {:.0} on {:.0} events/s, off {:.1} on {:.1} ns CPU/event; fanout off {:.0} on {:.0} ns CPU/delivery; write off {:.1} on {:.1} ns; publish off {:.1} on {:.1} ns; load {}",
             round + 1,
-            results[0][0].last().unwrap(),
-            results[0][1].last().unwrap(),
-            results[1][0].last().unwrap(),
-            results[1][1].last().unwrap(),
+            last(0, 0),
+            last(0, 1),
+            last(1, 0),
+            last(1, 1),
+            last(2, 0),
+            last(2, 1),
+            last(3, 0),
+            last(3, 1),
+            last(4, 0),
+            last(4, 1),
             load()
         );
     }
-    let burst_off = median(&mut results[0][0]);
-    let burst_on = median(&mut results[0][1]);
-    let fan_off = median(&mut results[1][0]);
-    let fan_on = median(&mut results[1][1]);
-    println!(
-        "medians of {rounds} rounds: burst off {burst_off:.0} on {burst_on:.0} events/s (on/off {:.3}); fanout off {fan_off:.0} on {fan_on:.0} ns CPU per delivery (on/off {:.3})",
-        burst_on / burst_off,
-        fan_on / fan_off
-    );
+    // Each round's pair ran back to back: the median of the rounds' ratios is the
+    // least disturbed by the load changing over the run.
+    println!("medians of {rounds} rounds (off, on, on/off; median of each round's on/off):");
+    for (kind, (_, label)) in MEASURES.iter().enumerate() {
+        let mut ratios: Vec<f64> = results[kind][0]
+            .iter()
+            .zip(&results[kind][1])
+            .map(|(off, on)| on / off)
+            .collect();
+        let ratio = median(&mut ratios);
+        let off = median(&mut results[kind][0]);
+        let on = median(&mut results[kind][1]);
+        println!("  {label}: {off:.1}, {on:.1}, {:.3}; {ratio:.3}", on / off);
+    }
     println!("load average after: {}", load());
 }

@@ -74,9 +74,11 @@
 //! | `tower_sse_accept_pauses_total` | counter | `cause`: `cap`, `error` | times accepting paused: at the connection cap, or after an accept error |
 //!
 //! The per-event counters of a stream (events, bytes, writes, heartbeats) are summed in
-//! the stream and handed to the recorder in batches: at most once a second or every 64
-//! writes, and when the stream is dropped. They lag the wire by that much; once a stream
-//! is over they are exact. The hub resolves its per-publish counter when it is built, so
+//! the stream and handed to the recorder in batches: every 256 writes, otherwise about
+//! once a second (looked at every fourth write and at each heartbeat), and when the
+//! stream is dropped. They lag the wire by that much (a stream that writes rarely and
+//! never idles for a heartbeat interval, up to four writes); once a stream is over they
+//! are exact. The hub resolves its per-publish counter when it is built, so
 //! install the recorder first.
 //!
 //! # Tracing

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub(crate) struct StreamStart {
     span: Option<Box<Span>>,
     #[cfg(feature = "metrics")]
-    requested: Option<tokio::time::Instant>,
+    requested: Option<std::time::Instant>,
     #[cfg(feature = "metrics")]
     compression: Option<&'static str>,
 }
@@ -46,7 +46,7 @@ impl StreamStart {
         StreamStart {
             span: (!span.is_disabled()).then(|| Box::new(span)),
             #[cfg(feature = "metrics")]
-            requested: Some(tokio::time::Instant::now()),
+            requested: Some(std::time::Instant::now()),
             #[cfg(feature = "metrics")]
             compression: None,
         }
