@@ -122,7 +122,7 @@ impl Running {
             .unwrap()
             .unwrap()
             .to_bytes();
-        Scrape::parse(&String::from_utf8(body.to_vec()).unwrap())
+        Scrape::parse(std::str::from_utf8(&body).unwrap())
     }
 
     /// Scrapes until `done` holds for a scrape, and gives it; fails with the last one.
