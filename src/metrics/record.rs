@@ -229,7 +229,8 @@ pub(crate) struct HubMetrics {
 #[cfg(feature = "metrics")]
 #[derive(Debug)]
 struct HubState {
-    published: Counter,
+    /// Without `metric_topics` (a series without a `topic` label, only then).
+    published: Option<Counter>,
     /// With `metric_topics`: each named topic's label, and the handles per label.
     labels: Option<Labels>,
     topics: AtomicI64,
@@ -290,7 +291,7 @@ impl HubMetrics {
             let labels = labels.0.as_deref().map(Labels::new);
             HubMetrics {
                 inner: Some(Box::new(HubState {
-                    published: counter!(HUB_PUBLISHED),
+                    published: labels.is_none().then(|| counter!(HUB_PUBLISHED)),
                     labels,
                     topics: AtomicI64::new(0),
                     held: AtomicU64::new(0),
@@ -306,14 +307,15 @@ impl HubMetrics {
     pub(crate) fn published<T>(&self, topic: &str, outcome: &Result<T, PublishError>) {
         #[cfg(feature = "metrics")]
         if let Some(state) = &self.inner {
-            match (outcome, &state.labels) {
-                (Ok(_), None) => state.published.increment(1),
-                (Ok(_), Some(labels)) => labels
+            match (outcome, &state.labels, &state.published) {
+                (Ok(_), Some(labels), _) => labels
                     .published
                     .get(topic)
                     .unwrap_or(&labels.published_other)
                     .increment(1),
-                (Err(error), _) => publish_failed(error),
+                (Ok(_), None, Some(published)) => published.increment(1),
+                (Ok(_), None, None) => {}
+                (Err(error), ..) => publish_failed(error),
             }
         }
     }
