@@ -100,9 +100,9 @@ mod span;
 // Which of these the rest of the crate calls depends on its features.
 #[allow(unused_imports)]
 pub(crate) use record::{
-    HubMetrics, QueueDepth, ReadLag, StreamMeter, TopicLabels, accept_error, accept_paused,
-    connection_error, connection_open, connection_timed_out, hub_replayed, hub_reset,
-    passed_through, publish_rejected, redis_reconnect, redis_write_time, refused,
+    HubMetrics, OpenConnection, QueueDepth, ReadLag, StreamMeter, TopicLabels, accept_error,
+    accept_paused, connection_error, connection_open, connection_timed_out, hub_replayed,
+    hub_reset, passed_through, publish_rejected, redis_reconnect, redis_write_time, refused,
 };
 pub(crate) use span::{Observed, StreamStart, record_topics};
 

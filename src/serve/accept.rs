@@ -149,6 +149,7 @@ where
         let io = Held {
             io: stream,
             _permit: permit,
+            _open: crate::metrics::connection_open(),
             rewind: Bytes::new(),
         };
         tokio::spawn(serve_connection(

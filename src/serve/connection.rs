@@ -63,6 +63,7 @@ pub(super) async fn serve_connection<S, B>(
             // The deadline before whatever else came meanwhile.
             biased;
             () = sleep_until(deadline), if deadline.is_some() => {
+                crate::metrics::connection_timed_out("first_request");
                 tracing::debug!(%peer, "connection closed: no request before the deadline");
                 return;
             }
@@ -79,6 +80,7 @@ pub(super) async fn serve_connection<S, B>(
         }
         Sniffed::Closed => return,
         Sniffed::TimedOut => {
+            crate::metrics::connection_timed_out("header_read");
             tracing::debug!(
                 %peer,
                 "connection closed with an error: read header from client timeout"
@@ -224,7 +226,6 @@ async fn with_hyper<S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let _open = crate::metrics::connection_open();
     let requested = Arc::new(Notify::new());
     let service = PerConnection {
         inner: TowerToHyperService::new(service),
@@ -342,6 +343,8 @@ where
 pub(super) struct Held {
     pub(super) io: WriteTimeout<TcpStream>,
     pub(super) _permit: OwnedSemaphorePermit,
+    /// Counted as open (with the `metrics` feature) until the socket is closed.
+    pub(super) _open: crate::metrics::OpenConnection,
     /// Bytes read already, that hyper reads first.
     pub(super) rewind: Bytes,
 }
