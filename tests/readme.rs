@@ -48,11 +48,13 @@ fn blocks(readme: &str) -> Vec<Block> {
     blocks
 }
 
-/// The dependencies the README's `toml` blocks add, merged: the features of every
-/// `tower-sse` line together, the first line of each other crate.
+/// The dependencies the README's `toml` blocks add, merged: for each crate the version
+/// of its first line and the features of all its lines together, so that a recipe that
+/// asks for one more feature of a crate (tokio's `signal`, say) gets it only because
+/// the README says so. `tower-sse` itself is this crate, by path.
 fn dependencies(blocks: &[Block], root: &Path) -> String {
-    let mut deps: BTreeMap<String, String> = BTreeMap::new();
-    let mut features: Vec<String> = Vec::new();
+    // name -> (version, features)
+    let mut deps: BTreeMap<String, (Option<String>, Vec<String>)> = BTreeMap::new();
     for block in blocks.iter().filter(|b| b.info == "toml") {
         for line in block.code.lines() {
             let line = line.trim();
@@ -60,31 +62,50 @@ fn dependencies(blocks: &[Block], root: &Path) -> String {
                 continue;
             }
             let (name, value) = line.split_once('=').expect("name = value");
-            let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
-            if name == "tower-sse" {
-                if let Some((_, list)) = value.split_once("features = [") {
-                    let list = list.split(']').next().unwrap();
-                    for feature in list.split(',') {
-                        let feature = feature.trim().trim_matches('"');
-                        if !feature.is_empty() && !features.iter().any(|f| f == feature) {
-                            features.push(feature.to_owned());
-                        }
-                    }
-                }
-                continue;
+            let (name, value) = (name.trim().to_owned(), value.trim());
+            let (version, features) = if let Some(inline) = value.strip_prefix('{') {
+                let version = inline
+                    .split_once("version =")
+                    .map(|(_, rest)| rest.trim().split('"').nth(1).unwrap().to_owned());
+                let features = inline
+                    .split_once("features = [")
+                    .map(|(_, list)| list.split(']').next().unwrap())
+                    .into_iter()
+                    .flat_map(|list| list.split(','))
+                    .map(|feature| feature.trim().trim_matches('"').to_owned())
+                    .filter(|feature| !feature.is_empty())
+                    .collect();
+                (version, features)
+            } else {
+                (Some(value.trim_matches('"').to_owned()), Vec::new())
+            };
+            let entry = deps.entry(name).or_default();
+            if entry.0.is_none() {
+                entry.0 = version;
             }
-            deps.entry(name).or_insert(value);
+            for feature in features {
+                if !entry.1.contains(&feature) {
+                    entry.1.push(feature);
+                }
+            }
         }
     }
-    assert!(!deps.is_empty(), "the README names its dependencies");
-    let features: Vec<String> = features.iter().map(|f| format!("{f:?}")).collect();
-    let mut toml = format!(
-        "tower-sse = {{ path = {:?}, features = [{}] }}\n",
-        root.display().to_string(),
-        features.join(", ")
-    );
-    for (name, value) in deps {
-        toml.push_str(&format!("{name} = {value}\n"));
+    assert!(deps.len() > 1, "the README names its dependencies");
+    let mut toml = String::new();
+    for (name, (version, features)) in deps {
+        let features: Vec<String> = features.iter().map(|f| format!("{f:?}")).collect();
+        let features = features.join(", ");
+        if name == "tower-sse" {
+            let path = root.display().to_string();
+            toml.push_str(&format!(
+                "tower-sse = {{ path = {path:?}, features = [{features}] }}\n"
+            ));
+        } else {
+            let version = version.unwrap_or_else(|| panic!("{name} has a version"));
+            toml.push_str(&format!(
+                "{name} = {{ version = {version:?}, features = [{features}] }}\n"
+            ));
+        }
     }
     toml
 }
@@ -174,13 +195,33 @@ fn readme_programs_build_and_run_in_a_fresh_crate_with_the_readme_dependencies()
     // The versions this crate is tested with.
     std::fs::copy(root.join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
 
+    // The crate's own documentation (the examples on docs.rs's front page) must build
+    // with what the README lists too.
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+    let lib_docs: String = lib
+        .lines()
+        .filter_map(|line| line.strip_prefix("//!"))
+        .map(|line| format!("{}\n", line.strip_prefix(' ').unwrap_or(line)))
+        .collect();
+    let lib_blocks = self::blocks(&lib_docs).into_iter().map(|block| Block {
+        // rustdoc's default language is Rust.
+        info: match block.info.as_str() {
+            "" => "rust".to_owned(),
+            "no_run" => "rust,no_run".to_owned(),
+            info => info.to_owned(),
+        },
+        ..block
+    });
+    let lib_blocks: Vec<Block> = lib_blocks.collect();
+    let readme_blocks = blocks.iter().map(|b| ("line".to_owned(), b));
+
     let port = free_port();
     let mut programs = Vec::new();
-    for block in blocks
-        .iter()
-        .filter(|b| b.info.split(',').next() == Some("rust"))
+    for (prefix, block) in readme_blocks
+        .chain(lib_blocks.iter().map(|b| ("lib_line".to_owned(), b)))
+        .filter(|(_, b)| b.info.split(',').next() == Some("rust"))
     {
-        let name = format!("line_{}", block.line);
+        let name = format!("{prefix}_{}", block.line);
         let mut code = program(block);
         let quick_start = code.contains("127.0.0.1:3000") && code.contains("LastEventId");
         if quick_start {
@@ -191,6 +232,14 @@ fn readme_programs_build_and_run_in_a_fresh_crate_with_the_readme_dependencies()
         programs.push((name, run, quick_start));
     }
     assert!(programs.len() >= 6, "the README's programs were found");
+    assert!(
+        programs
+            .iter()
+            .filter(|p| p.0.starts_with("lib_line"))
+            .count()
+            >= 2,
+        "the crate's own examples were found"
+    );
     assert_eq!(
         programs.iter().filter(|p| p.2).count(),
         1,

@@ -428,6 +428,7 @@ mod tests {
         let io = Held {
             io: WriteTimeout::new(socket, Duration::from_secs(1)),
             _permit: permit,
+            _open: crate::metrics::connection_open(),
             rewind: Bytes::new(),
         };
         let service = SseLayer::new().layer(Hub::new());
