@@ -7,6 +7,10 @@
 //!   hub refuses, a POST for an event stream, a junk `Accept-Encoding`, streams over the
 //!   server's and the per-client cap; and a subscriber falls behind. At the default
 //!   level (`info`) the log does not grow by a line; at `debug` each is there.
+//! - `a_client_that_closes_its_connection_is_not_logged_as_an_error`: a browser tab
+//!   closed, as serve's own HTTP/1.1 stream, an HTTP/2 stream and a stream on a
+//!   kept-alive connection (both served by hyper): each connection's last line says it
+//!   closed, and none says "error".
 //! - `a_streams_lines_share_its_span`: at `debug`, the start and the end of a stream,
 //!   a refusal by the limit, and the stall of a stream whose client opens no HTTP/2
 //!   window are each logged inside the request's `sse_stream` span, with its method,
@@ -78,7 +82,17 @@ impl Captured {
 /// Runs `test` on a current-thread runtime whose tasks log at `level` and above to
 /// what it returns.
 fn logged<F: std::future::Future<Output = ()>>(level: tracing::Level, test: F) -> Captured {
+    logged_with(level, |_| test)
+}
+
+/// As [`logged`], with what is captured so far readable by `test`.
+fn logged_with<F, T>(level: tracing::Level, test: T) -> Captured
+where
+    F: std::future::Future<Output = ()>,
+    T: FnOnce(Captured) -> F,
+{
     let captured = Captured::default();
+    let test = test(captured.clone());
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_ansi(false)
@@ -281,4 +295,77 @@ fn a_streams_lines_share_its_span() {
         ),
         "{lines:#?}"
     );
+}
+
+#[test]
+fn a_client_that_closes_its_connection_is_not_logged_as_an_error() {
+    let captured = logged_with(tracing::Level::DEBUG, |captured| async move {
+        let hub = Hub::new();
+        let (ends, mut ended) = mpsc::unbounded_channel();
+        let layer = SseLayer::new().on_end(move |end: &StreamEnd| {
+            let _ = ends.send(end.reason);
+        });
+        let service = ServiceBuilder::new().layer(layer).service(hub.clone());
+        let server = support::serve(service).await;
+
+        // A browser tab closed: an HTTP/1.1 stream (written by serve itself), then an
+        // HTTP/2 one and a second stream on a kept-alive HTTP/1.1 connection (both
+        // served by hyper), each read once and then left by closing the connection.
+        let mut h1 = h1_from(IpAddr::from([127, 0, 0, 11]), server.addr).await;
+        let mut h2 = support::h2_connect(server.addr).await;
+        let mut again = h1_from(IpAddr::from([127, 0, 0, 12]), server.addr).await;
+        let answer = again.send(get("/").body(empty()).unwrap()).await;
+        assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+        drop(answer);
+        let mut streams = vec![
+            h1.send(get("/events?topic=t").body(empty()).unwrap()).await,
+            h2.send(get("/events?topic=t").body(empty()).unwrap()).await,
+            again
+                .send(get("/events?topic=t").body(empty()).unwrap())
+                .await,
+        ];
+        hub.publish("t", Event::data("hello")).unwrap();
+        for response in &mut streams {
+            assert_eq!(response.status(), StatusCode::OK);
+            let frame = timeout(GUARD, support::next_data(response.body_mut())).await;
+            assert!(frame.unwrap().is_some());
+        }
+        drop(streams);
+        h1.close();
+        h2.close();
+        again.close();
+        for _ in 0..3 {
+            assert_eq!(
+                timeout(GUARD, ended.recv()).await.unwrap(),
+                Some(EndReason::ClientGone)
+            );
+        }
+        // Each connection's task logs its last line as it ends.
+        let waited = timeout(GUARD, async {
+            while closed(&captured.lines()).len() < 3 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(
+            waited.is_ok(),
+            "each connection logged its close: {:#?}",
+            captured.lines()
+        );
+    });
+    let lines = captured.lines();
+    let closed = closed(&lines);
+    assert_eq!(closed.len(), 3, "{lines:#?}");
+    assert!(
+        closed.iter().all(|line| !line.contains("error")),
+        "{closed:#?}"
+    );
+}
+
+/// The lines that say a connection ended.
+fn closed(lines: &[String]) -> Vec<&String> {
+    lines
+        .iter()
+        .filter(|line| line.contains("connection closed") || line.contains("closed the connection"))
+        .collect()
 }

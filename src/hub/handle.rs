@@ -14,6 +14,13 @@ use crate::{Event, LastEventId};
 
 /// A publish-subscribe hub for server-sent events. Cheap to clone; share it freely.
 ///
+/// Every event published gets the next id of one sequence shared by all the hub's
+/// topics, so ids order events across topics. An in-memory hub starts the sequence at
+/// the time it started, in microseconds (ids such as `1796543779997343`): an id that a
+/// browser kept from before a restart is then below every id of the new run, and is
+/// answered with the reset event instead of being taken for a newer one. On Redis one
+/// shared counter numbers the events from 1, whichever instance publishes them.
+///
 /// ```
 /// use tower_sse::{Event, Hub};
 ///

@@ -257,9 +257,15 @@ async fn with_hyper<S, B>(
                 return;
             }
             result = connection.as_mut() => {
-                if let Err(error) = result {
-                    crate::metrics::connection_error(&*error);
-                    tracing::debug!(%peer, %error, "connection closed with an error");
+                match result {
+                    Ok(()) => tracing::debug!(%peer, "connection closed"),
+                    Err(error) if closed_by_client(&*error) => {
+                        tracing::debug!(%peer, "connection closed by the client");
+                    }
+                    Err(error) => {
+                        crate::metrics::connection_error(&*error);
+                        tracing::debug!(%peer, %error, "connection closed with an error");
+                    }
                 }
                 return;
             }
@@ -269,6 +275,24 @@ async fn with_hyper<S, B>(
             }
         }
     }
+}
+
+/// Whether hyper's `error` only says that the client went away (a closed browser tab):
+/// it closed in the middle of a message, or reset the connection.
+fn closed_by_client(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(error) = error.downcast_ref::<hyper::Error>()
+            && (error.is_incomplete_message() || error.is_canceled() || error.is_closed())
+        {
+            return true;
+        }
+        if let Some(error) = error.downcast_ref::<io::Error>() {
+            return stream::client_went_away(error);
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// The service of one connection served by hyper: the client's address goes into each

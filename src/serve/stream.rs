@@ -240,6 +240,10 @@ impl Writer {
                         return Poll::Ready(Ended::Closed);
                     }
                     Poll::Ready(Ok(())) => self.after = Some(Bytes::copy_from_slice(buf.filled())),
+                    Poll::Ready(Err(error)) if client_went_away(&error) => {
+                        tracing::debug!("event stream: the client closed the connection");
+                        return Poll::Ready(Ended::Closed);
+                    }
                     Poll::Ready(Err(error)) => {
                         tracing::debug!(%error, "event stream: reading failed");
                         return Poll::Ready(Ended::Closed);
@@ -250,6 +254,10 @@ impl Writer {
             if !self.first || self.finished {
                 match self.out.poll_write(io, cx) {
                     Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(error)) if client_went_away(&error) => {
+                        tracing::debug!("event stream: the client closed the connection");
+                        return Poll::Ready(Ended::Closed);
+                    }
                     Poll::Ready(Err(error)) => {
                         tracing::debug!(%error, "event stream: writing failed");
                         return Poll::Ready(Ended::Closed);
@@ -296,6 +304,18 @@ impl Writer {
             }
         }
     }
+}
+
+/// Whether `error` only says that the client went away (a closed browser tab): it
+/// reset the connection, or closed it while a write was under way.
+pub(super) fn client_went_away(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+    )
 }
 
 /// [`Writer`] as an `async fn`.
