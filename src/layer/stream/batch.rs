@@ -1,12 +1,12 @@
 //! One cadence for every stream of a service that batches its writes.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError, Weak};
 use std::task::{Wake, Waker};
 use std::time::Duration;
 
-use tokio::runtime::Handle;
+use crate::sync::{self, AtomicBool, AtomicU64, Handle, Mutex, MutexGuard};
 
 /// Longest write delay a layer accepts.
 pub(crate) const MAX_BATCH_DELAY: Duration = Duration::from_secs(1);
@@ -49,7 +49,7 @@ impl Ticker {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -214,8 +214,7 @@ impl Drop for Running {
 
 /// Ticks while some stream waits; stops at the first tick nobody waited for.
 async fn run(guard: Running, delay: Duration) {
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + delay, delay);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut interval = sync::interval(delay);
     loop {
         interval.tick().await;
         let Some(ticker) = guard.ticker.upgrade() else {
