@@ -11,6 +11,7 @@
 //! curl -d 'hello' http://127.0.0.1:3000/publish/chat   # {"id":<the event's id>}
 //! curl -N http://127.0.0.1:3000/countdown
 //! curl -i -H 'Last-Event-ID: 0' http://127.0.0.1:3000/countdown   # 204: stop
+//! curl http://127.0.0.1:3000/metrics                # Prometheus text (feature `metrics`)
 //! ```
 //!
 //! `/countdown` counts down from 10, one event a second, each with its number as its
@@ -21,6 +22,11 @@
 //!
 //! `/publish/<topic>` answers `{"id":<id>}` (JSON), the id subscribers receive the
 //! event with, or 503 with the reason.
+//!
+//! `/metrics` is the process's metrics in Prometheus text, from
+//! `metrics-exporter-prometheus` installed as the recorder first thing in `main`; built
+//! with the `metrics` feature (`--features axum,metrics`), the library's own are there:
+//! open streams, ends, refusals, bytes, the hub's publishes and subscribers.
 //!
 //! Environment (a value that cannot be used ends the example with one line saying why,
 //! and status 2):
@@ -39,6 +45,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/prometheus.rs"]
+mod prometheus;
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -123,6 +131,7 @@ async fn countdown(request: http::Request<axum::body::Body>) -> Result<Response,
 #[tokio::main]
 async fn main() {
     common::init_tracing();
+    prometheus::install();
     let addr = common::or_exit(common::addr());
     let limits = common::or_exit(common::limits());
 
@@ -146,6 +155,15 @@ async fn main() {
         .route("/events", get(events))
         .route("/publish/{topic}", post(publish))
         .route_service("/countdown", service_fn(countdown))
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(http::header::CONTENT_TYPE, prometheus::CONTENT_TYPE)],
+                    prometheus::render(),
+                )
+            }),
+        )
         .with_state(Hub::new())
         .layer(settings);
 

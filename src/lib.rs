@@ -39,6 +39,7 @@
 //! | `serve` (default) | [`serve`][serve-fn]: the accept loop, guarded, for HTTP/1.1 and h2c (hyper, hyper-util) |
 //! | `redis` | `hub::RedisStorage`: the [`Hub`] on Redis Streams, several instances on one feed |
 //! | `compression-gzip`, `-deflate`, `-br`, `-zstd`, `-full` | the codecs of [`StreamCompression`]: event streams compressed and flushed at every frame |
+//! | `metrics` | [`metrics`]: open streams, ends, refusals, bytes, the hub, Redis and [`serve`], through the `metrics` facade |
 //!
 //! Examples: `examples/hyper.rs` (hyper 1 with [`serve`][serve-fn], HTTP/1.1 and HTTP/2 on one
 //! port), `examples/axum.rs`, `examples/warp.rs`, `examples/aircraft`,
@@ -192,6 +193,8 @@ mod event;
 mod event_stream;
 pub mod hub;
 pub mod layer;
+#[cfg_attr(not(feature = "metrics"), doc(hidden))]
+pub mod metrics;
 mod query;
 mod refusal;
 mod serve;

@@ -210,7 +210,14 @@ fn suite_smoke_every_section() {
         .iter()
         .map(|b| b[0].as_str().unwrap())
         .collect();
-    assert_eq!(burst, ["tower-sse", "axum", "warp", "ceiling"]);
+    // Each server's default socket options, then with TCP_NODELAY.
+    let stacks = ["tower-sse", "axum", "warp", "ceiling"];
+    let nodelay = stacks.map(|s| format!("{s} + TCP_NODELAY"));
+    let expected: Vec<&str> = stacks
+        .into_iter()
+        .chain(nodelay.iter().map(|s| &s[..]))
+        .collect();
+    assert_eq!(burst, expected);
     assert_eq!(
         results["encode"].as_array().unwrap().len(),
         4 * 4,

@@ -29,6 +29,9 @@
 //!   `18446744073709551615`, `-1`, a thousand nines or `abc`, as a header and as the
 //!   `lastEventId` query, get a normal answer from every example (an event stream that
 //!   flows, or axum's 204 after `0`), and the example goes on serving without a panic.
+//! - `the_connection_cap_follows_max_streams`: with `MAX_STREAMS=20000`, the capped
+//!   examples give `tower_sse::serve` room for 20,000 connections and more, or for all
+//!   that the open-file limit allows less a reserve (not its default, 7/8 of the limit).
 //! - `a_serving_aircraft_instance_names_its_redis` (feature `redis`): with `REDIS_URL`
 //!   at a port where nothing listens, the instance logs the Redis it uses (password
 //!   hidden), the hub's warning that it cannot reach it, and its own that no report has
@@ -737,6 +740,40 @@ fn url_encoded(value: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[tokio::test]
+async fn the_connection_cap_follows_max_streams() {
+    // The children inherit this process's open-file limit.
+    let Some(files) = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            let line = limits
+                .lines()
+                .find_map(|l| l.strip_prefix("Max open files"))?;
+            line.split_whitespace().next()?.parse::<usize>().ok()
+        })
+    else {
+        return; // No /proc: the examples keep the server's default.
+    };
+    for (name, _) in capped_examples() {
+        let envs = [
+            ("ADDR", "127.0.0.1:0"),
+            ("MAX_STREAMS", "20000"),
+            ("RUST_LOG", "info,tower_sse=debug"),
+        ];
+        let mut example = Running::start(name, &envs).await;
+        // The library's own line says the cap it applies.
+        let line = example.line("max_connections=").await;
+        let (_, cap) = line.split_once("max_connections=").unwrap();
+        let cap: usize = cap.split_whitespace().next().unwrap().parse().unwrap();
+        let least = (20_000 + 100).min(files.saturating_sub(64));
+        assert!(
+            (least..=files).contains(&cap),
+            "{name}: {cap} connections for MAX_STREAMS=20000 with {files} open files"
+        );
+        example.stop().await;
+    }
 }
 
 #[cfg(feature = "redis")]

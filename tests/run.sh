@@ -69,7 +69,7 @@ cargo test --workspace --all-features
 
 # Each feature on its own, without the dev-dependencies' features: a feature that needs
 # more of tokio (say) than it asks for fails here, not in a user's build.
-for feature in "" serve json redis axum warp compression-gzip compression-deflate compression-br compression-zstd; do
+for feature in "" serve json redis axum warp compression-gzip compression-deflate compression-br compression-zstd metrics; do
     step "cargo check -p tower-sse --lib --no-default-features --features '$feature'"
     cargo check -p tower-sse --lib --no-default-features --features "$feature"
 done

@@ -30,6 +30,8 @@ pub(crate) mod common;
 pub(crate) mod fleet;
 #[path = "page.rs"]
 pub(crate) mod page;
+#[path = "../common/prometheus.rs"]
+pub(crate) mod prometheus;
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -574,6 +576,11 @@ impl App {
                 }
                 Ok(match path {
                     "/airports.json" => json(airports_json()),
+                    "/metrics" => respond(
+                        StatusCode::OK,
+                        prometheus::CONTENT_TYPE,
+                        prometheus::render().into(),
+                    ),
                     "/snapshot" => match app.followed(&request) {
                         Ok(only) => json(app.snapshot(only)),
                         Err(()) => plain(StatusCode::NOT_FOUND, "no such aircraft\n"),

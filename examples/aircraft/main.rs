@@ -27,6 +27,11 @@
 //!   the internet: Leaflet is served under `/leaflet/` from a local copy (see below).
 //! - `GET /events`: the event stream; `?icao24=<address>` follows one aircraft.
 //! - `GET /snapshot`: every aircraft's latest report and the id it is current as of.
+//! - `GET /metrics`: the server's metrics in Prometheus text (`metrics-exporter-prometheus`
+//!   installed as the recorder); the library's own (open streams, events and bytes
+//!   written, ends, refusals, the hub's numbers) when built with the `metrics` feature
+//!   (`cargo run --release --features metrics --example aircraft`). The map shows three
+//!   of them in a small box in its upper right corner.
 //!
 //! Environment (a value that cannot be used ends the example with one line saying why,
 //! and status 2):
@@ -99,6 +104,7 @@ const FEED_PATIENCE: Duration = Duration::from_secs(10);
 #[tokio::main]
 async fn main() {
     common::init_tracing();
+    app::prometheus::install();
     let config = common::or_exit(Config::from_env());
     let hub = common::or_exit(config.hub());
 

@@ -220,6 +220,10 @@ impl Page {
                 Some(("text/html; charset=utf-8", self.inner.index_html.clone()))
             }
             "/app.js" => Some(("text/javascript; charset=utf-8", text(APP_JS))),
+            "/metrics-panel.js" => Some((
+                "text/javascript; charset=utf-8",
+                text(include_str!("metrics-panel.js")),
+            )),
             "/style.css" => Some(("text/css; charset=utf-8", text(STYLE_CSS))),
             "/sea.geojson" => Some(("application/geo+json", text(SEA_GEOJSON))),
             _ => {

@@ -253,6 +253,11 @@ pub(crate) fn init_tracing() {
 ///   or NAT has the same address, so the examples set no per-client cap unless asked:
 ///   only `MAX_STREAMS` holds, for one address as for many. Set `PER_CLIENT` without
 ///   `TRUST_PROXY` only when clients connect directly.
+///
+/// Every stream over HTTP/1.1 is a connection, and every connection an open file: the
+/// server's cap on connections ([`Limits::max_connections`]) follows `MAX_STREAMS`,
+/// within the open-file limit (`ulimit -n`). `MAX_STREAMS=20000` needs
+/// `ulimit -n 20200` or so; with less, the start-up line says how many connections fit.
 #[derive(Clone, Debug)]
 pub(crate) struct Limits {
     pub(crate) max_streams: usize,
@@ -264,6 +269,21 @@ pub(crate) struct Limits {
 pub(crate) const MAX_STREAMS: usize = 10_000;
 /// The default of `PER_CLIENT` when a proxy is trusted.
 pub(crate) const PER_CLIENT: usize = 32;
+/// Connections the server takes beyond `MAX_STREAMS`: requests that are no event stream
+/// (preflights, other routes), and streams answered 503 while `MAX_STREAMS` are open.
+pub(crate) const CONNECTION_HEADROOM: usize = 100;
+/// Open files kept for what the process opens besides connections (the listener, the
+/// runtime's, logs, a Redis connection).
+pub(crate) const FILE_RESERVE: usize = 64;
+
+/// The soft limit on open files (`ulimit -n`), where `/proc` tells it (Linux).
+pub(crate) fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))?;
+    line.split_whitespace().next()?.parse().ok()
+}
 
 /// Reads `MAX_STREAMS`, `TRUST_PROXY` and `PER_CLIENT`.
 pub(crate) fn limits() -> Result<Limits, String> {
@@ -322,6 +342,20 @@ impl Limits {
         })
     }
 
+    /// The cap on open connections for `tower_sse::serve`: `MAX_STREAMS` and
+    /// [`CONNECTION_HEADROOM`] more, within the open-file limit less [`FILE_RESERVE`],
+    /// and never below the server's default (7/8 of the limit; 10,000 where the limit
+    /// cannot be read). With the default `MAX_STREAMS` and limit that is the default.
+    pub(crate) fn max_connections(&self) -> usize {
+        let wanted = self.max_streams + CONNECTION_HEADROOM;
+        match open_file_limit() {
+            Some(files) => wanted
+                .min(files.saturating_sub(FILE_RESERVE))
+                .max(files - files / 8),
+            None => wanted.max(10_000),
+        }
+    }
+
     /// One line for the start-up log.
     pub(crate) fn describe(&self) -> String {
         let per_client = match self.per_client {
@@ -337,8 +371,16 @@ impl Limits {
                 )
             }
         };
+        let connections = self.max_connections();
+        let files = match open_file_limit() {
+            Some(files) if connections < self.max_streams + CONNECTION_HEADROOM => format!(
+                " (all the open-file limit of {files} allows: raise it with ulimit -n {})",
+                self.max_streams + CONNECTION_HEADROOM + FILE_RESERVE
+            ),
+            _ => String::new(),
+        };
         format!(
-            "at most {} event streams (MAX_STREAMS), {per_client}",
+            "at most {} event streams (MAX_STREAMS), {per_client}; at most {connections} connections{files}",
             self.max_streams
         )
     }
@@ -373,6 +415,7 @@ pub(crate) fn forwarded_client(headers: &HeaderMap) -> Option<IpAddr> {
 /// Serves `service` with `tower_sse::serve`'s guards until Ctrl-C, then shuts down:
 /// `shutdown` (the token the SSE layer also holds) ends every event stream at an event
 /// boundary and stops the server, which waits up to 10 s for its connections to close.
+/// The cap on connections is [`Limits::max_connections`] (`configure` may change it).
 pub(crate) async fn serve_until_ctrl_c<S, B>(
     listener: TcpListener,
     service: S,
@@ -390,8 +433,12 @@ pub(crate) async fn serve_until_ctrl_c<S, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     use std::future::IntoFuture;
-    let server = configure(tower_sse::serve(listener, service).graceful_shutdown(shutdown.clone()))
-        .into_future();
+    // The example has read its limits already (and ended on a bad value).
+    let connections = limits().map_or(MAX_STREAMS, |l| l.max_connections());
+    let server = tower_sse::serve(listener, service)
+        .graceful_shutdown(shutdown.clone())
+        .max_connections(connections);
+    let server = configure(server).into_future();
     tokio::pin!(server);
     tokio::select! {
         () = &mut server => return,

@@ -198,6 +198,10 @@ impl HubInner {
     /// sweep is due is looked at when `timed` (publishes look every 64th time).
     pub(super) fn tend(&self, now: Instant, created: bool, timed: bool) {
         let budget = &self.budget;
+        if timed {
+            self.metrics
+                .held_bytes(budget.held.0.load(Ordering::Relaxed));
+        }
         let age = self.config.history_age;
         let over = budget.over();
         if !(created
@@ -339,6 +343,7 @@ impl HubInner {
                 self.budget.tombstones.record(&topic.name, gone);
             }
             self.budget.count_out(topic);
+            self.metrics.topic_dropped(why == Why::Evict);
             (entries, keys)
         };
         if why == Why::Evict {

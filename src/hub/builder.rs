@@ -31,6 +31,7 @@ pub(crate) struct HubConfig {
     pub(crate) topic_param: Arc<str>,
     pub(crate) max_topics: usize,
     pub(crate) authorize: Option<Authorize>,
+    pub(crate) metric_topics: crate::metrics::TopicLabels,
 }
 
 pub(crate) use super::request::Authorize;
@@ -415,6 +416,26 @@ impl HubBuilder {
         self
     }
 
+    /// Topics whose names the hub's metrics (feature `metrics`) carry as a `topic` label:
+    /// `tower_sse_hub_published_total`, `tower_sse_hub_lagged_total` and
+    /// `tower_sse_hub_topic_subscribers`; every other topic is counted as `other`. Without
+    /// it no metric has a topic label, since topic names come from publishers and clients
+    /// and would grow the metrics without bound. Name a small, fixed set. Without the
+    /// `metrics` feature it does nothing.
+    ///
+    /// ```
+    /// let hub = tower_sse::Hub::builder().metric_topics(["prices", "news"]).build();
+    /// ```
+    pub fn metric_topics<I, T>(mut self, topics: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        let topics = topics.into_iter().map(|t| Arc::from(t.as_ref())).collect();
+        self.config.metric_topics = crate::metrics::TopicLabels::new(topics);
+        self
+    }
+
     /// Numbers and keeps events in Redis Streams, so that several instances serve one
     /// feed and a browser resumes on any of them (feature `redis`; see
     /// [`RedisStorage`]). The storage's tasks start on the hub's first use inside a tokio
@@ -476,6 +497,7 @@ impl HubBuilder {
                 topic_param: Arc::from("topic"),
                 max_topics: 64,
                 authorize: None,
+                metric_topics: Default::default(),
             },
             log: None,
         }

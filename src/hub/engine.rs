@@ -37,6 +37,7 @@ pub(crate) struct HubInner {
     pub(super) budget: Budget,
     /// Hashes conflation keys (random, so that keys cannot be chosen to collide).
     keys: RandomState,
+    pub(crate) metrics: crate::metrics::HubMetrics,
 }
 
 impl fmt::Debug for HubInner {
@@ -63,6 +64,7 @@ impl HubInner {
                 .map_or(0, |d| d.as_micros() as u64),
         };
         let budget = Budget::new(config.budget_bytes, config.budget_topics);
+        let metrics = crate::metrics::HubMetrics::new(&config.metric_topics);
         let inner = Arc::new(HubInner {
             config,
             topics: RwLock::new(HashMap::new()),
@@ -73,6 +75,7 @@ impl HubInner {
             log,
             budget,
             keys: RandomState::new(),
+            metrics,
         });
         deliveries::start(&inner);
         inner
@@ -105,6 +108,7 @@ impl HubInner {
             let topic = Arc::new(Topic::new(name.clone(), self.first, gone, held));
             topics.insert(name, topic.clone());
             self.budget.count_in(&topic);
+            self.metrics.topic_added();
             topic
         };
         self.budget.enter(topic.clone());
@@ -168,6 +172,7 @@ impl HubInner {
     /// The reset event: the reason as data, and `id` (the point the subscriber resumes
     /// from) when there is one.
     pub(crate) fn reset_event(&self, reason: GapReason, id: Option<u64>) -> Event {
+        crate::metrics::hub_reset(reason.as_str());
         let mut builder = Event::builder()
             .event(&self.config.reset_event_type)
             .data(reason.as_str());
@@ -211,7 +216,9 @@ impl HubInner {
             }
             topics.push((topic, head));
         }
+        crate::metrics::record_topics(&names);
         tracing::debug!(topics = ?names, "hub subscriber joined");
+        self.metrics.subscribed(&names);
         self.tend(Instant::now(), created, true);
         Subscription::new(self.clone(), topics, start, last_event_id)
     }

@@ -117,7 +117,9 @@ impl Hub {
         event: Event,
     ) -> Result<Published, PublishError> {
         if key.is_empty() || key.len() > MAX_KEY_LEN {
-            return Err(PublishError::InvalidKey { len: key.len() });
+            let refused = Err(PublishError::InvalidKey { len: key.len() });
+            self.inner.metrics.published(topic, &refused);
+            return refused;
         }
         self.publish_with(topic, Some(key), event)
     }
@@ -128,15 +130,15 @@ impl Hub {
         key: Option<&str>,
         event: Event,
     ) -> Result<Published, PublishError> {
-        if topic.is_empty() {
-            return Err(PublishError::EmptyTopic);
-        }
-        match &self.inner.log {
+        let published = match &self.inner.log {
+            _ if topic.is_empty() => Err(PublishError::EmptyTopic),
             None => Ok(Published::stored(
                 self.inner.publish_local(topic, key, event),
             )),
             Some(log) => log.publish(topic, key, event),
-        }
+        };
+        self.inner.metrics.published(topic, &published);
+        published
     }
 
     /// Subscribes to `topics`, resuming after `last_event_id` when given.

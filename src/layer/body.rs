@@ -89,11 +89,12 @@ impl<B> ResponseBody<B> {
         shared: Arc<Shared>,
         permit: Option<StreamPermit>,
         encoder: Option<Encoder>,
+        start: crate::metrics::StreamStart,
     ) -> Self {
         ResponseBody {
             kind: Kind::Stream {
                 inner: Some(inner),
-                state: Box::new(StreamState::new(shared, permit, encoder)),
+                state: Box::new(StreamState::new(shared, permit, encoder, start)),
             },
         }
     }

@@ -100,6 +100,7 @@ where
                 Poll::Ready(Ok(refused(refusal)))
             }
             StateProj::Inner { inner, request } => {
+                let _span = request.start.entered();
                 let response = ready!(inner.poll(cx))?;
                 Poll::Ready(Ok(request.answer(response)))
             }
@@ -118,6 +119,8 @@ pub(super) struct StreamRequest {
     pub(super) permit: Option<StreamPermit>,
     /// The codec the client accepts, when the layer compresses.
     pub(super) codec: Option<Codec>,
+    /// Its span, and what the metrics keep of it.
+    pub(super) start: crate::metrics::StreamStart,
 }
 
 impl StreamRequest {
@@ -127,10 +130,13 @@ impl StreamRequest {
         if !is_event_stream(&response) || is_served(&response) {
             // Not a stream, a refusal, or a stream an inner `SseLayer` already serves:
             // a place taken for it is freed at once.
+            crate::metrics::passed_through(&response);
             drop(self.permit.take());
             return response.map(ResponseBody::passthrough);
         }
         if !self.is_get {
+            crate::metrics::refused("method");
+            tracing::debug!("refusing an event stream: the request is not a GET (405)");
             drop(self.permit.take());
             return refused(method_not_allowed());
         }
@@ -157,7 +163,9 @@ impl StreamRequest {
             .and_then(|codec| compress(response.headers_mut(), &self.shared, codec));
         mark_served(response.extensions_mut());
         let shared = self.shared.clone();
-        response.map(|body| ResponseBody::stream(body, shared, permit, encoder))
+        let codec = self.codec.filter(|_| encoder.is_some()).map(Codec::token);
+        let start = std::mem::take(&mut self.start).serving(codec);
+        response.map(|body| ResponseBody::stream(body, shared, permit, encoder, start))
     }
 }
 

@@ -181,6 +181,10 @@ impl StreamLimit {
     }
 
     fn reached(&self, scope: Scope) -> LimitReached {
+        crate::metrics::refused(match scope {
+            Scope::Server { .. } => "limit",
+            Scope::Client { .. } => "per_client",
+        });
         let reached = LimitReached {
             scope,
             retry_after: self.retry_after,

@@ -107,6 +107,8 @@ where
         {
             request.extensions_mut().insert(id);
         }
+        let start = crate::metrics::StreamStart::new(&request);
+        let _span = start.entered();
         let is_get = request.method() == Method::GET;
         let mut client = None;
         let mut permit = None;
@@ -140,6 +142,7 @@ where
             client,
             permit,
             codec,
+            start,
         };
         ResponseFuture::new(self.inner.call(request), asked)
     }

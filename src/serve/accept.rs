@@ -88,6 +88,7 @@ where
         let permit = match permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(TryAcquireError::NoPermits) => {
+                crate::metrics::accept_paused(true);
                 if cap_logged.is_none_or(|at| at.elapsed() >= CAP_LOG_INTERVAL) {
                     tracing::warn!(
                         max_connections,
@@ -117,12 +118,15 @@ where
             Err(error) if is_connection_error(&error) => {
                 // One connection that failed before it was accepted; the next one is
                 // there or not, no reason to wait.
+                crate::metrics::accept_error(true);
                 tracing::debug!(%error, "accept failed for one connection");
                 continue;
             }
             Err(error) => {
                 let next = pause.map_or(FIRST_PAUSE, |pause| (pause * 2).min(MAX_PAUSE));
                 pause = Some(next);
+                crate::metrics::accept_error(false);
+                crate::metrics::accept_paused(false);
                 tracing::warn!(
                     %error,
                     pause_ms = next.as_millis() as u64,

@@ -224,6 +224,7 @@ async fn with_hyper<S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    let _open = crate::metrics::connection_open();
     let requested = Arc::new(Notify::new());
     let service = PerConnection {
         inner: TowerToHyperService::new(service),
@@ -250,11 +251,13 @@ async fn with_hyper<S, B>(
             biased;
             () = &mut first_request, if waiting => waiting = false,
             () = &mut deadline, if waiting => {
+                crate::metrics::connection_timed_out("first_request");
                 tracing::debug!(%peer, "connection closed: no request before the deadline");
                 return;
             }
             result = connection.as_mut() => {
                 if let Err(error) = result {
+                    crate::metrics::connection_error(&*error);
                     tracing::debug!(%peer, %error, "connection closed with an error");
                 }
                 return;

@@ -230,6 +230,7 @@ impl<IO> WriteTimeout<IO> {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => {
                 *timed_out = true;
+                crate::metrics::connection_timed_out("write");
                 tracing::debug!(?timeout, "write timed out: closing the connection");
                 Poll::Ready(Err(timed_out_error(timeout)))
             }

@@ -206,6 +206,7 @@ pub fn build_examples(names: &[&str]) -> std::path::PathBuf {
             ("compression-deflate", cfg!(feature = "compression-deflate")),
             ("compression-br", cfg!(feature = "compression-br")),
             ("compression-zstd", cfg!(feature = "compression-zstd")),
+            ("metrics", cfg!(feature = "metrics")),
         ]
         .into_iter()
         .filter_map(|(name, on)| on.then_some(name))

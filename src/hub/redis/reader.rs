@@ -109,6 +109,7 @@ pub(super) async fn read_loop(
             }
             Err(err) => err,
         };
+        crate::metrics::redis_reconnect("reader");
         if shared.read_log.due() {
             tracing::warn!(address = %shared.address, %err, "redis reader failed; reconnecting");
         }
@@ -178,6 +179,7 @@ impl Reader<'_> {
         client_id: u64,
     ) -> Result<std::convert::Infallible, Stop> {
         let mut synced = false;
+        let mut lag = crate::metrics::ReadLag::default();
         loop {
             if self.closed() {
                 return Err(Stop::Closed);
@@ -241,9 +243,14 @@ impl Reader<'_> {
             };
             match result? {
                 // Nothing new for a whole block: sync, as when idle.
-                Value::Nil => synced = false,
+                Value::Nil => {
+                    lag.read(true);
+                    synced = false;
+                }
                 reply => {
-                    if !self.deliver(conn, reply).await? {
+                    let complete = self.deliver(conn, reply).await?;
+                    lag.read(complete);
+                    if !complete {
                         synced = false;
                     }
                 }

@@ -287,6 +287,7 @@ impl SharedLog for RedisStorage {
                         return Page::Gap(GapReason::Evicted);
                     }
                     Err(err) => {
+                        crate::metrics::redis_reconnect("history");
                         if shared.history_log.due() {
                             tracing::warn!(address = %shared.address, %err, "redis history read failed; retrying");
                         }

@@ -74,6 +74,7 @@ pub(super) async fn write_loop(shared: Arc<Shared>, stop: CancellationToken) {
     };
     let mut script: Option<String> = None;
     let mut backoff = MIN_BACKOFF;
+    let mut depth = crate::metrics::QueueDepth::default();
     loop {
         if state.batch.is_empty() {
             let first = tokio::select! {
@@ -91,13 +92,17 @@ pub(super) async fn write_loop(shared: Arc<Shared>, stop: CancellationToken) {
                 }
             }
         }
-        match write_round(&shared, &mut conn, &mut script, &mut state).await {
+        depth.set(state.batch.len() + state.queue.len());
+        let round = write_round(&shared, &mut conn, &mut script, &mut state).await;
+        depth.set(state.batch.len() + state.queue.len());
+        match round {
             Ok(()) => backoff = MIN_BACKOFF,
             Err(err) => {
                 if shared.write_log.due() {
                     tracing::warn!(address = %shared.address, %err, waiting = state.batch.len(), "redis write failed; retrying");
                 }
                 shared.unreachable(err);
+                crate::metrics::redis_reconnect("writer");
                 tokio::select! {
                     biased;
                     () = stop.cancelled() => return,
@@ -180,7 +185,9 @@ async fn write_round(
     }
     // Until the replies are in, any of the batch may be stored.
     state.uncertain = true;
+    let sent = std::time::Instant::now();
     let replies: Vec<Value> = pipe.query_async(conn).await?;
+    crate::metrics::redis_write_time(sent.elapsed());
     if replies.len() != state.batch.len() {
         return Err(malformed("a batch of writes", &Value::Array(replies)));
     }
@@ -193,6 +200,7 @@ async fn write_round(
                 let _ = outgoing.ack.send(Ok(id));
             }
             Outcome::Rejected(err) => {
+                crate::metrics::publish_rejected();
                 if shared.reject_log.due() {
                     tracing::warn!(address = %shared.address, topic = %outgoing.topic, %err, "redis refused an event; its publisher is told");
                 }

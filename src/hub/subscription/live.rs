@@ -192,11 +192,12 @@ impl Subscription {
         };
         let topic = member.topic.clone();
         topic.lagged.fetch_add(1, Ordering::Relaxed);
+        self.hub.metrics.lagged(&topic.name, policy);
         let pending = member.catchup.len() as u64;
         match (policy, conflated) {
             (LagPolicy::Disconnect, _) => {
                 topic.dropped.fetch_add(skipped, Ordering::Relaxed);
-                tracing::warn!(topic = %topic.name, skipped, "hub subscriber lagged: its stream ends");
+                tracing::debug!(topic = %topic.name, skipped, "hub subscriber lagged: its stream ends");
                 self.ended = Some(SubscriptionError::Lagged {
                     skipped: skipped + pending,
                 });

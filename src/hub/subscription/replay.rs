@@ -100,6 +100,7 @@ impl Replay {
         if let Some(reason) = self.read_ahead(log, cx) {
             return Poll::Ready(Err(reason));
         }
+        let before = ready.len();
         // Merge while every topic that may hold more has some in hand.
         let mut moved = 0;
         while moved < BATCH {
@@ -123,12 +124,14 @@ impl Replay {
                 if moved == BATCH {
                     break;
                 }
+                crate::metrics::hub_replayed((ready.len() - before) as u64, true);
                 return Poll::Ready(Ok(self.upto));
             };
             let (id, _, event) = self.sources[index].buffer.pop_front().expect("a front");
             ready.push_back(event.with_trusted_id(itoa::Buffer::new().format(id)));
             moved += 1;
         }
+        crate::metrics::hub_replayed((ready.len() - before) as u64, true);
         // Ask for the pages the merge made due before yielding what it took.
         match self.read_ahead(log, cx) {
             Some(reason) => Poll::Ready(Err(reason)),

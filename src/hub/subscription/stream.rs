@@ -281,6 +281,8 @@ impl Subscription {
             let state = member.topic.lock();
             member.cursor = state.position_after(after);
             member.read = after;
+            let replayed = member.live_from.saturating_sub(member.cursor);
+            crate::metrics::hub_replayed(if after < self.start { replayed } else { 0 }, false);
         }
         self.revisit.iter_mut().for_each(|r| *r = true);
         self.phase = Phase::Live;
@@ -309,6 +311,7 @@ impl Subscription {
         }
         self.after = after;
         for (member, (items, head, newest)) in self.members.iter_mut().zip(parts) {
+            crate::metrics::hub_replayed(items.len() as u64, false);
             member.catchup = items.into();
             member.cursor = head;
             member.read = after.max(newest);
@@ -448,6 +451,7 @@ impl Stream for Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        self.hub.metrics.unsubscribed(self.topics());
         for member in &self.members {
             self.hub.leave(&member.topic, member.waiting);
         }

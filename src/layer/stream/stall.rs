@@ -188,6 +188,7 @@ async fn sweep(guard: Sweeping, timeout: Duration) {
                 .collect()
         };
         for polls in stalled {
+            let _span = polls.tracker.span();
             tracing::debug!(
                 ?timeout,
                 "the connection stopped taking frames from an sse stream"

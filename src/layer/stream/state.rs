@@ -69,6 +69,7 @@ pub(crate) struct StreamState {
     /// so that a burst reuses one allocation (reclaimed once the connection has written
     /// the previous frame); released when the stream idles.
     scratch: BytesMut,
+    meter: crate::metrics::StreamMeter,
 }
 
 impl StreamState {
@@ -76,9 +77,11 @@ impl StreamState {
         shared: Arc<Shared>,
         permit: Option<StreamPermit>,
         encoder: Option<Encoder>,
+        start: crate::metrics::StreamStart,
     ) -> Self {
         let settings = &shared.settings;
-        let tracker = Arc::new(Tracker::new(settings.on_end.clone()));
+        let (observed, meter) = start.into_parts();
+        let tracker = Arc::new(Tracker::new(settings.on_end.clone(), observed));
         let stall = shared
             .stall
             .as_ref()
@@ -102,6 +105,7 @@ impl StreamState {
             stall,
             encoder,
             scratch: BytesMut::new(),
+            meter,
             shared,
         }
     }
@@ -267,6 +271,7 @@ impl StreamState {
                     Ok(end) if end.is_empty() => {}
                     Ok(end) => {
                         self.tracker.wrote(0, end.len());
+                        self.meter.wrote(0, 0, end.len());
                         return Poll::Ready(Some(Ok(Frame::data(end))));
                     }
                     Err(error) => return Poll::Ready(Some(self.fail(Box::new(error), inner))),
@@ -287,6 +292,7 @@ impl StreamState {
             if self.boundary.at_boundary() {
                 self.boundary.wrote_own();
                 let frame = self.shared.settings.heartbeat_frame.clone();
+                self.meter.heartbeat();
                 return Poll::Ready(Some(self.send(frame, 0, inner)));
             }
             // Inside an event a comment would become part of it: this beat is skipped.
@@ -304,6 +310,7 @@ impl StreamState {
         events: u64,
         inner: Pin<&mut Option<B>>,
     ) -> Result<Frame<Bytes>, BoxError> {
+        let raw = bytes.len();
         let bytes = match &mut self.encoder {
             None => bytes,
             Some(encoder) => match encoder.compress(&bytes) {
@@ -312,6 +319,7 @@ impl StreamState {
             },
         };
         self.tracker.wrote(events, bytes.len());
+        self.meter.wrote(events, raw, bytes.len());
         Ok(Frame::data(bytes))
     }
 }

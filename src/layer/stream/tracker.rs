@@ -17,16 +17,18 @@ pub(crate) struct Tracker {
     bytes: AtomicU64,
     done: AtomicBool,
     on_end: Option<OnEnd>,
+    observed: crate::metrics::Observed,
 }
 
 impl Tracker {
-    pub(crate) fn new(on_end: Option<OnEnd>) -> Self {
+    pub(crate) fn new(on_end: Option<OnEnd>, observed: crate::metrics::Observed) -> Self {
         Tracker {
             started: Instant::now(),
             events: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             done: AtomicBool::new(false),
             on_end,
+            observed,
         }
     }
 
@@ -36,6 +38,11 @@ impl Tracker {
             self.events.fetch_add(events, Ordering::Relaxed);
         }
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The stream's span, entered, for a line about it logged elsewhere.
+    pub(crate) fn span(&self) -> Option<tracing::span::Entered<'_>> {
+        self.observed.enter()
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -54,6 +61,7 @@ impl Tracker {
             bytes: self.bytes.load(Ordering::Relaxed),
             duration: self.started.elapsed(),
         };
+        let _span = self.observed.ended(end.reason);
         tracing::debug!(
             reason = %end.reason,
             error = end.error.as_ref().map(tracing::field::display),

@@ -24,7 +24,8 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(kind: impl Into<String>, detail: impl ToString) -> Failure {
-        Failure { kind: kind.into(), detail: detail.to_string() }
+        let (kind, detail) = (kind.into(), detail.to_string());
+        Failure { kind, detail }
     }
 }
 
@@ -51,16 +52,27 @@ pub struct Response {
     _connection: AbortOnDropHandle<()>,
 }
 
+/// A socket for `addr`'s family, with `TCP_NODELAY` (a listener's accepted sockets
+/// inherit it on Linux).
+pub fn socket(addr: SocketAddr) -> std::io::Result<TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }?;
+    socket.set_nodelay(true)?;
+    Ok(socket)
+}
+
 /// Connects to the host of `uri` (`host:port`) from `source`, if any.
 async fn connect(uri: &Uri, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
     let authority = uri.authority().map_or("", |a| a.as_str());
     let addr = tokio::net::lookup_host(authority).await?.next();
     let addr = addr.ok_or(std::io::ErrorKind::AddrNotAvailable)?;
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = socket(addr)?;
     if let Some(ip) = source {
         socket.bind(SocketAddr::new(ip, 0))?;
     }
-    socket.set_nodelay(true)?;
     socket.connect(addr).await
 }
 
@@ -82,8 +94,13 @@ pub async fn get(uri: &Uri, accept: &str, options: &Options) -> Result<Response,
     }
     let request = request.body(Empty::<Bytes>::new()).expect("a request");
     let response = sender.send_request(request).await;
-    let (head, body) = response.map_err(|e| Failure::new("no response", e))?.into_parts();
-    Ok(Response { head, body, _connection: connection })
+    let response = response.map_err(|e| Failure::new("no response", e))?;
+    let (head, body) = response.into_parts();
+    Ok(Response {
+        head,
+        body,
+        _connection: connection,
+    })
 }
 
 /// [`get`] of an event stream: fails unless the answer is `200 text/event-stream`, with
@@ -96,7 +113,10 @@ pub async fn event_stream(uri: &Uri, options: &Options) -> Result<Response, Fail
     }
     let content_type = headers.get(header::CONTENT_TYPE).map(|c| c.as_bytes());
     if !content_type.is_some_and(|c| c.starts_with(b"text/event-stream")) {
-        return Err(Failure::new("not text/event-stream", format!("{content_type:?}")));
+        return Err(Failure::new(
+            "not text/event-stream",
+            format!("{content_type:?}"),
+        ));
     }
     let coding = headers.get(header::CONTENT_ENCODING).map(|c| c.as_bytes());
     if coding.filter(|&c| c != b"identity") != options.accept_encoding.map(str::as_bytes) {
@@ -108,13 +128,19 @@ pub async fn event_stream(uri: &Uri, options: &Options) -> Result<Response, Fail
 /// `GET` a JSON document.
 pub async fn get_json(uri: &Uri) -> Result<serde_json::Value, String> {
     let response = get(uri, "application/json", &Options::default()).await;
-    let body = response.map_err(|f| format!("{uri}: {f}"))?.body.collect().await;
+    let body = response
+        .map_err(|f| format!("{uri}: {f}"))?
+        .body
+        .collect()
+        .await;
     let body = body.map_err(|e| format!("{uri}: {e}"))?.to_bytes();
     serde_json::from_slice(&body).map_err(|e| format!("{uri}: {e}"))
 }
 
 /// [`get_json`], from outside a runtime.
 pub fn get_json_blocking(uri: &Uri) -> Result<serde_json::Value, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     runtime.map_err(|e| e.to_string())?.block_on(get_json(uri))
 }

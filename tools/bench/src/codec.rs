@@ -24,13 +24,16 @@ impl Codec {
         ["gzip", "deflate", "br", "zstd"][self as usize]
     }
 
-    /// `body`, decoded.
-    pub fn decode<S>(self, body: S) -> BoxStream<'static, std::io::Result<Bytes>>
+    /// `body`, decoded with `codec` (`None`: as it is).
+    pub fn decode<S>(codec: Option<Codec>, body: S) -> BoxStream<'static, std::io::Result<Bytes>>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
+        let Some(codec) = codec else {
+            return body.boxed();
+        };
         let body = StreamReader::new(body);
-        match self {
+        match codec {
             Codec::Gzip => ReaderStream::new(GzipDecoder::new(body)).boxed(),
             Codec::Deflate => ReaderStream::new(ZlibDecoder::new(body)).boxed(),
             Codec::Br => ReaderStream::new(BrotliDecoder::new(body)).boxed(),

@@ -10,12 +10,12 @@
 //! ```text
 //! proc, feed, codec, client, results   leaves: /proc, payloads, codings, HTTP, JSON
 //! markdown  -> results
-//! server    -> codec, feed, proc       options <- publisher <- floors <- control,
-//!                                      broadcasts <- axum, warp; tower_sse
+//! server    -> client, codec, feed, proc
+//!                                      options <- publisher <- broadcasts, floors, tower_sse
 //! loadgen   -> client, codec, feed, proc, results
 //!                                      options <- stream <- churn, hold
 //! suite     -> loadgen, client, codec, proc, results, markdown
-//!                                      config <- child, criterion, idle, sections
+//!                                      config, child <- idle, sections
 //! ```
 
 pub mod client;

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 /// Publish-to-receive latency, microseconds.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Latency {
-    pub count: u64,
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
@@ -37,7 +36,6 @@ pub struct Step {
     pub server_rss_kib: Option<u64>,
     /// (RSS at the end of the window - RSS before any connection) / connections.
     pub server_rss_per_conn_kib: Option<f64>,
-    pub client_cpu_cores: f64,
     /// Bytes read from the sockets, HTTP framing included.
     pub wire_bytes_per_event: Option<f64>,
     pub cycles_per_sec: f64,

@@ -10,11 +10,9 @@ fn main() {
         Some(json) => suite::render(json),
         None => suite::run(&Config::new(args)),
     };
-    match result {
-        Ok(markdown) => println!("{markdown}"),
-        Err(err) => {
-            eprintln!("bench-suite: {err}");
-            std::process::exit(1);
-        }
-    }
+    let markdown = result.unwrap_or_else(|err| {
+        eprintln!("bench-suite: {err}");
+        std::process::exit(1)
+    });
+    println!("{markdown}");
 }

@@ -9,17 +9,15 @@ use clap::Parser;
 
 fn main() {
     let options = tower_sse_bench::loadgen::Options::parse();
-    match tower_sse_bench::loadgen::run(&options) {
-        Ok(report) if !options.hold => {
-            println!("{}", serde_json::to_string_pretty(&report).expect("a report"));
-            if !report.errors.is_empty() {
-                std::process::exit(3);
-            }
-        }
-        Ok(_) => {}
-        Err(err) => {
-            eprintln!("loadgen: {err}");
-            std::process::exit(1);
+    let report = tower_sse_bench::loadgen::run(&options).unwrap_or_else(|err| {
+        eprintln!("loadgen: {err}");
+        std::process::exit(1)
+    });
+    if !options.hold {
+        let json = serde_json::to_string_pretty(&report).expect("a report");
+        println!("{json}");
+        if !report.errors.is_empty() {
+            std::process::exit(3);
         }
     }
 }

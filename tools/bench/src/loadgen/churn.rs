@@ -12,11 +12,8 @@ use super::stream::Shared;
 use crate::client;
 use crate::results::Step;
 
-pub(super) async fn run(
-    options: &Options,
-    shared: &Arc<Shared>,
-    workers: usize,
-) -> Result<Vec<Step>, String> {
+pub(super) async fn run(options: &Options, shared: &Arc<Shared>) -> Result<Vec<Step>, String> {
+    let workers = options.churn.unwrap_or(1);
     let (base, started, mut tasks) = (options.usage(), Instant::now(), JoinSet::new());
     for index in 0..workers {
         let (targets, shared) = (options.targets.clone(), shared.clone());
@@ -36,8 +33,8 @@ pub(super) async fn run(
         });
     }
     tokio::time::sleep(options.duration).await;
-    let (cycles, secs, end) =
-        (shared.cycles.load(Relaxed), started.elapsed().as_secs_f64(), options.usage());
+    let (cycles, end) = (shared.cycles.load(Relaxed), options.usage());
+    let secs = started.elapsed().as_secs_f64();
     shared.stop.cancel();
     tasks.join_all().await;
     tokio::time::sleep(options.settle).await;
@@ -45,12 +42,12 @@ pub(super) async fn run(
         Some(control) => client::get_json(control).await?["subscribers"].as_u64(),
         None => None,
     };
-    let cpu = base.zip(end).map(|(b, e)| (e.cpu_ns - b.cpu_ns) as f64 / 1e3 / cycles.max(1) as f64);
+    let cpu = base.zip(end).map(|(b, e)| e.cpu_ns - b.cpu_ns);
     Ok(vec![Step {
         connections: workers,
         window_secs: secs,
         cycles_per_sec: cycles as f64 / secs,
-        server_cpu_us_per_cycle: cpu,
+        server_cpu_us_per_cycle: cpu.map(|ns| ns as f64 / 1e3 / cycles.max(1) as f64),
         server_rss_base_kib: base.map(|b| b.rss_kib),
         server_rss_kib: end.map(|e| e.rss_kib),
         server_rss_after_kib: options.usage().map(|a| a.rss_kib),

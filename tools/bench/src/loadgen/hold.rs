@@ -28,18 +28,21 @@ pub(super) async fn run(options: &Options, shared: &Arc<Shared>) -> Result<(), S
                 let started = std::time::Instant::now();
                 let _ = open(options, shared, &mut tasks, n).await;
                 let secs = started.elapsed().as_secs_f64();
+                let connected = shared.connected.load(Relaxed);
                 let failed = shared.failed.load(Relaxed);
-                format!("opened {} {failed} {secs:.3}", shared.connected.load(Relaxed))
+                format!("opened {connected} {failed} {secs:.3}")
             }
             ["first"] => {
-                let all = || shared.first.load(Relaxed) >= shared.connected.load(Relaxed);
-                let _ = wait_for(shared, options.timeout, all).await;
-                format!("first {} {}", shared.first.load(Relaxed), shared.connected.load(Relaxed))
+                let counts = || (shared.first.load(Relaxed), shared.connected.load(Relaxed));
+                wait_for(shared, options.timeout, || counts().0 >= counts().1).await;
+                let (first, connected) = counts();
+                format!("first {first} {connected}")
             }
             _ => return Err(format!("unknown command {line:?}")),
         };
         let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{answer}").and_then(|()| stdout.flush()).map_err(|e| e.to_string())?;
+        let written = writeln!(stdout, "{answer}").and_then(|()| stdout.flush());
+        written.map_err(|e| e.to_string())?;
     }
     Ok(())
 }

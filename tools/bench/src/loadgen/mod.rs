@@ -33,31 +33,34 @@ pub fn run(options: &Options) -> Result<Report, String> {
         return Err("-n: a rising list of stream counts".into());
     }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    let runtime = runtime.worker_threads(options.threads.max(1)).enable_all().build();
-    let (runtime, shared) = (runtime.map_err(|e| e.to_string())?, Shared::new(options));
+    runtime.worker_threads(options.threads.max(1)).enable_all();
+    let (runtime, shared) = (
+        runtime.build().map_err(|e| e.to_string())?,
+        Shared::new(options),
+    );
     let steps = runtime.block_on(async {
         let steps = match (options.hold, options.churn) {
             (true, _) => hold::run(options, &shared).await.map(|()| Vec::new()),
-            (false, Some(workers)) => churn::run(options, &shared, workers).await,
+            (false, Some(_)) => churn::run(options, &shared).await,
             (false, None) => ramp(options, &shared).await,
         };
         shared.stop.cancel();
         steps
     });
     runtime.shutdown_timeout(Duration::from_secs(2));
-    Ok(Report { steps: steps?, errors: lock(&shared.errors).clone() })
+    let errors = lock(&shared.errors).clone();
+    steps.map(|steps| Report { steps, errors })
 }
 
 async fn ramp(options: &Options, shared: &Arc<Shared>) -> Result<Vec<Step>, String> {
     let (base, mut tasks, mut steps) = (options.usage(), JoinSet::new(), Vec::new());
     for &count in &options.steps {
-        open(options, shared, &mut tasks, count)
-            .await
-            .map_err(|e| format!("{count} streams: {e}"))?;
+        let opened = open(options, shared, &mut tasks, count).await;
+        opened.map_err(|e| format!("{count} streams: {e}"))?;
         tokio::time::sleep(options.settle).await;
         let step = window(options, shared, base, count).await;
         if !options.quiet {
-            eprintln!("loadgen: {}", serde_json::to_string(&step).unwrap_or_default());
+            eprintln!("loadgen: {}", serde_json::json!(step));
         }
         steps.push(step);
     }
@@ -66,18 +69,19 @@ async fn ramp(options: &Options, shared: &Arc<Shared>) -> Result<Vec<Step>, Stri
 
 /// Measures one window with `count` streams open.
 async fn window(options: &Options, shared: &Shared, base: Option<Usage>, count: usize) -> Step {
-    let counters = [&shared.events, &shared.lost, &shared.reordered, &*shared.wire];
+    let wire = &*shared.request.wire;
+    let counters = [&shared.events, &shared.lost, &shared.reordered, wire];
     let before = counters.map(|c| c.load(Relaxed));
     shared.latency();
-    let (start, client, started) = (options.usage(), Usage::of(0), Instant::now());
+    let (start, started) = (options.usage(), Instant::now());
     tokio::time::sleep(options.duration).await;
-    let (secs, end, client_end) = (started.elapsed().as_secs_f64(), options.usage(), Usage::of(0));
+    let (secs, end) = (started.elapsed().as_secs_f64(), options.usage());
     let [events, lost, reordered, wire] =
         std::array::from_fn(|i| counters[i].load(Relaxed) - before[i]);
     let per_event = |n: u64| (events > 0).then(|| n as f64 / events as f64);
-    let server = start.zip(end).map(|(s, e)| (e.cpu_ns - s.cpu_ns, e.syscw - s.syscw));
-    let rss =
-        base.zip(end).map(|(b, e)| (e.rss_kib as f64 - b.rss_kib as f64) / count.max(1) as f64);
+    // Per delivered event: what `of` grew by in the servers over the window.
+    let server = |of: fn(Usage) -> u64| start.zip(end).and_then(|(s, e)| per_event(of(e) - of(s)));
+    let grown = |(b, e): (Usage, Usage)| (e.rss_kib as f64 - b.rss_kib as f64) / count as f64;
     Step {
         connections: count,
         connected: shared.connected.load(Relaxed),
@@ -88,14 +92,11 @@ async fn window(options: &Options, shared: &Shared, base: Option<Usage>, count: 
         lost,
         reordered,
         latency: shared.latency(),
-        server_cpu_us_per_event: server.and_then(|(cpu, _)| per_event(cpu)).map(|ns| ns / 1e3),
-        server_syscw_per_event: server.and_then(|(_, syscw)| per_event(syscw)),
+        server_cpu_us_per_event: server(|u| u.cpu_ns).map(|ns| ns / 1e3),
+        server_syscw_per_event: server(|u| u.syscw),
         server_rss_base_kib: base.map(|b| b.rss_kib),
         server_rss_kib: end.map(|e| e.rss_kib),
-        server_rss_per_conn_kib: rss,
-        client_cpu_cores: client.zip(client_end).map_or(0, |(s, e)| e.cpu_ns - s.cpu_ns) as f64
-            / 1e9
-            / secs,
+        server_rss_per_conn_kib: base.zip(end).map(grown),
         wire_bytes_per_event: per_event(wire),
         ..Step::default()
     }

@@ -10,7 +10,10 @@ use crate::proc::Usage;
 
 /// Command-line seconds, such as `2` or `0.5`.
 pub fn seconds(text: &str) -> Result<Duration, String> {
-    let secs = text.parse().ok().and_then(|s| Duration::try_from_secs_f64(s).ok());
+    let secs = text
+        .parse()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok());
     secs.ok_or_else(|| format!("not seconds: {text:?}"))
 }
 
@@ -60,15 +63,8 @@ pub struct Options {
 }
 
 impl Options {
-    /// The defaults, for `targets`.
-    pub fn new(targets: Vec<Uri>) -> Options {
-        Options { targets, ..clap::Parser::parse_from(["loadgen", "--url", "http://127.0.0.1:1/"]) }
-    }
-}
-
-impl Options {
     /// The servers' usage now, summed.
     pub(super) fn usage(&self) -> Option<Usage> {
-        Usage::sum(&self.pids)
+        Usage::of(&self.pids)
     }
 }

@@ -38,7 +38,9 @@ pub(super) struct Shared {
     pub(super) lost: AtomicU64,
     pub(super) reordered: AtomicU64,
     pub(super) cycles: AtomicU64,
-    pub(super) wire: Arc<AtomicU64>,
+    /// What every stream's request adds (its source address aside), and its counter of
+    /// the bytes on the wire.
+    pub(super) request: client::Options,
     latency: Mutex<Option<Histogram<u64>>>,
     pub(super) changed: Notify,
     pub(super) stop: CancellationToken,
@@ -53,17 +55,21 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     pub(super) fn new(options: &Options) -> Arc<Shared> {
-        let (codec, quiet) = (options.accept_encoding, options.quiet);
-        Arc::new(Shared { codec, quiet, ..Shared::default() })
+        let mut shared = Shared::default();
+        (shared.codec, shared.quiet) = (options.accept_encoding, options.quiet);
+        shared.request.accept_encoding = shared.codec.map(Codec::token);
+        Arc::new(shared)
     }
 
     /// The latency recorded since the last call.
     pub(super) fn latency(&self) -> Latency {
-        let Some(h) = lock(&self.latency).take() else {
-            return Latency::default();
-        };
-        let at = |q| h.value_at_quantile(q);
-        Latency { count: h.len(), p50_us: at(0.5), p99_us: at(0.99), max_us: h.max() }
+        let histogram = lock(&self.latency).take();
+        let at = |q| histogram.as_ref().map_or(0, |h| h.value_at_quantile(q));
+        Latency {
+            p50_us: at(0.5),
+            p99_us: at(0.99),
+            max_us: at(1.0),
+        }
     }
 
     /// Counts a failure by kind; prints the first few.
@@ -102,16 +108,13 @@ struct Stamp {
 }
 
 async fn read_events(target: &Uri, source: Option<IpAddr>, shared: &Shared) -> Result<(), Failure> {
-    let (accept_encoding, wire) = (shared.codec.map(Codec::token), shared.wire.clone());
-    let response =
-        client::event_stream(target, &client::Options { accept_encoding, source, wire }).await?;
+    let mut request = shared.request.clone();
+    request.source = source;
+    let response = client::event_stream(target, &request).await?;
     shared.connected.fetch_add(1, Relaxed);
     shared.changed.notify_waiters();
     let body = BodyDataStream::new(response.body).map(|chunk| chunk.map_err(io::Error::other));
-    let body = match shared.codec {
-        Some(codec) => codec.decode(body),
-        None => body.boxed(),
-    };
+    let body = Codec::decode(shared.codec, body);
     let mut events = std::pin::pin!(pieces(body).eventsource());
     // The last `seq` of each topic, 0 before the first.
     let (mut last_seq, mut first) = (Vec::<u64>::new(), true);
@@ -130,12 +133,10 @@ async fn read_events(target: &Uri, source: Option<IpAddr>, shared: &Shared) -> R
         let Ok(Stamp { t, k, seq }) = serde_json::from_str(&event.data) else {
             continue;
         };
-        let mut latency = lock(&shared.latency);
-        let histogram = latency.get_or_insert_with(|| {
-            Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("bounds")
-        });
-        histogram.saturating_record(now_micros().saturating_sub(t));
-        drop(latency);
+        let (latency, mut histogram) = (now_micros().saturating_sub(t), lock(&shared.latency));
+        let new = || Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("bounds");
+        histogram.get_or_insert_with(new).saturating_record(latency);
+        drop(histogram);
         if last_seq.len() <= k {
             last_seq.resize(k + 1, 0);
         }
@@ -154,20 +155,15 @@ async fn read_events(target: &Uri, source: Option<IpAddr>, shared: &Shared) -> R
 /// rest of its buffer at every line it parses, so it is handed one event at a time.
 fn pieces(body: BoxStream<'static, io::Result<Bytes>>) -> impl Stream<Item = io::Result<Bytes>> {
     body.flat_map(|chunk| {
+        let mut chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(err) => return stream::iter(vec![Err(err)]),
+        };
         let mut pieces = Vec::new();
-        match chunk {
-            Err(err) => pieces.push(Err(err)),
-            Ok(chunk) => {
-                let mut at = 0;
-                let ends = memchr::memmem::find_iter(&chunk, b"\n\n").map(|end| end + 2);
-                for end in ends.chain([chunk.len()]) {
-                    if end > at {
-                        pieces.push(Ok(chunk.slice(at..end)));
-                        at = end;
-                    }
-                }
-            }
+        while let Some(end) = memchr::memmem::find(&chunk, b"\n\n") {
+            pieces.push(Ok(chunk.split_to(end + 2)));
         }
+        pieces.extend((!chunk.is_empty()).then_some(Ok(chunk)));
         stream::iter(pieces)
     })
 }
@@ -180,34 +176,35 @@ pub(super) async fn open(
     count: usize,
 ) -> Result<(), String> {
     for n in tasks.len()..count {
-        let room = || shared.answered() + 512 > n;
-        wait_for(shared, options.timeout, room)
-            .await
-            .map_err(|()| format!("{n} opened, the rest wait"))?;
+        if !wait_for(shared, options.timeout, || shared.answered() + 512 > n).await {
+            return Err(format!("{n} opened, the rest wait"));
+        }
         let target = options.targets[n % options.targets.len()].clone();
-        let source = options.sources.get(n % options.sources.len().max(1)).copied();
-        tasks.spawn(subscriber(target, source, shared.clone()));
+        let source = options.sources.get(n % options.sources.len().max(1));
+        tasks.spawn(subscriber(target, source.copied(), shared.clone()));
     }
     let (timeout, opened) = (options.timeout, tasks.len());
-    wait_for(shared, timeout, || shared.answered() >= opened).await.map_err(|()| {
+    if !wait_for(shared, timeout, || shared.answered() >= opened).await {
         let connected = shared.connected.load(Relaxed);
-        format!("only {connected} of {opened} streams answered in {timeout:?}")
-    })
+        return Err(format!(
+            "only {connected} of {opened} streams answered in {timeout:?}"
+        ));
+    }
+    Ok(())
 }
 
-/// Waits until `done`, woken by every change of the streams; `Err` at the deadline.
-pub(super) async fn wait_for(
-    shared: &Shared,
-    timeout: Duration,
-    done: impl Fn() -> bool,
-) -> Result<(), ()> {
+/// Waits until `done`, woken by every change of the streams: whether it is, by the
+/// deadline.
+pub(super) async fn wait_for(shared: &Shared, timeout: Duration, done: impl Fn() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let mut changed = std::pin::pin!(shared.changed.notified());
         changed.as_mut().enable();
         if done() {
-            return Ok(());
+            return true;
         }
-        tokio::time::timeout_at(deadline, changed).await.map_err(|_| ())?;
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            return false;
+        }
     }
 }

@@ -37,8 +37,7 @@ impl Sink for Frames {
         if self.chunked {
             frame = format!("{:x}\r\n{frame}\r\n", frame.len());
         }
-        let tx = if topic.is_some() { &self.all } else { &self.idle };
-        let _ = tx.send(Bytes::from(frame));
+        let _ = self.channel(topic.is_none()).send(Bytes::from(frame));
     }
 
     fn subscribers(&self) -> usize {
@@ -46,9 +45,30 @@ impl Sink for Frames {
     }
 }
 
-fn frames(chunked: bool) -> Arc<Frames> {
-    let (all, idle) = (broadcast::channel(1024).0, broadcast::channel(16).0);
-    Arc::new(Frames { all, idle, chunked })
+impl Frames {
+    fn new(chunked: bool) -> Arc<Frames> {
+        let (all, idle) = (broadcast::channel(1024).0, broadcast::channel(16).0);
+        Arc::new(Frames { all, idle, chunked })
+    }
+
+    /// The channel of the idle topic's frames, or of every other topic's.
+    fn channel(&self, idle: bool) -> &broadcast::Sender<Bytes> {
+        if idle { &self.idle } else { &self.all }
+    }
+}
+
+/// Calls `serve` with every connection `listener` accepts, on a task of its own.
+async fn accept_each<F>(listener: TcpListener, serve: impl Fn(TcpStream) -> F)
+where
+    F: Future<Output: Send + 'static> + Send + 'static,
+{
+    loop {
+        match listener.accept().await {
+            Ok((socket, _)) => drop(tokio::spawn(serve(socket))),
+            // Out of files, say: wait a little rather than spin.
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
 }
 
 /// Serves every connection `listener` accepts with hyper's HTTP/1 connection (the
@@ -61,23 +81,17 @@ where
     B: hyper::body::Body<Error = Infallible> + Send + 'static,
     B::Data: Send,
 {
-    loop {
-        let Ok((socket, _)) = listener.accept().await else {
-            // Out of files, say: wait a little rather than spin.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        let (io, service) = (TokioIo::new(socket), TowerToHyperService::new(service.clone()));
-        let http1 = hyper::server::conn::http1::Builder::new();
-        tokio::spawn(async move { http1.serve_connection(io, service).await });
-    }
+    let http1 = hyper::server::conn::http1::Builder::new();
+    let service = TowerToHyperService::new(service);
+    let serve = move |socket| http1.serve_connection(TokioIo::new(socket), service.clone());
+    accept_each(listener, serve).await
 }
 
 pub(super) fn start_hyper(listener: TcpListener) -> Arc<dyn Sink> {
-    let frames = frames(false);
+    let frames = Frames::new(false);
     let shared = frames.clone();
     let service = tower::service_fn(move |request: Request<Incoming>| {
-        let tx = if request.uri().path() == "/idle" { &shared.idle } else { &shared.all };
+        let tx = shared.channel(request.uri().path() == "/idle");
         let body = BroadcastStream::new(tx.subscribe())
             .filter_map(|frame| std::future::ready(frame.ok().map(|f| Ok(Frame::data(f)))));
         let response = Response::builder()
@@ -91,35 +105,26 @@ pub(super) fn start_hyper(listener: TcpListener) -> Arc<dyn Sink> {
 }
 
 pub(super) fn start_raw(listener: TcpListener) -> Arc<dyn Sink> {
-    let frames = frames(true);
+    let frames = Frames::new(true);
     let shared = frames.clone();
-    tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((socket, _)) => drop(tokio::spawn(raw_stream(socket, shared.clone()))),
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        }
-    });
+    let serve = move |socket| raw_stream(socket, shared.clone());
+    tokio::spawn(accept_each(listener, serve));
     frames
 }
 
-async fn raw_stream(mut socket: TcpStream, frames: Arc<Frames>) {
+async fn raw_stream(mut socket: TcpStream, frames: Arc<Frames>) -> std::io::Result<()> {
     const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
         cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
     let (mut head, mut buf) = (Vec::new(), [0u8; 512]);
     while memchr::memmem::find(&head, b"\r\n\r\n").is_none() && head.len() < 16 * 1024 {
-        match socket.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
+        match socket.read(&mut buf).await? {
+            0 => return Ok(()),
+            n => head.extend_from_slice(&buf[..n]),
         }
     }
-    let tx = if head.starts_with(b"GET /idle") { &frames.idle } else { &frames.all };
-    let mut rx = tx.subscribe();
+    let mut rx = frames.channel(head.starts_with(b"GET /idle")).subscribe();
     drop(head);
-    if write_all(&mut socket, HEAD).await.is_err() {
-        return;
-    }
+    write_all(&mut socket, HEAD).await?;
     loop {
         tokio::select! {
             message = rx.recv() => match message {
@@ -130,15 +135,14 @@ async fn raw_stream(mut socket: TcpStream, frames: Arc<Frames>) {
                     while let Ok(next) = rx.try_recv() {
                         bytes.extend_from_slice(&next);
                     }
-                    if write_all(&mut socket, &bytes).await.is_err() {
-                        return;
-                    }
+                    write_all(&mut socket, &bytes).await?;
                 }
                 Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => return,
+                Err(RecvError::Closed) => return Ok(()),
             },
-            read = socket.read(&mut buf) => if !matches!(read, Ok(n) if n > 0) {
-                return;
+            // The client closed the connection (anything it sends is dropped).
+            read = socket.read(&mut buf) => if read? == 0 {
+                return Ok(());
             },
         }
     }

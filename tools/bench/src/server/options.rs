@@ -15,9 +15,9 @@ pub enum Stack {
     RawFloor,
 }
 
-/// Settings of a server.
+/// An SSE fan-out server of the benchmarks.
 #[derive(clap::Parser, Clone, Debug)]
-#[command(name = "fanout-server", about = "An SSE fan-out server of the benchmarks")]
+#[command(name = "fanout-server")]
 pub struct Options {
     #[arg(long, value_enum, default_value = "tower-sse")]
     pub stack: Stack,

@@ -32,9 +32,10 @@ impl Publisher {
 
     /// Publishes forever (missed ticks are caught up: the rate holds on average).
     pub(super) async fn run(&self) {
-        let Options { rate, topics, burst, feed, size, .. } = self.options;
-        let (period, per_tick) =
-            if burst { (1.0 / rate, topics) } else { (1.0 / rate / topics as f64, 1) };
+        let (rate, topics, feed) = (self.options.rate, self.options.topics, self.options.feed);
+        // Every topic at once each period, or one topic at a time.
+        let per_tick = if self.options.burst { topics } else { 1 };
+        let period = 1.0 / rate / (topics / per_tick) as f64;
         if rate <= 0.0 {
             return;
         }
@@ -43,8 +44,9 @@ impl Publisher {
             ticks.tick().await;
             for n in first..first + per_tick {
                 let (topic, seq) = (n % topics, n / topics + 1);
-                let payload = feed.payload(size, now_micros(), topic, seq);
-                self.sink.publish(Some(topic as usize), feed.event_type(), payload);
+                let payload = feed.payload(self.options.size, now_micros(), topic, seq);
+                let topic = Some(topic as usize);
+                self.sink.publish(topic, feed.event_type(), payload);
             }
             self.published.store(first + per_tick, Relaxed);
         }

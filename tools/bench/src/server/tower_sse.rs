@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tower::Layer;
 use tower_sse::{Event, Hub, SseLayer, StreamCompression};
 
 use super::options::Options;
@@ -17,17 +18,16 @@ use crate::codec::Codec;
 impl Sink for Hub {
     fn publish(&self, topic: Option<usize>, event_type: Option<&'static str>, payload: String) {
         let topic = topic.map_or("idle".into(), |k| format!("topic-{k}"));
-        let event = match event_type {
-            None => Event::data(&payload),
-            Some(t) => Event::builder().event(t).data(&payload).build().expect("a valid type"),
-        };
-        if let Err(err) = Hub::publish(self, &topic, event) {
+        let typed = |t| Event::builder().event(t).data(&payload).build();
+        let event = event_type.map_or(Ok(Event::data(&payload)), typed);
+        if let Err(err) = Hub::publish(self, &topic, event.expect("an event")) {
             eprintln!("publish: {err}");
         }
     }
 
     fn subscribers(&self) -> usize {
-        ["topic-0", "idle"].map(|t| self.stats(t).map_or(0, |s| s.subscribers)).iter().sum()
+        let count = |topic| self.stats(topic).map_or(0, |s| s.subscribers);
+        count("topic-0") + count("idle")
     }
 }
 
@@ -37,9 +37,9 @@ fn hub(options: &Options) -> Result<Hub, String> {
         None => Ok(builder.build()),
         #[cfg(feature = "redis")]
         Some(url) => {
-            let storage =
-                tower_sse::hub::RedisStorage::new(url).map_err(|e| format!("redis: {e}"))?;
-            Ok(builder.redis(storage.prefix("bench")).build())
+            let storage = tower_sse::hub::RedisStorage::new(url);
+            let storage = storage.map_err(|e| format!("redis: {e}"))?.prefix("bench");
+            Ok(builder.redis(storage).build())
         }
         #[cfg(not(feature = "redis"))]
         Some(_) => Err("--redis needs the `redis` feature".into()),
@@ -48,17 +48,17 @@ fn hub(options: &Options) -> Result<Hub, String> {
 
 pub(super) fn start(listener: TcpListener, options: &Options) -> Result<Arc<dyn Sink>, String> {
     let hub = hub(options)?;
-    let mut layer =
-        SseLayer::new().batch_delay(Duration::from_millis(options.write_delay_ms.unwrap_or(0)));
+    let delay = Duration::from_millis(options.write_delay_ms.unwrap_or(0));
+    let mut layer = SseLayer::new().batch_delay(delay);
     if let Some(codec) = options.compression {
-        let only =
-            StreamCompression::new().gzip(codec == Codec::Gzip).deflate(codec == Codec::Deflate);
-        layer = layer.compression(only.br(codec == Codec::Br).zstd(codec == Codec::Zstd));
+        let only = StreamCompression::new().gzip(codec == Codec::Gzip);
+        let only = only.deflate(codec == Codec::Deflate).br(codec == Codec::Br);
+        layer = layer.compression(only.zstd(codec == Codec::Zstd));
     }
-    let service = tower::ServiceBuilder::new().layer(layer).service(hub.clone());
-    let files = crate::proc::open_files_limit().unwrap_or(20_000).min(1 << 20) as usize;
-    let server =
-        tower_sse::serve(listener, service).max_connections(files.saturating_sub(100).max(100));
+    let service = layer.layer(hub.clone());
+    let files = crate::proc::open_files_limit().unwrap_or(20_000);
+    let max = (files.min(1 << 20) as usize).saturating_sub(100).max(100);
+    let server = tower_sse::serve(listener, service).max_connections(max);
     tokio::spawn(async move { server.await });
     Ok(Arc::new(hub))
 }

@@ -3,11 +3,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::builder::PossibleValuesParser;
+
 use crate::loadgen::seconds;
 
 /// The sections, in the order they run.
-pub const SECTIONS: [&str; 8] =
-    ["fanout", "churn", "redis", "high-rate", "compression", "idle", "burst", "encode"];
+pub const SECTIONS: &str = "fanout churn redis high-rate compression idle burst encode";
+
+fn sections() -> PossibleValuesParser {
+    PossibleValuesParser::new(SECTIONS.split(' '))
+}
 
 /// The command line of `bench-suite`: the full sizes, `--smoke` for tiny ones.
 #[derive(clap::Parser, Debug, Clone)]
@@ -17,10 +22,10 @@ pub struct Args {
     #[arg(long)]
     pub smoke: bool,
     /// Run these sections alone; the files are then `results-<sections>.{json,md}`.
-    #[arg(long, value_delimiter = ',', value_parser = SECTIONS)]
+    #[arg(long, value_delimiter = ',', value_parser = sections())]
     pub only: Option<Vec<String>>,
     /// Sections to leave out.
-    #[arg(long, value_delimiter = ',', value_parser = SECTIONS)]
+    #[arg(long, value_delimiter = ',', value_parser = sections())]
     pub skip: Vec<String>,
     /// Fan-out: subscribers at each step.
     #[arg(long, value_delimiter = ',', default_value = "1000,5000,15000")]
@@ -99,10 +104,11 @@ impl Config {
 
     /// Whether `section` runs.
     pub fn runs(&self, section: &str) -> bool {
-        match &self.args.only {
-            Some(only) => only.iter().any(|s| s == section),
-            None => !self.args.skip.iter().any(|s| s == section),
-        }
+        let named = |list: &Vec<String>| list.iter().any(|s| s == section);
+        self.args
+            .only
+            .as_ref()
+            .map_or(!named(&self.args.skip), named)
     }
 
     /// Progress on stderr, unless at smoke size.

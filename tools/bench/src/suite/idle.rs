@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use http::Uri;
 
-use super::child::{Holders, Server};
+use super::child::{Answers, Holders, Server};
 use super::config::Config;
 use crate::client::get_json_blocking;
 use crate::proc::Usage;
@@ -26,45 +26,52 @@ pub(super) fn run(config: &Config) -> Result<Vec<Idle>, String> {
         let program = config.tool("fanout-server");
         let server = Server::start(&program, &["--stack", stack, "--rate", "0"])?;
         let publish = Some(server.control("/publish-idle"));
-        let idle = measure(config, &server.idle.to_string(), server.pid(), publish)?;
-        all.push(Idle { label: stack.into(), ..idle });
+        let mut idle = measure(config, &server.idle.to_string(), server.pid(), publish)?;
+        idle.label = stack.into();
+        all.push(idle);
     }
     Ok(all)
 }
 
+/// Number `i` of each answer of the holders.
+fn column(answers: &Answers, i: usize) -> impl Iterator<Item = f64> + '_ {
+    answers
+        .iter()
+        .map(move |a| a.get(i).copied().unwrap_or(0.0))
+}
+
 fn measure(config: &Config, url: &str, pid: u32, publish: Option<Uri>) -> Result<Idle, String> {
-    let usage = || Usage::of(pid).ok_or_else(|| format!("{url}: process {pid} is gone"));
+    let usage = || Usage::of(&[pid]).ok_or_else(|| format!("{url}: process {pid} is gone"));
     let (sizes, timeout) = (&config.args.idle_sizes, Duration::from_secs(120));
-    let processes =
-        sizes.iter().max().unwrap_or(&0).div_ceil(config.args.idle_per_process.max(1)).max(1);
+    let most = sizes.iter().max().unwrap_or(&0);
+    let processes = most.div_ceil(config.args.idle_per_process.max(1)).max(1);
     let args = ["--url", url, "--threads", "1", "--quiet", "--timeout", "60"];
     let mut holders = Holders::start(&config.tool("loadgen"), processes, &args)?;
-    let (mut idle, mut open) = (Idle { label: url.into(), processes, ..Idle::default() }, 0);
-    idle.rss_before_kib = usage()?.rss_kib;
+    let mut idle = Idle::default();
+    (idle.label, idle.processes, idle.rss_before_kib) = (url.into(), processes, usage()?.rss_kib);
     for &streams in sizes {
-        config.say(&format!("idle: {url} x {streams}, {processes} load generator processes"));
+        let what = format!("idle: {url} x {streams}, {processes} load generator processes");
+        config.say(&what);
         // The i-th process holds its share of `streams`.
-        let share =
-            |i| format!("open {}", streams / processes + usize::from(i < streams % processes));
-        let answers = holders.ask(&(0..processes).map(share).collect::<Vec<_>>(), timeout)?;
-        let sum = |i: usize| answers.iter().map(|a| a.get(i).unwrap_or(&0.0)).sum::<f64>() as usize;
-        let secs = answers.iter().filter_map(|a| a.get(2).copied()).fold(0.0, f64::max);
+        let share = |i| streams / processes + usize::from(i < streams % processes);
+        let open = |i| format!("open {}", share(i));
+        let answers = holders.ask(&(0..processes).map(open).collect::<Vec<_>>(), timeout)?;
+        let sum = |i| column(&answers, i).sum::<f64>() as usize;
+        let secs = column(&answers, 2).fold(0.0, f64::max);
         // What the accepts left to the allocator settles.
         std::thread::sleep(config.settle);
-        let rss_kib = usage()?.rss_kib;
-        let (connected, failed, streams_per_sec) = (sum(0), sum(1), (streams - open) as f64 / secs);
-        let kib_per_stream =
-            (rss_kib as f64 - idle.rss_before_kib as f64) / connected.max(1) as f64;
-        let size = IdleSize {
+        let (rss_kib, connected) = (usage()?.rss_kib, sum(0));
+        let opened = streams - idle.sizes.last().map_or(0, |s| s.streams);
+        let added = rss_kib as f64 - idle.rss_before_kib as f64;
+        idle.sizes.push(IdleSize {
             streams,
             connected,
-            failed,
+            failed: sum(1),
             rss_kib,
-            kib_per_stream,
+            kib_per_stream: added / connected.max(1) as f64,
             connect_secs: secs,
-            streams_per_sec,
-        };
-        (open, _) = (streams, idle.sizes.push(size));
+            streams_per_sec: opened as f64 / secs,
+        });
     }
     let (before, started) = (usage()?.cpu_ns, Instant::now());
     std::thread::sleep(config.args.idle_window);
@@ -73,8 +80,7 @@ fn measure(config: &Config, url: &str, pid: u32, publish: Option<Uri>) -> Result
     if let Some(publish) = publish {
         get_json_blocking(&publish)?;
         let answers = holders.ask(&vec!["first".to_string(); processes], timeout)?;
-        idle.delivered =
-            Some(answers.iter().map(|a| a.first().copied().unwrap_or(0.0) as usize).sum());
+        idle.delivered = Some(column(&answers, 0).sum::<f64>() as usize);
     }
     Ok(idle)
 }
