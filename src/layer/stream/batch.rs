@@ -52,6 +52,18 @@ impl Ticker {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Ticks so far, clocks started so far, whether one runs, and the streams waiting.
+    #[cfg(all(test, tower_sse_loom))]
+    pub(crate) fn observe(&self) -> (u64, u64, bool, usize) {
+        let state = self.lock();
+        (
+            state.tick,
+            state.started,
+            state.clock.is_some(),
+            state.waiting.len(),
+        )
+    }
 }
 
 /// One batching stream's place at its layer's [`Ticker`].
@@ -150,6 +162,16 @@ impl Slot {
         }
     }
 
+    /// The clock took the slot off its list: an event or a poll queues it again.
+    ///
+    /// A swap where a store would do: the flag's other writes are swaps, and loom lets
+    /// a swap read past a plain store that raced an earlier one, which the memory model
+    /// forbids (tokio-rs/loom#254), so the model check of this clock would report a
+    /// lost wake-up that cannot happen.
+    fn dequeued(&self) {
+        self.queued.swap(false, Ordering::Release);
+    }
+
     fn wake_task(&self) {
         let task = self
             .task
@@ -206,7 +228,7 @@ impl Drop for Running {
             std::mem::take(&mut state.waiting)
         };
         for slot in waiting {
-            slot.queued.store(false, Ordering::Release);
+            slot.dequeued();
             slot.wake_task();
         }
     }
@@ -230,7 +252,7 @@ async fn run(guard: Running, delay: Duration) {
             std::mem::take(&mut state.waiting)
         };
         for slot in waiting {
-            slot.queued.store(false, Ordering::Release);
+            slot.dequeued();
             slot.wake_task();
         }
     }
