@@ -125,6 +125,30 @@ impl H2 {
     }
 }
 
+/// How long a test waits for anything it awaits before it fails.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The output of `future`, or a failure that says what was awaited (`what`) when it
+/// has not come within [`DEADLINE`]. On tokio's clock: in a test that pauses it, only
+/// where no real socket is awaited (the paused clock runs ahead while one is).
+pub async fn within<F: IntoFuture>(what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(DEADLINE, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("waited {DEADLINE:?} for {what}"),
+    }
+}
+
+/// Waits until `ready` holds, looking every millisecond; fails with `what` after
+/// [`DEADLINE`].
+pub async fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    within(what, async {
+        while !ready() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+}
+
 /// `GET uri` as a browser's EventSource sends it.
 pub fn get(uri: &str) -> http::request::Builder {
     Request::get(uri)
