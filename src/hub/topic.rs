@@ -369,7 +369,7 @@ impl TopicState {
     }
 
     /// Registrations parked here now.
-    #[cfg(test)]
+    #[cfg(all(test, tower_sse_loom))]
     pub(crate) fn parked(&self) -> usize {
         self.waiters.len()
     }
