@@ -138,6 +138,31 @@ pub async fn within<F: IntoFuture>(what: &str, future: F) -> F::Output {
     }
 }
 
+/// [`within`] for a test that pauses tokio's clock and awaits a real socket: the
+/// deadline is on the wall clock, and while `future` is awaited the paused clock
+/// stands still (a blocking task holds tokio's auto-advance back, on the current-thread
+/// runtime that a paused clock needs). So no timer of the test or of the server fires
+/// while bytes are in flight; time moves only where the test moves it.
+pub async fn within_real<F: IntoFuture>(what: &str, future: F) -> F::Output {
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    // Ends at the deadline, or as soon as `done` is dropped.
+    let mut deadline = tokio::task::spawn_blocking(move || {
+        let _ = wait.recv_timeout(DEADLINE);
+    });
+    let future = future.into_future();
+    tokio::pin!(future);
+    tokio::select! {
+        biased;
+        output = &mut future => {
+            drop(done);
+            // The clock may move again once the blocking task is over.
+            deadline.await.unwrap();
+            output
+        }
+        _ = &mut deadline => panic!("waited {DEADLINE:?} (wall clock) for {what}"),
+    }
+}
+
 /// Waits until `ready` holds, looking every millisecond; fails with `what` after
 /// [`DEADLINE`].
 pub async fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
