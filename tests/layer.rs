@@ -477,7 +477,7 @@ async fn a_stream_error_ends_the_response_cleanly_and_is_reported() {
             .expect("clean end")
             .to_bytes();
         assert_eq!(text(&body), "data: one\n\ndata: two\n\n");
-        let report = reports.recv().await.unwrap();
+        let report = within("the end report", reports.recv()).await.unwrap();
         assert_eq!(
             report,
             Report {
@@ -504,7 +504,7 @@ async fn a_finished_stream_is_reported_with_what_it_sent() {
         .await
         .unwrap()
         .to_bytes();
-    let report = reports.recv().await.unwrap();
+    let report = within("the end report", reports.recv()).await.unwrap();
     assert_eq!(report.reason, EndReason::Finished);
     assert_eq!(report.events, 3);
     assert_eq!(report.bytes, body.len() as u64);
@@ -536,7 +536,7 @@ async fn shutdown_ends_every_stream_after_its_final_event() {
     ];
     let mut senders_held = Vec::new();
     for _ in 0..3 {
-        let sender = senders.recv().await.unwrap();
+        let sender = within("the stream's sender", senders.recv()).await.unwrap();
         sender.send(Event::data("hello")).unwrap();
         senders_held.push(sender);
     }
@@ -557,7 +557,13 @@ async fn shutdown_ends_every_stream_after_its_final_event() {
         assert_eq!(parsed[1].retry, Some(Duration::from_millis(100)));
     }
     for _ in 0..3 {
-        assert_eq!(reports.recv().await.unwrap().reason, EndReason::Shutdown);
+        assert_eq!(
+            within("the end report", reports.recv())
+                .await
+                .unwrap()
+                .reason,
+            EndReason::Shutdown
+        );
     }
     assert!(senders_held.iter().all(|s| s.is_closed()));
 }
@@ -617,7 +623,7 @@ async fn an_outer_compress_everything_layer_neither_compresses_nor_buffers() {
     let response = client.send(request).await;
     assert_eq!(response.headers()["content-encoding"], "identity");
     let mut body = response.into_body();
-    let sender = senders.recv().await.unwrap();
+    let sender = within("the stream's sender", senders.recv()).await.unwrap();
     for i in 0..20 {
         sender.send(Event::data(&format!("live {i}"))).unwrap();
         let data = timeout(Duration::from_secs(5), next_data(&mut body))
@@ -933,7 +939,7 @@ async fn other_responses_pass_through_untouched() {
     assert_eq!(response.headers()["connection"], "keep-alive");
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert!(text(&body).starts_with("retry: 1000\n\nid: 0\n"));
-    let report = reports.recv().await.unwrap();
+    let report = within("the end report", reports.recv()).await.unwrap();
     assert_eq!((report.reason, report.events), (EndReason::Finished, 1));
     assert!(reports.try_recv().is_err(), "only the stream was reported");
 }
@@ -985,7 +991,9 @@ async fn an_outer_layer_passes_through_a_stream_an_inner_layer_serves() {
         text(&body)
     );
     assert_eq!(text(&body).matches("retry:").count(), 1);
-    let report = inner_reports.recv().await.unwrap();
+    let report = within("the inner layer's end report", inner_reports.recv())
+        .await
+        .unwrap();
     assert_eq!((report.reason, report.events), (EndReason::Finished, 2));
     assert!(
         outer_reports.try_recv().is_err(),

@@ -245,6 +245,9 @@ async fn behind_the_layer_graceful_shutdown_ends_the_streams() {
         // The rest of each body: the final frame, then a clean end.
         let rest = timeout(GUARD, body.collect()).await.unwrap().unwrap();
         assert_eq!(rest.to_bytes(), "retry: 300\n\n");
-        assert_eq!(reports.recv().await, Some(EndReason::Shutdown));
+        assert_eq!(
+            within("the end report", reports.recv()).await,
+            Some(EndReason::Shutdown)
+        );
     }
 }
