@@ -199,6 +199,7 @@ mod query;
 mod refusal;
 mod serve;
 mod sse;
+mod sync;
 #[cfg(feature = "warp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "warp")))]
 pub mod warp;

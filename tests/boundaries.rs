@@ -320,7 +320,10 @@ async fn shutdown_waits_for_the_event_in_progress_wherever_the_upstream_is_cut()
             String::from_utf8_lossy(&expected),
             "cut at {cut}"
         );
-        assert_eq!(ends.recv().await, Some(EndReason::Shutdown));
+        assert_eq!(
+            within("the end report", ends.recv()).await,
+            Some(EndReason::Shutdown)
+        );
         assert!(feed.seen.borrow().dropped);
     }
 }
@@ -352,7 +355,10 @@ async fn shutdown_ends_a_half_event_at_the_deadline_without_the_shutdown_event()
         String::from_utf8_lossy(&wire),
         "retry: 2500\n\ndata: one\n\ndata: hel"
     );
-    assert_eq!(ends.recv().await, Some(EndReason::Shutdown));
+    assert_eq!(
+        within("the end report", ends.recv()).await,
+        Some(EndReason::Shutdown)
+    );
     assert!(feed.seen.borrow().dropped, "the upstream body was dropped");
     let events = parse(vec![Bytes::from(wire)]).await;
     assert_eq!(events.len(), 1, "the half event is dropped: {events:?}");
@@ -395,7 +401,7 @@ async fn over_http1_and_http2_an_upstream_cut_at_every_byte_reads_back_exactly_w
         let (layer, mut ends) = layer(interval);
         let (server, mut feeds) = upstream_server(layer).await;
         let (body, _client) = open(server.addr, http2).await;
-        let mut feed = feeds.recv().await.unwrap();
+        let mut feed = within("the stream's feed", feeds.recv()).await.unwrap();
         let reader = tokio::spawn(async move {
             let mut body = body;
             let mut frames = Vec::new();
@@ -428,7 +434,10 @@ async fn over_http1_and_http2_an_upstream_cut_at_every_byte_reads_back_exactly_w
             }
         }
         assert_upstream_events(frames).await;
-        assert_eq!(ends.recv().await, Some(EndReason::Finished));
+        assert_eq!(
+            within("the end report", ends.recv()).await,
+            Some(EndReason::Finished)
+        );
     }
 }
 
@@ -442,7 +451,7 @@ async fn over_http1_and_http2_shutdown_waits_for_the_split_event_then_writes_its
             .shutdown_event(bye());
         let (server, mut feeds) = upstream_server(layer).await;
         let (mut body, _client) = open(server.addr, http2).await;
-        let mut feed = feeds.recv().await.unwrap();
+        let mut feed = within("the stream's feed", feeds.recv()).await.unwrap();
 
         feed.send(b"data: hel");
         let mut wire = Vec::new();
@@ -480,6 +489,9 @@ async fn over_http1_and_http2_shutdown_waits_for_the_split_event_then_writes_its
             events,
             expected.map(|(t, d, i)| (t.to_owned(), d.to_owned(), i.to_owned()))
         );
-        assert_eq!(ends.recv().await, Some(EndReason::Shutdown));
+        assert_eq!(
+            within("the end report", ends.recv()).await,
+            Some(EndReason::Shutdown)
+        );
     }
 }

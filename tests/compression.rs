@@ -362,7 +362,8 @@ async fn every_frame_decodes_at_once_into_exactly_its_events() {
             assert_eq!(response.headers()["content-encoding"], codec);
             assert_eq!(response.headers()["vary"], "accept-encoding");
             let mut body = response.into_body();
-            let Opened { sender, .. } = senders.recv().await.unwrap();
+            let Opened { sender, .. } =
+                within("the stream's sender", senders.recv()).await.unwrap();
             let mut decoder = Decoder::new(codec);
             let mut plain = Vec::new();
             let mut wire = Vec::new();
@@ -424,7 +425,8 @@ async fn heartbeats_decode_to_empty_comments() {
             let response = open(server.addr, codec, http2).await;
             assert_eq!(response.headers()["content-encoding"], codec);
             let mut body = response.into_body();
-            let Opened { sender, .. } = senders.recv().await.unwrap();
+            let Opened { sender, .. } =
+                within("the stream's sender", senders.recv()).await.unwrap();
             let mut decoder = Decoder::new(codec);
             for beat in 0..3 {
                 let frame = guard("a heartbeat", next_data(&mut body)).await.unwrap();
@@ -465,7 +467,8 @@ async fn a_batched_group_decodes_to_exactly_its_events() {
     for codec in CODECS {
         for http2 in [false, true] {
             let mut body = open(server.addr, codec, http2).await.into_body();
-            let Opened { sender, .. } = senders.recv().await.unwrap();
+            let Opened { sender, .. } =
+                within("the stream's sender", senders.recv()).await.unwrap();
             let mut decoder = Decoder::new(codec);
             for group in 0..3 {
                 let events: Vec<Event> = (0..5).map(|i| position(group * 5 + i)).collect();
@@ -502,7 +505,8 @@ async fn an_event_larger_than_the_window_and_the_frame_decodes_whole() {
     for codec in CODECS {
         for http2 in [false, true] {
             let mut body = open(server.addr, codec, http2).await.into_body();
-            let Opened { sender, .. } = senders.recv().await.unwrap();
+            let Opened { sender, .. } =
+                within("the stream's sender", senders.recv()).await.unwrap();
             let mut decoder = Decoder::new(codec);
             for event in [
                 position(1),
@@ -549,7 +553,8 @@ async fn every_way_a_stream_ends_writes_a_complete_compressed_stream() {
         for http2 in [false, true] {
             for fail in [false, true] {
                 let mut body = open(server.addr, codec, http2).await.into_body();
-                let Opened { sender, .. } = senders.recv().await.unwrap();
+                let Opened { sender, .. } =
+                    within("the stream's sender", senders.recv()).await.unwrap();
                 let mut want = Vec::new();
                 let mut wire = Vec::new();
                 for n in 0..3 {
@@ -583,7 +588,8 @@ async fn every_way_a_stream_ends_writes_a_complete_compressed_stream() {
     for codec in CODECS {
         for http2 in [false, true] {
             let mut body = open(server.addr, codec, http2).await.into_body();
-            let Opened { sender, .. } = senders.recv().await.unwrap();
+            let Opened { sender, .. } =
+                within("the stream's sender", senders.recv()).await.unwrap();
             sender.send(Ok(position(1))).unwrap();
             let first = guard("an event", next_data(&mut body)).await.unwrap();
             open_streams.push((codec, http2, body, sender, first.to_vec()));
@@ -704,7 +710,8 @@ async fn an_outer_compression_layer_leaves_the_stream_compressed_once() {
                 assert_eq!(vary, ["accept-encoding"], "{what}: Vary once");
             }
             let mut body = response.into_body();
-            let Opened { sender, .. } = senders.recv().await.unwrap();
+            let Opened { sender, .. } =
+                within("the stream's sender", senders.recv()).await.unwrap();
             let mut decoder = (want != "identity").then(|| Decoder::new(want));
             for n in 0..20 {
                 let event = position(n);
@@ -838,7 +845,7 @@ async fn a_hostile_accept_encoding_gets_identity_without_error() {
                 sender,
                 accept_encoding: received,
                 ..
-            } = senders.recv().await.unwrap();
+            } = within("the stream's sender", senders.recv()).await.unwrap();
             assert_eq!(
                 received, values,
                 "{what}: the server got the header as sent"
@@ -915,7 +922,7 @@ async fn a_client_that_leaves_mid_frame_is_reported_as_client_gone() {
             head_text.contains("transfer-encoding: chunked\r\n"),
             "{head_text}"
         );
-        let Opened { sender, .. } = senders.recv().await.unwrap();
+        let Opened { sender, .. } = within("the stream's sender", senders.recv()).await.unwrap();
         sender.send(Ok(big.clone())).unwrap();
         // The chunk's size line, then a kilobyte of the chunk.
         let (chunk_start, chunk_len) = loop {
@@ -964,7 +971,7 @@ async fn a_client_that_leaves_mid_frame_is_reported_as_client_gone() {
             .await;
         assert_eq!(response.headers()["content-encoding"], codec);
         let mut body = response.into_body();
-        let Opened { sender, .. } = senders.recv().await.unwrap();
+        let Opened { sender, .. } = within("the stream's sender", senders.recv()).await.unwrap();
         sender.send(Ok(big.clone())).unwrap();
         let first = guard("a DATA frame", next_data(&mut body)).await.unwrap();
         drop(body);

@@ -28,12 +28,37 @@ async fn connect(
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id);
     }
-    let response = h1_connect(addr)
-        .await
-        .send(request.body(empty()).unwrap())
-        .await;
+    let response = within(&format!("the response to {uri}"), async {
+        h1_connect(addr)
+            .await
+            .send(request.body(empty()).unwrap())
+            .await
+    })
+    .await;
     assert_eq!(response.status(), 200);
     events(response)
+}
+
+/// The next event of `stream`; fails with `what` if none comes within the deadline, or
+/// if the stream ends.
+async fn next_of(
+    stream: &mut (impl futures_util::Stream<Item = eventsource_stream::Event> + Unpin),
+    what: &str,
+) -> eventsource_stream::Event {
+    within(what, stream.next())
+        .await
+        .unwrap_or_else(|| panic!("the stream ended before {what}"))
+}
+
+/// The next event of `subscription`; fails with `what` if none comes within the
+/// deadline, or if the subscription ends.
+async fn next_in(
+    subscription: &mut tower_sse::Subscription,
+    what: &str,
+) -> Result<Event, SubscriptionError> {
+    within(what, subscription.next())
+        .await
+        .unwrap_or_else(|| panic!("the subscription ended before {what}"))
 }
 
 fn typed(event_type: &str, data: &str) -> Event {
@@ -50,9 +75,10 @@ async fn one_connection_reads_several_topics_in_publish_order() {
     let server = hub_server(hub.clone(), SseLayer::new()).await;
     let mut stream = connect(server.addr, "/events?topic=flights&topic=weather", None).await;
     // Wait until the subscription exists, so nothing published below is before it.
-    while hub.stats("weather").map_or(0, |s| s.subscribers) == 0 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    wait_for("the subscriber on weather", || {
+        hub.stats("weather").is_some_and(|s| s.subscribers > 0)
+    })
+    .await;
     let ids = [
         hub.publish("flights", typed("position", "TG1"))
             .unwrap()
@@ -68,8 +94,8 @@ async fn one_connection_reads_several_topics_in_publish_order() {
             .id(),
     ];
     let mut got = Vec::new();
-    for _ in 0..3 {
-        let event = stream.next().await.unwrap();
+    for n in 0..3 {
+        let event = next_of(&mut stream, &format!("event {n} of 3")).await;
         got.push((event.event, event.data, event.id));
     }
     let id = |i: usize| ids[i].unwrap().to_string();
@@ -91,9 +117,10 @@ async fn reconnects_replay_exactly_what_was_missed_under_concurrent_publishers()
     let server = hub_server(hub.clone(), SseLayer::new()).await;
 
     let mut stream = connect(server.addr, "/events?topic=a&topic=b", None).await;
-    while hub.stats("b").map_or(0, |s| s.subscribers) == 0 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    wait_for("the subscriber on b", || {
+        hub.stats("b").is_some_and(|s| s.subscribers > 0)
+    })
+    .await;
     let publishers: Vec<_> = (0..PUBLISHERS)
         .map(|p| {
             let hub = hub.clone();
@@ -178,7 +205,7 @@ async fn the_reset_event_comes_first_for_an_evicted_unknown_or_malformed_id() {
     for (last_event_id, reason) in cases {
         let newest = hub.last_id();
         let mut stream = connect(server.addr, "/events?topic=t", Some(&last_event_id)).await;
-        let reset = stream.next().await.unwrap();
+        let reset = next_of(&mut stream, &format!("the reset for {last_event_id}")).await;
         assert_eq!(reset.event, "stream-reset", "{last_event_id}");
         assert_eq!(reset.data, reason);
         assert_eq!(
@@ -188,7 +215,7 @@ async fn the_reset_event_comes_first_for_an_evicted_unknown_or_malformed_id() {
         );
         // Then live events, nothing older.
         let live = hub.publish("t", Event::data("live")).unwrap().id().unwrap();
-        let next = stream.next().await.unwrap();
+        let next = next_of(&mut stream, "the live event after the reset").await;
         assert_eq!((next.data.as_str(), next.id), ("live", live.to_string()));
     }
 
@@ -196,8 +223,9 @@ async fn the_reset_event_comes_first_for_an_evicted_unknown_or_malformed_id() {
     let covered = hub.last_id() - 3;
     let mut stream = connect(server.addr, "/events?topic=t", Some(&covered.to_string())).await;
     let mut ids = Vec::new();
-    for _ in 0..3 {
-        ids.push(stream.next().await.unwrap().id.parse::<u64>().unwrap());
+    for n in 0..3 {
+        let event = next_of(&mut stream, &format!("replayed event {n} of 3")).await;
+        ids.push(event.id.parse::<u64>().unwrap());
     }
     assert_eq!(ids, [covered + 1, covered + 2, covered + 3]);
 }
@@ -207,7 +235,7 @@ async fn the_reset_event_type_is_configurable() {
     let hub = Hub::builder().reset_event_type("resync").build();
     let server = hub_server(hub.clone(), SseLayer::new()).await;
     let mut stream = connect(server.addr, "/events?topic=t", Some("garbage")).await;
-    assert_eq!(stream.next().await.unwrap().event, "resync");
+    assert_eq!(next_of(&mut stream, "the reset").await.event, "resync");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,20 +259,25 @@ async fn a_client_that_stops_reading_is_cut_off_and_catches_up_from_history() {
             let mut stream = connect(addr, "/events?topic=t", None).await;
             let mut ids = Vec::new();
             while ids.len() < EVENTS {
-                ids.push(stream.next().await.unwrap().id.parse::<u64>().unwrap());
+                let what = format!("event {} of the healthy client", ids.len());
+                ids.push(next_of(&mut stream, &what).await.id.parse::<u64>().unwrap());
                 count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             ids
         }
     });
     // The stalled client: its response is open, its body never read.
-    let stalled_response = h1_connect(server.addr)
-        .await
-        .send(get("/events?topic=t").body(empty()).unwrap())
-        .await;
-    while hub.stats("t").map_or(0, |s| s.subscribers) < 2 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let stalled_response = within("the stalled client's response", async {
+        h1_connect(server.addr)
+            .await
+            .send(get("/events?topic=t").body(empty()).unwrap())
+            .await
+    })
+    .await;
+    wait_for("both subscribers", || {
+        hub.stats("t").is_some_and(|s| s.subscribers >= 2)
+    })
+    .await;
 
     let payload = "x".repeat(1000);
     let mut published = Vec::new();
@@ -253,12 +286,9 @@ async fn a_client_that_stops_reading_is_cut_off_and_catches_up_from_history() {
         published.push(hub.publish("t", event).unwrap().id().unwrap());
         // Publish as fast as the healthy client reads, never more than 200 ahead of it
         // (its queue holds 500); the stalled one falls behind without bound.
-        while n - healthy_count
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .min(n)
-            > 200
-        {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        let read = || healthy_count.load(std::sync::atomic::Ordering::Relaxed);
+        if n - read().min(n) > 200 {
+            wait_for("the healthy client to read", || n - read().min(n) <= 200).await;
         }
     }
     // Publishing never waited for the stalled subscriber: it finds out it lags when it
@@ -266,20 +296,29 @@ async fn a_client_that_stops_reading_is_cut_off_and_catches_up_from_history() {
     assert_eq!(hub.stats("t").unwrap().history, EVENTS);
 
     // The healthy subscriber received everything, in order.
-    let ids = timeout(Duration::from_secs(30), healthy)
+    let ids = within("the healthy client's last event", healthy)
         .await
-        .unwrap()
         .unwrap();
     assert_eq!(ids, published);
 
     // The stalled client reads again: what was already written, then a clean end.
-    let mut stalled: Vec<u64> = events(stalled_response)
-        .map(|e| e.id.parse::<u64>().unwrap())
-        .collect()
-        .await;
+    let mut stalled: Vec<u64> = within(
+        "the stalled client's stream to end",
+        events(stalled_response)
+            .map(|e| e.id.parse::<u64>().unwrap())
+            .collect(),
+    )
+    .await;
     assert!(stalled.len() < EVENTS);
     // Two streams ended: the healthy one when its client left, the stalled one lagged.
-    let mut ends = [reports.recv().await.unwrap(), reports.recv().await.unwrap()];
+    let mut ends = [
+        within("the first end report", reports.recv())
+            .await
+            .unwrap(),
+        within("the second end report", reports.recv())
+            .await
+            .unwrap(),
+    ];
     ends.sort_by_key(|(reason, _)| *reason == EndReason::Error);
     assert_eq!(ends[0], (EndReason::ClientGone, None));
     assert_eq!(ends[1].0, EndReason::Error);
@@ -299,7 +338,8 @@ async fn a_client_that_stops_reading_is_cut_off_and_catches_up_from_history() {
     let last = stalled.last().map(|id| id.to_string());
     let mut resumed = connect(server.addr, "/events?topic=t", last.as_deref()).await;
     while stalled.len() < EVENTS {
-        stalled.push(resumed.next().await.unwrap().id.parse().unwrap());
+        let what = format!("event {} of the resumed client", stalled.len());
+        stalled.push(next_of(&mut resumed, &what).await.id.parse().unwrap());
     }
     assert_eq!(stalled, published);
 }
@@ -313,11 +353,12 @@ async fn memory_stays_bounded_by_history_while_a_client_stalls() {
         .build();
     let server = hub_server(hub.clone(), SseLayer::new()).await;
     let mut stalled = connect(server.addr, "/events?topic=t", None).await;
-    while hub.stats("t").map_or(0, |s| s.subscribers) < 1 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    wait_for("the subscriber", || {
+        hub.stats("t").is_some_and(|s| s.subscribers >= 1)
+    })
+    .await;
     hub.publish("t", Event::data("first")).unwrap();
-    let mut last = stalled.next().await.unwrap().id;
+    let mut last = next_of(&mut stalled, "the first event").await.id;
     let payload = "y".repeat(1000);
     for n in 0..10_000 {
         hub.publish("t", Event::data(&format!("{n} {payload}")))
@@ -326,21 +367,21 @@ async fn memory_stays_bounded_by_history_while_a_client_stalls() {
         assert!(history <= 262, "history holds {history} events of ~1 KiB");
     }
     // Reading again, it finds it lagged: its stream ends.
-    while let Some(event) = stalled.next().await {
-        last = event.id;
-    }
-    timeout(Duration::from_secs(10), async {
-        while hub.stats("t").unwrap().subscribers > 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+    within("the lagged stream to end", async {
+        while let Some(event) = stalled.next().await {
+            last = event.id;
         }
     })
-    .await
-    .expect("the lagged subscriber left");
+    .await;
+    wait_for("the lagged subscriber to leave", || {
+        hub.stats("t").unwrap().subscribers == 0
+    })
+    .await;
     assert_eq!(hub.stats("t").unwrap().lagged, 1);
 
     // Coming back after history moved on: the gap signal, then live events.
     let mut resumed = connect(server.addr, "/events?topic=t", Some(&last)).await;
-    let reset = resumed.next().await.unwrap();
+    let reset = next_of(&mut resumed, "the reset").await;
     assert_eq!(
         (reset.event.as_str(), reset.data.as_str()),
         ("stream-reset", "evicted")
@@ -357,7 +398,7 @@ async fn skip_ahead_sends_the_reset_event_then_goes_on_live() {
     for n in 0..50 {
         hub.publish("t", Event::data(&n.to_string())).unwrap();
     }
-    let reset = subscription.next().await.unwrap().unwrap();
+    let reset = next_in(&mut subscription, "the reset").await.unwrap();
     assert!(
         reset
             .as_bytes()
@@ -368,7 +409,7 @@ async fn skip_ahead_sends_the_reset_event_then_goes_on_live() {
         .unwrap()
         .id()
         .unwrap();
-    let next = subscription.next().await.unwrap().unwrap();
+    let next = next_in(&mut subscription, "the live event").await.unwrap();
     assert_eq!(
         next.as_bytes().as_ref(),
         format!("data: after\nid: {live}\n\n").as_bytes()
@@ -382,28 +423,30 @@ async fn subscriber_counts_return_to_zero_when_clients_leave() {
     let hub = Hub::new();
     let server = hub_server(hub.clone(), SseLayer::new()).await;
     let mut clients = Vec::new();
-    for _ in 0..20 {
-        let mut h1 = h1_connect(server.addr).await;
-        let response = h1
-            .send(get("/events?topic=a&topic=b").body(empty()).unwrap())
-            .await;
-        clients.push((h1, response));
+    for n in 0..20 {
+        let client = within(&format!("the response to client {n}"), async {
+            let mut h1 = h1_connect(server.addr).await;
+            let response = h1
+                .send(get("/events?topic=a&topic=b").body(empty()).unwrap())
+                .await;
+            (h1, response)
+        })
+        .await;
+        clients.push(client);
     }
-    while hub.stats("b").map_or(0, |s| s.subscribers) < 20 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    wait_for("20 subscribers on b", || {
+        hub.stats("b").is_some_and(|s| s.subscribers >= 20)
+    })
+    .await;
     assert_eq!(hub.stats("a").unwrap().subscribers, 20);
     for (h1, response) in clients {
         drop(response);
         h1.close();
     }
-    timeout(Duration::from_secs(5), async {
-        while hub.all_stats().iter().any(|s| s.subscribers > 0) {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+    wait_for("every subscriber removed", || {
+        hub.all_stats().iter().all(|s| s.subscribers == 0)
     })
-    .await
-    .expect("every subscriber removed");
+    .await;
     // Topics that never had an event are forgotten with their last subscriber.
     assert!(hub.stats("a").is_none());
 }
@@ -414,8 +457,10 @@ async fn every_subscriber_receives_the_very_same_allocation() {
     let mut subscriptions: Vec<_> = (0..10).map(|_| hub.subscribe(["t"], None)).collect();
     hub.publish("t", Event::data("shared")).unwrap();
     let mut pointers = Vec::new();
-    for subscription in &mut subscriptions {
-        let event = subscription.next().await.unwrap().unwrap();
+    for (n, subscription) in subscriptions.iter_mut().enumerate() {
+        let event = next_in(subscription, &format!("the event of subscriber {n}"))
+            .await
+            .unwrap();
         pointers.push(event.as_bytes().as_ptr());
     }
     assert!(pointers.windows(2).all(|w| w[0] == w[1]));
@@ -450,14 +495,7 @@ async fn many_topics_on_one_subscription_stay_in_order_under_concurrent_publishe
             })
         })
         .collect();
-    let id_of = |event: Event| -> u64 {
-        let text = String::from_utf8(event.as_bytes().to_vec()).unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix("id: "))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let id_of = |event: Event| id_of(&event);
     let mut published: Vec<(u64, usize)> = publishers
         .into_iter()
         .flat_map(|p| p.join().unwrap())
@@ -472,13 +510,13 @@ async fn many_topics_on_one_subscription_stay_in_order_under_concurrent_publishe
 
     let mut got_all = Vec::new();
     while got_all.len() < expected_all.len() {
-        let event = timeout(Duration::from_secs(10), all.next()).await.unwrap();
-        got_all.push(id_of(event.unwrap().unwrap()));
+        let what = format!("event {} on all topics", got_all.len());
+        got_all.push(id_of(next_in(&mut all, &what).await.unwrap()));
     }
     let mut got_odd = Vec::new();
     while got_odd.len() < expected_odd.len() {
-        let event = timeout(Duration::from_secs(10), some.next()).await.unwrap();
-        got_odd.push(id_of(event.unwrap().unwrap()));
+        let what = format!("event {} on the odd topics", got_odd.len());
+        got_odd.push(id_of(next_in(&mut some, &what).await.unwrap()));
     }
     assert_eq!(got_all, expected_all);
     assert_eq!(got_odd, expected_odd);
@@ -543,7 +581,7 @@ async fn idle_topics_are_dropped_once_their_history_aged_out() {
     hub.publish("old", Event::data("x")).unwrap();
     let mut kept = hub.subscribe(["kept"], None);
     hub.publish("kept", Event::data("x")).unwrap();
-    kept.next().await.unwrap().unwrap();
+    next_in(&mut kept, "the event on kept").await.unwrap();
     {
         let _left = hub.subscribe(["left"], None);
         hub.publish("left", Event::data("x")).unwrap();
@@ -567,7 +605,7 @@ async fn idle_topics_are_dropped_once_their_history_aged_out() {
         .unwrap()
         .id()
         .unwrap();
-    let event = kept.next().await.unwrap().unwrap();
+    let event = next_in(&mut kept, "the live event on kept").await.unwrap();
     let text = String::from_utf8(event.as_bytes().to_vec()).unwrap();
     assert!(text.ends_with(&format!("id: {live}\n\n")), "{text}");
     hub.publish("old", Event::data("again")).unwrap();
@@ -620,17 +658,6 @@ async fn ids_across_topics_stay_in_order_while_wake_ups_lag_behind_the_watermark
             p.join().unwrap();
         }
     }
-}
-
-/// Waits until `ready` holds, polling the hub's counters; fails with `what` after 10 s.
-async fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let waited = timeout(Duration::from_secs(10), async {
-        while !ready() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "timed out waiting for {what}");
 }
 
 /// The id of an event as the hub encoded it.
@@ -716,14 +743,18 @@ async fn lag_is_decided_by_the_live_window_alone() {
         );
     }
     for id in &ids {
-        let event = behind.next().await.unwrap().expect("within its queue");
+        let event = next_in(&mut behind, &format!("event {id}"))
+            .await
+            .expect("within its queue");
         assert_eq!(id_of(&event), *id);
     }
     ids.push(hub.publish("t", Event::data("10")).unwrap().id().unwrap());
-    let event = behind.next().await.unwrap().expect("within its queue");
+    let event = next_in(&mut behind, "the eleventh event")
+        .await
+        .expect("within its queue");
     assert_eq!(id_of(&event), ids[10]);
     // The other one read nothing: 11 behind, more than its queue.
-    let lagged = lagging.next().await.unwrap().unwrap_err();
+    let lagged = next_in(&mut lagging, "the lag").await.unwrap_err();
     assert_eq!(lagged, SubscriptionError::Lagged { skipped: 11 });
 
     // One event of 4 KiB, above `queue_bytes`: the newest event is always within it.
@@ -732,17 +763,15 @@ async fn lag_is_decided_by_the_live_window_alone() {
         .unwrap()
         .id()
         .unwrap();
-    let event = behind
-        .next()
+    let event = next_in(&mut behind, "the event above queue_bytes")
         .await
-        .unwrap()
         .expect("the newest event is never a lag");
     assert_eq!(id_of(&event), big);
     assert_eq!(hub.stats("t").unwrap().history, 0, "no replay wanted");
 
     // What only the live window holds is not replayed: a resumer is told it is gone.
     let mut resumer = hub.subscribe(["t"], Some(&LastEventId::new(ids[5].to_string())));
-    let reset = resumer.next().await.unwrap().unwrap();
+    let reset = next_in(&mut resumer, "the reset").await.unwrap();
     assert!(
         reset
             .as_bytes()
@@ -759,10 +788,8 @@ async fn lag_is_decided_by_the_live_window_alone() {
             .unwrap()
             .id()
             .unwrap();
-        let event = subscription
-            .next()
+        let event = next_in(&mut subscription, &format!("event {n}"))
             .await
-            .unwrap()
             .expect("one event is never a lag");
         assert_eq!(id_of(&event), id);
     }
@@ -775,10 +802,13 @@ async fn an_empty_topic_name_is_not_a_topic() {
     let hub = Hub::new();
     let server = hub_server(hub.clone(), SseLayer::new()).await;
     for uri in ["/events?topic=", "/events?topic=a&topic="] {
-        let response = h1_connect(server.addr)
-            .await
-            .send(get(uri).body(empty()).unwrap())
-            .await;
+        let response = within(&format!("the response to {uri}"), async {
+            h1_connect(server.addr)
+                .await
+                .send(get(uri).body(empty()).unwrap())
+                .await
+        })
+        .await;
         assert_eq!(response.status(), 400, "{uri}");
     }
     assert!(hub.publish("", Event::data("x")).is_err());

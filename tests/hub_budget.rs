@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use support::*;
-use tokio::time::timeout;
 use tower::ServiceBuilder;
 use tower_sse::{Event, Hub, LastEventId, SseLayer};
 
@@ -29,23 +28,15 @@ async fn connect(
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id);
     }
-    let response = h1_connect(addr)
-        .await
-        .send(request.body(empty()).unwrap())
-        .await;
-    assert_eq!(response.status(), 200);
-    events(response)
-}
-
-/// Waits until `ready` holds, polling the hub's counters; fails with `what` after 10 s.
-async fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let waited = timeout(Duration::from_secs(10), async {
-        while !ready() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+    let response = within("the response", async {
+        h1_connect(addr)
+            .await
+            .send(request.body(empty()).unwrap())
+            .await
     })
     .await;
-    assert!(waited.is_ok(), "timed out waiting for {what}");
+    assert_eq!(response.status(), 200);
+    events(response)
 }
 
 /// The id of an event as the hub encoded it.
@@ -73,7 +64,13 @@ async fn a_read_topic_is_never_evicted_while_unread_ones_are() {
         .unwrap()
         .id()
         .unwrap();
-    assert_eq!(watched.next().await.unwrap().id, first.to_string());
+    assert_eq!(
+        within("the next event of watched", watched.next())
+            .await
+            .unwrap()
+            .id,
+        first.to_string()
+    );
 
     // About 100 MiB of 1 KiB events on 100,000 topics nobody reads.
     let payload = "u".repeat(1000);
@@ -95,15 +92,33 @@ async fn a_read_topic_is_never_evicted_while_unread_ones_are() {
         .unwrap()
         .id()
         .unwrap();
-    assert_eq!(watched.next().await.unwrap().id, next.to_string());
+    assert_eq!(
+        within("the next event of watched", watched.next())
+            .await
+            .unwrap()
+            .id,
+        next.to_string()
+    );
     let mut resumed = connect(
         server.addr,
         "/events?topic=watched",
         Some(&(first - 1).to_string()),
     )
     .await;
-    assert_eq!(resumed.next().await.unwrap().data, "first");
-    assert_eq!(resumed.next().await.unwrap().data, "next");
+    assert_eq!(
+        within("the next event of resumed", resumed.next())
+            .await
+            .unwrap()
+            .data,
+        "first"
+    );
+    assert_eq!(
+        within("the next event of resumed", resumed.next())
+            .await
+            .unwrap()
+            .data,
+        "next"
+    );
 }
 
 /// Issue 19, item 2: no silent loss after eviction. A client that resumes into a topic
@@ -127,13 +142,17 @@ async fn a_resumer_into_an_evicted_topic_gets_the_reset_event() {
 
     let newest = hub.last_id();
     let mut stream = connect(server.addr, "/events?topic=t", Some(&seen.to_string())).await;
-    let reset = stream.next().await.unwrap();
+    let reset = within("the next event of stream", stream.next())
+        .await
+        .unwrap();
     assert_eq!(
         (reset.event.as_str(), reset.data.as_str(), reset.id),
         ("stream-reset", "evicted", newest.to_string())
     );
     let live = hub.publish("t", Event::data("live")).unwrap().id().unwrap();
-    let next = stream.next().await.unwrap();
+    let next = within("the next event of stream", stream.next())
+        .await
+        .unwrap();
     assert_eq!((next.data.as_str(), next.id), ("live", live.to_string()));
 }
 
@@ -150,7 +169,10 @@ async fn a_topic_dropped_and_made_again_tells_resumers_what_they_missed() {
     hub.publish("t", Event::data("after")).unwrap();
 
     let mut resumed = hub.subscribe(["t"], Some(&LastEventId::new(seen.to_string())));
-    let first = resumed.next().await.unwrap().unwrap();
+    let first = within("the next event of resumed", resumed.next())
+        .await
+        .unwrap()
+        .unwrap();
     let text = std::str::from_utf8(first.as_bytes()).unwrap();
     assert!(
         text.starts_with("event: stream-reset\ndata: evicted\n"),
@@ -181,7 +203,10 @@ async fn over_budget_read_topics_keep_their_live_window_and_resumers_are_told() 
             if first == 0 {
                 first = id;
             }
-            let event = subscription.next().await.unwrap().expect("no lag");
+            let event = within("the next event of subscription", subscription.next())
+                .await
+                .unwrap()
+                .expect("no lag");
             assert_eq!(id_of(&event), id, "{topic} event {n}");
         }
     }
@@ -193,7 +218,10 @@ async fn over_budget_read_topics_keep_their_live_window_and_resumers_are_told() 
     assert!(histories.iter().all(|h| *h >= 1024), "{histories:?}");
     // A resumer from the first event: some of what followed is gone.
     let mut resumed = hub.subscribe(&names, Some(&LastEventId::new(first.to_string())));
-    let reset = resumed.next().await.unwrap().unwrap();
+    let reset = within("the next event of resumed", resumed.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         reset
             .as_bytes()

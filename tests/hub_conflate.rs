@@ -96,10 +96,13 @@ async fn connect(
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id);
     }
-    let response = h1_connect(addr)
-        .await
-        .send(request.body(empty()).unwrap())
-        .await;
+    let response = within("the response", async {
+        h1_connect(addr)
+            .await
+            .send(request.body(empty()).unwrap())
+            .await
+    })
+    .await;
     assert_eq!(response.status(), 200);
     events(response)
 }
@@ -112,17 +115,6 @@ async fn next(
         .await
         .unwrap_or_else(|_| panic!("no event within 10 s: {what}"))
         .unwrap_or_else(|| panic!("the stream ended: {what}"))
-}
-
-/// Waits until `ready` holds; fails with `what` after 10 s.
-async fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let waited = timeout(Duration::from_secs(10), async {
-        while !ready() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "timed out waiting for {what}");
 }
 
 /// Empty and huge keys are refused with a typed error before anything is published;
@@ -298,7 +290,12 @@ async fn falling_behind_again_while_catching_up_loses_nothing() {
     // keys 0..200 move, the rest do not.
     let mut got = Vec::new();
     for _ in 0..300 {
-        got.push(id_of(&subscription.next().await.unwrap().unwrap()));
+        got.push(id_of(
+            &within("the next event of subscription", subscription.next())
+                .await
+                .unwrap()
+                .unwrap(),
+        ));
     }
     let first: Vec<u64> = ids.values().copied().collect();
     assert_eq!(got, first[..300]);
@@ -396,7 +393,10 @@ async fn a_subscriber_that_keeps_up_receives_every_event() {
         .unwrap()
         .id()
         .unwrap();
-        let event = subscription.next().await.unwrap().unwrap();
+        let event = within("the next event of subscription", subscription.next())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(id_of(&event), id);
     }
     let stats = hub.stats("t").unwrap();

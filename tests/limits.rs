@@ -66,7 +66,7 @@ async fn open(
     let response = client.send(get("/events").body(empty()).unwrap()).await;
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
-    let sender = senders.recv().await.unwrap();
+    let sender = within("the stream's sender", senders.recv()).await.unwrap();
     sender.send(Event::data("open")).unwrap();
     assert_eq!(next_data(&mut body).await.unwrap(), "data: open\n\n");
     (client, body, sender)
@@ -116,7 +116,10 @@ async fn the_server_cap_answers_503_with_retry_after_until_a_stream_ends() {
     let (client, body, _sender) = open_streams.pop().unwrap();
     drop(body);
     client.close();
-    assert_eq!(reports.recv().await, Some(EndReason::ClientGone));
+    assert_eq!(
+        within("the end report", reports.recv()).await,
+        Some(EndReason::ClientGone)
+    );
     assert_eq!(limit.open_streams(), 2);
     open_streams.push(open(server.addr, &mut senders).await);
 
@@ -124,7 +127,10 @@ async fn the_server_cap_answers_503_with_retry_after_until_a_stream_ends() {
     let (_client, mut body, sender) = open_streams.pop().unwrap();
     drop(sender);
     assert_eq!(next_data(&mut body).await, None);
-    assert_eq!(reports.recv().await, Some(EndReason::Finished));
+    assert_eq!(
+        within("the end report", reports.recv()).await,
+        Some(EndReason::Finished)
+    );
     assert_eq!(limit.open_streams(), 2);
     open_streams.push(open(server.addr, &mut senders).await);
     assert_eq!(limit.open_streams(), 3);
@@ -145,7 +151,11 @@ async fn the_per_client_cap_counts_each_address_apart() {
         let mut client = h1_from(alice, addr).await;
         let response = client.send(get("/events").body(empty()).unwrap()).await;
         assert_eq!(response.status(), StatusCode::OK);
-        held.push((client, response, senders.recv().await.unwrap()));
+        held.push((
+            client,
+            response,
+            within("the stream's sender", senders.recv()).await.unwrap(),
+        ));
     }
     let mut client = h1_from(alice, addr).await;
     let third = client.send(get("/events").body(empty()).unwrap()).await;
@@ -157,7 +167,11 @@ async fn the_per_client_cap_counts_each_address_apart() {
         let mut client = h1_from(bob, addr).await;
         let response = client.send(get("/events").body(empty()).unwrap()).await;
         assert_eq!(response.status(), StatusCode::OK);
-        held.push((client, response, senders.recv().await.unwrap()));
+        held.push((
+            client,
+            response,
+            within("the stream's sender", senders.recv()).await.unwrap(),
+        ));
     }
     assert_eq!(limit.open_streams_from(alice), 2);
     assert_eq!(limit.open_streams_from(bob), 2);
@@ -181,7 +195,7 @@ async fn a_client_key_can_come_from_a_proxy_header() {
     let mut client = h2_connect(server.addr).await;
     let first = client.send(request("192.0.2.1")).await;
     assert_eq!(first.status(), StatusCode::OK);
-    let _sender = senders.recv().await.unwrap();
+    let _sender = within("the stream's sender", senders.recv()).await.unwrap();
     let second = client.send(request("192.0.2.1")).await;
     assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
     let other = client.send(request("192.0.2.2")).await;
@@ -290,7 +304,7 @@ async fn anything_but_get_answered_with_a_stream_is_405_and_takes_no_place() {
         assert_eq!(response.headers()["allow"], "GET");
         // Only its answer told the layer it was a stream; that stream was dropped
         // unread.
-        let sender = senders.recv().await.unwrap();
+        let sender = within("the stream's sender", senders.recv()).await.unwrap();
         timeout(GUARD, sender.closed())
             .await
             .expect("the stream is dropped");

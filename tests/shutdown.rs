@@ -333,17 +333,26 @@ async fn cancelling_in_the_shutdown_future_ends_the_streams_when_axum_is_told_to
             })
             .into_future(),
     );
-    let mut client = h1_connect(addr).await;
-    let response = client.send(get("/events").body(empty()).unwrap()).await;
+    let mut client = within("the connection", h1_connect(addr)).await;
+    let response = within(
+        "the response",
+        client.send(get("/events").body(empty()).unwrap()),
+    )
+    .await;
     let mut events = events(response);
-    assert_eq!(events.next().await.unwrap().data, "hello");
+    let hello = within("the first event", events.next()).await;
+    assert_eq!(hello.unwrap().data, "hello");
     assert!(!shutdown.is_cancelled());
 
     signal_tx.send(()).unwrap();
-    let bye = timeout(HANG_GUARD, events.next()).await.unwrap().unwrap();
+    let bye = within("the shutdown event", events.next()).await.unwrap();
     assert_eq!((bye.event.as_str(), bye.retry), ("bye", Some(RETRY_HINT)));
-    assert!(events.next().await.is_none());
-    timeout(HANG_GUARD, server).await.unwrap().unwrap().unwrap();
+    assert!(
+        within("the end of the stream", events.next())
+            .await
+            .is_none()
+    );
+    within("the server to stop", server).await.unwrap().unwrap();
     assert!(shutdown.is_cancelled());
     assert_eq!(ends.shutdown.load(Ordering::Relaxed), 1);
 }

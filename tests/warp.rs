@@ -101,6 +101,9 @@ async fn sse_is_a_reply_and_the_filter_reads_the_last_event_id() {
     }
 }
 
+// With tokio's clock paused and moved only by the test: every wait on the socket is
+// under `within_real`, which holds the clock still while bytes are in flight, and the
+// test advances to the heartbeat once the event has arrived.
 #[tokio::test(start_paused = true)]
 async fn behind_the_layer_heartbeats_and_the_disconnect_report() {
     let (senders_tx, mut senders) = mpsc::unbounded_channel::<mpsc::UnboundedSender<Event>>();
@@ -117,21 +120,28 @@ async fn behind_the_layer_heartbeats_and_the_disconnect_report() {
                 let _ = reports_tx.send((end.reason, end.events));
             });
     let server = serve(layer.layer(warp::service(route))).await;
-    let mut client = h1_connect(server.addr).await;
-    let response = client.send(get("/events").body(empty()).unwrap()).await;
+    let (client, response, sender) = within_real("the stream", async {
+        let mut client = h1_connect(server.addr).await;
+        let response = client.send(get("/events").body(empty()).unwrap()).await;
+        (client, response, senders.recv().await.unwrap())
+    })
+    .await;
     assert_eq!(response.headers()["connection"], "keep-alive");
     let mut body = response.into_body();
-    let sender = senders.recv().await.unwrap();
     let start = Instant::now();
     sender.send(Event::data("one")).unwrap();
-    assert_eq!(next_data(&mut body).await.unwrap(), "data: one\n\n");
-    assert_eq!(next_data(&mut body).await.unwrap(), ":\n\n");
+    let event = within_real("the event", next_data(&mut body)).await;
+    assert_eq!(event.unwrap(), "data: one\n\n");
+    // Nothing in flight: the clock moves to the heartbeat, 15 s after the last write.
+    tokio::time::advance(Duration::from_secs(15)).await;
+    let beat = within_real("the heartbeat", next_data(&mut body)).await;
+    assert_eq!(beat.unwrap(), ":\n\n");
     assert_eq!(start.elapsed(), Duration::from_secs(15));
 
     drop(body);
     client.close();
-    let report = timeout(GUARD, reports.recv()).await.unwrap().unwrap();
-    assert_eq!(report, (EndReason::ClientGone, 1));
+    let report = within_real("the end report", reports.recv()).await;
+    assert_eq!(report.unwrap(), (EndReason::ClientGone, 1));
     assert!(sender.is_closed());
 }
 
@@ -235,6 +245,9 @@ async fn behind_the_layer_graceful_shutdown_ends_the_streams() {
         // The rest of each body: the final frame, then a clean end.
         let rest = timeout(GUARD, body.collect()).await.unwrap().unwrap();
         assert_eq!(rest.to_bytes(), "retry: 300\n\n");
-        assert_eq!(reports.recv().await, Some(EndReason::Shutdown));
+        assert_eq!(
+            within("the end report", reports.recv()).await,
+            Some(EndReason::Shutdown)
+        );
     }
 }

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
@@ -16,6 +16,7 @@ use super::conflate::Key;
 use super::deliveries;
 use super::log::{GapReason, SharedLog};
 use super::topic::{self, Topic};
+use crate::sync::{AtomicU64, Mutex, RwLock};
 use crate::{Event, LastEventId};
 
 pub(crate) struct HubInner {

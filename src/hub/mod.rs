@@ -49,6 +49,8 @@ mod engine;
 mod error;
 mod handle;
 mod log;
+#[cfg(all(test, tower_sse_loom))]
+mod loom;
 mod published;
 #[cfg(feature = "redis")]
 mod redis;

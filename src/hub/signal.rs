@@ -1,8 +1,10 @@
 //! How publishers tell a subscription which of its topics have something new.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 use std::task::Waker;
+
+use crate::sync::{AtomicBool, Mutex};
 
 /// One subscription's flags, one per topic it reads, and its waker.
 ///

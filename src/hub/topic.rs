@@ -16,8 +16,8 @@
 //! every lock. A subscriber judges its own lag from its position when it reads.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use slab::Slab;
@@ -29,6 +29,7 @@ use super::builder::{HubConfig, IndexWhen};
 use super::conflate::{Item, Key, KeyIndex};
 use super::signal::Signal;
 use crate::Event;
+use crate::sync::{AtomicU64, Mutex, MutexGuard};
 
 /// What the hub's budget counts for one entry beside its frame: the entry in the ring
 /// (64 bytes, and the ring's spare capacity) and the allocator's rounding of the frame.
@@ -365,6 +366,12 @@ impl TopicState {
         }
         self.round += 1;
         Waiters(Some(std::mem::take(&mut self.waiters)))
+    }
+
+    /// Registrations parked here now.
+    #[cfg(all(test, tower_sse_loom))]
+    pub(crate) fn parked(&self) -> usize {
+        self.waiters.len()
     }
 
     /// Whether the registration `key` is still parked here.

@@ -125,6 +125,55 @@ impl H2 {
     }
 }
 
+/// How long a test waits for anything it awaits before it fails.
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The output of `future`, or a failure that says what was awaited (`what`) when it
+/// has not come within [`DEADLINE`]. On tokio's clock: in a test that pauses it, only
+/// where no real socket is awaited (the paused clock runs ahead while one is).
+pub async fn within<F: IntoFuture>(what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(DEADLINE, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("waited {DEADLINE:?} for {what}"),
+    }
+}
+
+/// [`within`] for a test that pauses tokio's clock and awaits a real socket: the
+/// deadline is on the wall clock, and while `future` is awaited the paused clock
+/// stands still (a blocking task holds tokio's auto-advance back, on the current-thread
+/// runtime that a paused clock needs). So no timer of the test or of the server fires
+/// while bytes are in flight; time moves only where the test moves it.
+pub async fn within_real<F: IntoFuture>(what: &str, future: F) -> F::Output {
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    // Ends at the deadline, or as soon as `done` is dropped.
+    let mut deadline = tokio::task::spawn_blocking(move || {
+        let _ = wait.recv_timeout(DEADLINE);
+    });
+    let future = future.into_future();
+    tokio::pin!(future);
+    tokio::select! {
+        biased;
+        output = &mut future => {
+            drop(done);
+            // The clock may move again once the blocking task is over.
+            deadline.await.unwrap();
+            output
+        }
+        _ = &mut deadline => panic!("waited {DEADLINE:?} (wall clock) for {what}"),
+    }
+}
+
+/// Waits until `ready` holds, looking every millisecond; fails with `what` after
+/// [`DEADLINE`].
+pub async fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    within(what, async {
+        while !ready() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+}
+
 /// `GET uri` as a browser's EventSource sends it.
 pub fn get(uri: &str) -> http::request::Builder {
     Request::get(uri)

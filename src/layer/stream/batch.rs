@@ -1,12 +1,12 @@
 //! One cadence for every stream of a service that batches its writes.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError, Weak};
 use std::task::{Wake, Waker};
 use std::time::Duration;
 
-use tokio::runtime::Handle;
+use crate::sync::{self, AtomicBool, AtomicU64, Handle, Mutex, MutexGuard};
 
 /// Longest write delay a layer accepts.
 pub(crate) const MAX_BATCH_DELAY: Duration = Duration::from_secs(1);
@@ -49,8 +49,20 @@ impl Ticker {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Ticks so far, clocks started so far, whether one runs, and the streams waiting.
+    #[cfg(test)]
+    pub(crate) fn observe(&self) -> (u64, u64, bool, usize) {
+        let state = self.lock();
+        (
+            state.tick,
+            state.started,
+            state.clock.is_some(),
+            state.waiting.len(),
+        )
     }
 }
 
@@ -150,6 +162,16 @@ impl Slot {
         }
     }
 
+    /// The clock took the slot off its list: an event or a poll queues it again.
+    ///
+    /// A swap where a store would do: the flag's other writes are swaps, and loom lets
+    /// a swap read past a plain store that raced an earlier one, which the memory model
+    /// forbids (tokio-rs/loom#254), so the model check of this clock would report a
+    /// lost wake-up that cannot happen.
+    fn dequeued(&self) {
+        self.queued.swap(false, Ordering::Release);
+    }
+
     fn wake_task(&self) {
         let task = self
             .task
@@ -206,7 +228,7 @@ impl Drop for Running {
             std::mem::take(&mut state.waiting)
         };
         for slot in waiting {
-            slot.queued.store(false, Ordering::Release);
+            slot.dequeued();
             slot.wake_task();
         }
     }
@@ -214,8 +236,7 @@ impl Drop for Running {
 
 /// Ticks while some stream waits; stops at the first tick nobody waited for.
 async fn run(guard: Running, delay: Duration) {
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + delay, delay);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut interval = sync::interval(delay);
     loop {
         interval.tick().await;
         let Some(ticker) = guard.ticker.upgrade() else {
@@ -231,7 +252,7 @@ async fn run(guard: Running, delay: Duration) {
             std::mem::take(&mut state.waiting)
         };
         for slot in waiting {
-            slot.queued.store(false, Ordering::Release);
+            slot.dequeued();
             slot.wake_task();
         }
     }
@@ -250,5 +271,99 @@ impl fmt::Debug for Slot {
         f.debug_struct("Slot")
             .field("queued", &self.queued.load(Ordering::Relaxed))
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(tower_sse_loom)))]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Wake, Waker};
+    use std::time::Duration;
+
+    use super::{Slot, Ticker};
+
+    const DELAY: Duration = Duration::from_millis(20);
+
+    /// A task's waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Task(AtomicUsize);
+
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Task {
+        fn wakes(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A frame held at a tick waits for the next one; events that arrive meanwhile only
+    /// mark the slot; the tick wakes the task once; the clock stops at the first tick
+    /// nobody waits for. (Between ticks, never on one: the test and the clock would
+    /// wake at the same instant, in either order.)
+    #[tokio::test(start_paused = true)]
+    async fn a_held_frame_waits_for_the_next_tick_which_wakes_the_task_once() {
+        let ticker = Ticker::new(DELAY);
+        let slot = Slot::new(ticker.clone());
+        let task = Arc::new(Task::default());
+        let inner = slot.waker(&Waker::from(task.clone()));
+
+        let held = slot.held_since();
+        assert!(!slot.poll_ticked(held), "no tick since the frame was taken");
+        inner.wake_by_ref();
+        inner.wake_by_ref();
+        assert!(!slot.poll_ticked(held));
+        assert_eq!(task.wakes(), 0, "events wait for the tick");
+        assert_eq!(
+            ticker.observe(),
+            (0, 1, true, 1),
+            "one clock, the slot listed once"
+        );
+
+        tokio::time::sleep(DELAY + DELAY / 2).await;
+        assert_eq!(task.wakes(), 1);
+        assert!(slot.poll_ticked(held));
+        slot.writing();
+        assert_eq!(ticker.observe(), (1, 1, true, 0));
+
+        tokio::time::sleep(DELAY).await;
+        assert_eq!(ticker.observe(), (2, 1, false, 0), "the clock stopped");
+        assert_eq!(task.wakes(), 1);
+    }
+
+    /// An event that wakes an idle stream waits from the tick it arrived at: the frame
+    /// the stream then takes is written at the next tick, not one later.
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_waits_from_the_tick_its_event_arrived_at() {
+        let ticker = Ticker::new(DELAY);
+        let slot = Slot::new(ticker.clone());
+        let task = Arc::new(Task::default());
+        let inner = slot.waker(&Waker::from(task.clone()));
+
+        inner.wake_by_ref();
+        tokio::time::sleep(DELAY + DELAY / 2).await;
+        assert_eq!(task.wakes(), 1, "woken at the tick");
+        // Taken after the tick, the frame counts from the tick its event came at.
+        let held = slot.held_since();
+        assert_eq!(held, 0);
+        assert!(slot.poll_ticked(held));
+    }
+
+    /// Outside a tokio runtime there is no clock: nothing waits, every event wakes the
+    /// task at once.
+    #[test]
+    fn outside_a_runtime_nothing_waits() {
+        let ticker = Ticker::new(DELAY);
+        let slot = Slot::new(ticker.clone());
+        let task = Arc::new(Task::default());
+        let inner = slot.waker(&Waker::from(task.clone()));
+        assert!(slot.poll_ticked(slot.held_since()));
+        inner.wake_by_ref();
+        assert_eq!(task.wakes(), 1);
+        assert_eq!(ticker.observe(), (0, 0, false, 0));
     }
 }

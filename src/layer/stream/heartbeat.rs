@@ -53,3 +53,43 @@ impl Heartbeat {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Waker};
+    use std::time::Duration;
+
+    use tokio::time::advance;
+
+    use super::Heartbeat;
+
+    const INTERVAL: Duration = Duration::from_secs(10);
+    const MS: Duration = Duration::from_millis(1);
+
+    fn due(heartbeat: &mut Heartbeat) -> bool {
+        heartbeat.poll_due(&mut Context::from_waker(Waker::noop()))
+    }
+
+    /// Due one interval after the start, then one interval after each write of any
+    /// kind (a heartbeat too); a beat missed for many intervals is written once, not as
+    /// a burst.
+    #[tokio::test(start_paused = true)]
+    async fn due_an_interval_after_the_last_write_and_once_however_late() {
+        let mut heartbeat = Heartbeat::new(INTERVAL);
+        advance(INTERVAL - MS).await;
+        assert!(!due(&mut heartbeat));
+        heartbeat.wrote();
+        advance(INTERVAL - MS).await;
+        assert!(!due(&mut heartbeat), "a write moved it");
+        advance(MS).await;
+        assert!(due(&mut heartbeat));
+
+        advance(10 * INTERVAL).await;
+        assert!(due(&mut heartbeat));
+        assert!(!due(&mut heartbeat), "no catch-up beat");
+        advance(INTERVAL - MS).await;
+        assert!(!due(&mut heartbeat));
+        advance(MS).await;
+        assert!(due(&mut heartbeat));
+    }
+}

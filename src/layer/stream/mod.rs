@@ -16,6 +16,8 @@ mod coalesce;
 mod encoder;
 mod ending;
 mod heartbeat;
+#[cfg(all(test, tower_sse_loom))]
+mod loom;
 mod permit;
 mod shared;
 mod shutdown;

@@ -307,3 +307,74 @@ impl fmt::Display for Stalled {
 }
 
 impl std::error::Error for Stalled {}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Wake, Waker};
+    use std::time::Duration;
+
+    use super::super::tracker::Tracker;
+    use super::StallWatch;
+    use crate::metrics::StreamStart;
+
+    const TIMEOUT: Duration = Duration::from_secs(4);
+    const STEP: Duration = Duration::from_millis(500);
+
+    /// A task's waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Task(AtomicUsize);
+
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn tracker() -> Arc<Tracker> {
+        let (observed, _meter) = StreamStart::default().into_parts();
+        Arc::new(Tracker::new(None, observed))
+    }
+
+    /// A stream its connection keeps polling stays; one it stopped polling is ended as
+    /// stalled at the first sweep (every quarter of the timeout) that finds it unpolled
+    /// for longer than the timeout, and the task that last polled it is woken, so that
+    /// the body sees it if polled again; the sweep stops once no stream is watched.
+    /// (The test looks between sweeps, never on one.)
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_not_polled_for_the_timeout_is_ended_and_its_task_woken() {
+        let watch = StallWatch::new(TIMEOUT);
+        let (healthy, stuck) = (tracker(), tracker());
+        let healthy_watched = watch.watch(&healthy).unwrap();
+        let mut stuck_watched = watch.watch(&stuck).unwrap();
+        let task = Arc::new(Task::default());
+        stuck_watched.polled_by(&Context::from_waker(&Waker::from(task.clone())));
+        stuck_watched.touch();
+
+        tokio::time::sleep(STEP / 2).await;
+        // Up to 4.25 s: the sweep at 4 s found it unpolled for exactly the timeout.
+        for _ in 0..8 {
+            tokio::time::sleep(STEP).await;
+            healthy_watched.touch();
+        }
+        assert!(!stuck.is_done(), "not more than the timeout yet");
+        // 5.25 s: the sweep at 5 s ended it.
+        tokio::time::sleep(2 * STEP).await;
+        healthy_watched.touch();
+        assert!(stuck.is_done(), "ended as stalled");
+        assert_eq!(task.0.load(Ordering::SeqCst), 1, "its task woken once");
+        assert!(!healthy.is_done(), "a polled stream stays");
+
+        drop((healthy_watched, stuck_watched));
+        tokio::time::sleep(TIMEOUT / 4).await;
+        assert_eq!(watch.lock().sweep, None, "the sweep stopped");
+    }
+
+    /// Outside a tokio runtime nothing is watched (and nothing could sweep).
+    #[test]
+    fn outside_a_runtime_nothing_is_watched() {
+        let watch = StallWatch::new(TIMEOUT);
+        assert!(watch.watch(&tracker()).is_none());
+    }
+}
