@@ -1469,7 +1469,10 @@ impl Drop for Nginx {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(feature = "test-nginx"), ignore = "needs nginx: cargo test --features test-nginx")]
+#[cfg_attr(
+    not(feature = "test-nginx"),
+    ignore = "needs nginx: cargo test --features test-nginx"
+)]
 async fn nginx_passes_each_compressed_event_live() {
     let (layer, mut reports) = reporting(SseLayer::new().compression(StreamCompression::new()));
     let (server, mut senders) = channel_server(layer).await;

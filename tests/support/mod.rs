@@ -219,7 +219,14 @@ pub fn build_examples(names: &[&str]) -> std::path::PathBuf {
         .filter_map(|(name, on)| on.then_some(name))
         .collect();
         let mut command = std::process::Command::new(cargo);
-        command.args(["build", "--quiet", "-p", "tower-sse", "-p", "tower-sse-examples"]);
+        command.args([
+            "build",
+            "--quiet",
+            "-p",
+            "tower-sse",
+            "-p",
+            "tower-sse-examples",
+        ]);
         for name in names {
             command.args(["--example", name]);
         }
