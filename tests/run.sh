@@ -68,9 +68,10 @@ step "cargo clippy --workspace --all-targets --all-features -- -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 # The whole workspace (the library, the examples, tools/bench) with every feature, the
-# test-* ones included: every test runs, none is ignored for a missing program.
-step "cargo test --workspace --all-features"
-cargo test --workspace --all-features
+# test-* ones included: every test runs, none is ignored for a missing program. Every
+# test file runs even when one fails, so that a failure hides no other.
+step "cargo test --workspace --all-features --no-fail-fast"
+cargo test --workspace --all-features --no-fail-fast
 
 # Each feature on its own, without the dev-dependencies' features: a feature that needs
 # more of tokio (say) than it asks for fails here, not in a user's build.
