@@ -5,7 +5,7 @@
 //! `tower_sse::serve`, whose guards `axum::serve` lacks.
 //!
 //! ```text
-//! cargo run --example axum --features axum
+//! cargo run -p tower-sse-examples --example axum --features axum
 //! open http://127.0.0.1:3000/                       # a page with an EventSource
 //! curl -N 'http://127.0.0.1:3000/events?topic=chat'
 //! curl -d 'hello' http://127.0.0.1:3000/publish/chat   # {"id":<the event's id>}

@@ -6,7 +6,7 @@
 //! write timeout, or by `tower_sse::serve`.
 //!
 //! ```text
-//! cargo run --example flood_server --features axum
+//! cargo run -p tower-sse-examples --example flood_server --features axum
 //! curl -s http://127.0.0.1:<port>/open
 //! ```
 //!

@@ -3,7 +3,7 @@
 //! 10 ms, a plain `/hello`, and `/open`: how many streams hold a place under the limit.
 //!
 //! ```text
-//! FIRST_REQUEST_TIMEOUT_MS=1000 HEADER_READ_TIMEOUT_MS=1000 cargo run --example hostile_server
+//! FIRST_REQUEST_TIMEOUT_MS=1000 HEADER_READ_TIMEOUT_MS=1000 cargo run -p tower-sse-examples --example hostile_server
 //! curl -N 'http://127.0.0.1:<port>/events?topic=ticks'
 //! ```
 //!

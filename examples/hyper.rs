@@ -4,7 +4,7 @@
 //! not wait forever.
 //!
 //! ```text
-//! cargo run --example hyper
+//! cargo run -p tower-sse-examples --example hyper
 //! curl -N 'http://127.0.0.1:3000/events?topic=clock'                  # HTTP/1.1
 //! curl -N --http2-prior-knowledge 'http://127.0.0.1:3000/events?topic=clock'
 //! # Resuming: the hub's ids start at the time it started, in microseconds, and go up by

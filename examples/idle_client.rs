@@ -8,7 +8,7 @@
 //! since one source address has about 28,000 ephemeral ports towards one server port.
 //!
 //! ```text
-//! ADDR=127.0.0.1:3000 STREAMS=10000 SOURCE=127.0.0.2 cargo run --release --example idle_client
+//! ADDR=127.0.0.1:3000 STREAMS=10000 SOURCE=127.0.0.2 cargo run --release -p tower-sse-examples --example idle_client
 //! ```
 //!
 //! It prints `HELD <streams> FAILED <failed> SECONDS <s> RATE <streams/s>` once every

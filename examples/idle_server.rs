@@ -16,7 +16,7 @@
 //! data, as fast as the client reads them.
 //!
 //! ```text
-//! cargo run --release --example idle_server --features axum
+//! cargo run --release -p tower-sse-examples --example idle_server --features axum
 //! curl -N 'http://127.0.0.1:<port>/events?topic=idle'
 //! curl 'http://127.0.0.1:<port>/heap'
 //! ```

@@ -3,9 +3,9 @@
 //! an application installs it), run in alternation on the same machine.
 //!
 //! ```text
-//! cargo build --release --example metrics_cost
+//! cargo build --release -p tower-sse-examples --example metrics_cost
 //! cp target/release/examples/metrics_cost /tmp/metrics-off
-//! cargo build --release --example metrics_cost --features metrics
+//! cargo build --release -p tower-sse-examples --example metrics_cost --features metrics
 //! cp target/release/examples/metrics_cost /tmp/metrics-on
 //! /tmp/metrics-on compare /tmp/metrics-off /tmp/metrics-on --rounds 7
 //! ```

@@ -3,7 +3,7 @@
 //! on open streams, and a graceful shutdown that ends every stream.
 //!
 //! ```text
-//! cargo run --example warp --features warp
+//! cargo run -p tower-sse-examples --example warp --features warp
 //! curl -N http://127.0.0.1:3000/events
 //! curl -d 'hello' http://127.0.0.1:3000/publish      # {"id":<the event's id>}
 //! curl -N -H 'Last-Event-ID: <an id you got>' http://127.0.0.1:3000/events

@@ -451,6 +451,10 @@ async fn panel_shows(browser: &mut Browser, page: usize, aircraft: usize, last: 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "test-browser"),
+    ignore = "needs Chromium and Node: cargo test --features test-browser"
+)]
 async fn map_moves_live_and_resumes_after_restarts() {
     let _alone = ONE_BROWSER.lock().await;
     let settings = Settings {
@@ -708,6 +712,10 @@ async fn map_moves_live_and_resumes_after_restarts() {
 /// in our runs, on two busy cores, the rate showed 0.9 to 1.4 s after `load`, the motion
 /// 1.3 to 2 s after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "test-browser"),
+    ignore = "needs Chromium and Node: cargo test --features test-browser"
+)]
 async fn rate_and_motion_show_at_once() {
     let _alone = ONE_BROWSER.lock().await;
     let settings = Settings::default();
@@ -868,6 +876,10 @@ async fn rate_and_motion_show_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "test-browser"),
+    ignore = "needs Chromium and Node: cargo test --features test-browser"
+)]
 async fn simple_map_without_leaflet() {
     let _alone = ONE_BROWSER.lock().await;
     let settings = Settings {
@@ -875,7 +887,7 @@ async fn simple_map_without_leaflet() {
         ..Settings::default()
     };
     let fleet_size = settings.aircraft;
-    // As `LEAFLET_DIR=<an empty directory> cargo run --example aircraft`.
+    // As `LEAFLET_DIR=<an empty directory> cargo run -p tower-sse-examples --example aircraft`.
     let no_leaflet = empty_dir("aircraft-no-leaflet");
     let page = Page::locate(Some(no_leaflet.as_os_str()));
     assert!(page.leaflet().is_none(), "{}", page.describe());
@@ -1041,6 +1053,10 @@ async fn simple_map_without_leaflet() {
 
 /// `Page::locate` and what the page serves, for each place Leaflet may come from.
 #[test]
+#[cfg_attr(
+    not(feature = "test-browser"),
+    ignore = "needs Chromium and Node: cargo test --features test-browser"
+)]
 fn leaflet_is_found_where_the_docs_say() {
     let npm = driver::browser_dir().join("node_modules/leaflet/dist");
     assert!(
@@ -1345,6 +1361,10 @@ const SEND_BUFFER: u32 = 128 << 10;
 /// newest report puts it. The simple map is used because it says where it painted
 /// each aircraft in the same pixels as it projects a position.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "test-browser"),
+    ignore = "needs Chromium and Node: cargo test --features test-browser"
+)]
 async fn a_stalled_page_shows_every_aircraft_where_it_is_now() {
     let _alone = ONE_BROWSER.lock().await;
     let settings = Settings {
@@ -1558,6 +1578,10 @@ async fn a_stalled_page_shows_every_aircraft_where_it_is_now() {
 /// aircraft's ids only go up, it shows exactly the server's state, and it is live
 /// again. The hub counts one catch-up in short per aircraft's topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "test-browser"),
+    ignore = "needs Chromium and Node: cargo test --features test-browser"
+)]
 async fn a_page_back_after_a_minute_away_gets_one_snapshot() {
     let _alone = ONE_BROWSER.lock().await;
     let settings = Settings {

@@ -123,6 +123,10 @@ fn every(results: &Value, section: &str) -> Vec<Value> {
 /// The whole suite at smoke size: every stack's server delivers to every subscriber with
 /// nothing lost; every section reports; the files are written, the Markdown from the JSON.
 #[test]
+#[cfg_attr(
+    not(feature = "test-redis"),
+    ignore = "needs redis-server: cargo test --features test-redis"
+)]
 fn suite_smoke_every_section() {
     let out = out_dir("suite-smoke");
     let mut suite = Command::new(tool("bench-suite"));

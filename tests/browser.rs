@@ -16,7 +16,8 @@
 //!   browser dispatches exactly the events built.
 //!
 //! Needs `/usr/bin/chromium`, `node` and `tests/browser/node_modules`: `tests/run.sh`
-//! installs them. When one is missing these tests fail, saying so; they never skip.
+//! installs them, and the feature `test-browser` (without it `cargo test` skips this
+//! file). When one is missing these tests fail, saying so; they never skip.
 //! Screenshots of the pages go to `target/browser-artifacts/`.
 
 #[path = "browser/driver.rs"]

@@ -24,8 +24,9 @@
 //!   defaults (HTTP/1.0 upstream) and with HTTP/1.1 upstream; lock-step again.
 //!
 //! The browser tests need `/usr/bin/chromium`, `node` and `tests/browser/node_modules`;
-//! the nginx test needs `/usr/sbin/nginx`: `tests/run.sh` installs them. When one is
-//! missing these tests fail, saying so; they never skip.
+//! the nginx test needs `/usr/sbin/nginx`: `tests/run.sh` installs them. They run with
+//! the features `test-browser` and `test-nginx` (a plain `cargo test` lists them as
+//! ignored); then, when one is missing, they fail, saying so; they never skip.
 
 #![cfg(feature = "compression-full")]
 
@@ -1296,27 +1297,47 @@ async fn chromium_lock_step(codec: Option<&'static str>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "test-browser"),
+    ignore = "needs Chromium and Node: cargo test --features test-browser"
+)]
 async fn chromium_gets_each_gzip_event_live() {
     chromium_lock_step(Some("gzip")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "test-browser"),
+    ignore = "needs Chromium and Node: cargo test --features test-browser"
+)]
 async fn chromium_gets_each_deflate_event_live() {
     chromium_lock_step(Some("deflate")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "test-browser"),
+    ignore = "needs Chromium and Node: cargo test --features test-browser"
+)]
 async fn chromium_gets_each_br_event_live() {
     chromium_lock_step(Some("br")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "test-browser"),
+    ignore = "needs Chromium and Node: cargo test --features test-browser"
+)]
 async fn chromium_gets_each_zstd_event_live() {
     chromium_lock_step(Some("zstd")).await;
 }
 
 /// The same lock-step uncompressed, for comparison.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "test-browser"),
+    ignore = "needs Chromium and Node: cargo test --features test-browser"
+)]
 async fn chromium_gets_each_identity_event_live() {
     chromium_lock_step(None).await;
 }
@@ -1455,6 +1476,10 @@ impl Drop for Nginx {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "test-nginx"),
+    ignore = "needs nginx: cargo test --features test-nginx"
+)]
 async fn nginx_passes_each_compressed_event_live() {
     let (layer, mut reports) = reporting(SseLayer::new().compression(StreamCompression::new()));
     let (server, mut senders) = channel_server(layer).await;

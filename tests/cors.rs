@@ -12,7 +12,8 @@
 //! test can fail).
 //!
 //! The browser tests need `/usr/bin/chromium`, `node` and `tests/browser/node_modules`
-//! (`tests/run.sh` installs them); without them they fail, saying so.
+//! (`tests/run.sh` installs them) and the feature `test-browser` (a plain `cargo test`
+//! lists them as ignored); without the programs they fail, saying so.
 
 #[path = "browser/driver.rs"]
 mod driver;
@@ -257,6 +258,10 @@ fn preflights(seen: &[Seen]) -> Vec<&Seen> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "test-browser"),
+    ignore = "needs Chromium and Node: cargo test --features test-browser"
+)]
 async fn chromium_eventsource_reconnects_cross_origin_with_a_long_non_ascii_id() {
     let (run, seen) = cross_origin(LONG_ID, recipe, "", "cors-eventsource").await;
     assert!(
@@ -307,6 +312,10 @@ fn long_ascii_id() -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "test-browser"),
+    ignore = "needs Chromium and Node: cargo test --features test-browser"
+)]
 async fn chromium_fetch_client_with_a_long_last_event_id_passes_the_preflight() {
     let id: &'static str = long_ascii_id().leak();
     let query = format!("&mode=fetch&id={id}");
@@ -335,6 +344,10 @@ async fn chromium_fetch_client_with_a_long_last_event_id_passes_the_preflight() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "test-browser"),
+    ignore = "needs Chromium and Node: cargo test --features test-browser"
+)]
 async fn without_last_event_id_allowed_the_preflight_fails_and_nothing_reaches_the_stream() {
     // The control: the origin is allowed, the header is not.
     let without_header = |origin: &str| {

@@ -169,6 +169,10 @@ fn no_subscribe_input_panics_an_in_memory_hub() {
 
 #[cfg(feature = "redis")]
 #[test]
+#[cfg_attr(
+    not(feature = "test-redis"),
+    ignore = "needs redis-server: cargo test --features test-redis"
+)]
 fn no_subscribe_input_panics_a_redis_hub() {
     use support::redis::RedisServer;
     use tower_sse::hub::RedisStorage;

@@ -417,6 +417,10 @@ mod browser {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(feature = "test-browser"),
+        ignore = "needs Chromium and Node: cargo test --features test-browser"
+    )]
     async fn chromium_stops_after_204_and_503_and_comes_back_after_reconnect_after() {
         let requests: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let events = SseLayer::new().layer(service_fn({

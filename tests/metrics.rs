@@ -927,6 +927,10 @@ async fn wait_for_streams_closed() -> Scrape {
 
 #[cfg(feature = "redis")]
 #[test]
+#[cfg_attr(
+    not(feature = "test-redis"),
+    ignore = "needs redis-server: cargo test --features test-redis"
+)]
 fn redis_counts_writes_queue_and_failures() {
     serial(async {
         let mut redis = support::redis::RedisServer::start();

@@ -359,6 +359,10 @@ async fn publish(addr: SocketAddr, text: &str) {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "test-browser"),
+    ignore = "needs Chromium and Node: cargo test --features test-browser"
+)]
 async fn aircraft_gauges_return_while_browsers_come_and_go() {
     driver::require_browser_tools();
     let example = Running::start("aircraft", &[("AIRCRAFT", "12")]).await;

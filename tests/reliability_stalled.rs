@@ -370,6 +370,10 @@ fn half_open_client() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "test-netns"),
+    ignore = "needs root and ip netns: cargo test --features test-netns"
+)]
 async fn a_client_that_vanishes_without_closing_is_closed_after_the_heartbeat_goes_unacknowledged()
 {
     let Some(netns) = Netns::create() else {

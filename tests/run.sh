@@ -2,6 +2,9 @@
 # The project's one test command. On a fresh Debian machine, as root, it installs what
 # the tests need (Chromium and Redis from Debian, the browser tests' Node packages from
 # npm) and then runs every check: formatting, clippy, all tests, and the docs.
+# `cargo test` alone needs only Rust and runs the tests that need nothing else; the
+# others are behind the features test-redis, test-browser, test-nginx and test-netns,
+# which `--all-features` turns on here (tests/README.md lists them).
 #
 #   tests/run.sh            (from anywhere; .ci/run calls it)
 set -eu
@@ -64,8 +67,11 @@ cargo fmt --all --check
 step "cargo clippy --workspace --all-targets --all-features -- -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-step "cargo test --workspace --all-features"
-cargo test --workspace --all-features
+# The whole workspace (the library, the examples, tools/bench) with every feature, the
+# test-* ones included: every test runs, none is ignored for a missing program. Every
+# test file runs even when one fails, so that a failure hides no other.
+step "cargo test --workspace --all-features --no-fail-fast"
+cargo test --workspace --all-features --no-fail-fast
 
 # The loom models of the hub's park / wake / watermark protocol and of the batching
 # slot and ticker (src/hub/loom.rs, src/layer/stream/loom.rs; src/sync.rs says how),
@@ -82,15 +88,15 @@ for feature in "" serve json redis axum warp compression-gzip compression-deflat
     cargo check -p tower-sse --lib --no-default-features --features "$feature"
 done
 
-step "cargo doc --no-deps --all-features (warnings are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
+step "cargo doc -p tower-sse --no-deps --all-features (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc -p tower-sse --no-deps --all-features
 
 # The published package: only what a user of the library needs (the `include` list in
 # Cargo.toml), and it builds on its own with the default features.
 step "cargo package"
 # (Cargo notes every example, test and bench it leaves out: that is the point.)
 mkdir -p target
-if ! cargo package --allow-dirty >target/package.log 2>&1; then
+if ! cargo package -p tower-sse --allow-dirty >target/package.log 2>&1; then
     cat target/package.log
     exit 1
 fi

@@ -169,6 +169,10 @@ fn cancelled_stream(failed: &driver::FailedRequest) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "test-browser"),
+    ignore = "needs Chromium and Node: cargo test --features test-browser"
+)]
 async fn ten_tabs_share_one_connection_by_default() {
     const TABS: usize = 10;
     let app = App::new(settings());
@@ -261,6 +265,10 @@ async fn ten_tabs_share_one_connection_by_default() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "test-browser"),
+    ignore = "needs Chromium and Node: cargo test --features test-browser"
+)]
 async fn charts_start_when_the_server_did() {
     let app = App::new(settings());
     let started = app.started_ms();
@@ -356,6 +364,10 @@ async fn charts_start_when_the_server_did() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "test-browser"),
+    ignore = "needs Chromium and Node: cargo test --features test-browser"
+)]
 async fn without_shared_worker_each_tab_reads_the_stream_itself() {
     let app = App::new(settings());
     app.round();
@@ -412,6 +424,10 @@ async fn without_shared_worker_each_tab_reads_the_stream_itself() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "test-browser"),
+    ignore = "needs Chromium and Node: cargo test --features test-browser"
+)]
 async fn dashboard_is_live_behind_compression() {
     let app = App::new(settings());
     let server = Server::start(&app, true).await;

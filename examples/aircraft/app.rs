@@ -206,7 +206,7 @@ fn redis_hub(builder: HubBuilder, url: &str, settings: &Settings) -> Result<Hub,
 #[cfg(not(feature = "redis"))]
 fn redis_hub(_: HubBuilder, _: &str, _: &Settings) -> Result<Hub, String> {
     Err("REDIS_URL is set but this build has no Redis support; run \
-         `cargo run --release --features redis --example aircraft`"
+         `cargo run --release -p tower-sse-examples --features redis --example aircraft`"
         .to_owned())
 }
 

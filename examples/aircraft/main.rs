@@ -1,7 +1,7 @@
 //! A live map of simulated air traffic over Southeast Asia, streamed with tower-sse.
 //!
 //! ```text
-//! cargo run --release --example aircraft
+//! cargo run --release -p tower-sse-examples --example aircraft
 //! # then open http://127.0.0.1:3000/
 //! curl -N http://127.0.0.1:3000/events                 # every aircraft
 //! curl -N 'http://127.0.0.1:3000/events?icao24=880101' # one aircraft
@@ -30,8 +30,8 @@
 //! - `GET /metrics`: the server's metrics in Prometheus text (`metrics-exporter-prometheus`
 //!   installed as the recorder); the library's own (open streams, events and bytes
 //!   written, ends, refusals, the hub's numbers) when built with the `metrics` feature
-//!   (`cargo run --release --features metrics --example aircraft`). The map shows three
-//!   of them in a small box in its upper right corner.
+//!   (`cargo run --release -p tower-sse-examples --features metrics --example aircraft`).
+//!   The map shows three of them in a small box in its upper right corner.
 //!
 //! Environment (a value that cannot be used ends the example with one line saying why,
 //! and status 2):
@@ -79,8 +79,8 @@
 //! ```text
 //! redis-server --port 6379 --appendonly yes &
 //! export REDIS_URL=redis://127.0.0.1:6379/
-//! SIMULATE=1 ADDR=127.0.0.1:3000 cargo run --release --features redis --example aircraft &
-//! ADDR=127.0.0.1:3001 cargo run --release --features redis --example aircraft
+//! SIMULATE=1 ADDR=127.0.0.1:3000 cargo run --release -p tower-sse-examples --features redis --example aircraft &
+//! ADDR=127.0.0.1:3001 cargo run --release -p tower-sse-examples --features redis --example aircraft
 //! # http://127.0.0.1:3000/ and http://127.0.0.1:3001/ show the same aircraft
 //! ```
 //!

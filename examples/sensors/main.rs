@@ -2,7 +2,7 @@
 //! tower-sse.
 //!
 //! ```text
-//! cargo run --release --example sensors
+//! cargo run --release -p tower-sse-examples --example sensors
 //! # then open http://127.0.0.1:3000/ (in as many tabs as you like)
 //! curl -N http://127.0.0.1:3000/events                    # every sensor
 //! curl -N 'http://127.0.0.1:3000/events?topic=greenhouse'  # one sensor

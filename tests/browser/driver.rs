@@ -3,7 +3,9 @@
 //! and decides when the server changes and when the browser looks.
 //!
 //! Needs `/usr/bin/chromium`, `node` and `tests/browser/node_modules`, which
-//! `tests/run.sh` installs. When one is missing the test fails, saying so; it never skips.
+//! `tests/run.sh` installs. The tests that use it run with the feature `test-browser`
+//! (a plain `cargo test` lists them as ignored); with the feature, when one is missing
+//! the test fails, saying so; it never skips.
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};

@@ -238,8 +238,11 @@ pub fn spawn_self(name: &str, envs: &[(&str, &str)]) -> (std::process::Child, So
     (child, listening_address(lines))
 }
 
-/// Builds the examples `names` with the features this test was built with (a no-op
-/// when `cargo test` has built them already), and gives the folder of their binaries.
+/// Builds the examples `names` (package `tower-sse-examples`, whose features have the
+/// library's names) with the features this test was built with, and gives the folder of
+/// their binaries. The library and the examples are selected together, as `cargo test`
+/// selects them, so that the library and its dependencies are those the test was built
+/// with (a no-op when `cargo test` has built them already).
 pub fn build_examples(names: &[&str]) -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     // <target>/<profile>/deps/<test>-<hash>
@@ -256,12 +259,23 @@ pub fn build_examples(names: &[&str]) -> std::path::PathBuf {
             ("compression-br", cfg!(feature = "compression-br")),
             ("compression-zstd", cfg!(feature = "compression-zstd")),
             ("metrics", cfg!(feature = "metrics")),
+            ("test-redis", cfg!(feature = "test-redis")),
+            ("test-browser", cfg!(feature = "test-browser")),
+            ("test-nginx", cfg!(feature = "test-nginx")),
+            ("test-netns", cfg!(feature = "test-netns")),
         ]
         .into_iter()
         .filter_map(|(name, on)| on.then_some(name))
         .collect();
         let mut command = std::process::Command::new(cargo);
-        command.args(["build", "--quiet"]);
+        command.args([
+            "build",
+            "--quiet",
+            "-p",
+            "tower-sse",
+            "-p",
+            "tower-sse-examples",
+        ]);
         for name in names {
             command.args(["--example", name]);
         }
@@ -281,7 +295,7 @@ pub fn build_examples(names: &[&str]) -> std::path::PathBuf {
     for name in names {
         assert!(
             dir.join(name).exists(),
-            "{} is missing: cargo build --example {name}",
+            "{} is missing: cargo build -p tower-sse-examples --example {name}",
             dir.join(name).display()
         );
     }

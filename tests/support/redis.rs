@@ -1,4 +1,5 @@
 //! A real `redis-server` for the tests that need one (`tests/run.sh` installs Debian's).
+//! Those tests run with the feature `test-redis` (a plain `cargo test` skips them).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
