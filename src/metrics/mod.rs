@@ -94,17 +94,25 @@
 //! subscriber that falls behind. Warnings are about the server (Redis unreachable, the
 //! connection cap reached), and repeated ones are rate-limited.
 
-mod record;
+mod hub;
+mod redis;
+mod serve;
 mod span;
+mod stream;
 
 // Which of these the rest of the crate calls depends on its features.
 #[allow(unused_imports)]
-pub(crate) use record::{
-    HubMetrics, OpenConnection, QueueDepth, ReadLag, StreamMeter, TopicLabels, accept_error,
-    accept_paused, connection_error, connection_open, connection_timed_out, hub_replayed,
-    hub_reset, passed_through, publish_rejected, redis_reconnect, redis_write_time, refused,
+pub(crate) use hub::{HubMetrics, TopicLabels, hub_replayed, hub_reset, publish_rejected};
+#[allow(unused_imports)]
+pub(crate) use redis::{QueueDepth, ReadLag, redis_reconnect, redis_write_time};
+#[allow(unused_imports)]
+pub(crate) use serve::{
+    OpenConnection, accept_error, accept_paused, connection_error, connection_open,
+    connection_timed_out,
 };
 pub(crate) use span::{Observed, StreamStart, record_topics};
+#[allow(unused_imports)]
+pub(crate) use stream::{StreamMeter, passed_through, refused};
 
 /// One metric: its name, kind, unit and what it counts.
 #[cfg(feature = "metrics")]

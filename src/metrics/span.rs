@@ -12,7 +12,7 @@ use super::StreamMeter;
 use crate::{EndReason, LastEventId};
 
 #[cfg(feature = "metrics")]
-use super::record::end_label;
+use super::stream::end_label;
 #[cfg(feature = "metrics")]
 use super::{STREAMS_ENDED, STREAMS_STALLED};
 #[cfg(feature = "metrics")]
