@@ -138,13 +138,20 @@ impl Observed {
     pub(crate) fn enter(&self) -> Option<Entered<'_>> {
         self.span.as_deref().map(Span::enter)
     }
+
+    /// The connection let go of the stream: if it was counted as stalled, it no longer
+    /// is (once, however often this is called).
+    pub(crate) fn released(&self) {
+        #[cfg(feature = "metrics")]
+        if self.stalled.swap(false, Ordering::Relaxed) {
+            ::metrics::gauge!(STREAMS_STALLED).decrement(1.0);
+        }
+    }
 }
 
 #[cfg(feature = "metrics")]
 impl Drop for Observed {
     fn drop(&mut self) {
-        if *self.stalled.get_mut() {
-            ::metrics::gauge!(STREAMS_STALLED).decrement(1.0);
-        }
+        self.released();
     }
 }

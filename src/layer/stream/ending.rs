@@ -85,6 +85,9 @@ impl Drop for StreamState {
         // The connection let go of the stream, and of what it holds: its place goes too
         // (also when the stall watch reported it earlier).
         drop(self.permit.take());
+        // No longer held by its connection: off the stalled gauge now, even while the
+        // stall watch's sweep still holds the tracker for a moment.
+        self.tracker.released();
         if self.tracker.is_done() {
             return;
         }

@@ -49,6 +49,11 @@ impl Tracker {
         self.done.load(Ordering::Acquire)
     }
 
+    /// The connection let go of the stream (its body was dropped).
+    pub(crate) fn released(&self) {
+        self.observed.released();
+    }
+
     /// Reports the stream's end, unless it was reported already.
     pub(crate) fn finish(&self, reason: EndReason, error: Option<BoxError>) {
         if self.done.swap(true, Ordering::AcqRel) {
