@@ -333,6 +333,20 @@ async fn a_serving_instance_relays_the_simulated_fleet() {
     }
     let missed = published.iter().filter(|(id, _)| *id > loaded_id).count();
     assert_eq!(missed, 3 * FLEET);
+    // Once the serving instance has read the last round from Redis (its first client
+    // has it), a resume there finds it; before that, it would catch up with the round
+    // before and then get the last one live.
+    let newest = last_round.last().unwrap().0.to_string();
+    timeout(GUARD, async {
+        while let Some(event) = page.next().await {
+            if event.id == newest {
+                return;
+            }
+        }
+        panic!("the serving instance's first client lost its stream");
+    })
+    .await
+    .expect("the serving instance's first client receives the last round");
     let mut resumed = connect(serving.addr, "/events", Some(loaded_id)).await;
     receive_exactly(
         &mut resumed,
