@@ -5,59 +5,16 @@
 //! holds handles to at most that many events. The heap is measured with a counting
 //! global allocator in this test's own binary.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod support_alloc;
+
 use std::fmt::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::{FutureExt, StreamExt};
 use tower_sse::hub::LagPolicy;
 use tower_sse::{Event, Hub, Subscription};
 
-/// Counts the bytes allocated now, and the most ever allocated since the last reset.
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(by: usize) {
-    let now = CURRENT.fetch_add(by, Ordering::Relaxed) + by;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-// SAFETY: every call is passed on to the system allocator unchanged; only counters are
-// updated beside it.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        // SAFETY: the caller's contract is the system allocator's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > layout.size() {
-            grew(new_size - layout.size());
-        } else {
-            CURRENT.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-        }
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: support_alloc::Counting = support_alloc::Counting;
 
 const KEYS: usize = 1_000_000;
 const CAP: usize = 4096;
@@ -87,8 +44,7 @@ fn poll_once(subscription: &mut Subscription) -> Event {
 
 #[test]
 fn a_million_distinct_keys_take_no_more_memory_than_the_key_cap() {
-    let baseline = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(baseline, Ordering::Relaxed);
+    let baseline = support_alloc::reset_peak();
 
     let hub = Hub::builder()
         .lag_policy(LagPolicy::Conflate)
@@ -104,8 +60,8 @@ fn a_million_distinct_keys_take_no_more_memory_than_the_key_cap() {
         write!(key, "sensor-{n}").unwrap();
         hub.publish_keyed("t", &key, Event::data(&data)).unwrap();
     }
-    let held = CURRENT.load(Ordering::Relaxed) - baseline;
-    let peak = PEAK.load(Ordering::Relaxed) - baseline;
+    let held = support_alloc::current() - baseline;
+    let peak = support_alloc::peak() - baseline;
     println!(
         "{KEYS} distinct keys: heap {:.2} MiB now, {:.2} MiB at the peak (bound {} MiB)",
         mib(held),
@@ -132,11 +88,11 @@ fn a_million_distinct_keys_take_no_more_memory_than_the_key_cap() {
         write!(key, "again-{n}").unwrap();
         hub.publish_keyed("t", &key, Event::data(&data)).unwrap();
     }
-    let before = CURRENT.load(Ordering::Relaxed);
+    let before = support_alloc::current();
     for subscription in &mut behind {
         poll_once(subscription);
     }
-    let per = (CURRENT.load(Ordering::Relaxed) - before) / behind.len();
+    let per = (support_alloc::current() - before) / behind.len();
     println!(
         "a subscriber {CAP} keys behind holds {:.1} KiB (bound {} KiB)",
         per as f64 / 1024.0,
@@ -144,7 +100,7 @@ fn a_million_distinct_keys_take_no_more_memory_than_the_key_cap() {
     );
     assert!(per < PER_SUBSCRIBER, "{per} bytes per subscriber");
     assert_eq!(hub.stats("t").unwrap().conflated, 10);
-    let peak = PEAK.load(Ordering::Relaxed) - baseline;
+    let peak = support_alloc::peak() - baseline;
     assert!(
         peak < BOUND + behind.len() * PER_SUBSCRIBER,
         "peak heap {peak} bytes above the baseline"

@@ -4,58 +4,15 @@
 //! global allocator in this test's own binary; time is tokio's paused clock, which the
 //! hub's history ages by.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod support_alloc;
+
 use std::fmt::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tower_sse::{Event, Hub};
 
-/// Counts the bytes allocated now, and the most ever allocated since the last reset.
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(by: usize) {
-    let now = CURRENT.fetch_add(by, Ordering::Relaxed) + by;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-// SAFETY: every call is passed on to the system allocator unchanged; only counters are
-// updated beside it.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        // SAFETY: the caller's contract is the system allocator's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > layout.size() {
-            grew(new_size - layout.size());
-        } else {
-            CURRENT.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-        }
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: support_alloc::Counting = support_alloc::Counting;
 
 const TOPICS: usize = 1_000_000;
 /// The bound for the default hub.
@@ -70,8 +27,7 @@ fn mib(bytes: usize) -> f64 {
 
 #[tokio::test(start_paused = true)]
 async fn a_million_topics_nobody_reads_stay_within_the_default_budget_and_go_when_aged_out() {
-    let baseline = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(baseline, Ordering::Relaxed);
+    let baseline = support_alloc::reset_peak();
 
     let hub = Hub::new();
     let data = "x".repeat(200);
@@ -81,8 +37,8 @@ async fn a_million_topics_nobody_reads_stay_within_the_default_budget_and_go_whe
         write!(name, "user-{n}").unwrap();
         hub.publish(&name, Event::data(&data)).unwrap();
     }
-    let held = CURRENT.load(Ordering::Relaxed) - baseline;
-    let peak = PEAK.load(Ordering::Relaxed) - baseline;
+    let held = support_alloc::current() - baseline;
+    let peak = support_alloc::peak() - baseline;
     println!(
         "{TOPICS} topics of one {}-byte event: heap {:.1} MiB now, {:.1} MiB at the peak (bound {} MiB)",
         data.len(),
@@ -104,7 +60,7 @@ async fn a_million_topics_nobody_reads_stay_within_the_default_budget_and_go_whe
     // Nobody reads them: once their history aged out (one hour by default), they go.
     tokio::time::advance(Duration::from_secs(2 * 3600 + 1)).await;
     assert!(hub.all_stats().is_empty(), "every topic aged out");
-    let after = CURRENT.load(Ordering::Relaxed).saturating_sub(baseline);
+    let after = support_alloc::current().saturating_sub(baseline);
     println!(
         "after they aged out: heap {:.3} MiB above the baseline (bound {:.0} MiB)",
         mib(after),

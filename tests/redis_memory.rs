@@ -6,9 +6,8 @@
 #![cfg(feature = "redis")]
 
 mod support;
+mod support_alloc;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -17,51 +16,8 @@ use tokio::time::timeout;
 use tower_sse::hub::RedisStorage;
 use tower_sse::{Event, Hub, LastEventId};
 
-/// Counts the bytes allocated now, and the most ever allocated since the last reset.
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(by: usize) {
-    let now = CURRENT.fetch_add(by, Ordering::Relaxed) + by;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-// SAFETY: every call is passed on to the system allocator unchanged; only counters are
-// updated beside it.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        // SAFETY: the caller's contract is the system allocator's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > layout.size() {
-            grew(new_size - layout.size());
-        } else {
-            CURRENT.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-        }
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: support_alloc::Counting = support_alloc::Counting;
 
 const TOPICS: usize = 64;
 const PER_TOPIC: usize = 10_000;
@@ -120,8 +76,7 @@ async fn an_old_id_over_64_topics_of_10_000_is_replayed_in_order_in_bounded_memo
 
     // Let the writer's buffers go, then measure from here.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let baseline = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(baseline, Ordering::Relaxed);
+    let baseline = support_alloc::reset_peak();
 
     let mut subscription = hub.subscribe(&topics, Some(&oldest));
     let mut received = 0;
@@ -136,7 +91,7 @@ async fn an_old_id_over_64_topics_of_10_000_is_replayed_in_order_in_bounded_memo
         received += 1;
     }
     println!("replayed in {:?}", started.elapsed());
-    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(baseline);
+    let peak = support_alloc::peak().saturating_sub(baseline);
     println!(
         "replayed {received} events of {TOPICS} topics; peak allocation above the baseline: {:.2} MiB (bound {} MiB)",
         peak as f64 / (1 << 20) as f64,
