@@ -82,6 +82,11 @@ impl SseLayer {
     /// body that sent part of one) is skipped. A zero interval is raised to one
     /// millisecond.
     ///
+    /// A heartbeat may come up to a sixteenth of the interval late (15.9 seconds
+    /// after the last write with the default): the layer's streams fire theirs at
+    /// common times, every sixteenth of the interval, so that streams that fall due
+    /// together cost one wake of the server instead of one each.
+    ///
     /// ```
     /// let layer = tower_sse::SseLayer::new().heartbeat(std::time::Duration::from_secs(10));
     /// ```

@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use super::batch::Ticker;
+use super::heartbeat::Slots;
 use super::stall::StallWatch;
 use crate::layer::settings::Settings;
 
 /// The layer's settings and the state its streams share: the clock batching streams
-/// write at and the sweep that ends the streams their connection stopped taking frames
+/// write at, the times heartbeats fire at and the sweep that ends the streams their connection stopped taking frames
 /// from. Built by [`Layer::layer`](tower_layer::Layer::layer) (or
 /// [`SseService::new`](crate::SseService::new)) and shared by the service's clones, so
 /// a server that clones the service per connection still has one clock and one sweep.
@@ -18,6 +19,8 @@ pub(crate) struct Shared {
     pub(crate) ticker: Option<Arc<Ticker>>,
     /// When streams are watched for stalls: the watch.
     pub(crate) stall: Option<Arc<StallWatch>>,
+    /// With heartbeats: the times they fire at.
+    pub(crate) heartbeat_slots: Option<Slots>,
 }
 
 impl Shared {
@@ -25,6 +28,7 @@ impl Shared {
         Arc::new(Shared {
             ticker: settings.batch_delay.map(Ticker::new),
             stall: settings.stall_timeout().map(StallWatch::new),
+            heartbeat_slots: settings.heartbeat.map(Slots::new),
             settings,
         })
     }

@@ -98,7 +98,10 @@ impl StreamState {
             flush_now: false,
             tail: None,
             boundary: Boundary::new(),
-            heartbeat: settings.heartbeat.map(Heartbeat::new),
+            heartbeat: settings
+                .heartbeat
+                .zip(shared.heartbeat_slots)
+                .map(|(interval, slots)| Heartbeat::new(interval, slots)),
             shutdown: settings.shutdown.as_ref().map(ShutdownWatch::new),
             tracker,
             permit,
