@@ -167,28 +167,36 @@ async fn a_loss_is_detected_and_not_passed_on(loss: Loss) {
     // on the other instance, which learns of the loss from what the first one writes.
     let mut live = connect(server.addr, "/events?topic=a&topic=b", None).await;
     let mut live_other = connect(other_server.addr, "/events?topic=c", None).await;
-    loop {
-        let id = acknowledged(&hub, "c", "warm").await;
-        let event = timeout(GUARD, live_other.next())
-            .await
-            .expect("hang guard: a warm-up event on the other instance")
-            .unwrap();
-        if event.id == id.to_string() {
-            break;
+    timeout(GUARD, async {
+        loop {
+            let id = acknowledged(&hub, "c", "warm").await;
+            let event = timeout(GUARD, live_other.next())
+                .await
+                .expect("hang guard: a warm-up event on the other instance")
+                .unwrap();
+            if event.id == id.to_string() {
+                break;
+            }
         }
-    }
+    })
+    .await
+    .expect("hang guard: the other instance's subscriber goes live");
     let mut before = Vec::new();
-    loop {
-        let id = acknowledged(&hub, "a", "warm").await;
-        before.push(id);
-        let event = timeout(GUARD, live.next())
-            .await
-            .expect("hang guard: a warm-up event on the live subscriber")
-            .unwrap();
-        if event.id == id.to_string() {
-            break;
+    timeout(GUARD, async {
+        loop {
+            let id = acknowledged(&hub, "a", "warm").await;
+            before.push(id);
+            let event = timeout(GUARD, live.next())
+                .await
+                .expect("hang guard: a warm-up event on the live subscriber")
+                .unwrap();
+            if event.id == id.to_string() {
+                break;
+            }
         }
-    }
+    })
+    .await
+    .expect("hang guard: the live subscriber goes live");
     // What the live subscriber receives from here on.
     let warm = before.len();
     for n in 0..20 {
