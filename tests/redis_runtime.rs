@@ -69,8 +69,9 @@ fn a_hub_built_outside_a_runtime_starts_its_tasks_on_first_use_inside_one() {
     let published = hub
         .publish("t", Event::data("from a plain thread"))
         .expect("taken: the tasks run");
+    // (The deadline's timer is made inside the runtime, as the await is.)
     let id = runtime
-        .block_on(timeout(GUARD, published.acknowledged()))
+        .block_on(async { timeout(GUARD, published.acknowledged()).await })
         .expect("hang guard: Redis acknowledges the event from a plain thread")
         .unwrap();
     assert!(id > 0);
