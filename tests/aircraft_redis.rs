@@ -189,7 +189,11 @@ impl Instance {
             )
             .await;
         assert_eq!(response.status(), 200);
-        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = timeout(GUARD, response.into_body().collect())
+            .await
+            .expect("the whole snapshot within the hang guard")
+            .unwrap()
+            .to_bytes();
         serde_json::from_slice(&body).unwrap()
     }
 

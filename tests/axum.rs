@@ -49,7 +49,11 @@ async fn send(
 }
 
 async fn text(response: http::Response<Incoming>) -> String {
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let bytes = timeout(GUARD, response.into_body().collect())
+        .await
+        .expect("hang guard: the whole body")
+        .unwrap()
+        .to_bytes();
     String::from_utf8(bytes.to_vec()).unwrap()
 }
 
@@ -86,7 +90,9 @@ async fn route_service_with_the_layer_serves_events_and_reads_last_event_id() {
             !http2,
             "Connection: keep-alive on HTTP/1.1 only"
         );
-        let ids: Vec<_> = events(response).map(|e| e.id).collect().await;
+        let ids: Vec<_> = timeout(GUARD, events(response).map(|e| e.id).collect())
+            .await
+            .expect("hang guard: the 3 events and the end");
         assert_eq!(ids, ["0", "1", "2"]);
 
         let resumed = send(
@@ -95,7 +101,9 @@ async fn route_service_with_the_layer_serves_events_and_reads_last_event_id() {
             http2,
         )
         .await;
-        let ids: Vec<_> = events(resumed).map(|e| e.id).collect().await;
+        let ids: Vec<_> = timeout(GUARD, events(resumed).map(|e| e.id).collect())
+            .await
+            .expect("hang guard: the 3 events after 41 and the end");
         assert_eq!(ids, ["42", "43", "44"]);
         let by_query = send(
             server.addr,
@@ -103,7 +111,9 @@ async fn route_service_with_the_layer_serves_events_and_reads_last_event_id() {
             http2,
         )
         .await;
-        let ids: Vec<_> = events(by_query).map(|e| e.id).collect().await;
+        let ids: Vec<_> = timeout(GUARD, events(by_query).map(|e| e.id).collect())
+            .await
+            .expect("hang guard: the 3 events after 9 and the end");
         assert_eq!(ids, ["10", "11", "12"]);
 
         let post = Request::post("/events").body(empty()).unwrap();
@@ -146,7 +156,9 @@ async fn handlers_return_sse_and_extract_last_event_id() {
             let response = send(server.addr, request.body(empty()).unwrap(), http2).await;
             assert_eq!(response.status(), StatusCode::OK, "{uri}");
             assert_eq!(response.headers()["content-type"], "text/event-stream");
-            let parsed: Vec<_> = events(response).collect().await;
+            let parsed: Vec<_> = timeout(GUARD, events(response).collect())
+                .await
+                .expect("hang guard: the echoed event and the end");
             assert_eq!(parsed.len(), 1);
             assert_eq!(&parsed[0].data, expected, "{uri} {id:?}");
         }
@@ -212,11 +224,21 @@ async fn a_hub_as_router_state_with_the_subscription_extractor() {
             .unwrap();
             tokio::spawn(client.1);
             let answer = client.0.send_request(request).await.unwrap();
-            let id = answer.into_body().collect().await.unwrap().to_bytes();
+            let id = timeout(GUARD, answer.into_body().collect())
+                .await
+                .expect("hang guard: the id the publish answers with")
+                .unwrap()
+                .to_bytes();
             ids.push(String::from_utf8(id.to_vec()).unwrap());
         }
-        let first = timeout(GUARD, live.next()).await.unwrap().unwrap();
-        let second = timeout(GUARD, live.next()).await.unwrap().unwrap();
+        let first = timeout(GUARD, live.next())
+            .await
+            .expect("hang guard: the first event")
+            .unwrap();
+        let second = timeout(GUARD, live.next())
+            .await
+            .expect("hang guard: the second event")
+            .unwrap();
         assert_eq!(
             (first.id.as_str(), first.data.as_str()),
             (ids[0].as_str(), "one")
@@ -236,7 +258,10 @@ async fn a_hub_as_router_state_with_the_subscription_extractor() {
         )
         .await;
         let mut replay = events(resumed);
-        let again = timeout(GUARD, replay.next()).await.unwrap().unwrap();
+        let again = timeout(GUARD, replay.next())
+            .await
+            .expect("hang guard: the replayed event")
+            .unwrap();
         assert_eq!(
             (again.id.as_str(), again.data.as_str()),
             (ids[2].as_str(), "two")
@@ -490,7 +515,9 @@ async fn the_router_layer_completes_the_headers_of_axums_own_sse_and_leaves_the_
         // What the handler set stays.
         assert_eq!(headers["cache-control"], "no-cache");
         assert_eq!(headers.get("connection").is_some(), !http2);
-        let parsed: Vec<_> = events(response).collect().await;
+        let parsed: Vec<_> = timeout(GUARD, events(response).collect())
+            .await
+            .expect("hang guard: axum's own stream and its end");
         assert_eq!(parsed[0].data, "native");
 
         // Other responses are left alone.
@@ -544,7 +571,10 @@ async fn the_subscription_extractor_shows_the_authorize_hook_the_whole_request()
     let mut live = events(response);
     hub.publish("private/a", Event::data("for your eyes"))
         .unwrap();
-    let event = timeout(GUARD, live.next()).await.unwrap().unwrap();
+    let event = timeout(GUARD, live.next())
+        .await
+        .expect("hang guard: the private event")
+        .unwrap();
     assert_eq!(event.data, "for your eyes");
 
     let public = send(

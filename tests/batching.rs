@@ -217,7 +217,9 @@ async fn no_event_waits_longer_than_the_delay() {
         count += 1;
         let mut events = parse(&frame).await;
         for _ in &events {
-            let sent = sent_rx.recv().await.unwrap();
+            let sent = within("the instant the event was sent", sent_rx.recv())
+                .await
+                .unwrap();
             assert!(
                 arrived - sent <= DELAY,
                 "an event waited {:?}",

@@ -197,7 +197,10 @@ where
     B: Body<Data = Bytes, Error = Infallible> + Unpin,
 {
     let mut frames = Vec::new();
-    while let Some(frame) = body.frame().await {
+    // Each frame within the deadline on tokio's clock: in the paused tests below, no
+    // frame is more than five seconds (the shutdown deadline) after the one before.
+    let what = "the next frame of the body, or its end";
+    while let Some(frame) = within(what, body.frame()).await {
         frames.push(frame.unwrap().into_data().unwrap());
     }
     frames
@@ -225,7 +228,7 @@ async fn through_the_layer(layer: SseLayer, cuts: &[usize]) {
         }
     });
     let frames = collect(body).await;
-    feeder.await.unwrap();
+    within("the feeder's end", feeder).await.unwrap();
     let wire = frames.concat();
     let heartbeats = heartbeats_in(&wire);
     let mut expected = vec![0; upstream_out().len() + 1];
@@ -301,7 +304,10 @@ async fn shutdown_waits_for_the_event_in_progress_wherever_the_upstream_is_cut()
         let mut wire = Vec::new();
         // The prelude and the first part.
         while wire.len() < PRELUDE.len() + out_position(cut) {
-            let frame = body.frame().await.unwrap().unwrap();
+            let frame = within("the prelude and the first part", body.frame())
+                .await
+                .unwrap()
+                .unwrap();
             wire.extend_from_slice(&frame.into_data().unwrap());
         }
         // Shutdown, then the rest of the upstream a byte at a time: the stream takes it
@@ -340,7 +346,13 @@ async fn shutdown_ends_a_half_event_at_the_deadline_without_the_shutdown_event()
     feed.send(b"data: one\n\ndata: hel");
     let mut wire = Vec::new();
     while wire.len() < PRELUDE.len() + 20 {
-        let frame = body.frame().await.unwrap().unwrap();
+        let frame = within(
+            "the prelude, the first event and the half one",
+            body.frame(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
         wire.extend_from_slice(&frame.into_data().unwrap());
     }
     let cancelled = Instant::now();
@@ -456,7 +468,8 @@ async fn over_http1_and_http2_shutdown_waits_for_the_split_event_then_writes_its
         feed.send(b"data: hel");
         let mut wire = Vec::new();
         while wire.len() < PRELUDE.len() + 9 {
-            wire.extend_from_slice(&next_data(&mut body).await.unwrap());
+            let data = within("the prelude and the first part", next_data(&mut body)).await;
+            wire.extend_from_slice(&data.unwrap());
         }
         // Shutdown while the event is half sent: the layer looks at the upstream again
         // (the cancellation woke it), and waits for the rest.
@@ -473,9 +486,15 @@ async fn over_http1_and_http2_shutdown_waits_for_the_split_event_then_writes_its
         feed.send_if_there(b"lo\n\n");
         // (The layer may have dropped the upstream by now.)
         feed.send_if_there(b"data: not sent, after the shutdown\n\n");
-        while let Some(data) = next_data(&mut body).await {
-            wire.extend_from_slice(&data);
-        }
+        within(
+            "the rest of the event, the shutdown event and the end",
+            async {
+                while let Some(data) = next_data(&mut body).await {
+                    wire.extend_from_slice(&data);
+                }
+            },
+        )
+        .await;
         let bye = bye();
         let expected = [PRELUDE, b"data: hello\n\n", bye.as_bytes()].concat();
         assert_eq!(

@@ -293,7 +293,7 @@ async fn stream(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Respo
 async fn post(addr: SocketAddr, path: &str, body: &str) -> (StatusCode, String, String) {
     let socket = timeout(GUARD, tokio::net::TcpStream::connect(addr))
         .await
-        .unwrap()
+        .expect("connects")
         .unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(socket))
         .await
@@ -307,7 +307,7 @@ async fn post(addr: SocketAddr, path: &str, body: &str) -> (StatusCode, String, 
         .unwrap();
     let response = timeout(GUARD, sender.send_request(request))
         .await
-        .unwrap()
+        .unwrap_or_else(|_| panic!("no answer to POST {path}"))
         .unwrap();
     let status = response.status();
     let content_type = response
@@ -317,7 +317,7 @@ async fn post(addr: SocketAddr, path: &str, body: &str) -> (StatusCode, String, 
         .unwrap_or_default();
     let body = timeout(GUARD, response.into_body().collect())
         .await
-        .unwrap()
+        .unwrap_or_else(|_| panic!("the whole answer to POST {path}"))
         .unwrap()
         .to_bytes();
     (
@@ -445,7 +445,10 @@ async fn the_countdown_ends_with_204() {
     let response = stream(addr, "/countdown", &[]).await;
     assert_eq!(response.status(), StatusCode::OK);
     let mut countdown = events(response);
-    let first = timeout(GUARD, countdown.next()).await.unwrap().unwrap();
+    let first = timeout(GUARD, countdown.next())
+        .await
+        .expect("the countdown's first event")
+        .unwrap();
     assert_eq!((first.id.as_str(), first.data.as_str()), ("10", "10"));
     drop(countdown);
 
@@ -489,7 +492,10 @@ async fn publish_answers_json_with_the_id() {
             .unwrap_or_else(|| panic!("{name}: {body}"));
         assert_eq!(answer.as_object().unwrap().len(), 1, "{name}: {body}");
 
-        let event = timeout(GUARD, received.next()).await.unwrap().unwrap();
+        let event = timeout(GUARD, received.next())
+            .await
+            .unwrap_or_else(|_| panic!("{name}: the published event"))
+            .unwrap();
         assert_eq!(event.id, id.to_string(), "{name}");
         assert_eq!(event.data, "hello", "{name}");
         example.stop().await;
@@ -503,8 +509,14 @@ async fn the_hyper_resume_hint_resumes() {
     let path = "/events?topic=clock";
 
     let mut clock = events(stream(addr, path, &[]).await);
-    let first = timeout(GUARD, clock.next()).await.unwrap().unwrap();
-    let second = timeout(GUARD, clock.next()).await.unwrap().unwrap();
+    let first = timeout(GUARD, clock.next())
+        .await
+        .expect("the clock's first event")
+        .unwrap();
+    let second = timeout(GUARD, clock.next())
+        .await
+        .expect("the clock's second event")
+        .unwrap();
     drop(clock);
     assert_eq!(
         (first.event.as_str(), second.event.as_str()),
@@ -513,7 +525,10 @@ async fn the_hyper_resume_hint_resumes() {
 
     // The copied id: what followed it, from history.
     let mut resumed = events(stream(addr, path, &[("last-event-id", &first.id)]).await);
-    let next = timeout(GUARD, resumed.next()).await.unwrap().unwrap();
+    let next = timeout(GUARD, resumed.next())
+        .await
+        .expect("the event after the copied id")
+        .unwrap();
     assert_eq!(
         (next.event.as_str(), next.id.as_str()),
         ("time", second.id.as_str())
@@ -522,7 +537,10 @@ async fn the_hyper_resume_hint_resumes() {
 
     // The old hint's `Last-Event-ID: 3`: an id the hub never gave, hence a reset.
     let mut reset = events(stream(addr, path, &[("last-event-id", "3")]).await);
-    let next = timeout(GUARD, reset.next()).await.unwrap().unwrap();
+    let next = timeout(GUARD, reset.next())
+        .await
+        .expect("the reset for an id the hub never gave")
+        .unwrap();
     assert_eq!(next.event, "stream-reset");
     example.stop().await;
 }

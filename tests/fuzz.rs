@@ -162,9 +162,14 @@ fn body_frames(events: Vec<Event>, max: usize) -> Vec<Bytes> {
         let response = service.oneshot(request).await.unwrap();
         let mut body = response.into_body();
         let mut frames = Vec::new();
-        while let Some(frame) = body.frame().await {
-            frames.push(frame.unwrap().into_data().unwrap());
-        }
+        let all = async {
+            while let Some(frame) = body.frame().await {
+                frames.push(frame.unwrap().into_data().unwrap());
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), all)
+            .await
+            .expect("every frame of the body and its end within 10 s");
         frames
     })
 }

@@ -167,7 +167,11 @@ async fn attempt(
         }
         if status == StatusCode::FORBIDDEN {
             use http_body_util::BodyExt;
-            let body = response.into_body().collect().await.unwrap().to_bytes();
+            let body = timeout(GUARD, response.into_body().collect())
+                .await
+                .expect("the body of the 403")
+                .unwrap()
+                .to_bytes();
             assert!(
                 !String::from_utf8_lossy(&body).contains("private/"),
                 "the refusal does not echo the topic"
@@ -283,8 +287,14 @@ impl Healthy {
     /// Every event published reached the healthy client, in order, once.
     async fn check(self) {
         self.stop.send(()).unwrap();
-        let published = self.publisher.await.unwrap();
-        let received = timeout(GUARD, self.reader).await.unwrap().unwrap();
+        let published = timeout(GUARD, self.publisher)
+            .await
+            .expect("the publisher stops")
+            .unwrap();
+        let received = timeout(GUARD, self.reader)
+            .await
+            .expect("the healthy client's reader stops")
+            .unwrap();
         assert!(published.len() > 10, "the publisher ran throughout");
         assert_eq!(received, published);
     }
@@ -519,7 +529,10 @@ async fn a_flood_above_the_cap_gets_503_with_retry_after_and_leaves_nothing_behi
             })
             .collect();
         for answer in flood {
-            let (status, retry_after) = timeout(GUARD, answer).await.unwrap().unwrap();
+            let (status, retry_after) = timeout(GUARD, answer)
+                .await
+                .expect("an answer to the flood")
+                .unwrap();
             assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "round {round}");
             assert_eq!(retry_after.unwrap(), "7");
         }
@@ -532,7 +545,10 @@ async fn a_flood_above_the_cap_gets_503_with_retry_after_and_leaves_nothing_behi
             .unwrap();
         for (client, response) in held {
             let mut events = events(response);
-            let event = timeout(GUARD, events.next()).await.unwrap().unwrap();
+            let event = timeout(GUARD, events.next())
+                .await
+                .expect("the event on a held stream")
+                .unwrap();
             assert_eq!(event.data, "still here");
             drop(events);
             client.close();

@@ -100,7 +100,10 @@ async fn two_hundred_streams_share_one_http2_connection() {
         assert_eq!(response.version(), Version::HTTP_2);
         assert!(!response.headers().contains_key("connection"));
         let mut events = events(response);
-        let hello = timeout(GUARD, events.next()).await.unwrap().unwrap();
+        let hello = timeout(GUARD, events.next())
+            .await
+            .expect("hang guard: a stream's greeting")
+            .unwrap();
         assert_eq!(
             (hello.event.as_str(), hello.data),
             ("hello", format!("stream {i}"))
@@ -126,7 +129,10 @@ async fn two_hundred_streams_share_one_http2_connection() {
     }
     for events in &mut streams {
         for n in 0..10 {
-            let event = timeout(GUARD, events.next()).await.unwrap().unwrap();
+            let event = timeout(GUARD, events.next())
+                .await
+                .expect("hang guard: a broadcast event")
+                .unwrap();
             assert_eq!((event.id, event.data.as_str()), (n.to_string(), "tick"));
         }
     }
@@ -136,12 +142,18 @@ async fn two_hundred_streams_share_one_http2_connection() {
     let mut kept = streams.split_off(STREAMS / 2);
     drop(streams);
     for _ in 0..STREAMS / 2 {
-        let reason = timeout(GUARD, reports.recv()).await.unwrap().unwrap();
+        let reason = timeout(GUARD, reports.recv())
+            .await
+            .expect("hang guard: the report of a reset")
+            .unwrap();
         assert_eq!(reason, EndReason::ClientGone);
     }
     live.send(Event::data("after the resets")).unwrap();
     for events in &mut kept {
-        let event = timeout(GUARD, events.next()).await.unwrap().unwrap();
+        let event = timeout(GUARD, events.next())
+            .await
+            .expect("hang guard: the event after the resets")
+            .unwrap();
         assert_eq!(event.data, "after the resets");
     }
     assert!(reports.try_recv().is_err(), "only the reset streams ended");

@@ -190,7 +190,9 @@ fn no_subscribe_input_panics_a_redis_hub() {
         for n in 0..5 {
             for topic in ["a", "b"] {
                 let published = hub.publish(topic, Event::data(&n.to_string())).unwrap();
-                ids.push(published.acknowledged().await.unwrap());
+                let acknowledged = published.acknowledged();
+                let id = support::within("Redis to acknowledge the event", acknowledged).await;
+                ids.push(id.unwrap());
             }
         }
     });

@@ -66,11 +66,15 @@ async fn a_hub_without_the_layer_resumes_from_the_header_or_the_query_parameter(
         .unwrap()
         .into_parts();
     let subscription = hub.subscribe_parts(&parts).unwrap();
-    let frames: Vec<_> = subscription
-        .take(1)
-        .map(|item| item.unwrap().into_bytes())
-        .collect()
-        .await;
+    let frames: Vec<_> = timeout(
+        Duration::from_secs(10),
+        subscription
+            .take(1)
+            .map(|item| item.unwrap().into_bytes())
+            .collect(),
+    )
+    .await
+    .expect("the replayed event within 10 s");
     let expected = format!("data: 3\nid: {}\n\n", ids[2]);
     assert_eq!(frames, [expected.as_bytes()]);
 }

@@ -105,7 +105,7 @@ async fn http1_headers_and_events_in_order() {
     assert_eq!(headers["x-accel-buffering"], "no");
     assert_eq!(headers["connection"], "keep-alive");
 
-    let parsed: Vec<_> = events(response).collect().await;
+    let parsed: Vec<_> = within("the 1,000 events and the end", events(response).collect()).await;
     assert_eq!(parsed.len(), 1000);
     for (i, event) in parsed.iter().enumerate() {
         assert_eq!(event.id, i.to_string());
@@ -129,7 +129,7 @@ async fn http2_has_no_connection_header_and_events_in_order() {
     for name in ["connection", "keep-alive", "transfer-encoding"] {
         assert!(!response.headers().contains_key(name), "{name} on HTTP/2");
     }
-    let parsed: Vec<_> = events(response).collect().await;
+    let parsed: Vec<_> = within("the 1,000 events and the end", events(response).collect()).await;
     let ids: Vec<_> = parsed
         .iter()
         .map(|e| e.id.parse::<usize>().unwrap())
@@ -168,7 +168,10 @@ async fn requests_other_than_get_get_405() {
     let response = client.send(request).await;
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(response.headers()["allow"], "GET");
-    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body = within("the body of the 405", response.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
     assert!(!body.is_empty());
 }
 
@@ -239,14 +242,25 @@ async fn a_late_poll_writes_one_heartbeat_not_a_burst() {
         .heartbeat_event(Event::comment("hb"));
     let mut body = layered(layer, stream::pending::<Event>).await;
     let start = Instant::now();
-    let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    let frame = within("the first heartbeat", body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap();
     assert_eq!(text(&frame), ": hb\n\n");
     assert_eq!(start.elapsed(), Duration::from_secs(1));
 
     // Nobody polls for ten intervals; then one heartbeat, and the next a full interval later.
     tokio::time::advance(Duration::from_secs(10)).await;
     let late = Instant::now();
-    assert!(body.frame().await.unwrap().unwrap().is_data());
+    assert!(
+        within("the late heartbeat", body.frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .is_data()
+    );
     assert_eq!(late.elapsed(), Duration::ZERO);
     assert!(
         timeout(Duration::from_millis(999), body.frame())
@@ -254,7 +268,13 @@ async fn a_late_poll_writes_one_heartbeat_not_a_burst() {
             .is_err(),
         "no catch-up heartbeat"
     );
-    assert!(body.frame().await.unwrap().unwrap().is_data());
+    assert!(
+        within("the heartbeat after the late one", body.frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .is_data()
+    );
     assert_eq!(late.elapsed(), Duration::from_secs(1));
 }
 
@@ -265,9 +285,12 @@ async fn ready_events_are_coalesced_into_few_frames_up_to_the_bound() {
     let layer = SseLayer::new().max_frame_size(16 * 1024);
     let mut body = layered(layer, || stream::iter(events.clone())).await;
     let mut frames = Vec::new();
-    while let Some(frame) = body.frame().await {
-        frames.push(frame.unwrap().into_data().unwrap());
-    }
+    within("every frame of the body in memory and its end", async {
+        while let Some(frame) = body.frame().await {
+            frames.push(frame.unwrap().into_data().unwrap());
+        }
+    })
+    .await;
     let expected: Vec<u8> = events.iter().flat_map(|e| e.as_bytes().to_vec()).collect();
     assert_eq!(frames.concat(), expected);
     assert!(frames.iter().all(|f| f.len() <= 16 * 1024));
@@ -285,10 +308,13 @@ async fn ready_events_are_coalesced_into_few_frames_up_to_the_bound() {
         .await
         .into_body();
     let (mut reads, mut received) = (0, Vec::new());
-    while let Some(data) = next_data(&mut body).await {
-        reads += 1;
-        received.extend_from_slice(&data);
-    }
+    within("the 10,000 events and the end over HTTP/1.1", async {
+        while let Some(data) = next_data(&mut body).await {
+            reads += 1;
+            received.extend_from_slice(&data);
+        }
+    })
+    .await;
     assert_eq!(received, expected);
     assert!(reads <= 64, "{reads} reads for {total} bytes");
 }
@@ -470,9 +496,7 @@ async fn a_stream_error_ends_the_response_cleanly_and_is_reported() {
                 .await
         };
         // The body ends without an error: no torn frame, nothing after the failure.
-        let body = response
-            .into_body()
-            .collect()
+        let body = within("the body up to the error", response.into_body().collect())
             .await
             .expect("clean end")
             .to_bytes();
@@ -496,11 +520,8 @@ async fn a_finished_stream_is_reported_with_what_it_sent() {
     let events = numbered(3);
     let server = fixed_server(layer, events.clone()).await;
     let mut client = h1_connect(server.addr).await;
-    let body = client
-        .send(get("/").body(empty()).unwrap())
-        .await
-        .into_body()
-        .collect()
+    let response = client.send(get("/").body(empty()).unwrap()).await;
+    let body = within("the whole stream", response.into_body().collect())
         .await
         .unwrap()
         .to_bytes();
@@ -548,7 +569,9 @@ async fn shutdown_ends_every_stream_after_its_final_event() {
     shutdown.cancel();
 
     for reader in readers {
-        let parsed = reader.await.unwrap();
+        let parsed = within("the stream to end after the shutdown event", reader)
+            .await
+            .unwrap();
         let got: Vec<_> = parsed
             .iter()
             .map(|e| (e.event.as_str(), e.data.as_str()))
@@ -612,7 +635,9 @@ async fn an_outer_compress_everything_layer_neither_compresses_nor_buffers() {
         .unwrap();
     let response = client.send(request).await;
     assert_eq!(response.headers()["content-encoding"], "gzip");
-    response.into_body().collect().await.unwrap();
+    within("the gzipped page", response.into_body().collect())
+        .await
+        .unwrap();
 
     // The event stream is neither compressed nor held back: each event arrives before
     // the next one is produced.
@@ -657,7 +682,7 @@ async fn echoed(
         h1_connect(server.addr).await.send(request).await
     };
     assert_eq!(response.status(), StatusCode::OK);
-    let parsed: Vec<_> = events(response).collect().await;
+    let parsed: Vec<_> = within("the echoed event and the end", events(response).collect()).await;
     assert_eq!(parsed.len(), 1);
     parsed[0].data.clone()
 }
@@ -731,7 +756,13 @@ async fn every_id_the_builder_accepts_comes_back_as_the_last_event_id() {
         .await
         .send(get("/").body(empty()).unwrap())
         .await;
-    let held = events(response).collect::<Vec<_>>().await[0].id.clone();
+    let held = within(
+        "the event and the end",
+        events(response).collect::<Vec<_>>(),
+    )
+    .await[0]
+        .id
+        .clone();
     assert_eq!(held, longest, "the client holds the id");
 
     // It reconnects with it, over HTTP/1.1 and HTTP/2: the layer reads it back.
@@ -805,7 +836,8 @@ async fn log_of_malformed_requests(level: tracing::Level, count: usize) -> Vec<S
             _ => get("/e?lastEventId=%FF"),
         };
         let response = client.send(request.body(empty()).unwrap()).await;
-        let parsed: Vec<_> = events(response).collect().await;
+        let parsed: Vec<_> =
+            within("the echoed event and the end", events(response).collect()).await;
         assert_eq!(parsed[0].data, "<none>");
     }
     captured.lines()
@@ -851,7 +883,11 @@ async fn sse_alone_serves_one_stream_with_its_headers() {
         assert_eq!(headers["cache-control"], "no-cache, no-transform");
         assert_eq!(headers["content-encoding"], "identity");
         assert!(!headers.contains_key("connection"));
-        let ids: Vec<_> = events(response).map(|e| e.id).collect().await;
+        let ids: Vec<_> = within(
+            "the 5 events and the end",
+            events(response).map(|e| e.id).collect(),
+        )
+        .await;
         assert_eq!(ids, ["0", "1", "2", "3", "4"]);
     }
 }
@@ -910,7 +946,10 @@ async fn other_responses_pass_through_untouched() {
     ] {
         assert!(!response.headers().contains_key(name), "{name} on a page");
     }
-    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body = within("the page", response.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
     assert_eq!(text(&body), "<h1>hi</h1>");
 
     let request = Request::post("/publish").body(empty()).unwrap();
@@ -920,24 +959,35 @@ async fn other_responses_pass_through_untouched() {
         StatusCode::CREATED,
         "a POST that is no stream is not 405"
     );
-    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body = within("the answer to the POST", response.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
     assert_eq!(text(&body), "{\"id\":7}");
 
     let response = client.send(get("/missing").body(empty()).unwrap()).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    response.into_body().collect().await.unwrap();
+    within("the body of the 404", response.into_body().collect())
+        .await
+        .unwrap();
 
     // A refusal that is an event stream is not wrapped: no prelude, no report.
     let response = client.send(get("/later").body(empty()).unwrap()).await;
     assert_eq!(response.status(), StatusCode::OK);
-    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body = within("the refusal", response.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
     assert_eq!(text(&body), ": come back later\nretry: 3000\n\n");
 
     // A body made by hand, with the content type of an event stream, is wrapped: the
     // prelude goes first and its frame is reported.
     let response = client.send(get("/events").body(empty()).unwrap()).await;
     assert_eq!(response.headers()["connection"], "keep-alive");
-    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body = within("the stream made by hand", response.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
     assert!(text(&body).starts_with("retry: 1000\n\nid: 0\n"));
     let report = within("the end report", reports.recv()).await.unwrap();
     assert_eq!((report.reason, report.events), (EndReason::Finished, 1));
@@ -976,12 +1026,11 @@ async fn an_outer_layer_passes_through_a_stream_an_inner_layer_serves() {
             Ok::<_, Infallible>(Sse::new(stream::iter(numbered(2))).into_response())
         }));
     let server = serve(service).await;
-    let body = h1_connect(server.addr)
+    let response = h1_connect(server.addr)
         .await
         .send(get("/").body(empty()).unwrap())
-        .await
-        .into_body()
-        .collect()
+        .await;
+    let body = within("the whole stream", response.into_body().collect())
         .await
         .unwrap()
         .to_bytes();

@@ -68,12 +68,16 @@ async fn open(
     let mut body = response.into_body();
     let sender = within("the stream's sender", senders.recv()).await.unwrap();
     sender.send(Event::data("open")).unwrap();
-    assert_eq!(next_data(&mut body).await.unwrap(), "data: open\n\n");
+    let first = within("the stream's first event", next_data(&mut body)).await;
+    assert_eq!(first.unwrap(), "data: open\n\n");
     (client, body, sender)
 }
 
 async fn body_text(response: http::Response<Incoming>) -> String {
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let bytes = within("the whole body", response.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
     String::from_utf8(bytes.to_vec()).unwrap()
 }
 
@@ -126,7 +130,10 @@ async fn the_server_cap_answers_503_with_retry_after_until_a_stream_ends() {
     // A stream that finishes frees its place too.
     let (_client, mut body, sender) = open_streams.pop().unwrap();
     drop(sender);
-    assert_eq!(next_data(&mut body).await, None);
+    assert_eq!(
+        within("the end of the finished stream", next_data(&mut body)).await,
+        None
+    );
     assert_eq!(
         within("the end report", reports.recv()).await,
         Some(EndReason::Finished)
@@ -275,7 +282,7 @@ async fn an_inner_service_stops_a_client_with_204_or_refuses_with_a_reason() {
 
         let live = send("/live").await;
         assert_eq!(live.status(), StatusCode::OK);
-        let parsed: Vec<_> = events(live).collect().await;
+        let parsed: Vec<_> = within("the event and the end", events(live).collect()).await;
         assert_eq!(parsed.len(), 1);
         assert_eq!(parsed[0].data, "live");
     }

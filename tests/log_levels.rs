@@ -131,7 +131,9 @@ async fn bad_clients(clients: u32) {
     }
     for n in 0..clients {
         let from = IpAddr::from([127, 2, (n >> 8) as u8, n as u8]);
-        let mut client = timeout(GUARD, h1_from(from, server.addr)).await.unwrap();
+        let mut client = timeout(GUARD, h1_from(from, server.addr))
+            .await
+            .unwrap_or_else(|_| panic!("a connection from {from}"));
         // With `Accept: text/event-stream` the layer refuses a stream over the cap
         // before the hub sees it; without, the hub answers first (and its stream is
         // then refused).
@@ -151,13 +153,15 @@ async fn bad_clients(clients: u32) {
         for request in requests {
             let response = timeout(GUARD, client.send(request.body(empty()).unwrap()))
                 .await
-                .unwrap();
+                .expect("an answer to a bad request");
             assert_ne!(
                 response.status(),
                 StatusCode::OK,
                 "the server is at its cap"
             );
-            let _ = response.into_body().collect().await;
+            let _ = timeout(GUARD, response.into_body().collect())
+                .await
+                .expect("the body of the refusal");
         }
         client.close();
     }
@@ -175,7 +179,10 @@ async fn bad_clients(clients: u32) {
     for n in 0..5 {
         hub.publish("a", Event::data(&n.to_string())).unwrap();
     }
-    let lagged = timeout(GUARD, slow.next()).await.unwrap().unwrap();
+    let lagged = timeout(GUARD, slow.next())
+        .await
+        .expect("the lag of the slow subscriber")
+        .unwrap();
     assert!(lagged.is_err());
     drop(held);
 }
@@ -239,11 +246,13 @@ fn a_streams_lines_share_its_span() {
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         hub.publish("news", Event::data("hello")).unwrap();
         let frame = timeout(GUARD, support::next_data(response.body_mut())).await;
-        assert!(frame.unwrap().is_some());
+        assert!(frame.expect("the event").is_some());
         drop(response);
         client.close();
         assert_eq!(
-            timeout(GUARD, ended.recv()).await.unwrap(),
+            timeout(GUARD, ended.recv())
+                .await
+                .expect("the end report of the stream whose client left"),
             Some(EndReason::ClientGone)
         );
 
@@ -253,7 +262,9 @@ fn a_streams_lines_share_its_span() {
         assert_eq!(response.status(), StatusCode::OK);
         hub.publish("stuck", Event::data(&"x".repeat(100))).unwrap();
         assert_eq!(
-            timeout(GUARD, ended.recv()).await.unwrap(),
+            timeout(GUARD, ended.recv())
+                .await
+                .expect("the end report of the stalled stream"),
             Some(EndReason::Stalled)
         );
     });
@@ -328,7 +339,7 @@ fn a_client_that_closes_its_connection_is_not_logged_as_an_error() {
         for response in &mut streams {
             assert_eq!(response.status(), StatusCode::OK);
             let frame = timeout(GUARD, support::next_data(response.body_mut())).await;
-            assert!(frame.unwrap().is_some());
+            assert!(frame.expect("the event").is_some());
         }
         drop(streams);
         h1.close();
@@ -336,7 +347,9 @@ fn a_client_that_closes_its_connection_is_not_logged_as_an_error() {
         again.close();
         for _ in 0..3 {
             assert_eq!(
-                timeout(GUARD, ended.recv()).await.unwrap(),
+                timeout(GUARD, ended.recv())
+                    .await
+                    .expect("the end report of a closed tab's stream"),
                 Some(EndReason::ClientGone)
             );
         }

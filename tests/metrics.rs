@@ -340,7 +340,8 @@ fn streams_count_what_their_clients_saw() {
             let request = get(&format!("http://{addr}/events?topic=news"))
                 .body(empty())
                 .unwrap();
-            h2_responses.push(timeout(GUARD, h2.send(request)).await.unwrap());
+            let response = timeout(GUARD, h2.send(request)).await;
+            h2_responses.push(response.expect("an answer over HTTP/2 in time"));
         }
         let mut zipped = None;
         if gzip {
@@ -524,7 +525,10 @@ fn refusals_are_counted_by_reason() {
             .body(empty())
             .unwrap();
         assert_eq!(
-            timeout(GUARD, client.send(post)).await.unwrap().status(),
+            timeout(GUARD, client.send(post))
+                .await
+                .expect("an answer to the POST in time")
+                .status(),
             StatusCode::METHOD_NOT_ALLOWED
         );
         let stop = open(&mut client, "/stop", &[]).await;
@@ -577,7 +581,10 @@ fn a_stalled_stream_is_counted_until_its_connection_lets_go() {
         let response = stuck.get("/events?topic=t").await;
         assert_eq!(response.status(), StatusCode::OK);
         hub.publish("t", Event::data("never read")).unwrap();
-        let reason = timeout(GUARD, ended.recv()).await.unwrap().unwrap();
+        let reason = timeout(GUARD, ended.recv())
+            .await
+            .expect("the end report of the stalled stream")
+            .unwrap();
         assert_eq!(reason, EndReason::Stalled);
         let stalled = scrape();
         let delta = Delta {
@@ -668,7 +675,10 @@ fn the_hub_counts_publishes_subscribers_topics_lag_resets_and_replays() {
         for n in 0..5 {
             hub.publish("a", Event::data(&n.to_string())).unwrap();
         }
-        let item = timeout(GUARD, lagging.next()).await.unwrap().unwrap();
+        let item = timeout(GUARD, lagging.next())
+            .await
+            .expect("the lag of the subscriber")
+            .unwrap();
         assert!(item.is_err(), "lagged: {item:?}");
         drop(lagging);
 
@@ -679,7 +689,7 @@ fn the_hub_counts_publishes_subscribers_topics_lag_resets_and_replays() {
         for subscription in [&mut malformed, &mut unknown, &mut evicted] {
             let reset = timeout(GUARD, subscription.next())
                 .await
-                .unwrap()
+                .expect("the reset")
                 .unwrap()
                 .unwrap();
             assert!(String::from_utf8_lossy(reset.as_bytes()).contains("stream-reset"));
@@ -783,7 +793,9 @@ fn serve_counts_connections_and_deadlines() {
             .header("connection", "close")
             .body(empty())
             .unwrap();
-        let answer = timeout(GUARD, client.send(request)).await.unwrap();
+        let answer = timeout(GUARD, client.send(request))
+            .await
+            .expect("an answer in time");
         assert_eq!(answer.status(), StatusCode::OK);
 
         // One connection says nothing, one sends half a request head: each is closed at its
@@ -795,7 +807,9 @@ fn serve_counts_connections_and_deadlines() {
             .unwrap();
         let mut buffer = [0u8; 256];
         for socket in [&mut silent, &mut half] {
-            let read = timeout(GUARD, socket.read(&mut buffer)).await.unwrap();
+            let read = timeout(GUARD, socket.read(&mut buffer))
+                .await
+                .expect("the server closes the connection at its deadline");
             assert!(matches!(read, Ok(0) | Err(_)), "closed: {read:?}");
         }
         drop(answer);
@@ -941,7 +955,7 @@ fn redis_counts_writes_queue_and_failures() {
             let published = hub.publish("t", Event::data(&n.to_string())).unwrap();
             timeout(GUARD, published.acknowledged())
                 .await
-                .unwrap()
+                .expect("Redis acknowledges the event")
                 .unwrap();
         }
         let written = scrape();

@@ -115,11 +115,13 @@ impl Running {
             .header("connection", "close")
             .body(empty())
             .unwrap();
-        let response = timeout(GUARD, client.send(request)).await.unwrap();
+        let response = timeout(GUARD, client.send(request))
+            .await
+            .expect("an answer to /metrics");
         assert_eq!(response.status(), StatusCode::OK);
         let body = timeout(GUARD, response.into_body().collect())
             .await
-            .unwrap()
+            .expect("the whole answer to /metrics")
             .unwrap()
             .to_bytes();
         Scrape::parse(std::str::from_utf8(&body).unwrap())
@@ -218,7 +220,7 @@ async fn axum_counts_what_plain_clients_saw() {
         }
         let response = timeout(GUARD, client.send(request.body(empty()).unwrap()))
             .await
-            .unwrap();
+            .expect("an answer to /countdown");
         assert_eq!(response.status(), StatusCode::OK);
         countdowns.push((client, response));
     }
@@ -230,7 +232,7 @@ async fn axum_counts_what_plain_clients_saw() {
             client.send(get("/events?topic=chat").body(empty()).unwrap()),
         )
         .await
-        .unwrap();
+        .expect("an answer to /events?topic=chat");
         assert_eq!(response.status(), StatusCode::OK);
         chats.push((client, response));
     }
@@ -353,7 +355,7 @@ async fn publish(addr: SocketAddr, text: &str) {
         .unwrap();
     let response = timeout(GUARD, sender.send_request(request))
         .await
-        .unwrap()
+        .expect("an answer to POST /publish/chat")
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
@@ -371,7 +373,10 @@ async fn aircraft_gauges_return_while_browsers_come_and_go() {
     let icao24 = {
         let mut client = h1_connect(example.addr).await;
         let request = Request::get("/snapshot").body(empty()).unwrap();
-        let body = client.send(request).await.into_body().collect().await;
+        let response = client.send(request).await;
+        let body = timeout(GUARD, response.into_body().collect())
+            .await
+            .expect("the whole snapshot");
         let text = String::from_utf8(body.unwrap().to_bytes().to_vec()).unwrap();
         let at = text
             .find("\"icao24\":\"")

@@ -274,11 +274,19 @@ fn readme_programs_build_and_run_in_a_fresh_crate_with_the_readme_dependencies()
                 .spawn()
                 .unwrap();
             let _child = Killed(child);
+            let started = std::time::Instant::now();
             let mut socket = loop {
                 // The server binds at start; until then the connection is refused.
                 match TcpStream::connect(("127.0.0.1", port)) {
                     Ok(socket) => break socket,
-                    Err(_) => std::thread::yield_now(),
+                    Err(error) => {
+                        // A hang guard, as the read timeout below.
+                        assert!(
+                            started.elapsed() < Duration::from_secs(60),
+                            "hang guard: {name} never listened on port {port}: {error}"
+                        );
+                        std::thread::yield_now()
+                    }
                 }
             };
             socket

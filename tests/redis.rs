@@ -142,11 +142,16 @@ impl Instance {
     }
 
     async fn publish(&self, topic: &str, data: &str) -> u64 {
-        let mut client = h1_connect(self.addr).await;
-        let uri = format!("/publish?topic={topic}&data={data}");
-        let response = client.send(Request::get(uri).body(empty()).unwrap()).await;
         use http_body_util::BodyExt;
-        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let uri = format!("/publish?topic={topic}&data={data}");
+        let body = within(&format!("the instance's answer to {uri}"), async {
+            let mut client = h1_connect(self.addr).await;
+            let response = client
+                .send(Request::get(uri.as_str()).body(empty()).unwrap())
+                .await;
+            response.into_body().collect().await.unwrap().to_bytes()
+        })
+        .await;
         std::str::from_utf8(&body).unwrap().parse().unwrap()
     }
 }
@@ -223,20 +228,10 @@ async fn an_id_older_than_redis_keeps_gets_the_reset_event() {
     let redis = RedisServer::start();
     let hub = redis_hub(&redis.url(), "trim", 20);
     let server = instance(hub.clone(), SseLayer::new()).await;
-    let first = hub
-        .publish("t", Event::data("0"))
-        .unwrap()
-        .acknowledged()
-        .await
-        .unwrap();
+    let first = acknowledged(&hub, "t", "0").await;
     let mut last = first;
     for n in 1..200 {
-        last = hub
-            .publish("t", Event::data(&n.to_string()))
-            .unwrap()
-            .acknowledged()
-            .await
-            .unwrap();
+        last = acknowledged(&hub, "t", &n.to_string()).await;
     }
     let mut stream = connect(server.addr, "/events?topic=t", Some(&first.to_string())).await;
     let reset = next(&mut stream).await;
@@ -280,13 +275,12 @@ async fn redis_going_away_keeps_streams_up_fails_publishes_and_loses_no_acknowle
 
     let mut acknowledged = Vec::new();
     for n in 0..20 {
-        acknowledged.push(
-            hub.publish("t", Event::data(&format!("before {n}")))
-                .unwrap()
-                .acknowledged()
-                .await
-                .unwrap(),
+        let published = hub.publish("t", Event::data(&format!("before {n}")));
+        let id = within(
+            "Redis to acknowledge the event",
+            published.unwrap().acknowledged(),
         );
+        acknowledged.push(id.await.unwrap());
     }
 
     redis.stop();
@@ -314,7 +308,7 @@ async fn redis_going_away_keeps_streams_up_fails_publishes_and_loses_no_acknowle
     while heartbeats < 3 {
         let data = timeout(Duration::from_secs(5), next_data(&mut body))
             .await
-            .unwrap()
+            .expect("a heartbeat within 5 s while Redis is down")
             .unwrap();
         let text = String::from_utf8(data.to_vec()).unwrap();
         heartbeats += text.matches(":\n\n").count();
@@ -326,7 +320,7 @@ async fn redis_going_away_keeps_streams_up_fails_publishes_and_loses_no_acknowle
         acknowledged.push(
             timeout(Duration::from_secs(20), published.acknowledged())
                 .await
-                .unwrap()
+                .expect("a queued event is written within 20 s once Redis is back")
                 .unwrap(),
         );
     }
@@ -426,9 +420,8 @@ impl Raw {
 }
 
 async fn acknowledged(hub: &Hub, topic: &str, data: &str) -> u64 {
-    hub.publish(topic, Event::data(data))
-        .unwrap()
-        .acknowledged()
+    let published = hub.publish(topic, Event::data(data)).unwrap();
+    within("Redis to acknowledge the event", published.acknowledged())
         .await
         .unwrap()
 }

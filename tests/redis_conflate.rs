@@ -288,7 +288,7 @@ async fn a_resumer_on_another_instance_replays_from_redis_in_short() {
         for (key, published) in publishes {
             let id = timeout(GUARD, published.acknowledged())
                 .await
-                .unwrap()
+                .unwrap_or_else(|_| panic!("hang guard: {key} stored in round {round}"))
                 .unwrap();
             newest.insert(key, id);
             last = last.max(id);
@@ -315,7 +315,10 @@ async fn a_resumer_on_another_instance_replays_from_redis_in_short() {
     );
     assert_eq!(got, expected);
     let live = stored(&a, "positions", Some("k00"), "live").await;
-    let event = timeout(GUARD, stream.next()).await.unwrap().unwrap();
+    let event = timeout(GUARD, stream.next())
+        .await
+        .expect("hang guard: the live event")
+        .unwrap();
     assert_eq!(
         (event.id, event.data),
         (live.to_string(), "live".to_owned())

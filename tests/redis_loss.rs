@@ -97,7 +97,7 @@ async fn acknowledged(hub: &Hub, topic: &str, data: &str) -> u64 {
     let published = hub.publish(topic, Event::data(data)).unwrap();
     timeout(GUARD, published.acknowledged())
         .await
-        .expect("hang guard")
+        .expect("hang guard: Redis acknowledges the event")
         .unwrap()
 }
 
@@ -167,28 +167,36 @@ async fn a_loss_is_detected_and_not_passed_on(loss: Loss) {
     // on the other instance, which learns of the loss from what the first one writes.
     let mut live = connect(server.addr, "/events?topic=a&topic=b", None).await;
     let mut live_other = connect(other_server.addr, "/events?topic=c", None).await;
-    loop {
-        let id = acknowledged(&hub, "c", "warm").await;
-        let event = timeout(GUARD, live_other.next())
-            .await
-            .expect("hang guard")
-            .unwrap();
-        if event.id == id.to_string() {
-            break;
+    timeout(GUARD, async {
+        loop {
+            let id = acknowledged(&hub, "c", "warm").await;
+            let event = timeout(GUARD, live_other.next())
+                .await
+                .expect("hang guard: a warm-up event on the other instance")
+                .unwrap();
+            if event.id == id.to_string() {
+                break;
+            }
         }
-    }
+    })
+    .await
+    .expect("hang guard: the other instance's subscriber goes live");
     let mut before = Vec::new();
-    loop {
-        let id = acknowledged(&hub, "a", "warm").await;
-        before.push(id);
-        let event = timeout(GUARD, live.next())
-            .await
-            .expect("hang guard")
-            .unwrap();
-        if event.id == id.to_string() {
-            break;
+    timeout(GUARD, async {
+        loop {
+            let id = acknowledged(&hub, "a", "warm").await;
+            before.push(id);
+            let event = timeout(GUARD, live.next())
+                .await
+                .expect("hang guard: a warm-up event on the live subscriber")
+                .unwrap();
+            if event.id == id.to_string() {
+                break;
+            }
         }
-    }
+    })
+    .await
+    .expect("hang guard: the live subscriber goes live");
     // What the live subscriber receives from here on.
     let warm = before.len();
     for n in 0..20 {
@@ -370,7 +378,10 @@ async fn a_topic_no_longer_published_to_expires_and_its_resumers_get_the_reset()
 
     // Resuming from within the expired events: the reset, never a silent gap.
     let mut within = connect(server.addr, "/events?topic=gone", Some(ids[1])).await;
-    let reset = timeout(GUARD, within.next()).await.unwrap().unwrap();
+    let reset = timeout(GUARD, within.next())
+        .await
+        .expect("hang guard: the reset of a resumer from within the expired events")
+        .unwrap();
     assert_eq!(
         (reset.event.as_str(), reset.data.as_str()),
         ("stream-reset", "evicted")
@@ -386,7 +397,10 @@ async fn a_topic_no_longer_published_to_expires_and_its_resumers_get_the_reset()
     .expect("hang guard: subscribed");
     let again = acknowledged(&hub, "gone", "again").await;
     for stream in [&mut within, &mut after] {
-        let event = timeout(GUARD, stream.next()).await.unwrap().unwrap();
+        let event = timeout(GUARD, stream.next())
+            .await
+            .expect("hang guard: the event published again")
+            .unwrap();
         assert_eq!(
             (event.id, event.data),
             (again.to_string(), "again".to_owned())
@@ -398,7 +412,10 @@ async fn a_topic_no_longer_published_to_expires_and_its_resumers_get_the_reset()
     // Once the topic is back, a resumer from within the expired events still gets the
     // reset: its new stream records what may have been there before.
     let mut late = connect(server.addr, "/events?topic=gone", Some(ids[1])).await;
-    let reset = timeout(GUARD, late.next()).await.unwrap().unwrap();
+    let reset = timeout(GUARD, late.next())
+        .await
+        .expect("hang guard: the late resumer's reset")
+        .unwrap();
     assert_eq!(
         (reset.event.as_str(), reset.data.as_str()),
         ("stream-reset", "evicted")

@@ -66,7 +66,11 @@ async fn an_old_id_over_64_topics_of_10_000_is_replayed_in_order_in_bounded_memo
             pending.push(hub.publish(topic, Event::data(data)).unwrap());
         }
         for published in pending {
-            expected.push(published.acknowledged().await.unwrap());
+            let id = timeout(Duration::from_secs(60), published.acknowledged())
+                .await
+                .expect("Redis acknowledges each written event within 60 s")
+                .unwrap();
+            expected.push(id);
         }
     }
     expected.sort_unstable();

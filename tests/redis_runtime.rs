@@ -47,7 +47,7 @@ async fn acknowledged(hub: &Hub, topic: &str, data: &str) -> u64 {
     let published = hub.publish(topic, Event::data(data)).unwrap();
     timeout(GUARD, published.acknowledged())
         .await
-        .expect("hang guard")
+        .expect("hang guard: Redis acknowledges the event")
         .unwrap()
 }
 
@@ -69,7 +69,11 @@ fn a_hub_built_outside_a_runtime_starts_its_tasks_on_first_use_inside_one() {
     let published = hub
         .publish("t", Event::data("from a plain thread"))
         .expect("taken: the tasks run");
-    let id = runtime.block_on(published.acknowledged()).unwrap();
+    // (The deadline's timer is made inside the runtime, as the await is.)
+    let id = runtime
+        .block_on(async { timeout(GUARD, published.acknowledged()).await })
+        .expect("hang guard: Redis acknowledges the event from a plain thread")
+        .unwrap();
     assert!(id > 0);
 }
 

@@ -233,11 +233,15 @@ impl ServerProcess {
     }
 
     async fn stats(&self) -> Stats {
-        let mut client = h1_connect(self.addr).await;
-        let response = client
-            .send(Request::get("/stats").body(empty()).unwrap())
-            .await;
-        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = timeout(GUARD, async {
+            let mut client = h1_connect(self.addr).await;
+            let response = client
+                .send(Request::get("/stats").body(empty()).unwrap())
+                .await;
+            response.into_body().collect().await.unwrap().to_bytes()
+        })
+        .await
+        .expect("hang guard: the server's answer to /stats");
         let text = String::from_utf8(body.to_vec()).unwrap();
         let field = |name: &str| -> u64 {
             text.split(' ')

@@ -239,11 +239,10 @@ async fn clients_of_a_killed_instance_resume_on_the_other_with_no_gap_and_no_dup
             format!("e{n}")
         };
         let event = Event::builder().event("feed").data(&data).build().unwrap();
-        let id = publisher
-            .publish("feed", event)
-            .unwrap()
-            .acknowledged()
+        let acknowledged = publisher.publish("feed", event).unwrap().acknowledged();
+        let id = timeout(GUARD, acknowledged)
             .await
+            .unwrap_or_else(|_| panic!("hang guard: Redis acknowledges event {n}"))
             .unwrap();
         published.push((id, data));
         if n == EVENTS / 3 {

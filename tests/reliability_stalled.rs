@@ -267,7 +267,10 @@ async fn clients_that_never_read_or_read_a_byte_a_second_are_closed_and_healthy_
     );
 
     for reader in readers {
-        let ids = timeout(GUARD, reader).await.unwrap().unwrap();
+        let ids = timeout(GUARD, reader)
+            .await
+            .expect("hang guard: a healthy client reads up to the last event")
+            .unwrap();
         assert_eq!(ids, published);
     }
     slow.abort();
@@ -414,7 +417,10 @@ async fn a_client_that_vanishes_without_closing_is_closed_after_the_heartbeat_go
             .any(|line| line.contains("READY"))
     });
     assert!(
-        timeout(GUARD, ready).await.unwrap().unwrap(),
+        timeout(GUARD, ready)
+            .await
+            .expect("hang guard: the client in the namespace prints READY")
+            .unwrap(),
         "the client started"
     );
     until("both clients subscribed", || {
@@ -442,7 +448,10 @@ async fn a_client_that_vanishes_without_closing_is_closed_after_the_heartbeat_go
         .unwrap()
         .id()
         .unwrap();
-    let ids = timeout(GUARD, reader).await.unwrap().unwrap();
+    let ids = timeout(GUARD, reader)
+        .await
+        .expect("hang guard: the healthy client reads the last event")
+        .unwrap();
     assert_eq!(ids, [id]);
     // (No count of ends here: the healthy client has left once it read `last`, and its
     // end may be reported at any moment; it was still subscribed above.)
@@ -542,7 +551,11 @@ mod stop_reading {
             .send(http::Request::get("/open").body(empty()).unwrap())
             .await;
         assert_eq!(response.status(), 200);
-        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = timeout(GUARD, response.into_body().collect())
+            .await
+            .expect("hang guard: the body of /open")
+            .unwrap()
+            .to_bytes();
         std::str::from_utf8(&body).unwrap().parse().unwrap()
     }
 

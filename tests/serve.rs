@@ -215,7 +215,11 @@ async fn open_streams(stats: &mut H1) -> usize {
         .send(http::Request::get("/open").body(empty()).unwrap())
         .await;
     assert_eq!(response.status(), 200);
-    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body = timeout(GUARD, response.into_body().collect())
+        .await
+        .expect("hang guard: the body of /open")
+        .unwrap()
+        .to_bytes();
     std::str::from_utf8(&body).unwrap().parse().unwrap()
 }
 
@@ -386,7 +390,10 @@ async fn kept_alive(addr: SocketAddr) -> TcpStream {
     let mut seen = Vec::new();
     let mut buf = [0u8; 1024];
     while !seen.ends_with(b"hello") {
-        let read = socket.read(&mut buf).await.unwrap();
+        let read = timeout(GUARD, socket.read(&mut buf))
+            .await
+            .expect("hang guard: the answer to /hello on a kept-alive connection")
+            .unwrap();
         assert!(
             read > 0,
             "the server closed a kept-alive connection at once"
@@ -705,7 +712,10 @@ async fn graceful_shutdown_closes_the_listener_and_completes_once_every_connecti
         .await;
     let mut body = response.into_body();
     hub.publish("news", tower_sse::Event::data("one")).unwrap();
-    assert!(next_data(&mut body).await.is_some());
+    let event = timeout(GUARD, next_data(&mut body))
+        .await
+        .expect("hang guard: the event");
+    assert!(event.is_some());
     // Accepted or still in the backlog, it is closed either way.
     let idle = TcpStream::connect(addr).await.unwrap();
 

@@ -112,7 +112,10 @@ async fn wait_for(rx: &mut mpsc::UnboundedReceiver<()>, n: usize) {
 /// What every client must have read: its events, then the final one with the hint.
 async fn check_readers(readers: Vec<tokio::task::JoinHandle<Vec<eventsource_stream::Event>>>) {
     for reader in readers {
-        let parsed = timeout(HANG_GUARD, reader).await.unwrap().unwrap();
+        let parsed = timeout(HANG_GUARD, reader)
+            .await
+            .expect("hang guard: a stream's end after its final event")
+            .unwrap();
         let got: Vec<_> = parsed
             .iter()
             .map(|e| (e.event.as_str(), e.data.as_str()))
@@ -194,7 +197,10 @@ async fn hyper_util_graceful_shutdown_completes_with_1000_streams_open() {
     // The server starts its graceful shutdown: it stops accepting and asks every
     // connection to finish. The streams go on, as an event sent now shows.
     stop_accepting.send(()).unwrap();
-    let graceful = server.await.unwrap();
+    let graceful = timeout(HANG_GUARD, server)
+        .await
+        .expect("hang guard: the accept loop stops")
+        .unwrap();
     assert_eq!(graceful.count(), H1_CONNECTIONS + H2_CONNECTIONS);
     let draining = tokio::spawn(graceful.shutdown());
     live.send(Event::data("still here")).unwrap();
@@ -223,7 +229,10 @@ async fn hyper_util_graceful_shutdown_completes_with_1000_streams_open() {
     assert_eq!(ends.other.load(Ordering::Relaxed), 0);
     // The server closed every connection: the clients' connection tasks are done.
     for conn in clients {
-        timeout(HANG_GUARD, conn).await.unwrap().unwrap();
+        timeout(HANG_GUARD, conn)
+            .await
+            .expect("hang guard: the server closes each client's connection")
+            .unwrap();
     }
 }
 

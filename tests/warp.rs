@@ -94,7 +94,9 @@ async fn sse_is_a_reply_and_the_filter_reads_the_last_event_id() {
                     Version::HTTP_11
                 }
             );
-            let parsed: Vec<_> = events(response).collect().await;
+            let parsed: Vec<_> = timeout(GUARD, events(response).collect())
+                .await
+                .expect("hang guard: the 2 events and the end");
             let data: Vec<_> = parsed.iter().map(|e| e.data.as_str()).collect();
             assert_eq!(data, [*expected, "second"], "{uri} {id:?} http2={http2}");
         }
@@ -161,7 +163,9 @@ async fn behind_the_layer_the_filter_gets_the_layers_last_event_id() {
             .await
             .send(get(uri).body(empty()).unwrap())
             .await;
-        let parsed: Vec<_> = events(response).collect().await;
+        let parsed: Vec<_> = timeout(GUARD, events(response).collect())
+            .await
+            .expect("hang guard: the echoed event and the end");
         assert_eq!(parsed[0].data, expected, "{uri}");
     }
 }
@@ -200,9 +204,9 @@ async fn behind_the_layer_a_per_client_limit_and_refusals_as_replies() {
         .await;
     assert_eq!(stop.status(), StatusCode::NO_CONTENT);
     assert!(
-        stop.into_body()
-            .collect()
+        timeout(GUARD, stop.into_body().collect())
             .await
+            .expect("hang guard: the end of the 204")
             .unwrap()
             .to_bytes()
             .is_empty()
@@ -237,13 +241,19 @@ async fn behind_the_layer_graceful_shutdown_ends_the_streams() {
             h1_connect(server.addr).await.send(request).await
         };
         let mut body = response.into_body();
-        assert_eq!(next_data(&mut body).await.unwrap(), "data: hello\n\n");
+        let hello = timeout(GUARD, next_data(&mut body))
+            .await
+            .expect("hang guard: the first event");
+        assert_eq!(hello.unwrap(), "data: hello\n\n");
         bodies.push(body);
     }
     shutdown.cancel();
     for body in bodies {
         // The rest of each body: the final frame, then a clean end.
-        let rest = timeout(GUARD, body.collect()).await.unwrap().unwrap();
+        let rest = timeout(GUARD, body.collect())
+            .await
+            .expect("hang guard: the shutdown event and the end")
+            .unwrap();
         assert_eq!(rest.to_bytes(), "retry: 300\n\n");
         assert_eq!(
             within("the end report", reports.recv()).await,
