@@ -10,6 +10,9 @@
 //! /tmp/metrics-on compare /tmp/metrics-off /tmp/metrics-on --rounds 7
 //! ```
 //!
+//! `benches/metrics-cost.sh` does these steps and writes the result to
+//! `benches/results/metrics-cost.md`.
+//!
 //! - `burst`: one client reads 5,000,000 ready events from one stream (the layer
 //!   coalesces them into 64 KiB writes), in this process; the rate in events per
 //!   second (wall clock), and the process's CPU time per event.

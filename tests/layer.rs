@@ -193,7 +193,9 @@ async fn retry_goes_first_then_heartbeats_after_idle_time_reset_by_each_event() 
     assert_eq!(text(&beat), ":\n\n");
     assert_eq!(start.elapsed(), Duration::from_secs(15));
 
-    // An event at 20 s pushes the next heartbeat to 35 s, not 30 s.
+    // An event at 20 s pushes the next heartbeat to 35 s, not 30 s, rounded up to the
+    // layer's heartbeat slots (every 15/16 s from when it wrapped the service, here at
+    // `start`): 38 slots, 35.625 s.
     tokio::time::sleep_until(start + Duration::from_secs(20)).await;
     sender.send(Event::data("tick")).unwrap();
     let event = in_memory_data(&mut body).await;
@@ -202,7 +204,7 @@ async fn retry_goes_first_then_heartbeats_after_idle_time_reset_by_each_event() 
 
     let beat = in_memory_data(&mut body).await;
     assert_eq!(text(&beat), ":\n\n");
-    assert_eq!(start.elapsed(), Duration::from_secs(35));
+    assert_eq!(start.elapsed(), Duration::from_millis(35_625));
 }
 
 /// A stream of `layer` read in memory, fed by the sender it gives.
@@ -233,6 +235,24 @@ where
         .expect("a frame within a minute")
         .expect("the body goes on");
     frame.unwrap().into_data().expect("a data frame")
+}
+
+/// A heartbeat interval or a stall timeout beyond what the clock can add is taken as
+/// "never": no panic, and the stream serves its events.
+#[tokio::test]
+async fn an_interval_of_centuries_is_no_panic() {
+    for layer in [
+        SseLayer::new().heartbeat(Duration::MAX),
+        SseLayer::new()
+            .heartbeat(Duration::from_secs(15))
+            .stall_timeout(Duration::MAX),
+    ] {
+        let events = || stream::iter([Event::data("one")]).chain(stream::pending());
+        let mut body = layered(layer, events).await;
+        let frame = within("the event", body.frame()).await;
+        let frame = frame.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(text(&frame), "data: one\n\n");
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -85,7 +85,9 @@ impl Settings {
         match (self.stall, self.heartbeat) {
             (Stall::Never, _) | (Stall::Auto, None) => None,
             (Stall::After(timeout), _) => Some(timeout),
-            (Stall::Auto, Some(interval)) => Some((interval * STALL_HEARTBEATS).max(MIN_STALL)),
+            (Stall::Auto, Some(interval)) => {
+                Some(interval.saturating_mul(STALL_HEARTBEATS).max(MIN_STALL))
+            }
         }
     }
 }

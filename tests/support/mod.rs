@@ -88,8 +88,16 @@ impl H1 {
     }
 
     pub async fn send(&mut self, request: Request<Empty<Bytes>>) -> Response<Incoming> {
-        self.sender.ready().await.unwrap();
-        self.sender.send_request(request).await.unwrap()
+        let what = format!(
+            "the response head of {} {}",
+            request.method(),
+            request.uri()
+        );
+        hang_guard(&what, async {
+            self.sender.ready().await.unwrap();
+            self.sender.send_request(request).await.unwrap()
+        })
+        .await
     }
 }
 
@@ -120,13 +128,35 @@ impl H2 {
     }
 
     pub async fn send(&mut self, request: Request<Empty<Bytes>>) -> Response<Incoming> {
-        self.sender.ready().await.unwrap();
-        self.sender.send_request(request).await.unwrap()
+        let what = format!(
+            "the response head of {} {}",
+            request.method(),
+            request.uri()
+        );
+        hang_guard(&what, async {
+            self.sender.ready().await.unwrap();
+            self.sender.send_request(request).await.unwrap()
+        })
+        .await
     }
 }
 
 /// How long a test waits for anything it awaits before it fails.
 pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The deadline built into the helpers that every test uses (`send`, `next_data`), longer
+/// than any deadline a test puts around them, so that it never shortens one: a server
+/// that never answers fails the test with a message instead of hanging it. (In a test
+/// that pauses tokio's clock these helpers are awaited under [`within_real`], which holds
+/// the clock still, so it cannot fire early there either.)
+pub const HANG_GUARD: std::time::Duration = std::time::Duration::from_secs(180);
+
+async fn hang_guard<F: IntoFuture>(what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(HANG_GUARD, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("waited {HANG_GUARD:?} for {what}"),
+    }
+}
 
 /// The output of `future`, or a failure that says what was awaited (`what`) when it
 /// has not come within [`DEADLINE`]. On tokio's clock: in a test that pauses it, only
@@ -193,14 +223,18 @@ pub fn events(response: Response<Incoming>) -> impl Stream<Item = ParsedEvent> +
         .boxed()
 }
 
-/// The next data frame of a body, or `None` at its end.
+/// The next data frame of a body, or `None` at its end. Callers put their own deadline
+/// on it; [`HANG_GUARD`] is the last resort.
 pub async fn next_data(body: &mut Incoming) -> Option<Bytes> {
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame.expect("body frame").into_data() {
-            return Some(data);
+    hang_guard("the next frame of a body", async {
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.expect("body frame").into_data() {
+                return Some(data);
+            }
         }
-    }
-    None
+        None
+    })
+    .await
 }
 
 /// This test binary, to be run again as a child process that runs only the test `name`:

@@ -39,11 +39,24 @@ impl Slots {
         let Some(since) = due.checked_duration_since(self.origin) else {
             return due;
         };
-        let width = self.width.as_nanos();
-        let late = (width - since.as_nanos() % width) % width;
-        // `late` is below the width, a `Duration`.
-        due + Duration::from_nanos(late as u64)
+        // In nanoseconds, u64 holds 584 years: a width or a time beyond that (a
+        // heartbeat of centuries) is not rounded.
+        let (Ok(width), Ok(since)) = (
+            u64::try_from(self.width.as_nanos()),
+            u64::try_from(since.as_nanos()),
+        ) else {
+            return due;
+        };
+        let late = Duration::from_nanos((width - since % width) % width);
+        due.checked_add(late).unwrap_or(due)
     }
+}
+
+/// `interval` from now, or as far as the clock goes.
+fn after(interval: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(interval)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
 }
 
 /// When the next heartbeat of a stream is due: `interval` after its last write of any
@@ -66,14 +79,14 @@ impl Heartbeat {
         Heartbeat {
             interval,
             slots,
-            due: Instant::now() + interval,
+            due: after(interval),
             sleep: None,
         }
     }
 
     /// Records a write: the next heartbeat is due one interval from now.
     pub(crate) fn wrote(&mut self) {
-        self.due = Instant::now() + self.interval;
+        self.due = after(self.interval);
     }
 
     /// Whether a heartbeat is due now; if not, the task is woken when it is.
