@@ -758,6 +758,22 @@ fn the_hub_counts_publishes_subscribers_topics_lag_resets_and_replays() {
             1.0
         );
         assert_eq!(delta.get("tower_sse_hub_topics", &[]), 0.0);
+        // The gauge of held bytes shows what is held after the eviction, not before it:
+        // a thousand more one-event topics (about 16 of them publish an id that is a
+        // multiple of 64, on which the bytes were reported before the eviction), and
+        // the hub, still alive, holds none.
+        for n in 0..1000 {
+            small
+                .publish(&format!("gone{n}"), Event::data("x"))
+                .unwrap();
+        }
+        let evicted = scrape();
+        let delta = Delta {
+            before: &after,
+            after: &evicted,
+        };
+        assert_eq!(delta.get("tower_sse_hub_topics", &[]), 0.0);
+        assert_eq!(delta.get("tower_sse_hub_history_bytes", &[]), 0.0);
         drop(hub);
         let dropped = scrape();
         let delta = Delta {

@@ -195,13 +195,19 @@ impl Budget {
 impl HubInner {
     /// Moves the clock's hand after a publish or subscribe (`created`: it made a
     /// topic), with no lock held: a few steps, and only when there is work. Whether a
-    /// sweep is due is looked at when `timed` (publishes look every 64th time).
+    /// sweep is due is looked at when `timed` (publishes look every 64th time). Then,
+    /// when timed or when the hand moved, the bytes held go to the metrics: after what
+    /// the hand let go, so that the gauge never keeps bytes an eviction freed.
     pub(super) fn tend(&self, now: Instant, created: bool, timed: bool) {
-        let budget = &self.budget;
-        if timed {
+        if self.move_hand(now, created, timed) || timed {
             self.metrics
-                .held_bytes(budget.held.0.load(Ordering::Relaxed));
+                .held_bytes(self.budget.held.0.load(Ordering::Relaxed));
         }
+    }
+
+    /// [`tend`](Self::tend)'s clock work; whether the hand moved.
+    fn move_hand(&self, now: Instant, created: bool, timed: bool) -> bool {
+        let budget = &self.budget;
         let age = self.config.history_age;
         let over = budget.over();
         if !(created
@@ -209,11 +215,11 @@ impl HubInner {
             || budget.sweep.load(Ordering::Relaxed) > 0
             || (timed && budget.sweep_may_be_due(age, now)))
         {
-            return;
+            return false;
         }
         let Some(mut clock) = budget.lock_clock(false) else {
             // Another thread moves the hand now.
-            return;
+            return false;
         };
         if budget.claim_sweep(age, now) {
             budget.sweep.store(clock.ring.len(), Ordering::Relaxed);
@@ -229,6 +235,7 @@ impl HubInner {
                 break;
             }
         }
+        true
     }
 
     /// Finishes the sweep in progress (or one that is due): for callers that walk
