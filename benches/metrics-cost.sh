@@ -3,7 +3,7 @@
 # feature and with it (a Prometheus recorder installed), run in alternation (burst to one
 # client, fan-out to 5,000 subscribers, one write of the layer, one publish), each figure
 # the median of the rounds. Writes benches/results/metrics-cost.md. `benches/run.sh`
-# runs it after the suite; alone: `benches/metrics-cost.sh [--rounds N]` (default 5).
+# runs it after the suite; alone: `benches/metrics-cost.sh [--rounds N]` (default 9).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -14,7 +14,7 @@ cp target/release/examples/metrics_cost "$bin/off"
 cargo build --release -p tower-sse-examples --example metrics_cost --features metrics
 cp target/release/examples/metrics_cost "$bin/on"
 out=benches/results/metrics-cost.md
-rounds=5
+rounds=9
 [ "${1:-}" = "--rounds" ] && rounds=$2
 {
     echo "# What the metrics feature costs"

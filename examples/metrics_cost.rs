@@ -13,7 +13,7 @@
 //! `benches/metrics-cost.sh` does these steps and writes the result to
 //! `benches/results/metrics-cost.md`.
 //!
-//! - `burst`: one client reads 5,000,000 ready events from one stream (the layer
+//! - `burst`: one client reads 20,000,000 ready events from one stream (the layer
 //!   coalesces them into 64 KiB writes), in this process; the rate in events per
 //!   second (wall clock), and the process's CPU time per event.
 //! - `fanout`: 5,000 subscribers of one hub topic, over HTTP/1.1 from a separate
@@ -30,7 +30,8 @@
 //!   goes first alternates too) for `--rounds` rounds, and prints each round, the
 //!   medians, their ratio, and the load average before and after.
 //!
-//! Options: `--events N`, `--subscribers N`, `--rate N`, `--writes N`, `--rounds N`
+//! Options: `--burst-events N`, `--events N` (fan-out), `--subscribers N`, `--rate N`,
+//! `--writes N`, `--rounds N`
 //! (given to `compare`, every one but `--rounds` goes to each run).
 
 use std::convert::Infallible;
@@ -64,7 +65,7 @@ fn main() {
     };
     match args.get(1).map(String::as_str) {
         Some("burst") => {
-            let (rate, cpu) = runtime().block_on(burst(option("--events", 5_000_000)));
+            let (rate, cpu) = runtime().block_on(burst(option("--burst-events", 20_000_000)));
             println!("RESULT burst {rate:.0}");
             println!("RESULT burst-cpu {cpu:.1}");
         }
@@ -97,7 +98,7 @@ fn main() {
         Some("compare") => compare(&args[2], &args[3], option("--rounds", 5), &args[4..]),
         _ => {
             eprintln!(
-                "usage: metrics_cost burst|fanout|compare OFF ON [--rounds N] [--events N] [--subscribers N] [--rate N]"
+                "usage: metrics_cost burst|fanout|compare OFF ON [--rounds N] [--burst-events N] [--events N] [--subscribers N] [--rate N]"
             );
             std::process::exit(2);
         }
