@@ -101,6 +101,33 @@ async fn acknowledged(hub: &Hub, topic: &str, data: &str) -> u64 {
         .unwrap()
 }
 
+/// Publishes on `topic` until `stream` (`who`) receives one of those events: it is live
+/// from there. The ids published.
+async fn warm_up(
+    hub: &Hub,
+    topic: &str,
+    stream: &mut (impl Stream<Item = Parsed> + Unpin),
+    who: &str,
+) -> Vec<u64> {
+    let mut published = Vec::new();
+    timeout(GUARD, async {
+        loop {
+            let id = acknowledged(hub, topic, "warm").await;
+            published.push(id);
+            let event = timeout(GUARD, stream.next())
+                .await
+                .unwrap_or_else(|_| panic!("hang guard: a warm-up event on {who}"))
+                .unwrap();
+            if event.id == id.to_string() {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("hang guard: {who} goes live"));
+    published
+}
+
 /// Waits until `hub` holds every id up to `id`.
 async fn caught_up(hub: &Hub, id: u64) {
     timeout(GUARD, async {
@@ -167,36 +194,14 @@ async fn a_loss_is_detected_and_not_passed_on(loss: Loss) {
     // on the other instance, which learns of the loss from what the first one writes.
     let mut live = connect(server.addr, "/events?topic=a&topic=b", None).await;
     let mut live_other = connect(other_server.addr, "/events?topic=c", None).await;
-    timeout(GUARD, async {
-        loop {
-            let id = acknowledged(&hub, "c", "warm").await;
-            let event = timeout(GUARD, live_other.next())
-                .await
-                .expect("hang guard: a warm-up event on the other instance")
-                .unwrap();
-            if event.id == id.to_string() {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("hang guard: the other instance's subscriber goes live");
-    let mut before = Vec::new();
-    timeout(GUARD, async {
-        loop {
-            let id = acknowledged(&hub, "a", "warm").await;
-            before.push(id);
-            let event = timeout(GUARD, live.next())
-                .await
-                .expect("hang guard: a warm-up event on the live subscriber")
-                .unwrap();
-            if event.id == id.to_string() {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("hang guard: the live subscriber goes live");
+    warm_up(
+        &hub,
+        "c",
+        &mut live_other,
+        "the other instance's subscriber",
+    )
+    .await;
+    let mut before = warm_up(&hub, "a", &mut live, "the live subscriber").await;
     // What the live subscriber receives from here on.
     let warm = before.len();
     for n in 0..20 {

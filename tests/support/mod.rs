@@ -88,12 +88,7 @@ impl H1 {
     }
 
     pub async fn send(&mut self, request: Request<Empty<Bytes>>) -> Response<Incoming> {
-        let what = format!(
-            "the response head of {} {}",
-            request.method(),
-            request.uri()
-        );
-        hang_guard(&what, async {
+        hang_guard(&response_head_of(&request), async {
             self.sender.ready().await.unwrap();
             self.sender.send_request(request).await.unwrap()
         })
@@ -128,12 +123,7 @@ impl H2 {
     }
 
     pub async fn send(&mut self, request: Request<Empty<Bytes>>) -> Response<Incoming> {
-        let what = format!(
-            "the response head of {} {}",
-            request.method(),
-            request.uri()
-        );
-        hang_guard(&what, async {
+        hang_guard(&response_head_of(&request), async {
             self.sender.ready().await.unwrap();
             self.sender.send_request(request).await.unwrap()
         })
@@ -143,6 +133,15 @@ impl H2 {
 
 /// How long a test waits for anything it awaits before it fails.
 pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What a client awaits after sending `request`, said in a hang guard's failure.
+fn response_head_of<B>(request: &Request<B>) -> String {
+    format!(
+        "the response head of {} {}",
+        request.method(),
+        request.uri()
+    )
+}
 
 /// The deadline built into the helpers that every test uses (`send`, `next_data`), longer
 /// than any deadline a test puts around them, so that it never shortens one: a server

@@ -11,8 +11,9 @@ use tokio::time::{Instant, Sleep};
 /// late.
 const SLOTS_PER_INTERVAL: u32 = 16;
 
-/// The times at which the heartbeats of one layer's streams may fire: every
-/// `interval / 16` from the moment the layer wrapped its service.
+/// The heartbeat clock of one layer's streams: their interval, and the times at which
+/// their heartbeats may fire, every `interval / 16` from the moment the layer wrapped
+/// its service.
 ///
 /// A heartbeat is a keep-alive, not a clock: it does not matter whether it is written
 /// 15 or 15.9 seconds after a stream's last write. Rounding every stream's deadline up
@@ -21,16 +22,16 @@ const SLOTS_PER_INTERVAL: u32 = 16;
 /// runtime (and the client's) on its own millisecond; with 19,000 idle streams this
 /// took about a sixth off the heartbeats' CPU.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Slots {
+pub(crate) struct HeartbeatClock {
+    interval: Duration,
     origin: Instant,
-    width: Duration,
 }
 
-impl Slots {
+impl HeartbeatClock {
     pub(crate) fn new(interval: Duration) -> Self {
-        Slots {
+        HeartbeatClock {
+            interval,
             origin: Instant::now(),
-            width: (interval / SLOTS_PER_INTERVAL).max(Duration::from_millis(1)),
         }
     }
 
@@ -41,8 +42,9 @@ impl Slots {
         };
         // In nanoseconds, u64 holds 584 years: a width or a time beyond that (a
         // heartbeat of centuries) is not rounded.
+        let width = (self.interval / SLOTS_PER_INTERVAL).max(Duration::from_millis(1));
         let (Ok(width), Ok(since)) = (
-            u64::try_from(self.width.as_nanos()),
+            u64::try_from(width.as_nanos()),
             u64::try_from(since.as_nanos()),
         ) else {
             return due;
@@ -60,7 +62,7 @@ fn after(interval: Duration) -> Instant {
 }
 
 /// When the next heartbeat of a stream is due: `interval` after its last write of any
-/// kind, rounded up to the layer's next [`Slots`] time.
+/// kind, rounded up to the next slot of the layer's [`HeartbeatClock`].
 ///
 /// A write only records when the next heartbeat is due; the timer itself is moved only
 /// when it fires early, so a busy stream does not touch the timer wheel on every event,
@@ -68,30 +70,28 @@ fn after(interval: Duration) -> Instant {
 /// catch-up frames.
 #[derive(Debug)]
 pub(crate) struct Heartbeat {
-    interval: Duration,
-    slots: Slots,
+    clock: HeartbeatClock,
     due: Instant,
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl Heartbeat {
-    pub(crate) fn new(interval: Duration, slots: Slots) -> Self {
+    pub(crate) fn new(clock: HeartbeatClock) -> Self {
         Heartbeat {
-            interval,
-            slots,
-            due: after(interval),
+            clock,
+            due: after(clock.interval),
             sleep: None,
         }
     }
 
     /// Records a write: the next heartbeat is due one interval from now.
     pub(crate) fn wrote(&mut self) {
-        self.due = after(self.interval);
+        self.due = after(self.clock.interval);
     }
 
     /// Whether a heartbeat is due now; if not, the task is woken when it is.
     pub(crate) fn poll_due(&mut self, cx: &mut Context<'_>) -> bool {
-        let due = self.slots.round_up(self.due);
+        let due = self.clock.round_up(self.due);
         let sleep = self
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
@@ -115,7 +115,7 @@ mod tests {
 
     use tokio::time::advance;
 
-    use super::{Heartbeat, Slots};
+    use super::{Heartbeat, HeartbeatClock};
 
     const INTERVAL: Duration = Duration::from_secs(10);
     /// A sixteenth of the interval.
@@ -131,7 +131,7 @@ mod tests {
     /// a burst. (Writes here fall on slot times, so nothing is rounded.)
     #[tokio::test(start_paused = true)]
     async fn due_an_interval_after_the_last_write_and_once_however_late() {
-        let mut heartbeat = Heartbeat::new(INTERVAL, Slots::new(INTERVAL));
+        let mut heartbeat = Heartbeat::new(HeartbeatClock::new(INTERVAL));
         advance(INTERVAL - SLOT).await;
         assert!(!due(&mut heartbeat));
         heartbeat.wrote();
@@ -153,9 +153,9 @@ mod tests {
     /// time at least one interval after their writes: never early, at most a slot late.
     #[tokio::test(start_paused = true)]
     async fn deadlines_within_one_slot_fire_together_at_its_end() {
-        let slots = Slots::new(INTERVAL);
-        let mut first = Heartbeat::new(INTERVAL, slots);
-        let mut second = Heartbeat::new(INTERVAL, slots);
+        let clock = HeartbeatClock::new(INTERVAL);
+        let mut first = Heartbeat::new(clock);
+        let mut second = Heartbeat::new(clock);
         advance(SLOT + MS).await;
         first.wrote();
         advance(SLOT - 2 * MS).await;

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use super::batch::Ticker;
-use super::heartbeat::Slots;
+use super::heartbeat::HeartbeatClock;
 use super::stall::StallWatch;
 use crate::layer::settings::Settings;
 
 /// The layer's settings and the state its streams share: the clock batching streams
-/// write at, the times heartbeats fire at and the sweep that ends the streams their connection stopped taking frames
-/// from. Built by [`Layer::layer`](tower_layer::Layer::layer) (or
+/// write at, the times heartbeats fire at and the sweep that ends the streams their
+/// connection stopped taking frames from. Built by [`Layer::layer`](tower_layer::Layer::layer) (or
 /// [`SseService::new`](crate::SseService::new)) and shared by the service's clones, so
 /// a server that clones the service per connection still has one clock and one sweep.
 #[derive(Debug)]
@@ -20,7 +20,7 @@ pub(crate) struct Shared {
     /// When streams are watched for stalls: the watch.
     pub(crate) stall: Option<Arc<StallWatch>>,
     /// With heartbeats: the times they fire at.
-    pub(crate) heartbeat_slots: Option<Slots>,
+    pub(crate) heartbeat_clock: Option<HeartbeatClock>,
 }
 
 impl Shared {
@@ -28,7 +28,7 @@ impl Shared {
         Arc::new(Shared {
             ticker: settings.batch_delay.map(Ticker::new),
             stall: settings.stall_timeout().map(StallWatch::new),
-            heartbeat_slots: settings.heartbeat.map(Slots::new),
+            heartbeat_clock: settings.heartbeat.map(HeartbeatClock::new),
             settings,
         })
     }

@@ -98,10 +98,7 @@ impl StreamState {
             flush_now: false,
             tail: None,
             boundary: Boundary::new(),
-            heartbeat: settings
-                .heartbeat
-                .zip(shared.heartbeat_slots)
-                .map(|(interval, slots)| Heartbeat::new(interval, slots)),
+            heartbeat: shared.heartbeat_clock.map(Heartbeat::new),
             shutdown: settings.shutdown.as_ref().map(ShutdownWatch::new),
             tracker,
             permit,
