@@ -5,7 +5,7 @@
 //! code.
 //!
 //! Only what those protocols share between threads goes through here: the hub's order
-//! lock, id and watermark, each topic's state and waiter round, a subscription's flags
+//! lock, id, watermark and flagging count, each topic's state and waiter round, a subscription's flags
 //! and waker, and the batching ticker and slots.
 
 #[cfg(not(tower_sse_loom))]

@@ -571,6 +571,61 @@ async fn many_topics_read_live_while_publishers_run() {
     );
 }
 
+/// Issue 20: a subscription of hundreds of topics finds the flagged ones a word of 64 at
+/// a time (`MemberSet`), and looks for taken registrations only while a publish has not
+/// flagged them yet. Read while three publishers run over 200 topics (four words, the
+/// last one partial): every event once, in id order, and each subscription on a slice
+/// of the topics gets exactly its slice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_topics_on_one_subscription_read_every_event_in_order() {
+    const TOPICS: usize = 200;
+    const PER_PUBLISHER: usize = 3_000;
+    let hub = Hub::builder().history_events(10_000).build();
+    let names: Vec<String> = (0..TOPICS).map(|t| format!("t{t}")).collect();
+    // Topics 60..140 straddle the first three words.
+    let middle = &names[60..140];
+    let mut all = hub.subscribe(&names, None);
+    let mut some = hub.subscribe(middle, None);
+    let publishers: Vec<_> = (0..3)
+        .map(|p| {
+            let (hub, names) = (hub.clone(), names.clone());
+            std::thread::spawn(move || {
+                (0..PER_PUBLISHER)
+                    .map(|n| {
+                        let topic = (n * 67 + p * 31) % TOPICS;
+                        let published = hub.publish(&names[topic], Event::data("w")).unwrap();
+                        (published.id().unwrap(), topic)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    // Read while they publish.
+    let mut got_all = Vec::new();
+    while got_all.len() < 3 * PER_PUBLISHER {
+        let what = format!("event {} of all 200 topics", got_all.len());
+        got_all.push(id_of(&next_in(&mut all, &what).await.unwrap()));
+    }
+    let mut published: Vec<(u64, usize)> = publishers
+        .into_iter()
+        .flat_map(|p| p.join().unwrap())
+        .collect();
+    published.sort_unstable();
+    let expected_all: Vec<u64> = published.iter().map(|p| p.0).collect();
+    assert_eq!(got_all, expected_all);
+    let expected_some: Vec<u64> = published
+        .iter()
+        .filter(|p| (60..140).contains(&p.1))
+        .map(|p| p.0)
+        .collect();
+    let mut got_some = Vec::new();
+    while got_some.len() < expected_some.len() {
+        let what = format!("event {} of topics 60 to 139", got_some.len());
+        got_some.push(id_of(&next_in(&mut some, &what).await.unwrap()));
+    }
+    assert_eq!(got_some, expected_some);
+}
+
 /// Issue 12: a topic nobody reads whose history aged out past `history_age` is dropped
 /// (checked at most once per `history_age`, on the hub's next publish, subscribe or
 /// stats); one with a subscriber, or with history still young, stays.

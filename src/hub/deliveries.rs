@@ -119,7 +119,7 @@ impl HubInner {
             if !state.removed {
                 let event = event.with_trusted_id(itoa::Buffer::new().format(id));
                 state.push(id, event, key, &self.config, Instant::now());
-                waiters = Some(topic.take_waiters(&mut state));
+                waiters = Some(topic.take_waiters(&mut state, &self.flagging));
                 drop(state);
                 topic.published.fetch_add(1, Ordering::Relaxed);
             }
@@ -168,7 +168,7 @@ impl HubInner {
             let mut state = topic.lock();
             if !state.removed {
                 state.push(id, event.clone(), None, &self.config, now);
-                woken.push(topic.take_waiters(&mut state));
+                woken.push(topic.take_waiters(&mut state, &self.flagging));
             }
         }
         self.next.store(id, Ordering::Relaxed);
@@ -188,7 +188,7 @@ impl HubInner {
                 return;
             }
             state.covered_after = Some(after);
-            topic.take_waiters(&mut state)
+            topic.take_waiters(&mut state, &self.flagging)
         };
         tracing::debug!(topic = name, after, "hub topic covered by its shared log");
         waiters.wake();

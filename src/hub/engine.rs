@@ -26,6 +26,10 @@ pub(crate) struct HubInner {
     pub(super) next: AtomicU64,
     /// Every id up to this one is appended to its topic.
     pub(crate) watermark: AtomicU64,
+    /// Publishes that took parked subscriptions and have not flagged them all yet (see
+    /// `topic::Waiters`): while it is zero, a subscription reads only its flagged
+    /// topics; otherwise it also looks for registrations taken but not yet flagged.
+    pub(crate) flagging: AtomicU64,
     /// Held by a local publish while it takes the next id, appends the event and moves
     /// the watermark: constant work, so ids are appended in order.
     order: Mutex<()>,
@@ -70,6 +74,7 @@ impl HubInner {
             topics: RwLock::new(HashMap::new()),
             next: AtomicU64::new(first),
             watermark: AtomicU64::new(first),
+            flagging: AtomicU64::new(0),
             order: Mutex::new(()),
             first,
             log,
@@ -146,7 +151,7 @@ impl HubInner {
             self.next.store(id, Ordering::Relaxed);
             let event = event.with_trusted_id(itoa::Buffer::new().format(id));
             state.push(id, event, key, &self.config, now);
-            let waiters = topic.take_waiters(&mut state);
+            let waiters = topic.take_waiters(&mut state, &self.flagging);
             drop(state);
             self.watermark.store(id, Ordering::Release);
             drop(order);

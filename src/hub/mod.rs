@@ -51,6 +51,7 @@ mod handle;
 mod log;
 #[cfg(all(test, tower_sse_loom))]
 mod loom;
+mod member_set;
 mod published;
 #[cfg(feature = "redis")]
 mod redis;

@@ -4,40 +4,51 @@ use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 use std::task::Waker;
 
-use crate::sync::{AtomicBool, Mutex};
+use super::member_set::MemberSet;
+use crate::sync::{AtomicU64, Mutex};
 
-/// One subscription's flags, one per topic it reads, and its waker.
+/// One subscription's flags, a bit per topic it reads, and its waker.
 ///
 /// A subscription that has read everything of a topic parks on it; the next publish on
 /// that topic takes the parked subscriptions, and, once it has released every lock, sets
 /// the topic's flag for each and wakes it. The subscription then visits only the flagged
-/// topics (and those it left unfinished), however many it subscribed to.
+/// topics (and those it left unfinished), however many it subscribed to: it finds them
+/// a word of 64 flags at a time.
 #[derive(Debug)]
 pub(crate) struct Signal {
-    dirty: Box<[AtomicBool]>,
+    flags: Box<[AtomicU64]>,
     waker: Mutex<Option<Waker>>,
 }
 
 impl Signal {
     /// Every topic starts flagged: the first read looks at all of them.
     pub(crate) fn new(topics: usize) -> Self {
+        let all = MemberSet::all(topics);
         Signal {
-            dirty: (0..topics).map(|_| AtomicBool::new(true)).collect(),
+            flags: all.words().iter().map(|w| AtomicU64::new(*w)).collect(),
             waker: Mutex::new(None),
         }
     }
 
     pub(crate) fn mark(&self, topic: usize) {
-        self.dirty[topic].store(true, Ordering::SeqCst);
+        let (word, bit) = MemberSet::place(topic);
+        self.flags[word].fetch_or(bit, Ordering::SeqCst);
     }
 
-    /// Whether `topic` was flagged; clears the flag.
-    pub(crate) fn take(&self, topic: usize) -> bool {
-        self.dirty[topic].load(Ordering::Relaxed) && self.dirty[topic].swap(false, Ordering::SeqCst)
+    /// The flags of word `word` (topics `64 * word ..`); clears them.
+    pub(crate) fn take(&self, word: usize) -> u64 {
+        let flags = &self.flags[word];
+        if flags.load(Ordering::Relaxed) == 0 {
+            0
+        } else {
+            flags.swap(0, Ordering::SeqCst)
+        }
     }
 
     pub(crate) fn any(&self) -> bool {
-        self.dirty.iter().any(|flag| flag.load(Ordering::SeqCst))
+        self.flags
+            .iter()
+            .any(|flags| flags.load(Ordering::SeqCst) != 0)
     }
 
     pub(crate) fn register(&self, waker: &Waker) {

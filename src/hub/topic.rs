@@ -360,12 +360,12 @@ impl TopicState {
 
     /// Takes the parked subscriptions, to be woken once every lock is released. Call it
     /// through [`Topic::take_waiters`].
-    fn take_waiters(&mut self) -> Waiters {
+    fn take_waiters(&mut self) -> Option<Slab<Waiter>> {
         if self.waiters.is_empty() {
-            return Waiters(None);
+            return None;
         }
         self.round += 1;
-        Waiters(Some(std::mem::take(&mut self.waiters)))
+        Some(std::mem::take(&mut self.waiters))
     }
 
     /// Registrations parked here now.
@@ -441,19 +441,45 @@ impl TopicState {
 
 /// Subscriptions taken from a topic's waiters; [`wake`](Waiters::wake) them outside
 /// every lock.
+///
+/// While it holds any, it counts in the hub's `flagging`: a subscription that reads
+/// that count as zero after the watermark finds every topic with an entry up to the
+/// watermark flagged, and reads only the flagged ones.
 #[derive(Debug)]
 #[must_use = "waiters must be woken"]
-pub(crate) struct Waiters(Option<Slab<Waiter>>);
+pub(crate) struct Waiters<'a> {
+    taken: Option<Slab<Waiter>>,
+    flagging: &'a AtomicU64,
+}
 
-impl Waiters {
-    /// Flags the topic for each subscription and wakes it.
-    pub(crate) fn wake(self) {
-        for (_, waiter) in self.0.into_iter().flatten() {
+impl Waiters<'_> {
+    /// Flags the topic for each subscription, leaves the hub's `flagging` count, then
+    /// wakes them.
+    pub(crate) fn wake(mut self) {
+        self.flag_and_wake();
+    }
+
+    fn flag_and_wake(&mut self) {
+        let Some(taken) = self.taken.take() else {
+            return;
+        };
+        for (_, waiter) in &taken {
             waiter.signal.mark(waiter.member);
+        }
+        self.flagging.fetch_sub(1, Ordering::SeqCst);
+        for (_, waiter) in taken {
             if let Some(waker) = waiter.signal.take_waker() {
                 waker.wake();
             }
         }
+    }
+}
+
+impl Drop for Waiters<'_> {
+    /// Waiters dropped unwoken (a panic on the way) are woken all the same: nobody stays
+    /// parked, and the `flagging` count goes back down.
+    fn drop(&mut self) {
+        self.flag_and_wake();
     }
 }
 
@@ -502,12 +528,21 @@ impl Topic {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes the parked subscriptions (see [`TopicState::take_waiters`]), and publishes
-    /// the new round for [`was_taken`](Topic::was_taken).
-    pub(crate) fn take_waiters(&self, state: &mut TopicState) -> Waiters {
-        let waiters = state.take_waiters();
-        self.round.store(state.round, Ordering::Release);
-        waiters
+    /// Takes the parked subscriptions (see [`TopicState::take_waiters`]), counting them
+    /// in the hub's `flagging` until they are flagged, and publishes the new round for
+    /// [`was_taken`](Topic::was_taken). Under the topic's lock, before the watermark
+    /// moves past the entry that took them.
+    pub(crate) fn take_waiters<'a>(
+        &self,
+        state: &mut TopicState,
+        flagging: &'a AtomicU64,
+    ) -> Waiters<'a> {
+        let taken = state.take_waiters();
+        if taken.is_some() {
+            flagging.fetch_add(1, Ordering::SeqCst);
+            self.round.store(state.round, Ordering::Release);
+        }
+        Waiters { taken, flagging }
     }
 
     /// Whether the registration `key` was taken by a publish: the subscription parked

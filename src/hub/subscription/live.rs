@@ -9,6 +9,7 @@ use super::stream::{BATCH, Member, Subscription};
 use crate::Event;
 use crate::hub::LagPolicy;
 use crate::hub::log::GapReason;
+use crate::hub::member_set;
 use crate::hub::topic::Backlog;
 
 /// What one member's lag came to.
@@ -40,95 +41,96 @@ impl Subscription {
             let mut bound = u64::MAX;
             // Entries appended but not yet below the watermark: look again soon.
             let mut ordering = false;
-            for index in 0..self.members.len() {
-                let flagged = self.signal.take(index);
-                // A publish sets the flag only after it released its locks, so the
-                // watermark may already cover its entry: a taken registration counts.
-                let woken = merge && {
-                    let member = &self.members[index];
-                    member.topic.was_taken(member.waiting)
-                };
-                if !(std::mem::take(&mut self.revisit[index]) || flagged || woken) {
-                    continue;
+            // A publish took parked registrations and has not flagged them all yet: one
+            // may be this subscription's, for an entry up to the watermark, which must
+            // be read in this round. (Read after the watermark: at zero, every such
+            // entry's topic is flagged.)
+            let unflagged = merge && self.hub.flagging.load(Ordering::Acquire) != 0;
+            for word in 0..self.revisit.words().len() {
+                let mut visit = self.revisit.take_word(word) | self.signal.take(word);
+                if unflagged {
+                    visit |= self.taken_in(word);
                 }
-                let member = &mut self.members[index];
-                let mut state = member.topic.lock();
-                if let Backlog::Lagged(skipped) =
-                    state.backlog(member.cursor, member.live_from, &self.hub.config)
-                {
-                    drop(state);
-                    match self.lagged(index, skipped) {
-                        Lag::Ended | Lag::Reset => return true,
-                        Lag::Conflated => {
-                            // What this round took from other topics is read again,
-                            // merged with what this one missed.
-                            self.revisit.iter_mut().for_each(|r| *r = true);
-                            continue 'round;
+                for index in member_set::indexes(word, visit) {
+                    let member = &mut self.members[index];
+                    let mut state = member.topic.lock();
+                    if let Backlog::Lagged(skipped) =
+                        state.backlog(member.cursor, member.live_from, &self.hub.config)
+                    {
+                        drop(state);
+                        match self.lagged(index, skipped) {
+                            Lag::Ended | Lag::Reset => return true,
+                            Lag::Conflated => {
+                                // What this round took from other topics is read again,
+                                // merged with what this one missed.
+                                self.revisit.fill();
+                                continue 'round;
+                            }
                         }
                     }
-                }
-                let head = state.head();
-                let mut position = member.cursor;
-                let mut count = 0;
-                let mut delivered = 0;
-                let mut above = false;
-                // First what it missed in short, if anything (ids below the ring's from
-                // its cursor on), then the ring.
-                for (id, _, event) in member.catchup.iter().take(BATCH) {
-                    if *id > watermark {
-                        above = true;
-                        break;
-                    }
-                    if merge {
-                        taken.push((*id, index, event.clone(), true));
-                    } else if *id > self.after {
-                        self.ready.push_back(event.clone());
-                        delivered += 1;
-                    }
-                    count += 1;
-                }
-                let rest = member.catchup.len() - count;
-                if !merge && count > 0 {
-                    member.catchup.drain(..count);
-                }
-                while rest == 0 && position < head && count < BATCH {
-                    let entry = state.entry(position).expect("position within history");
-                    if entry.id > watermark {
-                        above = true;
-                        break;
-                    }
-                    if merge {
-                        taken.push((entry.id, index, entry.event.clone(), false));
-                    } else {
-                        if entry.id > self.after {
-                            self.ready.push_back(entry.event.clone());
+                    let head = state.head();
+                    let mut position = member.cursor;
+                    let mut count = 0;
+                    let mut delivered = 0;
+                    let mut above = false;
+                    // First what it missed in short, if anything (ids below the ring's from
+                    // its cursor on), then the ring.
+                    for (id, _, event) in member.catchup.iter().take(BATCH) {
+                        if *id > watermark {
+                            above = true;
+                            break;
+                        }
+                        if merge {
+                            taken.push((*id, index, event.clone(), true));
+                        } else if *id > self.after {
+                            self.ready.push_back(event.clone());
                             delivered += 1;
                         }
-                        member.read = entry.id;
+                        count += 1;
                     }
-                    position += 1;
-                    count += 1;
-                }
-                ordering |= above;
-                if position == head && rest == 0 {
-                    if !state.is_waiting(member.waiting) {
-                        member.waiting = Some(state.park(&self.signal, index));
+                    let rest = member.catchup.len() - count;
+                    if !merge && count > 0 {
+                        member.catchup.drain(..count);
                     }
-                } else {
-                    self.revisit[index] = true;
-                }
-                drop(state);
-                if merge {
-                    if count == BATCH {
-                        bound = bound.min(taken.last().map_or(u64::MAX, |t| t.0));
+                    while rest == 0 && position < head && count < BATCH {
+                        let entry = state.entry(position).expect("position within history");
+                        if entry.id > watermark {
+                            above = true;
+                            break;
+                        }
+                        if merge {
+                            taken.push((entry.id, index, entry.event.clone(), false));
+                        } else {
+                            if entry.id > self.after {
+                                self.ready.push_back(entry.event.clone());
+                                delivered += 1;
+                            }
+                            member.read = entry.id;
+                        }
+                        position += 1;
+                        count += 1;
                     }
-                } else {
-                    member.cursor = position;
-                    if delivered > 0 {
-                        member
-                            .topic
-                            .delivered
-                            .fetch_add(delivered, Ordering::Relaxed);
+                    ordering |= above;
+                    if position == head && rest == 0 {
+                        if !state.is_waiting(member.waiting) {
+                            member.waiting = Some(state.park(&self.signal, index));
+                        }
+                    } else {
+                        self.revisit.insert(index);
+                    }
+                    drop(state);
+                    if merge {
+                        if count == BATCH {
+                            bound = bound.min(taken.last().map_or(u64::MAX, |t| t.0));
+                        }
+                    } else {
+                        member.cursor = position;
+                        if delivered > 0 {
+                            member
+                                .topic
+                                .delivered
+                                .fetch_add(delivered, Ordering::Relaxed);
+                        }
                     }
                 }
             }
@@ -137,7 +139,7 @@ impl Subscription {
                 let mut delivered = vec![0u64; self.members.len()];
                 for (id, index, event, caught) in taken {
                     if id > bound {
-                        self.revisit[index] = true;
+                        self.revisit.insert(index);
                         continue;
                     }
                     let member = &mut self.members[index];
@@ -171,10 +173,19 @@ impl Subscription {
             }
             // Nothing to yield: read again if something is left or newly flagged (the
             // entries seen may all have been known already); otherwise sleep.
-            if !(self.revisit.iter().any(|r| *r) || self.signal.any()) {
+            if self.revisit.is_empty() && !self.signal.any() {
                 return false;
             }
         }
+    }
+
+    /// Members of word `word` (see [`MemberSet`](crate::hub::member_set::MemberSet))
+    /// whose registration a publish took: they have an entry to read, flagged or not.
+    fn taken_in(&self, word: usize) -> u64 {
+        let members = self.members.iter().skip(64 * word).take(64);
+        members.enumerate().fold(0, |bits, (bit, member)| {
+            bits | (u64::from(member.topic.was_taken(member.waiting)) << bit)
+        })
     }
 
     /// The member `index` fell behind by `skipped` entries of its topic: applies the
@@ -231,7 +242,7 @@ impl Subscription {
                     .fetch_add(skipped + pending, Ordering::Relaxed);
                 skip_ahead(member, head, newest);
                 // What this round took from other topics is read again.
-                self.revisit.iter_mut().for_each(|r| *r = true);
+                self.revisit.fill();
                 self.ready
                     .push_back(self.hub.reset_event(GapReason::Lagged, None));
                 Lag::Reset

@@ -15,6 +15,7 @@ use super::replay::{Bounds, Replay};
 use crate::hub::conflate::Item;
 use crate::hub::engine::HubInner;
 use crate::hub::log::{GapReason, Page, PageFuture};
+use crate::hub::member_set::MemberSet;
 use crate::hub::signal::Signal;
 use crate::hub::topic::{Topic, WaiterKey};
 use crate::{Event, LastEventId};
@@ -133,7 +134,7 @@ pub struct Subscription {
     /// Which topics have something new (set by publishers), and the waker.
     pub(super) signal: Arc<Signal>,
     /// Topics to read again though not flagged: they held more than one read took.
-    pub(super) revisit: Vec<bool>,
+    pub(super) revisit: MemberSet,
     /// Set when the stream must end with this error once `ready` is drained.
     pub(super) ended: Option<SubscriptionError>,
     pub(super) finished: bool,
@@ -171,7 +172,7 @@ impl Subscription {
             resume,
             phase: Phase::Covering,
             signal: Arc::new(Signal::new(count)),
-            revisit: vec![true; count],
+            revisit: MemberSet::all(count),
             ended: None,
             finished: false,
         };
@@ -284,7 +285,7 @@ impl Subscription {
             let replayed = member.live_from.saturating_sub(member.cursor);
             crate::metrics::hub_replayed(if after < self.start { replayed } else { 0 }, false);
         }
-        self.revisit.iter_mut().for_each(|r| *r = true);
+        self.revisit.fill();
         self.phase = Phase::Live;
     }
 
@@ -318,7 +319,7 @@ impl Subscription {
             member.topic.conflated.fetch_add(1, Ordering::Relaxed);
         }
         tracing::debug!(after, "hub subscriber resumes in short");
-        self.revisit.iter_mut().for_each(|r| *r = true);
+        self.revisit.fill();
         self.phase = Phase::Live;
         true
     }
@@ -343,7 +344,7 @@ impl Subscription {
             }
             member.topic.conflated.fetch_add(1, Ordering::Relaxed);
         }
-        self.revisit.iter_mut().for_each(|r| *r = true);
+        self.revisit.fill();
         self.phase = Phase::Live;
     }
 
