@@ -5,8 +5,8 @@
 //! code.
 //!
 //! Only what those protocols share between threads goes through here: the hub's order
-//! lock, id, watermark and flagging count, each topic's state and waiter round, a subscription's flags
-//! and waker, and the batching ticker and slots.
+//! lock, id, watermark and flagging count, each topic's state and waiter round, a
+//! subscription's flags and waker, and the batching ticker and slots.
 
 #[cfg(not(tower_sse_loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64};
