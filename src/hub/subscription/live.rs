@@ -136,7 +136,9 @@ impl Subscription {
             }
             if merge && !taken.is_empty() {
                 taken.sort_unstable_by_key(|t| t.0);
-                let mut delivered = vec![0u64; self.members.len()];
+                // Deliveries are counted a run of one topic's events at a time: one add
+                // per round in most rounds, and no pass over every member.
+                let mut run: Option<(usize, u64)> = None;
                 for (id, index, event, caught) in taken {
                     if id > bound {
                         self.revisit.insert(index);
@@ -152,15 +154,17 @@ impl Subscription {
                     if id > self.after {
                         // Once: the reset of a shared log is in every topic, under one id.
                         self.after = id;
-                        delivered[index] += 1;
                         self.ready.push_back(event);
+                        run = match run {
+                            Some((last, count)) if last == index => Some((index, count + 1)),
+                            ended => {
+                                self.count_delivered(ended);
+                                Some((index, 1))
+                            }
+                        };
                     }
                 }
-                for (member, count) in self.members.iter().zip(delivered) {
-                    if count > 0 {
-                        member.topic.delivered.fetch_add(count, Ordering::Relaxed);
-                    }
-                }
+                self.count_delivered(run);
             }
             if !self.ready.is_empty() {
                 return true;
@@ -176,6 +180,14 @@ impl Subscription {
             if self.revisit.is_empty() && !self.signal.any() {
                 return false;
             }
+        }
+    }
+
+    /// Counts `delivered` events of member `index` in its topic's statistics.
+    fn count_delivered(&self, run: Option<(usize, u64)>) {
+        if let Some((index, delivered)) = run {
+            let topic = &self.members[index].topic;
+            topic.delivered.fetch_add(delivered, Ordering::Relaxed);
         }
     }
 
