@@ -453,8 +453,8 @@ pub(crate) struct Waiters<'a> {
 }
 
 impl Waiters<'_> {
-    /// Flags the topic for each subscription, leaves the hub's `flagging` count, then
-    /// wakes them.
+    /// Flags the topic for each subscription and wakes it, then leaves the hub's
+    /// `flagging` count.
     pub(crate) fn wake(mut self) {
         self.flag_and_wake();
     }
@@ -463,15 +463,13 @@ impl Waiters<'_> {
         let Some(taken) = self.taken.take() else {
             return;
         };
-        for (_, waiter) in &taken {
-            waiter.signal.mark(waiter.member);
-        }
-        self.flagging.fetch_sub(1, Ordering::SeqCst);
         for (_, waiter) in taken {
+            waiter.signal.mark(waiter.member);
             if let Some(waker) = waiter.signal.take_waker() {
                 waker.wake();
             }
         }
+        self.flagging.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
