@@ -481,26 +481,9 @@ async fn many_topics_on_one_subscription_stay_in_order_under_concurrent_publishe
     let mut all = hub.subscribe(&names, None);
     let mut some = hub.subscribe(&odd, None);
 
-    let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|p| {
-            let (hub, names) = (hub.clone(), names.clone());
-            std::thread::spawn(move || {
-                (0..PER_PUBLISHER)
-                    .map(|n| {
-                        let topic = (n * 7 + p * 13) % TOPICS;
-                        let id = hub.publish(&names[topic], Event::data("x")).unwrap();
-                        (id.id().unwrap(), topic)
-                    })
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    let id_of = |event: Event| id_of(&event);
-    let mut published: Vec<(u64, usize)> = publishers
-        .into_iter()
-        .flat_map(|p| p.join().unwrap())
-        .collect();
-    published.sort_unstable();
+    let topic_of = |n: usize, p: usize| (n * 7 + p * 13) % TOPICS;
+    let publishers = spawn_publishers(&hub, &names, PUBLISHERS, PER_PUBLISHER, topic_of);
+    let published = joined_in_id_order(publishers);
     let expected_all: Vec<u64> = published.iter().map(|p| p.0).collect();
     let expected_odd: Vec<u64> = published
         .iter()
@@ -508,16 +491,8 @@ async fn many_topics_on_one_subscription_stay_in_order_under_concurrent_publishe
         .map(|p| p.0)
         .collect();
 
-    let mut got_all = Vec::new();
-    while got_all.len() < expected_all.len() {
-        let what = format!("event {} on all topics", got_all.len());
-        got_all.push(id_of(next_in(&mut all, &what).await.unwrap()));
-    }
-    let mut got_odd = Vec::new();
-    while got_odd.len() < expected_odd.len() {
-        let what = format!("event {} on the odd topics", got_odd.len());
-        got_odd.push(id_of(next_in(&mut some, &what).await.unwrap()));
-    }
+    let got_all = read_ids(&mut all, expected_all.len(), "on all topics").await;
+    let got_odd = read_ids(&mut some, expected_odd.len(), "on the odd topics").await;
     assert_eq!(got_all, expected_all);
     assert_eq!(got_odd, expected_odd);
 }
@@ -586,31 +561,11 @@ async fn hundreds_of_topics_on_one_subscription_read_every_event_in_order() {
     let middle = &names[60..140];
     let mut all = hub.subscribe(&names, None);
     let mut some = hub.subscribe(middle, None);
-    let publishers: Vec<_> = (0..3)
-        .map(|p| {
-            let (hub, names) = (hub.clone(), names.clone());
-            std::thread::spawn(move || {
-                (0..PER_PUBLISHER)
-                    .map(|n| {
-                        let topic = (n * 67 + p * 31) % TOPICS;
-                        let published = hub.publish(&names[topic], Event::data("w")).unwrap();
-                        (published.id().unwrap(), topic)
-                    })
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
+    let topic_of = |n: usize, p: usize| (n * 67 + p * 31) % TOPICS;
+    let publishers = spawn_publishers(&hub, &names, 3, PER_PUBLISHER, topic_of);
     // Read while they publish.
-    let mut got_all = Vec::new();
-    while got_all.len() < 3 * PER_PUBLISHER {
-        let what = format!("event {} of all 200 topics", got_all.len());
-        got_all.push(id_of(&next_in(&mut all, &what).await.unwrap()));
-    }
-    let mut published: Vec<(u64, usize)> = publishers
-        .into_iter()
-        .flat_map(|p| p.join().unwrap())
-        .collect();
-    published.sort_unstable();
+    let got_all = read_ids(&mut all, 3 * PER_PUBLISHER, "of all 200 topics").await;
+    let published = joined_in_id_order(publishers);
     let expected_all: Vec<u64> = published.iter().map(|p| p.0).collect();
     assert_eq!(got_all, expected_all);
     let expected_some: Vec<u64> = published
@@ -618,11 +573,7 @@ async fn hundreds_of_topics_on_one_subscription_read_every_event_in_order() {
         .filter(|p| (60..140).contains(&p.1))
         .map(|p| p.0)
         .collect();
-    let mut got_some = Vec::new();
-    while got_some.len() < expected_some.len() {
-        let what = format!("event {} of topics 60 to 139", got_some.len());
-        got_some.push(id_of(&next_in(&mut some, &what).await.unwrap()));
-    }
+    let got_some = read_ids(&mut some, expected_some.len(), "of topics 60 to 139").await;
     assert_eq!(got_some, expected_some);
 }
 
@@ -713,6 +664,58 @@ async fn ids_across_topics_stay_in_order_while_wake_ups_lag_behind_the_watermark
             p.join().unwrap();
         }
     }
+}
+
+/// Starts `publishers` threads; the `p`-th publishes `per_publisher` events, its `n`-th
+/// on topic `topic_of(n, p)` of `names`, and gives the `(id, topic)` of each.
+fn spawn_publishers(
+    hub: &Hub,
+    names: &[String],
+    publishers: usize,
+    per_publisher: usize,
+    topic_of: fn(usize, usize) -> usize,
+) -> Vec<std::thread::JoinHandle<Vec<(u64, usize)>>> {
+    (0..publishers)
+        .map(|p| {
+            let (hub, names) = (hub.clone(), names.to_vec());
+            std::thread::spawn(move || {
+                (0..per_publisher)
+                    .map(|n| {
+                        let topic = topic_of(n, p);
+                        let published = hub.publish(&names[topic], Event::data("x")).unwrap();
+                        (published.id().unwrap(), topic)
+                    })
+                    .collect()
+            })
+        })
+        .collect()
+}
+
+/// Every publisher's `(id, topic)` pairs, in id order.
+fn joined_in_id_order(
+    publishers: Vec<std::thread::JoinHandle<Vec<(u64, usize)>>>,
+) -> Vec<(u64, usize)> {
+    let mut published: Vec<_> = publishers
+        .into_iter()
+        .flat_map(|p| p.join().unwrap())
+        .collect();
+    published.sort_unstable();
+    published
+}
+
+/// The ids of the next `count` events of `subscription`; fails naming the event (`what`
+/// says of which topics) if one does not come.
+async fn read_ids(
+    subscription: &mut tower_sse::Subscription,
+    count: usize,
+    what: &str,
+) -> Vec<u64> {
+    let mut ids = Vec::with_capacity(count);
+    while ids.len() < count {
+        let event = format!("event {} {what}", ids.len());
+        ids.push(id_of(&next_in(subscription, &event).await.unwrap()));
+    }
+    ids
 }
 
 /// The id of an event as the hub encoded it.
