@@ -173,7 +173,7 @@ impl HubInner {
         }
         self.next.store(id, Ordering::Relaxed);
         self.watermark.store(id, Ordering::Release);
-        woken.into_iter().for_each(super::topic::Waiters::wake);
+        woken.into_iter().for_each(super::waiters::Waiters::wake);
         self.tend(now, false, true);
         tracing::debug!(id, topics = topics.len(), "hub topics got the reset event");
     }

@@ -15,7 +15,8 @@ use super::builder::{HubConfig, IndexWhen};
 use super::conflate::Key;
 use super::deliveries;
 use super::log::{GapReason, SharedLog};
-use super::topic::{self, Topic};
+use super::topic::Topic;
+use super::waiters::WaiterKey;
 use crate::sync::{AtomicU64, Mutex, RwLock};
 use crate::{Event, LastEventId};
 
@@ -27,7 +28,7 @@ pub(crate) struct HubInner {
     /// Every id up to this one is appended to its topic.
     pub(crate) watermark: AtomicU64,
     /// Publishes that took parked subscriptions and have not flagged them all yet (see
-    /// `topic::Waiters`): while it is zero, a subscription reads only its flagged
+    /// `waiters::Waiters`): while it is zero, a subscription reads only its flagged
     /// topics; otherwise it also looks for registrations taken but not yet flagged.
     pub(crate) flagging: AtomicU64,
     /// Held by a local publish while it takes the next id, appends the event and moves
@@ -230,7 +231,7 @@ impl HubInner {
 
     /// A subscription leaves `topic`: unwatches it when it was the last one here, and
     /// drops it when its history can serve nobody.
-    pub(crate) fn leave(&self, topic: &Arc<Topic>, waiting: Option<topic::WaiterKey>) {
+    pub(crate) fn leave(&self, topic: &Arc<Topic>, waiting: Option<WaiterKey>) {
         let (unwatch, idle) = {
             let mut state = topic.lock();
             state.unpark(waiting);

@@ -60,6 +60,7 @@ mod signal;
 mod stats;
 mod subscription;
 mod topic;
+mod waiters;
 
 pub use builder::{HubBuilder, LagPolicy};
 pub use conflate::MAX_KEY_LEN;

@@ -1,6 +1,6 @@
 //! One topic: its ring of entries, which holds both the topic's history (for replay)
 //! and, while it has subscribers, its live window (what they may still have to read),
-//! and the subscribers parked until its next event.
+//! and the subscribers parked until its next event (`waiters.rs` wakes them).
 //!
 //! The ring keeps an entry while history needs it (`history_events`, `history_bytes`,
 //! `history_age`) or while the topic has subscribers and the entry is within the live
@@ -28,6 +28,7 @@ use super::budget::Held;
 use super::builder::{HubConfig, IndexWhen};
 use super::conflate::{Item, Key, KeyIndex};
 use super::signal::Signal;
+use super::waiters::{Waiter, WaiterKey, Waiters};
 use crate::Event;
 use crate::sync::{AtomicU64, Mutex, MutexGuard};
 
@@ -50,13 +51,6 @@ impl Entry {
     fn cost(&self) -> usize {
         self.event.as_bytes().len() + ENTRY_COST
     }
-}
-
-/// A subscription parked on this topic until its next event.
-#[derive(Debug)]
-pub(crate) struct Waiter {
-    signal: Arc<Signal>,
-    member: usize,
 }
 
 /// Where a subscriber stands in a topic, and whether it fell too far behind.
@@ -108,9 +102,6 @@ pub(crate) struct TopicState {
     charged: usize,
     held: Arc<Held>,
 }
-
-/// A registration in a topic's waiters: the round it was made in and its key.
-pub(crate) type WaiterKey = (u64, usize);
 
 impl TopicState {
     fn new(covered_after: u64, max_evicted_id: u64, held: Arc<Held>) -> Self {
@@ -381,10 +372,7 @@ impl TopicState {
 
     /// Parks a subscription until the next entry (or coverage).
     pub(crate) fn park(&mut self, signal: &Arc<Signal>, member: usize) -> WaiterKey {
-        let key = self.waiters.insert(Waiter {
-            signal: signal.clone(),
-            member,
-        });
+        let key = self.waiters.insert(Waiter::new(signal.clone(), member));
         (self.round, key)
     }
 
@@ -436,48 +424,6 @@ impl TopicState {
     /// Nobody reads the topic and its history can serve nobody: it may be dropped.
     pub(crate) fn is_idle(&self) -> bool {
         self.subscribers == 0 && (self.entries.is_empty() || self.covered_after.is_none())
-    }
-}
-
-/// Subscriptions taken from a topic's waiters; [`wake`](Waiters::wake) them outside
-/// every lock.
-///
-/// While it holds any, it counts in the hub's `flagging`: a subscription that reads
-/// that count as zero after the watermark finds every topic with an entry up to the
-/// watermark flagged, and reads only the flagged ones.
-#[derive(Debug)]
-#[must_use = "waiters must be woken"]
-pub(crate) struct Waiters<'a> {
-    taken: Option<Slab<Waiter>>,
-    flagging: &'a AtomicU64,
-}
-
-impl Waiters<'_> {
-    /// Flags the topic for each subscription and wakes it, then leaves the hub's
-    /// `flagging` count.
-    pub(crate) fn wake(mut self) {
-        self.flag_and_wake();
-    }
-
-    fn flag_and_wake(&mut self) {
-        let Some(taken) = self.taken.take() else {
-            return;
-        };
-        for (_, waiter) in taken {
-            waiter.signal.mark(waiter.member);
-            if let Some(waker) = waiter.signal.take_waker() {
-                waker.wake();
-            }
-        }
-        self.flagging.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Waiters<'_> {
-    /// Waiters dropped unwoken (a panic on the way) are woken all the same: nobody stays
-    /// parked, and the `flagging` count goes back down.
-    fn drop(&mut self) {
-        self.flag_and_wake();
     }
 }
 

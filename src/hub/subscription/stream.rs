@@ -17,7 +17,8 @@ use crate::hub::engine::HubInner;
 use crate::hub::log::{GapReason, Page, PageFuture};
 use crate::hub::member_set::MemberSet;
 use crate::hub::signal::Signal;
-use crate::hub::topic::{Topic, WaiterKey};
+use crate::hub::topic::Topic;
+use crate::hub::waiters::WaiterKey;
 use crate::{Event, LastEventId};
 
 /// Most entries taken from one source at a time.
