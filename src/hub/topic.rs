@@ -482,11 +482,13 @@ impl Topic {
         flagging: &'a AtomicU64,
     ) -> Waiters<'a> {
         let taken = state.take_waiters();
-        if taken.is_some() {
-            flagging.fetch_add(1, Ordering::SeqCst);
+        let took = taken.is_some();
+        // Counted first: a subscription that sees the new round sees the count too.
+        let waiters = Waiters::new(taken, flagging);
+        if took {
             self.round.store(state.round, Ordering::Release);
         }
-        Waiters { taken, flagging }
+        waiters
     }
 
     /// Whether the registration `key` was taken by a publish: the subscription parked

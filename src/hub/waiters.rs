@@ -37,11 +37,20 @@ pub(crate) type WaiterKey = (u64, usize);
 #[derive(Debug)]
 #[must_use = "waiters must be woken"]
 pub(crate) struct Waiters<'a> {
-    pub(super) taken: Option<Slab<Waiter>>,
-    pub(super) flagging: &'a AtomicU64,
+    taken: Option<Slab<Waiter>>,
+    flagging: &'a AtomicU64,
 }
 
-impl Waiters<'_> {
+impl<'a> Waiters<'a> {
+    /// The subscriptions `taken` from a topic's waiters (if any), counted in the hub's
+    /// `flagging` until [`wake`](Waiters::wake) has flagged them all.
+    pub(crate) fn new(taken: Option<Slab<Waiter>>, flagging: &'a AtomicU64) -> Self {
+        if taken.is_some() {
+            flagging.fetch_add(1, Ordering::SeqCst);
+        }
+        Waiters { taken, flagging }
+    }
+
     /// Flags the topic for each subscription and wakes it, then leaves the hub's
     /// `flagging` count.
     pub(crate) fn wake(mut self) {
